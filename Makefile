@@ -1,0 +1,51 @@
+# subhost: build, test, install. See README.adoc for the two commands that
+# matter (make demo, make test).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+GO      ?= go
+BIN     := bin
+PLUGINS := $(notdir $(wildcard plugins/*))
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/subhost/subhost/internal/version.Version=$(VERSION)
+
+.PHONY: all build test generate install demo clean vet
+
+all: build
+
+build:
+	@mkdir -p $(BIN)/plugins
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/subhost ./cmd/subhost
+	@for p in $(PLUGINS); do \
+		echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p"; \
+		$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; \
+	done
+	@if [ -d cmd/subhost-init ]; then \
+		echo "CGO_ENABLED=0 $(GO) build -o $(BIN)/plugins/subhost-init ./cmd/subhost-init"; \
+		CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/plugins/subhost-init ./cmd/subhost-init || exit 1; \
+	fi
+	@chmod 0755 $(BIN) $(BIN)/plugins
+
+# Tests touch the real kernel (mounts, loop devices, netns) and check that
+# the host is left as it was, so packages run one at a time (-p 1).
+test: build
+	$(GO) vet ./...
+	SUBHOST_BIN=$(CURDIR)/$(BIN) $(GO) test -p 1 -count=1 -timeout 25m ./...
+
+vet:
+	$(GO) vet ./...
+
+generate:
+	protoc -I sdk \
+		--go_out=sdk/internal/stagepb --go_opt=paths=source_relative \
+		--go-grpc_out=sdk/internal/stagepb --go-grpc_opt=paths=source_relative \
+		sdk/stage.proto
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/subhost/plugins
+	install -m 0755 $(BIN)/subhost $(DESTDIR)$(PREFIX)/bin/subhost
+	ln -sf subhost $(DESTDIR)$(PREFIX)/bin/pretend-boot
+	ln -sf subhost $(DESTDIR)$(PREFIX)/bin/control
+	install -m 0755 $(BIN)/plugins/* $(DESTDIR)$(PREFIX)/lib/subhost/plugins/
+
+clean:
+	rm -rf $(BIN)

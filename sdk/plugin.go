@@ -1,0 +1,178 @@
+package sdk
+
+import (
+	"context"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	pb "github.com/subhost/subhost/sdk/internal/stagepb"
+)
+
+// ProtocolVersion is the stage protocol's version; it matches the
+// package version in stage.proto (subhost.stage.v1).
+const ProtocolVersion = 1
+
+// Handshake is shared by the runner and every plugin. The cookie only
+// keeps a plugin from being run by hand by mistake; it is no security.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  ProtocolVersion,
+	MagicCookieKey:   "SUBHOST_STAGE_PLUGIN",
+	MagicCookieValue: "4d1f9c1e-boot-pipeline-stage",
+}
+
+// PluginName is the single plugin every stage executable serves.
+const PluginName = "stage"
+
+// PluginSet is the go-plugin map for a stage; impl is nil on the runner.
+func PluginSet(impl Stage) plugin.PluginSet {
+	return plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl}}
+}
+
+// GRPCPlugin adapts a Stage to go-plugin's gRPC transport.
+type GRPCPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	Impl Stage
+}
+
+func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	pb.RegisterStageServer(s, &server{impl: p.Impl})
+	return nil
+}
+
+func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return &client{rpc: pb.NewStageClient(c)}, nil
+}
+
+// server runs in the plugin: each handler decodes, calls the stage and
+// encodes, with the stage's failure as a typed problem in the response.
+type server struct {
+	pb.UnimplementedStageServer
+	impl Stage
+}
+
+func (s *server) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeResponse, error) {
+	return describeToProto(s.impl.Describe()), nil
+}
+
+func (s *server) Validate(ctx context.Context, req *pb.StageRequest) (*pb.ValidateResponse, error) {
+	r := requestFromProto(req)
+	err := s.impl.Validate(withLogger(ctx, r, "validate"), r)
+	logFailure(r, "validate", err)
+	return &pb.ValidateResponse{Problems: problemsToProto(err)}, nil
+}
+
+func (s *server) Up(ctx context.Context, req *pb.StageRequest) (*pb.UpResponse, error) {
+	r := requestFromProto(req)
+	res, err := s.impl.Up(withLogger(ctx, r, "up"), r)
+	logFailure(r, "up", err)
+	out := &pb.UpResponse{Problems: problemsToProto(err)}
+	if res != nil {
+		out.Record, out.State = recordToProto(res.Record), res.State
+	}
+	return out, nil
+}
+
+func (s *server) Down(ctx context.Context, req *pb.StageRequest) (*pb.DownResponse, error) {
+	r := requestFromProto(req)
+	err := s.impl.Down(withLogger(ctx, r, "down"), r)
+	logFailure(r, "down", err)
+	return &pb.DownResponse{Problems: problemsToProto(err)}, nil
+}
+
+func (s *server) Check(ctx context.Context, req *pb.StageRequest) (*pb.CheckResponse, error) {
+	r := requestFromProto(req)
+	err := s.impl.Check(withLogger(ctx, r, "check"), r)
+	return &pb.CheckResponse{Problems: problemsToProto(err)}, nil
+}
+
+func logFailure(r *Request, call string, err error) {
+	if err != nil {
+		logger.Debug("stage call failed", "subhost", r.Subhost.Name, "call", call, "error", err)
+	}
+}
+
+// client runs in the runner and is itself a Stage, so the runner cannot
+// tell a plugin from an in-process stage.
+type client struct {
+	rpc pb.StageClient
+}
+
+var _ Stage = (*client)(nil)
+
+func (c *client) Describe() Description {
+	d, _ := c.DescribeContext(context.Background())
+	return d
+}
+
+// DescribeContext is Describe with a deadline and the transport error.
+func (c *client) DescribeContext(ctx context.Context) (Description, error) {
+	resp, err := c.rpc.Describe(ctx, &pb.DescribeRequest{})
+	if err != nil {
+		return Description{}, err
+	}
+	return describeFromProto(resp), nil
+}
+
+func (c *client) Validate(ctx context.Context, req *Request) error {
+	resp, err := c.rpc.Validate(ctx, requestToProto(req))
+	if err != nil {
+		return err
+	}
+	return problemsFromProto(resp.GetProblems())
+}
+
+func (c *client) Up(ctx context.Context, req *Request) (*Result, error) {
+	resp, err := c.rpc.Up(ctx, requestToProto(req))
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Record: recordFromProto(resp.GetRecord()), State: resp.GetState()}
+	return res, problemsFromProto(resp.GetProblems())
+}
+
+func (c *client) Down(ctx context.Context, req *Request) error {
+	resp, err := c.rpc.Down(ctx, requestToProto(req))
+	if err != nil {
+		return err
+	}
+	return problemsFromProto(resp.GetProblems())
+}
+
+func (c *client) Check(ctx context.Context, req *Request) error {
+	resp, err := c.rpc.Check(ctx, requestToProto(req))
+	if err != nil {
+		return err
+	}
+	return problemsFromProto(resp.GetProblems())
+}
+
+// DescribeContext asks a dispensed stage to describe itself within ctx,
+// returning the transport error a plain Describe cannot.
+func DescribeContext(ctx context.Context, s Stage) (Description, error) {
+	if c, ok := s.(*client); ok {
+		return c.DescribeContext(ctx)
+	}
+	return s.Describe(), nil
+}
+
+// logger is the plugin's logger: made by Main before serving (JSON on the
+// real stderr, which go-plugin forwards to the runner), a plain one in
+// tests.
+var logger hclog.Logger = hclog.New(&hclog.LoggerOptions{Name: "stage", Level: hclog.Info})
+
+type loggerKey struct{}
+
+func withLogger(ctx context.Context, r *Request, call string) context.Context {
+	return context.WithValue(ctx, loggerKey{}, logger.With("subhost", r.Subhost.Name, "call", call))
+}
+
+// Logger returns the logger for a stage call: forwarded to the runner's
+// log with the stage name when running as a plugin.
+func Logger(ctx context.Context) hclog.Logger {
+	if l, ok := ctx.Value(loggerKey{}).(hclog.Logger); ok {
+		return l
+	}
+	return logger
+}

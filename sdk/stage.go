@@ -1,0 +1,177 @@
+package sdk
+
+import (
+	"context"
+	"strings"
+)
+
+// Stage is one step of a subhost's boot pipeline, modelled on CNI's
+// ADD/DEL/CHECK.
+type Stage interface {
+	// Describe names the stage and the parameters it accepts.
+	Describe() Description
+	// Validate checks the config and parameters. It must have no side
+	// effects: the runner validates every stage before any stage changes
+	// anything, so a bad config never leaves a half-built subhost.
+	Validate(ctx context.Context, req *Request) error
+	// Up brings this stage's objects up and returns what it contributes to
+	// the boot record, plus opaque state for later calls. It is idempotent:
+	// objects that already exist as wanted are adopted, ones that exist but
+	// differ are a Conflict.
+	Up(ctx context.Context, req *Request) (*Result, error)
+	// Down removes this stage's objects. It is idempotent and best effort:
+	// it must succeed from an empty or partial state (req.State may be
+	// nil), treats not-found as success, and keeps going past an error,
+	// reporting all of them.
+	Down(ctx context.Context, req *Request) error
+	// Check is read-only: it reports whether what the state says exists
+	// still does.
+	Check(ctx context.Context, req *Request) error
+}
+
+// Description is what a stage says about itself.
+type Description struct {
+	Name    string  `json:"name"`
+	Version string  `json:"version"`
+	Summary string  `json:"summary"`
+	Params  []Param `json:"params,omitempty"`
+}
+
+// Param documents one parameter a stage accepts from its pipeline block.
+type Param struct {
+	Name     string `json:"name"`
+	Doc      string `json:"doc,omitempty"`
+	Default  string `json:"default,omitempty"`
+	Required bool   `json:"required,omitempty"`
+}
+
+// Request is what every stage call receives.
+type Request struct {
+	Subhost Subhost `json:"subhost"`
+	// Stage is this stage's name in the pipeline.
+	Stage string `json:"stage"`
+	// Params are the attributes of this stage's pipeline block, as strings
+	// (numbers and bools in their HCL spelling, durations like "10s").
+	Params map[string]string `json:"params,omitempty"`
+	// Record is the boot record built by the stages before this one (for
+	// Down and Check: the whole recorded boot record).
+	Record BootRecord `json:"record"`
+	// State is what this stage's last Up returned, or nil.
+	State []byte `json:"state,omitempty"`
+}
+
+// Param returns a stage parameter, or def when it is not set.
+func (r *Request) Param(name, def string) string {
+	if v, ok := r.Params[name]; ok {
+		return v
+	}
+	return def
+}
+
+// Subhost identifies the subhost a request is about.
+type Subhost struct {
+	Name string `json:"name"`
+	// Home is the subhost's own directory, e.g. /opt/sub/NAME.
+	Home string `json:"home"`
+	// ConfigFile is the config that was read, "" when there was none.
+	ConfigFile string `json:"config_file,omitempty"`
+	// Vars holds every variable the config set, and DISKS/BRIDGES taken
+	// from the environment.
+	Vars map[string]Var `json:"vars,omitempty"`
+}
+
+// Var is a config variable: a bash scalar has one word and IsArray false.
+type Var struct {
+	Words   []string `json:"words"`
+	IsArray bool     `json:"is_array,omitempty"`
+	// Origin says where it was set, "FILE:LINE" or "environment", for
+	// error messages that name the element at fault.
+	Origin string `json:"origin,omitempty"`
+}
+
+// Lookup returns a variable and whether the config set it.
+func (s *Subhost) Lookup(name string) (Var, bool) {
+	v, ok := s.Vars[name]
+	return v, ok
+}
+
+// Scalar returns a variable's value as bash's "$NAME" would: the first
+// word of an array, "" when unset.
+func (s *Subhost) Scalar(name string) string {
+	v := s.Vars[name]
+	if len(v.Words) == 0 {
+		return ""
+	}
+	return v.Words[0]
+}
+
+// Array returns a variable's words, as bash's "${NAME[@]}" would.
+func (s *Subhost) Array(name string) []string {
+	return s.Vars[name].Words
+}
+
+// Where names the place a variable was set, for error messages:
+// "config /opt/sub/x/config:3" or "environment".
+func (s *Subhost) Where(name string) string {
+	v, ok := s.Vars[name]
+	switch {
+	case !ok:
+		if s.ConfigFile != "" {
+			return "config " + s.ConfigFile
+		}
+		return "config"
+	case v.Origin == "environment":
+		return "environment"
+	case strings.HasPrefix(v.Origin, "/"):
+		return "config " + v.Origin
+	default:
+		return v.Origin
+	}
+}
+
+// Result is what a stage's Up contributes.
+type Result struct {
+	// Record holds only what this stage adds; the runner merges it into the
+	// boot record and rejects conflicting single-valued fields.
+	Record BootRecord `json:"record"`
+	// State is opaque to the runner and handed back on later calls.
+	State []byte `json:"state,omitempty"`
+}
+
+// BootRecord is the data that flows down the pipeline.
+type BootRecord struct {
+	// Root is the guest root filesystem's path on the host.
+	Root string `json:"root,omitempty"`
+	// Devices are the nodes to create in the guest's /dev.
+	Devices []Device `json:"devices,omitempty"`
+	// Netns is the path of the guest's network namespace.
+	Netns      string      `json:"netns,omitempty"`
+	Interfaces []Interface `json:"interfaces,omitempty"`
+	Hostname   string      `json:"hostname,omitempty"`
+	// GuestPID is the launched guest's PID 1 (as seen from the host), and
+	// GuestStartTime its start time in clock ticks since boot
+	// (/proc/PID/stat field 22): together they identify the process.
+	GuestPID       int    `json:"guest_pid,omitempty"`
+	GuestStartTime uint64 `json:"guest_start_time,omitempty"`
+	// Console is the host path of the pty the guest's console is bound to.
+	Console string `json:"console,omitempty"`
+	// Extra is for site stages.
+	Extra map[string]string `json:"extra,omitempty"`
+}
+
+// Device is a node in the guest's /dev.
+type Device struct {
+	GuestName string `json:"guest_name"` // e.g. "vda1"
+	HostPath  string `json:"host_path"`  // e.g. "/dev/loop3"
+	Major     uint32 `json:"major"`
+	Minor     uint32 `json:"minor"`
+	ReadOnly  bool   `json:"read_only,omitempty"`
+}
+
+// Interface is one veth cable between a host bridge and the guest.
+type Interface struct {
+	HostName  string `json:"host_name"`
+	GuestName string `json:"guest_name"`
+	MAC       string `json:"mac"`
+	Bridge    string `json:"bridge"`
+}

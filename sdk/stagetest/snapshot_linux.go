@@ -1,0 +1,189 @@
+package stagetest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/subhost/subhost/sdk"
+)
+
+// Snapshot is the set of host objects a subhost could leave behind, each
+// as one comparable line.
+type Snapshot struct {
+	Mounts  []string // "MOUNTPOINT FSTYPE SOURCE" from /proc/self/mountinfo
+	Loops   []string // "loopN BACKING-FILE" for every attached loop device
+	Netns   []string // entries of /run/netns
+	Links   []string // network interfaces of the current network namespace
+	Plugins []string // "PID CMDLINE" of every running stage plugin process
+}
+
+// Take reads the host's current objects.
+func Take() (Snapshot, error) {
+	var s Snapshot
+	var err error
+	if s.Mounts, err = mounts(); err != nil {
+		return s, err
+	}
+	if s.Loops, err = loops(); err != nil {
+		return s, err
+	}
+	if s.Netns, err = netnsNames(); err != nil {
+		return s, err
+	}
+	if s.Links, err = links(); err != nil {
+		return s, err
+	}
+	if s.Plugins, err = pluginProcesses(); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// Diff lists what differs from before, as "+ kind: object" (appeared)
+// and "- kind: object" (vanished) lines; empty when the host is the same.
+func (s Snapshot) Diff(before Snapshot) []string {
+	var out []string
+	for _, k := range []struct {
+		kind    string
+		was, is []string
+	}{
+		{"mount", before.Mounts, s.Mounts},
+		{"loop", before.Loops, s.Loops},
+		{"netns", before.Netns, s.Netns},
+		{"link", before.Links, s.Links},
+		{"plugin process", before.Plugins, s.Plugins},
+	} {
+		for _, x := range k.is {
+			if !slices.Contains(k.was, x) {
+				out = append(out, "+ "+k.kind+": "+x)
+			}
+		}
+		for _, x := range k.was {
+			if !slices.Contains(k.is, x) {
+				out = append(out, "- "+k.kind+": "+x)
+			}
+		}
+	}
+	return out
+}
+
+// NoLeaks takes a snapshot now and, when the test ends, fails it if the
+// host differs. Call it first in a test, so that its check runs after
+// every other cleanup. Objects the kernel frees asynchronously (an
+// autoclear loop device, a netns whose last user exits) get a short grace.
+//
+// The comparison is host-wide: run such tests with `go test -p 1`.
+func NoLeaks(t testing.TB) {
+	t.Helper()
+	before, err := Take()
+	if err != nil {
+		t.Fatalf("host snapshot: %v", err)
+	}
+	t.Cleanup(func() {
+		var diff []string
+		for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			now, err := Take()
+			if err != nil {
+				t.Errorf("host snapshot: %v", err)
+				return
+			}
+			if diff = now.Diff(before); len(diff) == 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		if len(diff) > 0 {
+			t.Errorf("the test left the host changed:\n  %s", strings.Join(diff, "\n  "))
+		}
+	})
+}
+
+func mounts() ([]string, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		// id parent major:minor root mountpoint options ... - fstype source superopts
+		f := strings.Fields(sc.Text())
+		sep := slices.Index(f, "-")
+		if len(f) < 5 || sep < 0 || sep+2 >= len(f) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s %s %s", f[4], f[sep+1], f[sep+2]))
+	}
+	slices.Sort(out)
+	return out, sc.Err()
+}
+
+func loops() ([]string, error) {
+	paths, err := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // detached between glob and read
+		}
+		dev := filepath.Base(filepath.Dir(filepath.Dir(p)))
+		out = append(out, dev+" "+strings.TrimSpace(string(b)))
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func netnsNames() ([]string, error) {
+	entries, err := os.ReadDir("/run/netns")
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out, err
+}
+
+func links() ([]string, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, i := range ifs {
+		out = append(out, i.Name)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// pluginProcesses finds stage plugins by the handshake cookie that the
+// runner puts in every plugin's environment.
+func pluginProcesses() ([]string, error) {
+	dirs, err := filepath.Glob("/proc/[0-9]*")
+	if err != nil {
+		return nil, err
+	}
+	cookie := []byte(sdk.Handshake.MagicCookieKey + "=")
+	var out []string
+	for _, d := range dirs {
+		env, err := os.ReadFile(d + "/environ")
+		if err != nil || !bytes.Contains(env, cookie) {
+			continue
+		}
+		cmd, _ := os.ReadFile(d + "/cmdline")
+		out = append(out, filepath.Base(d)+" "+strings.TrimSpace(string(bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}))))
+	}
+	return out, nil
+}
