@@ -1,0 +1,50 @@
+package trust
+
+import (
+	"io/fs"
+	"os"
+	"syscall"
+
+	"github.com/subhost/subhost/sdk"
+)
+
+// File checks an open file (with fstat, so what is checked is what was
+// opened). what names it for the operator: "config", "pipeline file",
+// "plugin".
+func File(f *os.File, what string) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return sdk.Internalf("%s %s: %w", what, f.Name(), err)
+	}
+	return check(f.Name(), what, fi)
+}
+
+// Path checks a file or directory by path, following symlinks: what is
+// checked is what a later open of the path reaches. A missing path returns
+// an error for which errors.Is(err, fs.ErrNotExist) holds.
+func Path(path, what string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return sdk.NotFoundf("%s %s does not exist: %w", what, path, fs.ErrNotExist)
+		}
+		return sdk.Invalidf("%s %s: %w", what, path, err)
+	}
+	return check(path, what, fi)
+}
+
+func check(name, what string, fi fs.FileInfo) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return sdk.Internalf("%s %s: no owner information", what, name)
+	}
+	// The owner may be root, or the user running subhost (who is root in
+	// production; a file one owns is as trusted as oneself).
+	if st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return sdk.Invalidf("%s %s is owned by uid %d, not root: chown root it", what, name, st.Uid)
+	}
+	if st.Mode&0o022 != 0 {
+		return sdk.Invalidf("%s %s is writable by group or others (mode %04o): chmod go-w it", what, name, st.Mode&0o7777)
+	}
+	return nil
+}

@@ -1,0 +1,105 @@
+package trust
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/subhost/subhost/sdk"
+	"github.com/subhost/subhost/sdk/stagetest"
+)
+
+func TestFileAndPath(t *testing.T) {
+	stagetest.RequireRoot(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		mode    os.FileMode
+		uid     int
+		wantErr string
+	}{
+		{"ok", 0o644, 0, ""},
+		{"ok-private", 0o600, 0, ""},
+		{"ok-exec", 0o755, 0, ""},
+		{"world-writable", 0o666, 0, "is writable by group or others (mode 0666): chmod go-w it"},
+		{"group-writable", 0o620, 0, "is writable by group or others (mode 0620): chmod go-w it"},
+		{"other-writable", 0o602, 0, "(mode 0602)"},
+		{"not-root", 0o644, 65534, "is owned by uid 65534, not root: chown root it"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(dir, tt.name)
+			if err := os.WriteFile(p, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(p, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(p, tt.uid, tt.uid); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			for how, err := range map[string]error{"File": File(f, "config"), "Path": Path(p, "config")} {
+				if tt.wantErr == "" {
+					if err != nil {
+						t.Errorf("%s: %v", how, err)
+					}
+					continue
+				}
+				if err == nil {
+					t.Fatalf("%s: no error, want %q", how, tt.wantErr)
+				}
+				if !strings.Contains(err.Error(), tt.wantErr) || !strings.HasPrefix(err.Error(), "config "+p+" ") {
+					t.Errorf("%s: error %q, want config %s ... %q", how, err, p, tt.wantErr)
+				}
+				if !sdk.IsKind(err, sdk.KindInvalidConfig) {
+					t.Errorf("%s: kind %v, want invalid config", how, sdk.KindOf(err))
+				}
+			}
+		})
+	}
+}
+
+func TestPathDirectory(t *testing.T) {
+	stagetest.RequireRoot(t)
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "plugins")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := Path(sub, "plugin directory"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(sub, os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	err := Path(sub, "plugin directory")
+	if err == nil || !strings.Contains(err.Error(), "(mode 1777)") {
+		t.Fatalf("sticky world-writable dir: %v", err)
+	}
+	// A symlink is followed: the target is what is judged.
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(sub, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := Path(link, "plugin directory"); err == nil {
+		t.Fatal("symlink to a world-writable dir accepted")
+	}
+}
+
+func TestPathMissing(t *testing.T) {
+	err := Path(filepath.Join(t.TempDir(), "nope"), "pipeline directory")
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("missing path: %v, want fs.ErrNotExist", err)
+	}
+}
