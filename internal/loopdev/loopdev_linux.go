@@ -1,0 +1,358 @@
+package loopdev
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Options say how to attach an image.
+type Options struct {
+	// Offset is where the device starts in the image, in bytes.
+	Offset int64
+	// SizeLimit is the device's size in bytes; 0 means up to the end of
+	// the image.
+	SizeLimit int64
+	// ReadOnly makes the device read-only (LO_FLAGS_READ_ONLY), so not
+	// even root can write to it.
+	ReadOnly bool
+	// Autoclear makes the kernel detach the device when its last user
+	// closes it (LO_FLAGS_AUTOCLEAR).
+	Autoclear bool
+}
+
+// Device is an attached loop device.
+type Device struct {
+	Path         string // e.g. /dev/loop3
+	Major, Minor uint32
+	// Backing is the backing file's path as the kernel reports it.
+	Backing   string
+	Offset    int64
+	SizeLimit int64
+	ReadOnly  bool
+	Autoclear bool
+
+	// The backing file's device and inode, when known: Detach uses them
+	// to make sure the device still serves the same file.
+	backingDev, backingIno uint64
+}
+
+// Name is the kernel's name for the device, e.g. loop3.
+func (d Device) Name() string { return filepath.Base(d.Path) }
+
+// ErrBusy is returned (wrapped) by Detach when the device is still open
+// elsewhere, e.g. mounted: it is then only marked to go away with its last
+// user.
+var ErrBusy = errors.New("loop device still in use")
+
+const (
+	controlPath = "/dev/loop-control"
+	sysBlock    = "/sys/block"
+	// attachTries bounds the retries when other processes keep taking the
+	// free device we were given.
+	attachTries = 64
+)
+
+// Attach attaches image to a free loop device and returns it with an open
+// descriptor on it (read-write, or read-only with opts.ReadOnly). The
+// caller must close the descriptor; with opts.Autoclear that detaches the
+// device unless something else (a mount) still uses it.
+func Attach(image string, opts Options) (*Device, *os.File, error) {
+	if opts.Offset < 0 || opts.SizeLimit < 0 {
+		return nil, nil, fmt.Errorf("attach loop %q: negative offset %d or size limit %d", image, opts.Offset, opts.SizeLimit)
+	}
+	mode := os.O_RDWR
+	if opts.ReadOnly {
+		mode = os.O_RDONLY
+	}
+	backing, err := os.OpenFile(image, mode|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("attach loop %q: %w", image, err)
+	}
+	// The kernel keeps its own reference to the backing file.
+	defer backing.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(backing.Fd()), &st); err != nil {
+		return nil, nil, fmt.Errorf("attach loop %q: %w", image, err)
+	}
+
+	ctl, err := os.OpenFile(controlPath, os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("attach loop %q: %w", image, err)
+	}
+	defer ctl.Close()
+
+	var info unix.LoopInfo64
+	info.Offset = uint64(opts.Offset)
+	info.Sizelimit = uint64(opts.SizeLimit)
+	if opts.ReadOnly {
+		info.Flags |= unix.LO_FLAGS_READ_ONLY
+	}
+	if opts.Autoclear {
+		info.Flags |= unix.LO_FLAGS_AUTOCLEAR
+	}
+	copy(info.File_name[:len(info.File_name)-1], image)
+
+	var lastErr error
+	for try := 0; try < attachTries; try++ {
+		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
+		if err != nil {
+			return nil, nil, fmt.Errorf("attach loop %q: find a free loop device: %w", image, err)
+		}
+		dev, err := openLoop(n, os.O_RDWR)
+		if err != nil {
+			return nil, nil, fmt.Errorf("attach loop %q: %w", image, err)
+		}
+		err = configure(dev, backing, &info)
+		if errors.Is(err, unix.EBUSY) {
+			// Another process took this device between GET_FREE and
+			// our configure: ask for another.
+			dev.Close()
+			lastErr = err
+			continue
+		}
+		if err != nil {
+			dev.Close()
+			return nil, nil, fmt.Errorf("attach loop %q to %s: %w", image, dev.Name(), err)
+		}
+		d := &Device{
+			Path:       dev.Name(),
+			Backing:    image,
+			Offset:     opts.Offset,
+			SizeLimit:  opts.SizeLimit,
+			ReadOnly:   opts.ReadOnly,
+			Autoclear:  opts.Autoclear,
+			backingDev: st.Dev,
+			backingIno: st.Ino,
+		}
+		var dst unix.Stat_t
+		if err := unix.Fstat(int(dev.Fd()), &dst); err == nil {
+			d.Major, d.Minor = unix.Major(dst.Rdev), unix.Minor(dst.Rdev)
+		}
+		if b, err := readSys(filepath.Join(sysBlock, filepath.Base(d.Path), "loop", "backing_file")); err == nil {
+			d.Backing = b
+		}
+		if opts.ReadOnly {
+			// Hand back a read-only descriptor: the device refuses
+			// writes anyway.
+			ro, err := os.OpenFile(d.Path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err == nil {
+				dev.Close()
+				dev = ro
+			}
+			// If reopening failed, the read-write descriptor still
+			// holds the device; keep it rather than lose the device.
+		}
+		return d, dev, nil
+	}
+	return nil, nil, fmt.Errorf("attach loop %q: no free loop device after %d tries: %w", image, attachTries, lastErr)
+}
+
+// configure binds backing to the loop device dev.
+func configure(dev, backing *os.File, info *unix.LoopInfo64) error {
+	cfg := unix.LoopConfig{Fd: uint32(backing.Fd()), Info: *info}
+	err := unix.IoctlLoopConfigure(int(dev.Fd()), &cfg)
+	if err == nil || !(errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTTY)) {
+		return err
+	}
+	// Kernels before 5.8 have no LOOP_CONFIGURE.
+	if err := unix.IoctlSetInt(int(dev.Fd()), unix.LOOP_SET_FD, int(backing.Fd())); err != nil {
+		return err
+	}
+	if err := unix.IoctlLoopSetStatus64(int(dev.Fd()), info); err != nil {
+		unix.IoctlSetInt(int(dev.Fd()), unix.LOOP_CLR_FD, 0)
+		return err
+	}
+	return nil
+}
+
+// openLoop opens /dev/loopN, making the node from sysfs when /dev lacks
+// it (a static /dev, or a container's).
+func openLoop(n int, mode int) (*os.File, error) {
+	path := "/dev/loop" + strconv.Itoa(n)
+	f, err := os.OpenFile(path, mode|unix.O_CLOEXEC, 0)
+	if !errors.Is(err, os.ErrNotExist) {
+		return f, err
+	}
+	majmin, serr := readSys(filepath.Join(sysBlock, "loop"+strconv.Itoa(n), "dev"))
+	if serr != nil {
+		return nil, err
+	}
+	var major, minor uint32
+	if _, serr := fmt.Sscanf(majmin, "%d:%d", &major, &minor); serr != nil {
+		return nil, err
+	}
+	if serr := unix.Mknod(path, unix.S_IFBLK|0o660, int(unix.Mkdev(major, minor))); serr != nil && !errors.Is(serr, unix.EEXIST) {
+		return nil, fmt.Errorf("create %s: %w", path, serr)
+	}
+	return os.OpenFile(path, mode|unix.O_CLOEXEC, 0)
+}
+
+// List returns every attached loop device, ordered by number.
+func List() ([]Device, error) {
+	paths, err := filepath.Glob(filepath.Join(sysBlock, "loop*", "loop", "backing_file"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Device
+	for _, p := range paths {
+		dir := filepath.Dir(filepath.Dir(p))
+		d, err := fromSys(dir)
+		if err != nil {
+			continue // detached while we looked
+		}
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return loopNumber(out[i].Path) < loopNumber(out[j].Path) })
+	return out, nil
+}
+
+func loopNumber(path string) int {
+	n, _ := strconv.Atoi(strings.TrimPrefix(filepath.Base(path), "loop"))
+	return n
+}
+
+// fromSys reads one loop device's attributes from /sys/block/loopN.
+func fromSys(dir string) (Device, error) {
+	d := Device{Path: "/dev/" + filepath.Base(dir)}
+	backing, err := readSys(filepath.Join(dir, "loop", "backing_file"))
+	if err != nil {
+		return d, err
+	}
+	d.Backing = backing
+	if s, err := readSys(filepath.Join(dir, "dev")); err == nil {
+		fmt.Sscanf(s, "%d:%d", &d.Major, &d.Minor)
+	}
+	if s, err := readSys(filepath.Join(dir, "loop", "offset")); err == nil {
+		d.Offset, _ = strconv.ParseInt(s, 10, 64)
+	}
+	if s, err := readSys(filepath.Join(dir, "loop", "sizelimit")); err == nil {
+		d.SizeLimit, _ = strconv.ParseInt(s, 10, 64)
+	}
+	if s, err := readSys(filepath.Join(dir, "loop", "autoclear")); err == nil {
+		d.Autoclear = s == "1"
+	}
+	if s, err := readSys(filepath.Join(dir, "ro")); err == nil {
+		d.ReadOnly = s == "1"
+	}
+	return d, nil
+}
+
+func readSys(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(b), "\n"), nil
+}
+
+// FindByBacking returns the attached loop devices whose backing file is
+// image: the same file (device and inode), whatever path it was attached
+// by. A missing image has none.
+func FindByBacking(image string) ([]Device, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(image, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("find loop devices of %q: %w", image, err)
+	}
+	all, err := List()
+	if err != nil {
+		return nil, fmt.Errorf("find loop devices of %q: %w", image, err)
+	}
+	var out []Device
+	for _, d := range all {
+		dev, ino, ok := backingID(d)
+		if ok && dev == st.Dev && ino == st.Ino {
+			d.backingDev, d.backingIno = dev, ino
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// backingID returns the device and inode of d's backing file: from the
+// kernel (LOOP_GET_STATUS64), or failing that by the path sysfs reports.
+func backingID(d Device) (dev, ino uint64, ok bool) {
+	if info, err := status(d.Path); err == nil {
+		return info.Device, info.Inode, true
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(strings.TrimSuffix(d.Backing, " (deleted)"), &st); err == nil {
+		return st.Dev, st.Ino, true
+	}
+	return 0, 0, false
+}
+
+func status(path string) (*unix.LoopInfo64, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return unix.IoctlLoopGetStatus64(int(f.Fd()))
+}
+
+// Detach detaches dev (LOOP_CLR_FD). A device that is no longer attached,
+// or now serves another file, is success: the one meant is gone. A device
+// still in use (mounted, or open in some process) is only marked to go
+// away with its last user, and Detach returns an error wrapping ErrBusy.
+func Detach(dev Device) error {
+	f, err := os.OpenFile(dev.Path, os.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENXIO) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("detach loop %s: %w", dev.Path, err)
+	}
+	info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
+	if errors.Is(err, unix.ENXIO) {
+		f.Close()
+		return nil
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("detach loop %s: %w", dev.Path, err)
+	}
+	if !sameBacking(dev, info) {
+		f.Close()
+		return nil
+	}
+	err = unix.IoctlSetInt(int(f.Fd()), unix.LOOP_CLR_FD, 0)
+	f.Close()
+	if errors.Is(err, unix.ENXIO) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("detach loop %s (%s): %w", dev.Path, dev.Backing, err)
+	}
+	// Since Linux 5.x LOOP_CLR_FD on a busy device only sets autoclear;
+	// the device goes once our close was its last. Say so if it stays.
+	if b, err := readSys(filepath.Join(sysBlock, dev.Name(), "loop", "backing_file")); err == nil && strings.TrimSuffix(b, " (deleted)") == strings.TrimSuffix(dev.Backing, " (deleted)") {
+		return fmt.Errorf("detach loop %s (%s): %w; it goes when its last user closes it", dev.Path, dev.Backing, ErrBusy)
+	}
+	return nil
+}
+
+// sameBacking reports whether the device described by info still serves
+// the file dev was found with.
+func sameBacking(dev Device, info *unix.LoopInfo64) bool {
+	if dev.backingIno != 0 {
+		return info.Device == dev.backingDev && info.Inode == dev.backingIno
+	}
+	if dev.Backing == "" {
+		return true
+	}
+	b, err := readSys(filepath.Join(sysBlock, dev.Name(), "loop", "backing_file"))
+	if err != nil {
+		return false
+	}
+	return strings.TrimSuffix(b, " (deleted)") == strings.TrimSuffix(dev.Backing, " (deleted)")
+}
