@@ -34,8 +34,16 @@ test: build
 vet:
 	$(GO) vet ./...
 
+# Generated code is committed; this reproduces it byte for byte with the
+# pinned generator versions (protoc itself from Debian's protobuf-compiler).
+PROTOC_GEN_GO      := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+TOOLS := $(CURDIR)/.tools
+
 generate:
-	protoc -I sdk \
+	GOBIN=$(TOOLS) $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(TOOLS) $(GO) install $(PROTOC_GEN_GO_GRPC)
+	PATH=$(TOOLS):$$PATH protoc -I sdk \
 		--go_out=sdk/internal/stagepb --go_opt=paths=source_relative \
 		--go-grpc_out=sdk/internal/stagepb --go-grpc_opt=paths=source_relative \
 		sdk/stage.proto

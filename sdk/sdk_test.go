@@ -1,0 +1,201 @@
+package sdk_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/subhost/subhost/sdk"
+	"github.com/subhost/subhost/sdk/stagetest"
+)
+
+// echoStage returns what it got, so a test can compare both sides of the
+// RPC boundary, and fails with whatever error it is told to.
+type echoStage struct {
+	got  *sdk.Request
+	fail error
+}
+
+func (e *echoStage) Describe() sdk.Description {
+	return sdk.Description{Name: "echo", Version: "1.2.3", Summary: "echoes", Params: []sdk.Param{{Name: "p", Doc: "a param", Default: "d", Required: true}}}
+}
+func (e *echoStage) Validate(_ context.Context, r *sdk.Request) error { e.got = r; return e.fail }
+func (e *echoStage) Up(_ context.Context, r *sdk.Request) (*sdk.Result, error) {
+	e.got = r
+	return &sdk.Result{Record: r.Record, State: r.State}, e.fail
+}
+func (e *echoStage) Down(_ context.Context, r *sdk.Request) error  { e.got = r; return e.fail }
+func (e *echoStage) Check(_ context.Context, r *sdk.Request) error { e.got = r; return e.fail }
+
+func fullRequest() *sdk.Request {
+	return &sdk.Request{
+		Subhost: sdk.Subhost{
+			Name: "web1", Home: "/opt/sub/web1", ConfigFile: "/opt/sub/web1/config",
+			Vars: map[string]sdk.Var{
+				"DISKS":   {Words: []string{"vda:1:/d/a.raw", "vdb:0:/d/b.raw"}, IsArray: true, Origin: "/opt/sub/web1/config:2"},
+				"BRIDGES": {Words: []string{"br0:06:a7:dd:b4:02:f2"}, IsArray: true, Origin: "environment"},
+				"BASE":    {Words: []string{"/base"}, Origin: "/opt/sub/web1/config:1"},
+			},
+		},
+		Stage:  "echo",
+		Params: map[string]string{"mode": "sysv", "timeout": "10s"},
+		Record: sdk.BootRecord{
+			Root:           "/opt/sub/web1/live",
+			Devices:        []sdk.Device{{GuestName: "vda", HostPath: "/dev/loop3", Major: 7, Minor: 3, ReadOnly: true}},
+			Netns:          "/run/netns/web1",
+			Interfaces:     []sdk.Interface{{HostName: "web10", GuestName: "eth0", MAC: "06:a7:dd:b4:02:f2", Bridge: "br0"}},
+			Hostname:       "web1",
+			GuestPID:       4242,
+			GuestStartTime: 987654321,
+			Console:        "/dev/pts/9",
+			Extra:          map[string]string{"site": "x"},
+		},
+		State: []byte(`{"opaque":true}`),
+	}
+}
+
+func TestRoundTripKeepsEveryField(t *testing.T) {
+	impl := &echoStage{}
+	s := stagetest.Serve(t, impl)
+	ctx := context.Background()
+	want := fullRequest()
+
+	if d := s.Describe(); !reflect.DeepEqual(d, impl.Describe()) {
+		t.Errorf("Describe: got %+v, want %+v", d, impl.Describe())
+	}
+	for name, call := range map[string]func() error{
+		"validate": func() error { return s.Validate(ctx, want) },
+		"down":     func() error { return s.Down(ctx, want) },
+		"check":    func() error { return s.Check(ctx, want) },
+	} {
+		if err := call(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !reflect.DeepEqual(impl.got, want) {
+			t.Errorf("%s: the stage got\n%+v\nwant\n%+v", name, impl.got, want)
+		}
+	}
+	res, err := s.Up(ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(res.Record, want.Record) || string(res.State) != string(want.State) {
+		t.Errorf("Up result: got %+v", res)
+	}
+}
+
+func TestErrorKindsCrossRPC(t *testing.T) {
+	impl := &echoStage{}
+	s := stagetest.Serve(t, impl)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		err  error
+		kind sdk.ErrorKind
+	}{
+		{sdk.Invalidf("DISKS[0] %q: bad", "x"), sdk.KindInvalidConfig},
+		{sdk.Conflictf("%q exists but is not a bridge", "br0"), sdk.KindConflict},
+		{sdk.NotFoundf("no such thing"), sdk.KindNotFound},
+		{sdk.Internalf("boom"), sdk.KindInternal},
+		{errors.New("untyped"), sdk.KindInternal},
+		{errors.Join(sdk.NotFoundf("a gone"), sdk.Conflictf("b busy")), sdk.KindNotFound},
+	} {
+		impl.fail = tc.err
+		for name, call := range map[string]func() error{
+			"validate": func() error { return s.Validate(ctx, fullRequest()) },
+			"up":       func() error { _, err := s.Up(ctx, fullRequest()); return err },
+			"down":     func() error { return s.Down(ctx, fullRequest()) },
+			"check":    func() error { return s.Check(ctx, fullRequest()) },
+		} {
+			err := call()
+			if err == nil {
+				t.Fatalf("%s: %v was lost", name, tc.err)
+			}
+			if got := sdk.KindOf(err); got != tc.kind {
+				t.Errorf("%s: kind %v, want %v (%v)", name, got, tc.kind, err)
+			}
+			for _, part := range strings.Split(tc.err.Error(), "\n") {
+				if !strings.Contains(err.Error(), part) {
+					t.Errorf("%s: message %q lost %q", name, err, part)
+				}
+			}
+		}
+	}
+	// Each part of a joined error keeps its own kind.
+	impl.fail = errors.Join(sdk.NotFoundf("a gone"), sdk.Conflictf("b busy"))
+	err := s.Down(ctx, fullRequest())
+	var parts interface{ Unwrap() []error }
+	if !errors.As(err, &parts) || len(parts.Unwrap()) != 2 || !sdk.IsKind(parts.Unwrap()[1], sdk.KindConflict) {
+		t.Errorf("joined error did not survive: %#v", err)
+	}
+}
+
+func TestErrorWraps(t *testing.T) {
+	err := sdk.Invalidf("config %s: %w", "x", os.ErrNotExist)
+	if !errors.Is(err, os.ErrNotExist) || sdk.KindOf(err) != sdk.KindInvalidConfig {
+		t.Errorf("wrapping lost: %v", err)
+	}
+	if sdk.KindOf(fmtWrap(err)) != sdk.KindInvalidConfig {
+		t.Errorf("kind lost through fmt wrapping")
+	}
+}
+
+func fmtWrap(err error) error { return errors.Join(err) }
+
+func TestMergeRejectsConflicts(t *testing.T) {
+	var r sdk.BootRecord
+	if err := r.Merge(sdk.BootRecord{Root: "/a", Devices: []sdk.Device{{GuestName: "vda", Major: 7}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Merge(sdk.BootRecord{Netns: "/run/netns/x", Interfaces: []sdk.Interface{{GuestName: "eth0"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []sdk.BootRecord{
+		{Root: "/b"},
+		{Devices: []sdk.Device{{GuestName: "vda", Major: 8}}},
+		{Interfaces: []sdk.Interface{{GuestName: "eth0", MAC: "x"}}},
+	} {
+		before := r
+		if err := r.Merge(bad); !sdk.IsKind(err, sdk.KindConflict) {
+			t.Errorf("merge %+v: got %v, want a conflict", bad, err)
+		}
+		if !reflect.DeepEqual(before, r) {
+			t.Errorf("a failed merge changed the record")
+		}
+	}
+	if err := r.Merge(sdk.BootRecord{Root: "/a"}); err != nil {
+		t.Errorf("the same value again is no conflict: %v", err)
+	}
+}
+
+// The Go protocol constant follows the .proto package version.
+func TestProtocolVersionMatchesProto(t *testing.T) {
+	data, err := os.ReadFile("stage.proto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^package subhost\.stage\.v(\d+);`).FindSubmatch(data)
+	if m == nil || string(m[1]) != "1" || sdk.ProtocolVersion != 1 {
+		t.Errorf("stage.proto package version %q and sdk.ProtocolVersion %d disagree", m, sdk.ProtocolVersion)
+	}
+}
+
+// sdk is public: it must not depend on the runner or the plugins.
+func TestSDKImportsNothingPrivate(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		for _, private := range []string{"/internal/", "/cmd/", "/plugins/"} {
+			rest, ok := strings.CutPrefix(pkg, "github.com/subhost/subhost")
+			if ok && strings.Contains(rest+"/", private) && !strings.HasPrefix(rest, "/sdk/") {
+				t.Errorf("sdk depends on %s", pkg)
+			}
+		}
+	}
+}
