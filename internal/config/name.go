@@ -1,0 +1,32 @@
+package config
+
+import "github.com/subhost/subhost/sdk"
+
+// MaxNameLen is the longest subhost name: it becomes a prefix of host
+// interface names and part of paths.
+const MaxNameLen = 32
+
+// ValidName checks a subhost name before any path is built from it:
+// letters, digits, '-' and '_', starting with a letter or digit, at most
+// MaxNameLen characters.
+func ValidName(name string) error {
+	if name == "" {
+		return sdk.Invalidf("subhost name is empty")
+	}
+	for _, c := range name {
+		if !isNameChar(c) {
+			return sdk.Invalidf("subhost name %q: only letters, digits, \"-\" and \"_\" are allowed", name)
+		}
+	}
+	if len(name) > MaxNameLen {
+		return sdk.Invalidf("subhost name %q is too long (%d characters, at most %d)", name, len(name), MaxNameLen)
+	}
+	if c := name[0]; c == '-' || c == '_' {
+		return sdk.Invalidf("subhost name %q must start with a letter or digit", name)
+	}
+	return nil
+}
+
+func isNameChar(c rune) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+}
