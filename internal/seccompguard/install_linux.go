@@ -1,0 +1,39 @@
+package seccompguard
+
+import (
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// Install loads the guard into the calling process, on every thread
+// (SECCOMP_FILTER_FLAG_TSYNC). It is inherited across fork and execve and
+// cannot be removed. The caller must hold CAP_SYS_ADMIN.
+func Install() error {
+	prog, err := Program(runtime.GOARCH)
+	if err != nil {
+		return err
+	}
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		return fmt.Errorf("seccomp guard: assemble: %w", err)
+	}
+	filter := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	r1, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER,
+		unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog)))
+	runtime.KeepAlive(filter)
+	if errno != 0 {
+		return fmt.Errorf("seccomp guard: install: %w", errno)
+	}
+	if r1 != 0 {
+		return fmt.Errorf("seccomp guard: install: thread %d could not be synchronized", r1)
+	}
+	return nil
+}
