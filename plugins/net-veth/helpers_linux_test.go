@@ -1,0 +1,151 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+func TestMain(m *testing.M) {
+	// The first netns a test makes turns /run/netns into a shared mount
+	// point, as `ip netns add` does, and it stays one (iproute2 never
+	// undoes it either). Do it before any test takes its leak snapshot.
+	if os.Geteuid() == 0 {
+		if err := prepareNetnsDir(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// testHost is a throwaway network namespace standing in for the host:
+// the stage's bridges live there, never in the machine's real network.
+type testHost struct {
+	t  *testing.T
+	ns *os.File
+	h  *netlink.Handle
+}
+
+// newTestHost makes an unnamed network namespace, held only by an open
+// file, so nothing shows in /run/netns; it goes away when the test ends.
+// It returns a stage pointed at it and at an empty runner state dir.
+func newTestHost(t *testing.T) (*testHost, *stage) {
+	t.Helper()
+	var ns *os.File
+	err := onThrowawayThread(func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return err
+		}
+		var err error
+		ns, err = os.Open("/proc/thread-self/ns/net")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("test host netns: %v", err)
+	}
+	h, err := handleAt(ns)
+	if err != nil {
+		ns.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		h.Close()
+		ns.Close()
+	})
+	th := &testHost{t: t, ns: ns, h: h}
+	return th, &stage{hostNetns: fmt.Sprintf("/proc/self/fd/%d", ns.Fd()), runDir: t.TempDir()}
+}
+
+// bridge adds an up bridge with that MTU (0: the default).
+func (th *testHost) bridge(name string, mtu int) *netlink.Bridge {
+	th.t.Helper()
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name, attrs.MTU = name, mtu
+	br := &netlink.Bridge{LinkAttrs: attrs}
+	if err := th.h.LinkAdd(br); err != nil {
+		th.t.Fatalf("add bridge %s: %v", name, err)
+	}
+	if err := th.h.LinkSetUp(br); err != nil {
+		th.t.Fatal(err)
+	}
+	return br
+}
+
+func (th *testHost) link(name string) netlink.Link {
+	th.t.Helper()
+	l, err := th.h.LinkByName(name)
+	if err != nil {
+		th.t.Fatalf("host interface %s: %v", name, err)
+	}
+	return l
+}
+
+func (th *testHost) has(name string) bool {
+	_, err := th.h.LinkByName(name)
+	return err == nil
+}
+
+func (th *testHost) linkNames() []string {
+	th.t.Helper()
+	links, err := th.h.LinkList()
+	if err != nil {
+		th.t.Fatal(err)
+	}
+	var out []string
+	for _, l := range links {
+		out = append(out, l.Attrs().Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// guest opens the subhost's named netns for inspection.
+func guest(t *testing.T, name string) *netlink.Handle {
+	t.Helper()
+	f, err := openNetns(netnsDir + "/" + name)
+	if err != nil || f == nil {
+		t.Fatalf("netns %s: %v (exists: %v)", name, err, f != nil)
+	}
+	defer f.Close()
+	h, err := handleAt(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+func netnsExists(name string) bool {
+	_, err := os.Lstat(netnsDir + "/" + name)
+	return err == nil
+}
+
+// inNetns runs fn on a throwaway thread inside the named netns: sockets
+// fn opens stay there.
+func inNetns(name string, fn func() error) error {
+	return onThrowawayThread(func() error {
+		f, err := os.Open(netnsDir + "/" + name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			return err
+		}
+		return fn()
+	})
+}
+
+// subhostName is unique to this test process, short enough for
+// "<name><i>" to fit in an interface name.
+func subhostName(tag string) string {
+	return fmt.Sprintf("nv%d%s", os.Getpid()%100000, tag)
+}
+
+func isUp(l netlink.Link) bool { return l.Attrs().Flags&net.FlagUp != 0 }

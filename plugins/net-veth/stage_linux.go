@@ -1,0 +1,549 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/sdk"
+)
+
+const version = "0.1.0"
+
+// stage is the net-veth stage. Its zero value is what the plugin serves;
+// tests point it at a throwaway network namespace and state directory.
+type stage struct {
+	// hostNetns is the path of the network namespace that holds the
+	// bridges and the host ends; "" is this process's own.
+	hostNetns string
+	// runDir is where the runner keeps every subhost's state.json, read
+	// for the MACs other subhosts use; "" is /run/subhost.
+	runDir string
+}
+
+var _ sdk.Stage = (*stage)(nil)
+
+// afterFirstVethHook, when set, runs right after Up made its first veth
+// pair: tests make it fail to see Up roll back.
+var afterFirstVethHook func() error
+
+// upState is what Up hands back to later calls: what it made, so that
+// Down and Check find it even if the config changed since.
+type upState struct {
+	Netns      string          `json:"netns"`
+	Interfaces []sdk.Interface `json:"interfaces,omitempty"`
+}
+
+func (s *stage) Describe() sdk.Description {
+	return sdk.Description{
+		Name:    "net-veth",
+		Version: version,
+		Summary: "network namespace /run/netns/NAME with a veth pair into a host bridge per BRIDGES element (eth<i> inside, <HOSTIF_PREFIX or NAME><i> outside)",
+	}
+}
+
+func (s *stage) Validate(ctx context.Context, req *sdk.Request) error {
+	_, _, err := s.prepare(req)
+	return err
+}
+
+// prepare parses the config and inspects the host, changing nothing. On
+// success it returns the open namespaces and what already exists.
+func (s *stage) prepare(req *sdk.Request) (*plan, *env, error) {
+	p, errs := parsePlan(req)
+	if p == nil {
+		return nil, nil, joinErrors(errs)
+	}
+	errs = append(errs, checkOthers(p, s.runDirOr())...)
+	e, err := s.open(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	errs = append(errs, e.inspect(p)...)
+	if len(errs) > 0 {
+		e.close()
+		return nil, nil, joinErrors(errs)
+	}
+	return p, e, nil
+}
+
+func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err error) {
+	log := sdk.Logger(ctx)
+	p, e, err := s.prepare(req)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+
+	// Undo what this call made, newest first, if it fails: what existed
+	// before (a hibernated subhost's namespace and veths) stays.
+	var undo []func() error
+	defer func() {
+		if err == nil {
+			return
+		}
+		for i := len(undo) - 1; i >= 0; i-- {
+			if uerr := undo[i](); uerr != nil {
+				log.Warn("roll back", "error", uerr)
+			}
+		}
+	}()
+
+	if e.guestNs == nil {
+		if err := createNetns(p.netns); err != nil {
+			return nil, sdk.Internalf("create network namespace %s: %w", p.netns, err)
+		}
+		undo = append(undo, func() error { return deleteNetns(p.netns) })
+		log.Info("created network namespace", "netns", p.netns)
+		if err := e.openGuest(p.netns); err != nil {
+			return nil, err
+		}
+	} else {
+		log.Info("adopting network namespace", "netns", p.netns)
+	}
+	lo, err := e.guest.LinkByName("lo")
+	if err == nil {
+		err = e.guest.LinkSetUp(lo)
+	}
+	if err != nil {
+		return nil, sdk.Internalf("bring up lo in %s: %w", p.netns, err)
+	}
+
+	made := 0
+	for i, c := range p.cables {
+		br := e.bridges[i]
+		if host := e.existing[i]; host != nil {
+			if err := e.adopt(c, host, br); err != nil {
+				return nil, err
+			}
+			log.Info("adopted veth", "host", c.host, "guest", c.guest, "bridge", c.bridge, "mac", c.mac.String())
+			continue
+		}
+		if err := e.create(c, br, &undo); err != nil {
+			return nil, err
+		}
+		log.Info("created veth", "host", c.host, "guest", c.guest, "bridge", c.bridge, "mac", c.mac.String())
+		if made++; made == 1 && afterFirstVethHook != nil {
+			if err := afterFirstVethHook(); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	rec := p.record()
+	state, _ := json.Marshal(upState{Netns: rec.Netns, Interfaces: rec.Interfaces})
+	return &sdk.Result{Record: rec, State: state}, nil
+}
+
+// create makes cable c's veth pair with its guest end born in the
+// subhost's namespace, plugs the host end into the bridge and brings
+// both ends up. undo learns how to remove it as soon as it exists.
+func (e *env) create(c cable, br netlink.Link, undo *[]func() error) error {
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = c.host
+	attrs.MTU = br.Attrs().MTU // the peer gets it too
+	veth := netlink.NewVeth(attrs)
+	veth.PeerName = c.guest
+	veth.PeerHardwareAddr = c.mac
+	veth.PeerNamespace = netlink.NsFd(e.guestNs.Fd())
+	if err := e.host.LinkAdd(veth); err != nil {
+		return sdk.Internalf("create veth %q (peer %s in %s): %w", c.host, c.guest, e.guestNs.Name(), err)
+	}
+	*undo = append(*undo, func() error { return e.delLink(c.host) })
+	host, err := e.host.LinkByName(c.host)
+	if err != nil {
+		return sdk.Internalf("find new veth %q: %w", c.host, err)
+	}
+	if err := e.host.LinkSetMaster(host, br); err != nil {
+		return sdk.Internalf("add %q to bridge %q: %w", c.host, c.bridge, err)
+	}
+	guest, err := e.guest.LinkByName(c.guest)
+	if err != nil {
+		return sdk.Internalf("find new veth end %s in %s: %w", c.guest, e.guestNs.Name(), err)
+	}
+	if err := e.guest.LinkSetUp(guest); err != nil {
+		return sdk.Internalf("bring up %s in %s: %w", c.guest, e.guestNs.Name(), err)
+	}
+	if err := e.host.LinkSetUp(host); err != nil {
+		return sdk.Internalf("bring up %q: %w", c.host, err)
+	}
+	return nil
+}
+
+// adopt takes over an existing veth pair that inspect found to be this
+// cable's: it plugs it back into its bridge if it fell out (the bridge
+// was recreated) and brings both ends up.
+func (e *env) adopt(c cable, host, br netlink.Link) error {
+	if host.Attrs().MasterIndex == 0 {
+		if err := e.host.LinkSetMaster(host, br); err != nil {
+			return sdk.Internalf("add %q to bridge %q: %w", c.host, c.bridge, err)
+		}
+	}
+	guest, err := e.guest.LinkByIndex(host.Attrs().ParentIndex)
+	if err == nil {
+		err = e.guest.LinkSetUp(guest)
+	}
+	if err != nil {
+		return sdk.Internalf("bring up %s in %s: %w", c.guest, e.guestNs.Name(), err)
+	}
+	if err := e.host.LinkSetUp(host); err != nil {
+		return sdk.Internalf("bring up %q: %w", c.host, err)
+	}
+	return nil
+}
+
+func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
+	log := sdk.Logger(ctx)
+	name := req.Subhost.Name
+	if problem := netnsNameProblem(name); problem != "" {
+		return sdk.Invalidf("subhost name %q cannot name a network namespace: %s", name, problem)
+	}
+	// Rediscover by name: what the last Up recorded, and what the config
+	// names now.
+	var names []string
+	var st upState
+	if len(req.State) > 0 && json.Unmarshal(req.State, &st) == nil {
+		for _, i := range st.Interfaces {
+			names = append(names, i.HostName)
+		}
+	}
+	if p, _ := parsePlan(req); p != nil {
+		for _, n := range p.hostNames(len(req.Subhost.Array("BRIDGES"))) {
+			if !slices.Contains(names, n) && ifNameProblem(n) == "" {
+				names = append(names, n)
+			}
+		}
+	}
+	path := netnsDir + "/" + name
+	e, err := s.open(&plan{name: name})
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	var errs []error
+	switch f, err := openNetns(path); {
+	case errors.Is(err, errNotNetns):
+		// A crash between creating the file and binding the namespace
+		// on it leaves an empty file: deleteNetns removes it below.
+		log.Warn("not a network namespace; removing the file", "path", path)
+	case err != nil:
+		errs = append(errs, sdk.Internalf("open network namespace: %w", err))
+	case f != nil:
+		if err := e.setGuest(f); err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	for _, n := range names {
+		link, err := e.host.LinkByName(n)
+		if isNotFound(err) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, sdk.Internalf("look up host interface %q: %w", n, err))
+			continue
+		}
+		// Only a veth whose peer lives in this subhost's namespace is
+		// ours: never delete someone else's interface that happens to
+		// bear the name.
+		if why := e.notOurs(link); why != "" {
+			log.Warn("leaving host interface alone", "interface", n, "reason", why)
+			continue
+		}
+		if err := e.delLink(n); err != nil {
+			errs = append(errs, sdk.Internalf("delete host interface %q: %w", n, err))
+			continue
+		}
+		log.Info("deleted veth", "host", n)
+	}
+	if err := deleteNetns(path); err != nil {
+		errs = append(errs, sdk.Internalf("delete network namespace: %w", err))
+	} else {
+		log.Info("deleted network namespace", "netns", path)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *stage) Check(ctx context.Context, req *sdk.Request) error {
+	// What the last Up made; without a state, what the config asks for.
+	var want []sdk.Interface
+	var st upState
+	if len(req.State) > 0 {
+		if err := json.Unmarshal(req.State, &st); err != nil {
+			return sdk.Internalf("net-veth state: %w", err)
+		}
+		want = st.Interfaces
+	} else {
+		p, errs := parsePlan(req)
+		if len(errs) > 0 {
+			return joinErrors(errs)
+		}
+		want = p.record().Interfaces
+	}
+	name := req.Subhost.Name
+	if problem := netnsNameProblem(name); problem != "" {
+		return sdk.Invalidf("subhost name %q cannot name a network namespace: %s", name, problem)
+	}
+	path := netnsDir + "/" + name
+	e, err := s.open(&plan{name: name, netns: path})
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	if e.guestNs == nil {
+		return sdk.NotFoundf("network namespace %s does not exist", path)
+	}
+	var errs []error
+	if lo, err := e.guest.LinkByName("lo"); err != nil || lo.Attrs().Flags&net.FlagUp == 0 {
+		errs = append(errs, sdk.Conflictf("lo in %s is not up", path))
+	}
+	for _, i := range want {
+		errs = append(errs, e.check(i)...)
+	}
+	return joinErrors(errs)
+}
+
+// check reports how one recorded interface differs from what Up made.
+func (e *env) check(i sdk.Interface) []error {
+	host, err := e.host.LinkByName(i.HostName)
+	if isNotFound(err) {
+		return []error{sdk.NotFoundf("host interface %q (%s in %s) is gone", i.HostName, i.GuestName, e.guestNs.Name())}
+	}
+	if err != nil {
+		return []error{sdk.Internalf("look up host interface %q: %w", i.HostName, err)}
+	}
+	mac, _ := net.ParseMAC(i.MAC)
+	c := cable{host: i.HostName, guest: i.GuestName, mac: mac, bridge: i.Bridge}
+	guest, why := e.peer(host, c)
+	if why != "" {
+		return []error{sdk.Conflictf("host interface %q is not %s's %s with MAC %s: %s", i.HostName, e.name, i.GuestName, i.MAC, why)}
+	}
+	var errs []error
+	br, err := e.host.LinkByName(i.Bridge)
+	switch {
+	case isNotFound(err):
+		errs = append(errs, sdk.NotFoundf("bridge %q of host interface %q is gone", i.Bridge, i.HostName))
+	case err != nil:
+		errs = append(errs, sdk.Internalf("look up bridge %q: %w", i.Bridge, err))
+	case host.Attrs().MasterIndex != br.Attrs().Index:
+		errs = append(errs, sdk.Conflictf("host interface %q is not a port of bridge %q", i.HostName, i.Bridge))
+	}
+	if host.Attrs().Flags&net.FlagUp == 0 {
+		errs = append(errs, sdk.Conflictf("host interface %q is down", i.HostName))
+	}
+	if guest.Attrs().Flags&net.FlagUp == 0 {
+		errs = append(errs, sdk.Conflictf("%s in %s is down", i.GuestName, e.guestNs.Name()))
+	}
+	return errs
+}
+
+func (s *stage) runDirOr() string {
+	if s.runDir != "" {
+		return s.runDir
+	}
+	return defaultRunDir
+}
+
+// env holds netlink handles on the host's namespace and, when it exists,
+// the subhost's.
+type env struct {
+	name    string
+	hostNs  *os.File
+	host    *netlink.Handle
+	guestNs *os.File // nil while the subhost's namespace does not exist
+	guest   *netlink.Handle
+
+	// Filled by inspect, per cable: its bridge, and its host end when a
+	// matching veth pair already exists.
+	bridges  []netlink.Link
+	existing []netlink.Link
+}
+
+func (s *stage) open(p *plan) (*env, error) {
+	path := s.hostNetns
+	if path == "" {
+		path = "/proc/self/ns/net"
+	}
+	e := &env{name: p.name}
+	var err error
+	if e.hostNs, err = os.Open(path); err != nil {
+		return nil, sdk.Internalf("open host network namespace: %w", err)
+	}
+	if e.host, err = handleAt(e.hostNs); err != nil {
+		e.close()
+		return nil, sdk.Internalf("host network namespace: %w", err)
+	}
+	if p.netns == "" {
+		return e, nil
+	}
+	if err := e.openGuest(p.netns); err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// openGuest opens the subhost's namespace if it exists.
+func (e *env) openGuest(path string) error {
+	f, err := openNetns(path)
+	if errors.Is(err, errNotNetns) {
+		return sdk.Conflictf("%s exists but is not a network namespace: stop the subhost, or remove it", path)
+	}
+	if err != nil {
+		return sdk.Internalf("open network namespace: %w", err)
+	}
+	if f == nil {
+		return nil
+	}
+	return e.setGuest(f)
+}
+
+// setGuest takes the open namespace file f as the subhost's.
+func (e *env) setGuest(f *os.File) error {
+	h, err := handleAt(f)
+	if err != nil {
+		f.Close()
+		return sdk.Internalf("subhost network namespace: %w", err)
+	}
+	e.guestNs, e.guest = f, h
+	return nil
+}
+
+func (e *env) close() {
+	for _, h := range []*netlink.Handle{e.host, e.guest} {
+		if h != nil {
+			h.Close()
+		}
+	}
+	for _, f := range []*os.File{e.hostNs, e.guestNs} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// inspect compares the host with the plan, changing nothing: every
+// bridge must exist and be a bridge, and every host end name must be free
+// or already this subhost's matching veth (which Up then adopts).
+func (e *env) inspect(p *plan) []error {
+	var errs []error
+	e.bridges = make([]netlink.Link, len(p.cables))
+	e.existing = make([]netlink.Link, len(p.cables))
+	for i, c := range p.cables {
+		br, err := e.host.LinkByName(c.bridge)
+		switch {
+		case isNotFound(err):
+			errs = append(errs, c.errorf(sdk.Invalidf, "bridge %q does not exist", c.bridge))
+		case err != nil:
+			errs = append(errs, c.errorf(sdk.Internalf, "look up bridge %q: %v", c.bridge, err))
+		case br.Type() != "bridge":
+			errs = append(errs, c.errorf(sdk.Invalidf, "%q is not a bridge but a %s", c.bridge, br.Type()))
+		default:
+			e.bridges[i] = br
+		}
+
+		host, err := e.host.LinkByName(c.host)
+		if isNotFound(err) {
+			if e.guest == nil {
+				continue
+			}
+			if _, err := e.guest.LinkByName(c.guest); err == nil {
+				errs = append(errs, c.errorf(sdk.Conflictf, "%s already exists in %s without its host end %q: stop the subhost first", c.guest, p.netns, c.host))
+			}
+			continue
+		}
+		if err != nil {
+			errs = append(errs, c.errorf(sdk.Internalf, "look up host interface %q: %v", c.host, err))
+			continue
+		}
+		if _, why := e.peer(host, c); why != "" {
+			errs = append(errs, c.errorf(sdk.Conflictf, "host interface %q already exists and is not %s's %s with MAC %s: %s", c.host, p.name, c.guest, c.mac, why))
+			continue
+		}
+		if m := host.Attrs().MasterIndex; m != 0 && br != nil && m != br.Attrs().Index {
+			errs = append(errs, c.errorf(sdk.Conflictf, "host interface %q is a port of another bridge than %q: stop the subhost first", c.host, c.bridge))
+			continue
+		}
+		e.existing[i] = host
+	}
+	return errs
+}
+
+// notOurs says why a host interface is not one of this subhost's veth
+// host ends, or "" when it is: a veth whose peer is in the subhost's
+// namespace.
+func (e *env) notOurs(host netlink.Link) string {
+	if host.Type() != "veth" {
+		return fmt.Sprintf("it is a %s, not a veth", host.Type())
+	}
+	if e.guestNs == nil {
+		return fmt.Sprintf("network namespace %s does not exist", netnsDir+"/"+e.name)
+	}
+	// The link dump above gave the peer's namespace an id in the host's
+	// namespace if it had none, so this lookup finds it.
+	id, err := e.host.GetNetNsIdByFd(int(e.guestNs.Fd()))
+	if err != nil || id < 0 || host.Attrs().NetNsID != id {
+		return fmt.Sprintf("its peer is not in %s", e.guestNs.Name())
+	}
+	return ""
+}
+
+// peer returns the guest end of a host veth that is this subhost's, or
+// says why it is not c's: another kind of link, a peer elsewhere, or a
+// peer with another name or MAC.
+func (e *env) peer(host netlink.Link, c cable) (netlink.Link, string) {
+	if why := e.notOurs(host); why != "" {
+		return nil, why
+	}
+	guest, err := e.guest.LinkByIndex(host.Attrs().ParentIndex)
+	if err != nil || guest.Attrs().ParentIndex != host.Attrs().Index {
+		return nil, fmt.Sprintf("its peer is not in %s", e.guestNs.Name())
+	}
+	if guest.Attrs().Name != c.guest {
+		return nil, fmt.Sprintf("its peer is %s", guest.Attrs().Name)
+	}
+	if guest.Attrs().HardwareAddr.String() != c.mac.String() {
+		return nil, fmt.Sprintf("its peer %s has MAC %s", c.guest, guest.Attrs().HardwareAddr)
+	}
+	return guest, ""
+}
+
+// delLink deletes a host interface by name; already gone is fine.
+func (e *env) delLink(name string) error {
+	link, err := e.host.LinkByName(name)
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := e.host.LinkDel(link); err != nil && !isNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+func isNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
+}
+
+// joinErrors returns nil, the one error, or all of them joined (the SDK
+// sends each as its own problem with its own kind).
+func joinErrors(errs []error) error {
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	default:
+		return errors.Join(errs...)
+	}
+}
