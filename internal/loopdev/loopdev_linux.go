@@ -1,6 +1,7 @@
 package loopdev
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -25,7 +26,16 @@ type Options struct {
 	// Autoclear makes the kernel detach the device when its last user
 	// closes it (LO_FLAGS_AUTOCLEAR).
 	Autoclear bool
+	// Tag, at most MaxTag bytes, is stored in the device's lo_file_name
+	// (which the kernel keeps but no longer uses: sysfs and losetup show
+	// the real backing path), so that an owner can tell its devices from
+	// someone else's on the same image. "" stores the image path, as
+	// losetup does.
+	Tag string
 }
+
+// MaxTag is the longest Options.Tag (LO_NAME_SIZE less the NUL).
+const MaxTag = 63
 
 // Device is an attached loop device.
 type Device struct {
@@ -37,6 +47,9 @@ type Device struct {
 	SizeLimit int64
 	ReadOnly  bool
 	Autoclear bool
+	// Tag is the device's lo_file_name: Options.Tag, or the image path it
+	// was attached with. Only FindByBacking fills it in.
+	Tag string
 
 	// The backing file's device and inode, when known: Detach uses them
 	// to make sure the device still serves the same file.
@@ -97,7 +110,14 @@ func Attach(image string, opts Options) (*Device, *os.File, error) {
 	if opts.Autoclear {
 		info.Flags |= unix.LO_FLAGS_AUTOCLEAR
 	}
-	copy(info.File_name[:len(info.File_name)-1], image)
+	if len(opts.Tag) > MaxTag {
+		return nil, nil, fmt.Errorf("attach loop %q: tag %q is longer than %d bytes", image, opts.Tag, MaxTag)
+	}
+	tag := opts.Tag
+	if tag == "" {
+		tag = image
+	}
+	copy(info.File_name[:MaxTag], tag)
 
 	var lastErr error
 	for try := 0; try < attachTries; try++ {
@@ -128,6 +148,7 @@ func Attach(image string, opts Options) (*Device, *os.File, error) {
 			SizeLimit:  opts.SizeLimit,
 			ReadOnly:   opts.ReadOnly,
 			Autoclear:  opts.Autoclear,
+			Tag:        cstring(info.File_name[:]),
 			backingDev: st.Dev,
 			backingIno: st.Ino,
 		}
@@ -269,26 +290,34 @@ func FindByBacking(image string) ([]Device, error) {
 	}
 	var out []Device
 	for _, d := range all {
-		dev, ino, ok := backingID(d)
+		dev, ino, tag, ok := backingID(d)
 		if ok && dev == st.Dev && ino == st.Ino {
-			d.backingDev, d.backingIno = dev, ino
+			d.backingDev, d.backingIno, d.Tag = dev, ino, tag
 			out = append(out, d)
 		}
 	}
 	return out, nil
 }
 
-// backingID returns the device and inode of d's backing file: from the
-// kernel (LOOP_GET_STATUS64), or failing that by the path sysfs reports.
-func backingID(d Device) (dev, ino uint64, ok bool) {
+// backingID returns the device and inode of d's backing file and d's tag:
+// from the kernel (LOOP_GET_STATUS64), or failing that (no tag) by the
+// path sysfs reports.
+func backingID(d Device) (dev, ino uint64, tag string, ok bool) {
 	if info, err := status(d.Path); err == nil {
-		return info.Device, info.Inode, true
+		return info.Device, info.Inode, cstring(info.File_name[:]), true
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(strings.TrimSuffix(d.Backing, " (deleted)"), &st); err == nil {
-		return st.Dev, st.Ino, true
+		return st.Dev, st.Ino, "", true
 	}
-	return 0, 0, false
+	return 0, 0, "", false
+}
+
+func cstring(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
 }
 
 func status(path string) (*unix.LoopInfo64, error) {

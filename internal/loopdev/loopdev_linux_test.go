@@ -101,7 +101,7 @@ func TestAutoclear(t *testing.T) {
 		t.Fatal(err)
 	}
 	devs, err := FindByBacking(img)
-	if err != nil || len(devs) != 1 || !devs[0].Autoclear || devs[0].Path != d.Path {
+	if err != nil || len(devs) != 1 || !devs[0].Autoclear || devs[0].Path != d.Path || devs[0].Tag != img || d.Tag != img {
 		t.Fatalf("FindByBacking: %+v %v", devs, err)
 	}
 	f.Close()
@@ -169,6 +169,25 @@ func TestFindByBackingSameInode(t *testing.T) {
 	}
 	if devs, err := FindByBacking(filepath.Join(t.TempDir(), "missing")); err != nil || len(devs) != 0 {
 		t.Errorf("FindByBacking(missing) = %+v, %v", devs, err)
+	}
+}
+
+func TestTag(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	img := image(t, 4<<20, 0, "x")
+	d, f, err := Attach(img, Options{Autoclear: true, Tag: "subhost:abc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	devs, err := FindByBacking(img)
+	if err != nil || len(devs) != 1 || devs[0].Tag != "subhost:abc" || d.Tag != "subhost:abc" || devs[0].Backing != img {
+		t.Errorf("FindByBacking: %+v %v", devs, err)
+	}
+	long := string(bytes.Repeat([]byte("x"), MaxTag+1))
+	if _, _, err := Attach(img, Options{Tag: long}); err == nil {
+		t.Errorf("attached with a %d-byte tag", len(long))
 	}
 }
 
