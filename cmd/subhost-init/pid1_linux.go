@@ -1,0 +1,323 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/internal/guestexit"
+)
+
+// sigRTMIN is SIGRTMIN as glibc (systemd, busybox) numbers it: the
+// kernel's 32 plus the two that glibc keeps for itself. systemd's
+// SIGRTMIN+3/+4/+5 (halt, poweroff, reboot) are signals 37, 38 and 39.
+const sigRTMIN = 34
+
+var (
+	powerOffSignals = []os.Signal{unix.SIGPWR, unix.SIGUSR1, unix.SIGUSR2, syscall.Signal(sigRTMIN + 3), syscall.Signal(sigRTMIN + 4)}
+	rebootSignals   = []os.Signal{unix.SIGINT, unix.SIGTERM, syscall.Signal(sigRTMIN + 5)}
+	// The signals whose default action the Go runtime carries out
+	// itself (exit or crash) when nobody listens. The kernel never
+	// delivers a default-action signal to a namespace's PID 1, and
+	// neither may we die of one: they are caught and dropped.
+	// signal.Ignore would not do: SIG_IGN survives exec, so every script
+	// would start with SIGHUP and SIGPIPE ignored.
+	droppedSignals = []os.Signal{unix.SIGHUP, unix.SIGQUIT, unix.SIGILL, unix.SIGTRAP, unix.SIGABRT,
+		unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV, unix.SIGPIPE, unix.SIGALRM, unix.SIGSTKFLT,
+		unix.SIGXCPU, unix.SIGXFSZ, unix.SIGVTALRM, unix.SIGIO, unix.SIGSYS}
+)
+
+// request is a shutdown request: power off unless reboot.
+type request struct {
+	reboot bool
+	why    string
+}
+
+func (r request) String() string {
+	if r.reboot {
+		return "reboot (" + r.why + ")"
+	}
+	return "power off (" + r.why + ")"
+}
+
+// pid1 is the process table and event loop of the guest's PID 1. Only
+// the main goroutine starts and reaps processes, so a child can never be
+// reaped before it is tracked.
+type pid1 struct {
+	timeout  time.Duration // for rc 0 / rc 6
+	grace    time.Duration // between SIGTERM and SIGKILL to all
+	chld     chan os.Signal
+	requests chan request // the first shutdown request, and only that one
+	decided  atomic.Bool
+	tracked  map[int]bool
+	exited   map[int]unix.WaitStatus
+	out      sync.Mutex
+}
+
+func newPID1(timeout time.Duration) *pid1 {
+	p := &pid1{
+		timeout:  timeout,
+		grace:    min(5*time.Second, timeout),
+		chld:     make(chan os.Signal, 1),
+		requests: make(chan request, 1),
+		tracked:  map[int]bool{},
+		exited:   map[int]unix.WaitStatus{},
+	}
+	unix.Umask(0o022) // as sysvinit: scripts inherit it
+	_ = os.Chdir("/")
+	signal.Notify(make(chan os.Signal, 1), droppedSignals...)
+	signal.Notify(p.chld, unix.SIGCHLD)
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, append(append([]os.Signal{}, powerOffSignals...), rebootSignals...)...)
+	go func() {
+		for s := range sigs {
+			reboot := false
+			for _, r := range rebootSignals {
+				reboot = reboot || s == r
+			}
+			p.request(request{reboot: reboot, why: signalName(s.(syscall.Signal))})
+		}
+	}()
+	// Give up the console as controlling terminal. Otherwise a ^C typed
+	// on the console would send SIGINT to PID 1's process group, which
+	// means reboot. Scripts run in sessions of their own, as sysvinit
+	// runs them; the shell of mode shell takes the console as its
+	// controlling terminal. (The SIGHUP the kernel sends our process
+	// group for this is dropped above.)
+	_, _, _ = unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCNOTTY, 0)
+	return p
+}
+
+// request records a shutdown request; the first one wins.
+func (p *pid1) request(r request) {
+	if p.decided.CompareAndSwap(false, true) {
+		p.requests <- r
+	}
+}
+
+// say prints one line on the console.
+func (p *pid1) say(format string, args ...any) {
+	p.out.Lock()
+	defer p.out.Unlock()
+	fmt.Fprintf(os.Stdout, "subhost-init: "+format+"\n", args...)
+}
+
+// start runs argv in a session of its own (as sysvinit does: a ^C on
+// the console or the end of a script's session never reaches PID 1) with
+// the console as stdin, stdout and stderr.
+func (p *pid1) start(argv []string, env []string, ctty bool) (int, error) {
+	dir := "/"
+	if ctty {
+		if fi, err := os.Stat("/root"); err == nil && fi.IsDir() {
+			dir = "/root"
+		}
+	}
+	pid, err := syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{
+		Dir:   dir,
+		Env:   env,
+		Files: []uintptr{0, 1, 2},
+		Sys:   &syscall.SysProcAttr{Setsid: true, Setctty: ctty, Ctty: 0},
+	})
+	if err != nil {
+		return 0, err
+	}
+	p.tracked[pid] = true
+	return pid, nil
+}
+
+// reap collects every child that has ended: the ones we started and
+// every orphan the kernel handed to PID 1.
+func (p *pid1) reap() {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || pid <= 0 {
+			return
+		}
+		if p.tracked[pid] {
+			delete(p.tracked, pid)
+			p.exited[pid] = ws
+		}
+	}
+}
+
+// forget stops tracking pid (a script we gave up waiting for).
+func (p *pid1) forget(pid int) {
+	delete(p.tracked, pid)
+	delete(p.exited, pid)
+}
+
+type waitResult int
+
+const (
+	childExited waitResult = iota
+	gotRequest
+	timedOut
+)
+
+// wait reaps until pid has exited (pid 0: never), a shutdown request
+// arrives (when watch is set; it is then in *req), or the deadline (zero:
+// none) passes.
+func (p *pid1) wait(pid int, deadline time.Time, watch bool, req *request) (unix.WaitStatus, waitResult) {
+	var timer <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		timer = t.C
+	}
+	requests := p.requests
+	if !watch {
+		requests = nil
+	}
+	for {
+		p.reap()
+		if ws, ok := p.exited[pid]; ok {
+			delete(p.exited, pid)
+			return ws, childExited
+		}
+		select {
+		case <-p.chld:
+		case r := <-requests:
+			*req = r
+			return 0, gotRequest
+		case <-timer:
+			return 0, timedOut
+		}
+	}
+}
+
+// anyLeft reports whether any process but PID 1 is left in the
+// namespace (zombies count until reaped, so reap first).
+func (p *pid1) anyLeft() bool {
+	p.reap()
+	return unix.Kill(-1, 0) != unix.ESRCH
+}
+
+// waitGone reaps until no other process is left, or d has passed.
+func (p *pid1) waitGone(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for p.anyLeft() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-p.chld:
+		case <-tick.C:
+		}
+	}
+	return true
+}
+
+// killAll ends every other process of the guest: SIGTERM, a grace
+// period (shorter when all are gone sooner), then SIGKILL.
+func (p *pid1) killAll() {
+	if !p.anyLeft() {
+		return
+	}
+	p.say("sending SIGTERM to all processes")
+	_ = unix.Kill(-1, unix.SIGTERM)
+	_ = unix.Kill(-1, unix.SIGCONT) // a stopped process must wake up to die
+	if p.waitGone(p.grace) {
+		return
+	}
+	p.say("sending SIGKILL to all processes")
+	_ = unix.Kill(-1, unix.SIGKILL)
+	// Processes in uninterruptible sleep may take a moment; the kernel
+	// kills whatever is left when PID 1 ends anyway.
+	if !p.waitGone(p.grace) {
+		p.say("some processes did not die; going on")
+	}
+}
+
+// halt ends the guest: reboot(2) makes the kernel kill PID 1 with
+// SIGINT (power off) or SIGHUP (reboot), which the runner reads from the
+// wait status; without CAP_SYS_BOOT the exit status says the same.
+func (p *pid1) halt(reboot bool) int {
+	cmd, code := unix.LINUX_REBOOT_CMD_POWER_OFF, guestexit.ExitPowerOff
+	if reboot {
+		cmd, code = unix.LINUX_REBOOT_CMD_RESTART, guestexit.ExitReboot
+	}
+	// Never reboot(2) from the host's initial PID namespace: there it
+	// would power off the machine.
+	if ok, err := inChildPIDNamespace(); !ok {
+		p.say("not in a PID namespace of its own (%v); exiting with status %d", err, code)
+		return code
+	}
+	err := unix.Reboot(cmd)
+	p.say("reboot(2): %v; exiting with status %d", err, code)
+	return code
+}
+
+// The inode number of the initial PID namespace (PROC_PID_INIT_INO).
+const initPIDNamespace = "pid:[4026531836]"
+
+func inChildPIDNamespace() (bool, error) {
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return false, err
+	}
+	if ns == initPIDNamespace {
+		return false, errors.New("initial PID namespace")
+	}
+	return true, nil
+}
+
+// environ is PID 1's environment with vars set (NAME=value), as the
+// scripts get it.
+func environ(vars ...string) []string {
+	env := os.Environ()
+	if os.Getenv("PATH") == "" {
+		vars = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, vars...)
+	}
+	for _, v := range vars {
+		name := v[:strings.IndexByte(v, '=')+1]
+		for i := 0; i < len(env); i++ {
+			if strings.HasPrefix(env[i], name) {
+				env = append(env[:i], env[i+1:]...)
+				i--
+			}
+		}
+		env = append(env, v)
+	}
+	return env
+}
+
+// executable reports whether path (judged inside the guest: symlinks
+// resolve in the guest's root) is a file we can run, and if not, why.
+func executable(path string) (bool, string) {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return false, "no " + path
+	case err != nil:
+		return false, err.Error()
+	case !fi.Mode().IsRegular():
+		return false, path + " is not a regular file"
+	case fi.Mode().Perm()&0o111 == 0:
+		return false, path + " is not executable"
+	}
+	return true, ""
+}
+
+func signalName(s syscall.Signal) string {
+	if s > sigRTMIN && s <= sigRTMIN+15 {
+		return fmt.Sprintf("SIGRTMIN+%d", int(s)-sigRTMIN)
+	}
+	if n := unix.SignalName(s); n != "" {
+		return n
+	}
+	return fmt.Sprintf("signal %d", int(s))
+}
