@@ -199,6 +199,10 @@ func (p *reader) assign(a *syntax.Assign, fl declFlags) error {
 	if a.Index != nil {
 		return p.notAllowed(a.Pos(), fmt.Sprintf("indexed assignment %s[...]", name))
 	}
+	if name == "IFS" && !a.Naked {
+		// It would change how bash splits unquoted references.
+		return p.notAllowed(a.Pos(), "assigning IFS")
+	}
 	origin := fmt.Sprintf("%s:%d", p.name, a.Name.Pos().Line())
 	old, exists := p.vars[name]
 	if where, ro := p.readonly[name]; ro && !a.Naked {

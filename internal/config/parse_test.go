@@ -79,6 +79,7 @@ var badConfigs = []struct {
 	{"indexed-assign", "X[0]=a", "1:1", "indexed assignment X[...] is not allowed"},
 	{"indexed-elem", "X=( [0]=a )", "1:6", "indexed array element"},
 	{"ansi-c-quote", "X=$'a\\nb'", "1:3", "$'...' quoting is not allowed"},
+	{"ifs", "IFS=:", "1:1", "assigning IFS is not allowed"},
 	{"readonly-reassign", "readonly X=1\nX=2", "2:1", "X is readonly (made so at CONFIG:1)"},
 	{"unbalanced-open", "DISKS=( vda:1:/x.raw", "1:7", "reached EOF without matching `(` with `)`"},
 	{"unbalanced-close", "DISKS=( vda:1:/x.raw ) )", "1:24", "encountered `)`"},

@@ -323,3 +323,28 @@ func TestInsecure(t *testing.T) {
 		})
 	}
 }
+
+func FuzzParse(f *testing.F) {
+	f.Add(builtinHCL)
+	f.Add([]byte(okPipeline))
+	f.Add([]byte("pipeline \"p\" {\n  home = env(\"H\", \"/x\")\n  stage \"a\" { n = 1.5\n t = \"1s\" }\n}"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		ps, err := parse(src, "f.hcl", "f.hcl", noEnv)
+		if err != nil {
+			if !sdk.IsKind(err, sdk.KindInvalidConfig) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %q of kind %v", err, sdk.KindOf(err))
+			}
+			return
+		}
+		for _, p := range ps {
+			if len(p.Stages) == 0 || !filepath.IsAbs(p.Home) || p.OnExit != OnExitDown && p.OnExit != OnExitKeep {
+				t.Fatalf("accepted bad pipeline %+v", p)
+			}
+			for _, st := range p.Stages {
+				if st.Timeout <= 0 || st.Plugin == "" {
+					t.Fatalf("accepted bad stage %+v", st)
+				}
+			}
+		}
+	})
+}
