@@ -42,15 +42,21 @@ func mountOverlay(l *layout, target *dir) error {
 	if err := set("source", unix.FsconfigSetString(fsfd, "source", "overlay")); err != nil {
 		return err
 	}
+	// Layers as descriptors need Linux 6.13 or later; say so when an
+	// older kernel refuses them.
+	byFD := ""
+	if kernelBefore(6, 13) {
+		byFD = " (layers given as file descriptors need Linux 6.13 or later)"
+	}
 	for _, lo := range l.lowers {
-		if err := set("lowerdir+ "+lo.path, unix.FsconfigSetFd(fsfd, "lowerdir+", lo.fd)); err != nil {
+		if err := set("lowerdir+ "+lo.path+byFD, unix.FsconfigSetFd(fsfd, "lowerdir+", lo.fd)); err != nil {
 			return err
 		}
 	}
-	if err := set("upperdir "+l.upper.path, unix.FsconfigSetFd(fsfd, "upperdir", l.upper.fd)); err != nil {
+	if err := set("upperdir "+l.upper.path+byFD, unix.FsconfigSetFd(fsfd, "upperdir", l.upper.fd)); err != nil {
 		return err
 	}
-	if err := set("workdir "+l.work.path, unix.FsconfigSetFd(fsfd, "workdir", l.work.fd)); err != nil {
+	if err := set("workdir "+l.work.path+byFD, unix.FsconfigSetFd(fsfd, "workdir", l.work.fd)); err != nil {
 		return err
 	}
 	for _, o := range overlayOptions {
@@ -226,4 +232,18 @@ func overlayDefaults() map[string]string {
 		def["redirect_dir"] = "unknown"
 	}
 	return def
+}
+
+// kernelBefore reports whether the running kernel is older than
+// major.minor.
+func kernelBefore(major, minor int) bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	var ma, mi int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma < major || ma == major && mi < minor
 }
