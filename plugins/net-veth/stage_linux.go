@@ -45,7 +45,7 @@ func (s *stage) Describe() sdk.Description {
 	return sdk.Description{
 		Name:    "net-veth",
 		Version: version,
-		Summary: "network namespace /run/netns/NAME with a veth pair into a host bridge per BRIDGES element (eth<i> inside, <HOSTIF_PREFIX or NAME><i> outside)",
+		Summary: "netns /run/netns/NAME and a veth pair per BRIDGES element: ethN inside with its MAC, NAMEN (or HOSTIF_PREFIX N) in the host bridge",
 	}
 }
 
