@@ -76,6 +76,13 @@ func TestOneBridge(t *testing.T) {
 	if links, _ := g.LinkList(); len(links) != 2 {
 		t.Errorf("netns holds %d links, want lo and eth0", len(links))
 	}
+	// iproute2 sees it as one of its own.
+	if _, err := exec.LookPath("ip"); err == nil {
+		out, err := exec.Command("ip", "-n", name, "link", "show", "eth0").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "06:a7:dd:b4:02:f2") {
+			t.Errorf("ip -n %s link show eth0: %v\n%s", name, err, out)
+		}
+	}
 	after := *req
 	after.State = res.State
 	if err := s.Check(ctx, &after); err != nil {
