@@ -1,0 +1,64 @@
+// Package console is the plumbing of a guest's console: a pty pair the
+// runner owns, one reader of its master fanned out to a size-capped log, the
+// foreground terminal and clients of a root-only unix socket, and the
+// escape sequence that detaches or powers off.
+//
+// Life of a console, as the runner uses it:
+//
+//	c, err := console.New()               // pty pair, 24x80, slave held open
+//	c.LogTo("/var/log/subhost/NAME.log", 1<<20)  // optional, --detach
+//	c.Serve(ctx, "/run/subhost/NAME/console.sock") // optional, `subhost console`
+//	// the init stage opens c.SlavePath() by path and binds it on the
+//	// guest's /dev/console; once the guest's PID 1 holds it:
+//	c.CloseSlave()
+//	res, err := c.Attach(ctx, os.Stdin, os.Stdout, console.AttachOptions{EscapeChar: console.DefaultEscape})
+//	// on reboot: c.Rearm(), launch the guest again, c.CloseSlave(), Attach again
+//	c.Close()
+//
+// The runner must not call CloseSlave before the guest holds the slave: once
+// no process has it open the master reports EIO, and that is how the console
+// learns the guest session ended (GuestGone). Guest processes that hang up
+// the console (vhangup) while another process still holds it do not end the
+// session; subhost-init keeps /dev/console open for that reason.
+//
+// Escape sequence (like ssh's "~."), recognised only at the start of a line,
+// with the default escape character Ctrl-] (0x1d):
+//
+//	Ctrl-] d       detach: the guest keeps running
+//	Ctrl-] q       power the guest off (Attach returns PowerOff; a socket
+//	               client's request arrives on PowerOffRequests)
+//	Ctrl-] ?       print this list
+//	Ctrl-] Ctrl-]  send one Ctrl-] to the guest
+//
+// Any other character after the escape character sends both. AttachOptions
+// with EscapeChar 0 turns escapes off.
+//
+// Foreground relay (Attach, and Dial on the client side): when the input is
+// a terminal it is put in raw mode (restored on every return, including a
+// panic unwinding through Attach; a caller that handles SIGINT/SIGTERM
+// cancels ctx), its window size is copied to the pty and SIGWINCH followed.
+// When it is not a terminal (a script piping commands into `control start`)
+// the data is copied as is, and at EOF the relay keeps showing output until
+// the guest session ends: the pty is never closed or sent EOF, so the
+// guest's shell reads its `exit` from the data itself.
+//
+// Nothing a viewer does can stall the guest: the master is read by one
+// goroutine that never blocks on a viewer. Each viewer (the foreground
+// terminal, every socket client) has a 1 MiB queue; output past it is
+// dropped and the viewer is shown a note saying how much. A socket client
+// that accepts no output for 10 s is disconnected. A newly attached socket
+// client first gets the last ReplayBytes of output.
+//
+// Socket protocol (both directions): frames of one type byte, a big-endian
+// uint32 payload length and the payload (at most 64 KiB). Types: 'd' data,
+// 'w' window size (client to server: rows, cols as big-endian uint16),
+// 'p' power-off request (client to server), 'e' end (server to client: the
+// console is closed; Dial returns GuestGone). A connection that closes
+// without 'e' is an error for the client.
+//
+// creack/pty's Open and Setsize call (*os.File).Fd, which puts the master in
+// blocking mode, so a blocked Read could not be interrupted by Close; the pty
+// is therefore opened here with golang.org/x/sys/unix and kept in Go's
+// poller. Raw mode is x/term's MakeRaw written against x/sys/unix, to avoid a
+// new dependency.
+package console

@@ -1,0 +1,470 @@
+package console
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// clientQueue is how much output may wait for a socket client; past
+	// it output is dropped (the client is told how much).
+	clientQueue = 1 << 20
+	// byeTimeout bounds the last writes to clients when serving stops.
+	byeTimeout = time.Second
+)
+
+// clientStuckTimeout: a client that accepts no output for this long is
+// disconnected. A variable for tests.
+var clientStuckTimeout = 10 * time.Second
+
+// Serve listens on a unix socket at socketPath for `subhost console`
+// clients, and returns once it listens. The socket is created 0600 (never
+// wider, not even for an instant) in a directory that must be owned by this
+// user and writable by no one else (it is created 0700 if missing). A stale
+// socket left by a dead supervisor is replaced; a live one is an error.
+// Serving stops, and the socket is removed, when ctx is done or the console
+// is closed; Close waits for it.
+func (c *Console) Serve(ctx context.Context, socketPath string) error {
+	if err := checkSocketDir(filepath.Dir(socketPath)); err != nil {
+		return err
+	}
+	if err := removeStale(socketPath); err != nil {
+		return err
+	}
+	ln, err := listenPrivate(socketPath)
+	if err != nil {
+		return fmt.Errorf("console socket %q: %w", socketPath, err)
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		ln.Close()
+		return ErrClosed
+	}
+	c.wg.Add(2)
+	c.mu.Unlock()
+
+	srv := &server{c: c, ln: ln, done: make(chan struct{}), conns: make(map[*net.UnixConn]*sink)}
+	go func() {
+		defer c.wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-c.closing:
+		}
+		srv.shutdown()
+	}()
+	go srv.acceptLoop()
+	return nil
+}
+
+func checkSocketDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("console socket directory: %w", err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("console socket directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return fmt.Errorf("console socket directory %q is not a directory", dir)
+	case !ok || int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("console socket directory %q is not owned by uid %d", dir, os.Geteuid())
+	case fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("console socket directory %q is writable by others (mode %04o)", dir, fi.Mode().Perm())
+	}
+	return nil
+}
+
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("console socket: %w", err)
+	}
+	if fi.Mode().Type() != os.ModeSocket {
+		return fmt.Errorf("console socket %q exists and is not a socket", path)
+	}
+	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		conn.Close()
+		return fmt.Errorf("console socket %q is in use by a live console", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale console socket: %w", err)
+	}
+	return nil
+}
+
+// listenPrivate binds path with umask 0177, so the socket is 0600 from the
+// start. The umask is process-wide unless the thread has its own fs_struct:
+// the bind runs on a locked thread that unshared CLONE_FS, which the
+// runtime then discards (the goroutine exits still locked), so no other
+// goroutine's files are affected.
+func listenPrivate(path string) (*net.UnixListener, error) {
+	type result struct {
+		ln  *net.UnixListener
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: the thread must die with this goroutine.
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			ch <- result{nil, fmt.Errorf("unshare fs: %w", err)}
+			return
+		}
+		unix.Umask(0o177)
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+		ch <- result{ln, err}
+	}()
+	r := <-ch
+	return r.ln, r.err
+}
+
+type server struct {
+	c    *Console
+	ln   *net.UnixListener
+	done chan struct{}
+
+	mu    sync.Mutex
+	conns map[*net.UnixConn]*sink
+	shut  bool
+}
+
+// shutdown stops accepting and lets every client's writer flush what is
+// queued, send the end frame and hang up, each within byeTimeout.
+func (srv *server) shutdown() {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	srv.shut = true
+	close(srv.done)
+	srv.ln.Close() // removes the socket file
+	for conn, s := range srv.conns {
+		_ = conn.SetWriteDeadline(time.Now().Add(byeTimeout))
+		s.close(true)
+	}
+}
+
+func (srv *server) acceptLoop() {
+	defer srv.c.wg.Done()
+	for {
+		conn, err := srv.ln.AcceptUnix()
+		if err != nil {
+			select {
+			case <-srv.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and the like: back off instead of spinning.
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-srv.done:
+				return
+			}
+			continue
+		}
+		if !peerAllowed(conn) {
+			conn.Close()
+			continue
+		}
+		s := newSink(clientQueue)
+		srv.mu.Lock()
+		if srv.shut {
+			srv.mu.Unlock()
+			conn.Close()
+			continue
+		}
+		srv.conns[conn] = s
+		srv.c.wg.Add(1)
+		srv.mu.Unlock()
+		go srv.serveConn(conn, s)
+	}
+}
+
+// peerAllowed checks the client's uid: the socket's mode already keeps
+// others out; this holds even if the directory's modes are loosened later.
+func peerAllowed(conn *net.UnixConn) bool {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := rc.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil || credErr != nil {
+		return false
+	}
+	return cred.Uid == 0 || int(cred.Uid) == os.Geteuid()
+}
+
+func (srv *server) serveConn(conn *net.UnixConn, s *sink) {
+	c := srv.c
+	defer c.wg.Done()
+	defer func() {
+		srv.mu.Lock()
+		delete(srv.conns, conn)
+		srv.mu.Unlock()
+		conn.Close()
+	}()
+	if _, err := c.addViewer(s, true, false); err != nil {
+		return
+	}
+	defer c.removeViewer(s)
+
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		defer conn.Close()
+		if srv.writeOutput(conn, s) {
+			_, _ = conn.Write(appendFrame(nil, frameEnd, nil))
+		}
+	}()
+
+	br := bufio.NewReader(conn)
+	var buf []byte
+frames:
+	for {
+		typ, payload, err := readFrame(br, &buf)
+		if err != nil {
+			break
+		}
+		switch typ {
+		case frameData:
+			p := append([]byte(nil), payload...)
+			if c.writeInput(srv.done, p) != nil {
+				break frames
+			}
+		case frameResize:
+			if len(payload) == 4 {
+				rows := binary.BigEndian.Uint16(payload[0:])
+				cols := binary.BigEndian.Uint16(payload[2:])
+				if rows > 0 && cols > 0 {
+					_ = c.SetSize(rows, cols)
+				}
+			}
+		case framePowerOff:
+			c.requestPowerOff()
+		default:
+			break frames // not our protocol
+		}
+	}
+	select {
+	case <-srv.done:
+		// Shutting down: the writer flushes, says goodbye and hangs up.
+	default:
+		c.removeViewer(s)
+		s.close(false)
+		conn.Close()
+	}
+	<-writerDone
+}
+
+// writeOutput sends the client its queued output until the sink ends. It
+// reports whether the connection is still good (the sink was closed
+// rather than the client failing).
+func (srv *server) writeOutput(conn *net.UnixConn, s *sink) bool {
+	var frames []byte
+	for {
+		data, dropped, ok := s.next(nil)
+		if !ok {
+			return true
+		}
+		frames = frames[:0]
+		if dropped > 0 {
+			note := fmt.Sprintf("\r\n[subhost: %d bytes of console output dropped: client too slow]\r\n", dropped)
+			frames = appendFrame(frames, frameData, []byte(note))
+		}
+		frames = appendData(frames, data)
+		s.recycle(data)
+		// Frame by frame, each with its own deadline: a slow client that
+		// makes progress stays, one that makes none for
+		// clientStuckTimeout goes. During shutdown the deadline is
+		// already set, shorter.
+		for len(frames) > 0 {
+			n := min(len(frames), frameHeader+maxFrame)
+			select {
+			case <-srv.done:
+			default:
+				_ = conn.SetWriteDeadline(time.Now().Add(clientStuckTimeout))
+			}
+			if _, err := conn.Write(frames[:n]); err != nil {
+				return false
+			}
+			frames = frames[n:]
+		}
+	}
+}
+
+// Dial attaches to the console served at socketPath: the `subhost console
+// NAME` side. It relays like Attach, with the same terminal handling and
+// escape sequences; the detach sequence detaches this client only, and the
+// power-off sequence asks the server, whose runner sees it on
+// PowerOffRequests, and returns PowerOff. GuestGone means the server hung
+// up because the console was closed.
+func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachOptions) (res AttachResult, err error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unix", socketPath)
+	if err != nil {
+		return Detached, fmt.Errorf("console: %w", err)
+	}
+	conn := nc.(*net.UnixConn)
+	defer conn.Close()
+
+	inFD, err := fileFD(in)
+	if err != nil {
+		return Detached, err
+	}
+	outFD, err := fileFD(out)
+	if err != nil {
+		return Detached, err
+	}
+	w, err := newWaker()
+	if err != nil {
+		return Detached, err
+	}
+	defer w.close()
+
+	term := isTerminal(inFD)
+	if term {
+		restore, err := makeRaw(inFD)
+		if err != nil {
+			return Detached, err
+		}
+		defer restore()
+	}
+
+	var connMu sync.Mutex // frames from several goroutines
+	send := func(typ byte, p []byte) error {
+		connMu.Lock()
+		defer connMu.Unlock()
+		var b []byte
+		if typ == frameData {
+			b = appendData(nil, p)
+		} else {
+			b = appendFrame(nil, typ, p)
+		}
+		_, err := conn.Write(b)
+		return err
+	}
+	var outMu sync.Mutex // guest output and help text
+	show := func(p []byte) error {
+		outMu.Lock()
+		defer outMu.Unlock()
+		return writeFD(outFD, p, w)
+	}
+
+	stop := make(chan struct{})
+	ends := make(chan relayEnd, 1)
+	var wg sync.WaitGroup
+	defer func() {
+		close(stop)
+		w.wake()
+		conn.Close()
+		wg.Wait()
+	}()
+
+	if sizeFD := sizeSource(inFD, outFD, term); sizeFD >= 0 {
+		followSize(sizeFD, stop, &wg, func(rows, cols uint16) error {
+			return send(frameResize, resizePayload(rows, cols))
+		})
+	}
+
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		br := bufio.NewReader(conn)
+		var buf []byte
+		for {
+			typ, payload, err := readFrame(br, &buf)
+			switch {
+			case errors.Is(err, net.ErrClosed):
+				return // Dial is returning
+			case errors.Is(err, io.EOF):
+				endOnce(ends, relayEnd{Detached, errors.New("console connection closed by the server")})
+				return
+			case err != nil:
+				endOnce(ends, relayEnd{Detached, fmt.Errorf("console connection: %w", err)})
+				return
+			}
+			switch typ {
+			case frameData:
+				if err := show(payload); err != nil {
+					if !errors.Is(err, errWoken) {
+						endOnce(ends, relayEnd{Detached, fmt.Errorf("write console output: %w", err)})
+					}
+					return
+				}
+			case frameEnd:
+				endOnce(ends, relayEnd{GuestGone, nil})
+				return
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		esc := newEscaper(opts.EscapeChar)
+		buf := make([]byte, 4096)
+		for {
+			n, err := readFD(inFD, buf, w)
+			if err != nil {
+				switch {
+				case errors.Is(err, errWoken):
+				case !term && errors.Is(err, io.EOF):
+				default:
+					endOnce(ends, relayEnd{Detached, fmt.Errorf("read console input: %w", err)})
+				}
+				return
+			}
+			for p := buf[:n]; len(p) > 0; {
+				fwd, act, used := esc.scan(p)
+				p = p[used:]
+				if len(fwd) > 0 {
+					if err := send(frameData, fwd); err != nil {
+						return // the output side reports the hang-up
+					}
+				}
+				switch act {
+				case actHelp:
+					_ = show(helpText(opts.EscapeChar))
+				case actDetach:
+					endOnce(ends, relayEnd{Detached, nil})
+					return
+				case actPowerOff:
+					if err := send(framePowerOff, nil); err != nil {
+						endOnce(ends, relayEnd{Detached, fmt.Errorf("console power-off request: %w", err)})
+					} else {
+						endOnce(ends, relayEnd{PowerOff, nil})
+					}
+					return
+				}
+			}
+		}
+	}()
+
+	select {
+	case e := <-ends:
+		return e.res, e.err
+	case <-ctx.Done():
+		return Detached, ctx.Err()
+	}
+}
