@@ -187,6 +187,7 @@ type guest struct {
 	mu   sync.Mutex
 	out  bytes.Buffer
 	done chan struct{}
+	read chan struct{} // closed when the console has nothing more to say
 	ws   syscall.WaitStatus
 }
 
@@ -210,9 +211,9 @@ func boot(t *testing.T, root string, env []string, args ...string) *guest {
 	}
 	pts.Close()
 	g.pid = g.cmd.Process.Pid
-	readDone := make(chan struct{})
+	g.read = make(chan struct{})
 	go func() {
-		defer close(readDone)
+		defer close(g.read)
 		buf := make([]byte, 4096)
 		for {
 			n, err := ptm.Read(buf)
@@ -237,7 +238,7 @@ func boot(t *testing.T, root string, env []string, args ...string) *guest {
 			<-g.done
 		}
 		ptm.Close()
-		<-readDone
+		<-g.read
 		if t.Failed() {
 			t.Logf("console:\n%s", g.console())
 		}
@@ -307,6 +308,13 @@ func (g *guest) wait(d time.Duration) guestexit.Outcome {
 	case <-g.done:
 	case <-time.After(d):
 		g.t.Fatalf("guest still running after %v", d)
+	}
+	// Every process of the guest is gone with its PID 1, so the console
+	// pty has no writer left: read it to the end.
+	select {
+	case <-g.read:
+	case <-time.After(5 * time.Second):
+		g.t.Errorf("the console is still open 5s after PID 1 ended")
 	}
 	return guestexit.Classify(g.ws)
 }
