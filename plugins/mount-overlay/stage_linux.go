@@ -188,19 +188,28 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 	if mntTop != nil && !mntOurs {
 		log.Warn("mnt has a mount that is not this subhost's image: left alone", "mnt", p.mntPath(), "fstype", mntTop.FSType, "source", mntTop.Source)
 	}
-	if top := topAt(mounts, p.livePath()); top != nil {
+	// Normally one mount is on live; a stack of ours (left by a bug or a
+	// crash) is unmounted one by one, down to the first that is not ours.
+	for range 8 {
+		top := topAt(mounts, p.livePath())
+		if top == nil {
+			break
+		}
 		ours, err := p.ownLive(top, mounts, mntOurs)
 		if err != nil {
 			return err
 		}
 		if !ours {
 			log.Warn("live has a mount that is not this subhost's: left alone", "live", p.livePath(), "fstype", top.FSType, "source", top.Source)
-		} else {
-			if err := unmountTree(home, p.livePath(), mounts); err != nil {
-				// mnt and the loop device stay while live holds them.
-				return sdk.Internalf("%w", err)
-			}
-			log.Info("unmounted live", "live", p.livePath())
+			break
+		}
+		if err := unmountTree(home, p.livePath(), mounts); err != nil {
+			// mnt and the loop device stay while live holds them.
+			return sdk.Internalf("%w", err)
+		}
+		log.Info("unmounted live", "live", p.livePath(), "fstype", top.FSType)
+		if mounts, err = readMountinfo(); err != nil {
+			return sdk.Internalf("read mountinfo: %w", err)
 		}
 	}
 	if !mntOurs && len(loops) == 0 {

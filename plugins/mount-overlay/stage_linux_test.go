@@ -774,3 +774,24 @@ func tree(t *testing.T, dir string) []string {
 	})
 	return out
 }
+
+// TestDownLeavesForeignMounts: what is on live or mnt but is not this
+// subhost's is not Down's to remove.
+func TestDownLeavesForeignMounts(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	req := imageHome(t, scratch(t), "f", "")
+	for _, d := range []string{"live", "mnt"} {
+		p := filepath.Join(req.Subhost.Home, d)
+		if err := unix.Mount("tmpfs", p, "tmpfs", 0, ""); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Unmount(p, 0) })
+	}
+	if err := (&stage{}).Down(context.Background(), req); err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	if got := mountsUnder(t, req.Subhost.Home); len(got) != 2 {
+		t.Errorf("mounts after Down: %q, want the two foreign ones", got)
+	}
+}

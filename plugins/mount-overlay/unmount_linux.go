@@ -12,16 +12,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// unmountTree unmounts the mounts stacked on mountpoint and everything
+// unmountTree unmounts the top mount on mountpoint and everything
 // mounted below it, deepest first, each plainly: a busy mount is an
-// error naming what holds it, never lazily detached. parent is the
-// directory that holds mountpoint (HOME). Paths below mountpoint lie in
-// a tenant's tree, so each is reached from an opened parent directory
-// without following symlinks.
+// error naming what holds it, never lazily detached. A mount stacked
+// beneath the top one is not touched: it may be someone else's. parent
+// is the directory that holds mountpoint (HOME). Paths below mountpoint
+// lie in a tenant's tree, so each is reached from an opened parent
+// directory without following symlinks.
 func unmountTree(parent *dir, mountpoint string, mounts []mountEntry) error {
-	var todo []mountEntry
+	top := topAt(mounts, mountpoint)
+	if top == nil {
+		return nil
+	}
+	todo := []mountEntry{*top}
 	for i, m := range mounts {
-		if within(m.Mountpoint, mountpoint) {
+		if m.Mountpoint != mountpoint && within(m.Mountpoint, mountpoint) {
 			todo = append(todo, mounts[i])
 		}
 	}
