@@ -1,0 +1,102 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/subhost/subhost/internal/config"
+	"github.com/subhost/subhost/internal/console"
+	"github.com/subhost/subhost/internal/proc"
+	"github.com/subhost/subhost/internal/state"
+)
+
+func newConsoleCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "console NAME",
+		Short: "Attach to a running subhost's console",
+		Long: `Attach this terminal to the console of a subhost running under a
+supervisor (subhost run --detach). Ctrl-] then d detaches, Ctrl-] then q
+powers the guest off.`,
+		Args:              exactArgs(1, "NAME"),
+		ValidArgsFunction: completeNames,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := config.ValidName(args[0]); err != nil {
+				return err
+			}
+			sock := consoleSocket(args[0])
+			if _, err := os.Stat(sock); err != nil {
+				return fmt.Errorf("subhost %s has no console to attach to (is it running?)", args[0])
+			}
+			res, err := attachConsole(cmd.Context(), sock)
+			if res == console.Detached {
+				fmt.Fprintln(os.Stderr, "\r\nsubhost: detached")
+			}
+			if err != nil && res != console.Detached {
+				return err
+			}
+			return nil
+		},
+	}
+}
+
+// guestPID returns the running guest's PID 1.
+func guestPID(name string) (int, error) {
+	st, err := state.Dir{Root: g.stateDir, Name: name}.Load()
+	if err != nil {
+		return 0, fmt.Errorf("subhost %s is not running", name)
+	}
+	pid := st.Record.GuestPID
+	if pid == 0 || !proc.Alive(pid, st.Record.GuestStartTime) {
+		return 0, fmt.Errorf("subhost %s has no running guest (%s)", name, st.Status)
+	}
+	return pid, nil
+}
+
+func newEnterCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "enter NAME [-- CMD ARGS...]",
+		Short: "Run a command (default: a shell) inside a running subhost",
+		Long: `Run a command in all of the guest's namespaces and in its root, with the
+guest's environment basics (container=subhost, PATH, TERM, HOME=/root).
+Without a command it starts the guest's shell (/bin/bash, else /bin/sh).
+The command's exit status is subhost's.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 1 {
+				return usageError{fmt.Errorf("want NAME [-- CMD ARGS...]")}
+			}
+			return nil
+		},
+		ValidArgsFunction: completeNames,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := config.ValidName(args[0]); err != nil {
+				return err
+			}
+			pid, err := guestPID(args[0])
+			if err != nil {
+				return err
+			}
+			command := args[1:]
+			if len(command) == 0 {
+				command = []string{"/bin/sh", "-c", "if [ -x /bin/bash ]; then exec /bin/bash -l; fi; exec /bin/sh -l"}
+			}
+			nsenter, err := exec.LookPath("nsenter")
+			if err != nil {
+				return fmt.Errorf("enter needs util-linux nsenter: %w", err)
+			}
+			termName := os.Getenv("TERM")
+			if termName == "" {
+				termName = "linux"
+			}
+			argv := append([]string{"nsenter", "--target", strconv.Itoa(pid),
+				"--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd", "--"}, command...)
+			env := []string{"container=subhost", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=" + termName, "HOME=/root"}
+			// nsenter execs the command, so its exit status is ours.
+			return syscall.Exec(nsenter, argv, env)
+		},
+	}
+}

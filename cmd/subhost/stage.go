@@ -1,0 +1,42 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+func newStageCmd() *cobra.Command {
+	var t targetFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "stage STAGE up|down|check [--pipeline P] [--home DIR] NAME",
+		Short: "Run one stage alone against a subhost (debugging)",
+		Long: `Run one stage's Up, Down or Check against the subhost's recorded boot
+record, and print the request and the result as JSON. Up records its result
+as a run would; Down forgets the stage, and the subhost once no stage is up.
+With SUBHOST_REATTACH_PLUGINS set (see a plugin's --debug), the stage runs
+in a plugin started by hand, e.g. under a debugger.`,
+		Args: exactArgs(3, "STAGE, an operation (up, down, check) and NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := g.newRunner()
+			if err != nil {
+				return err
+			}
+			plan, err := r.MakePlan(t.target(args[2]))
+			if err != nil {
+				return err
+			}
+			report, err := r.StageOp(cmd.Context(), plan, args[0], args[1])
+			if report != nil && (asJSON || err == nil) {
+				out, _ := json.MarshalIndent(report, "", "  ")
+				fmt.Fprintln(cmd.OutOrStdout(), string(out))
+			}
+			return err
+		},
+	}
+	t.register(cmd, "pretend-boot")
+	cmd.Flags().BoolVar(&asJSON, "json", true, "print the request and result as JSON")
+	return cmd
+}

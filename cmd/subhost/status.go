@@ -1,0 +1,179 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/subhost/subhost/internal/config"
+	"github.com/subhost/subhost/internal/proc"
+	"github.com/subhost/subhost/internal/state"
+)
+
+// report is one subhost as status and list show it.
+type report struct {
+	Name       string        `json:"name"`
+	Pipeline   string        `json:"pipeline,omitempty"`
+	State      string        `json:"state"`
+	PID        int           `json:"pid,omitempty"`
+	Uptime     string        `json:"uptime,omitempty"`
+	UptimeS    int64         `json:"uptime_s,omitempty"`
+	Home       string        `json:"home,omitempty"`
+	Supervisor int           `json:"supervisor,omitempty"`
+	Error      string        `json:"error,omitempty"`
+	Stages     []stageReport `json:"stages,omitempty"`
+}
+
+type stageReport struct {
+	Name       string `json:"name"`
+	Plugin     string `json:"plugin"`
+	Status     string `json:"status"`
+	DurationMS int64  `json:"duration_ms,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// describe reads a subhost's state and checks it against the living
+// processes: a state that says running over a dead guest is a failure.
+func describe(root, name string) (report, error) {
+	st, err := state.Dir{Root: root, Name: name}.Load()
+	if errors.Is(err, state.ErrNoState) {
+		return report{Name: name, State: state.Stopped}, nil
+	}
+	if err != nil {
+		return report{}, err
+	}
+	r := report{Name: name, Pipeline: st.Pipeline, State: st.Status, Home: st.Home, Error: st.Error}
+	guest := st.Record.GuestPID != 0 && proc.Alive(st.Record.GuestPID, st.Record.GuestStartTime)
+	if guest {
+		r.PID = st.Record.GuestPID
+		if !st.GuestStarted.IsZero() {
+			up := time.Since(st.GuestStarted).Truncate(time.Second)
+			r.Uptime, r.UptimeS = up.String(), int64(up.Seconds())
+		}
+	}
+	if st.Supervisor != 0 && proc.Alive(st.Supervisor, st.SupervisorStartTime) {
+		r.Supervisor = st.Supervisor
+	}
+	if st.Status == state.Running && st.Record.GuestPID != 0 && !guest {
+		r.State = state.Failed
+		if r.Error == "" {
+			r.Error = "the guest is gone but its stages are up: run `subhost stop " + name + "`"
+		}
+	}
+	for _, s := range st.Stages {
+		r.Stages = append(r.Stages, stageReport{Name: s.Name, Plugin: s.Plugin, Status: s.Status, DurationMS: s.DurationMS, Error: s.Error})
+	}
+	return r, nil
+}
+
+func newStatusCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:               "status [--json] NAME",
+		Short:             "Show a subhost's state, guest PID, uptime and stages",
+		Args:              exactArgs(1, "NAME"),
+		ValidArgsFunction: completeNames,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := config.ValidName(args[0]); err != nil {
+				return err
+			}
+			r, err := describe(g.stateDir, args[0])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), r)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "%s: %s", r.Name, r.State)
+			if r.PID != 0 {
+				fmt.Fprintf(w, " (pid %d, up %s)", r.PID, r.Uptime)
+			}
+			fmt.Fprintln(w)
+			if r.Pipeline != "" {
+				fmt.Fprintf(w, "  pipeline %s, home %s\n", r.Pipeline, r.Home)
+			}
+			for _, s := range r.Stages {
+				fmt.Fprintf(w, "  %-16s %s", s.Name, s.Status)
+				if s.Error != "" {
+					fmt.Fprintf(w, ": %s", s.Error)
+				}
+				fmt.Fprintln(w)
+			}
+			if r.Error != "" {
+				fmt.Fprintf(w, "  error: %s\n", r.Error)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newListCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list [--json]",
+		Short: "List the subhosts this host knows of",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			names, err := state.List(g.stateDir)
+			if err != nil {
+				return err
+			}
+			reports := []report{}
+			for _, n := range names {
+				r, err := describe(g.stateDir, n)
+				if err != nil {
+					return err
+				}
+				r.Stages = nil
+				reports = append(reports, r)
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), reports)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSTATE\tPID\tUPTIME\tPIPELINE\tHOME")
+			for _, r := range reports {
+				pid := "-"
+				if r.PID != 0 {
+					pid = fmt.Sprint(r.PID)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.State, pid, dash(r.Uptime), r.Pipeline, r.Home)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func writeJSON(w io.Writer, v any) error {
+	out, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(out))
+	return err
+}
+
+func completeNames(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	names, _ := state.List(g.stateDir)
+	return names, cobra.ShellCompDirectiveNoFileComp
+}

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/subhost/subhost/internal/config"
+	"github.com/subhost/subhost/internal/runner"
+)
+
+func newStopCmd() *cobra.Command {
+	var opts runner.StopOptions
+	cmd := &cobra.Command{
+		Use:   "stop [--timeout 30s] [--force] NAME",
+		Short: "Power a subhost off and bring every stage down",
+		Long: `Ask the guest's PID 1 to power off (SIGPWR), wait up to --timeout, kill it,
+then bring every stage down in reverse from the recorded state. Works with
+or without a living supervisor, after a crash too; when a stage fails to
+come down the state is kept, so stop can be run again.`,
+		Args:              exactArgs(1, "NAME"),
+		ValidArgsFunction: completeNames,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := config.ValidName(args[0]); err != nil {
+				return err
+			}
+			r, err := g.newRunner()
+			if err != nil {
+				return err
+			}
+			err = r.Stop(cmd.Context(), args[0], opts)
+			if errors.Is(err, runner.ErrNotRunning) {
+				fmt.Fprintf(cmd.OutOrStdout(), "subhost %s is not running\n", args[0])
+				return nil
+			}
+			if err == nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "subhost %s stopped\n", args[0])
+			}
+			return err
+		},
+	}
+	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 30*time.Second, "how long the guest gets to power off before it is killed")
+	cmd.Flags().BoolVar(&opts.Force, "force", false, "kill the guest at once (and a supervisor that does not finish)")
+	return cmd
+}

@@ -1,0 +1,238 @@
+package pluginhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
+	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/internal/trust"
+	"github.com/subhost/subhost/sdk"
+)
+
+// Host starts plugins.
+type Host struct {
+	// SocketDir is a root-only directory for go-plugin's sockets.
+	SocketDir string
+	Logger    hclog.Logger
+	// LogLevel is passed to plugins (SUBHOST_LOG_LEVEL).
+	LogLevel string
+	// Reattach maps plugin names to stages started by hand with --debug
+	// (from SUBHOST_REATTACH_PLUGINS).
+	Reattach map[string]*plugin.ReattachConfig
+}
+
+// Plugin is one running stage plugin.
+type Plugin struct {
+	Name   string // stage name
+	Path   string
+	SHA256 string
+	Stage  sdk.Stage
+	client *plugin.Client
+	proc   *process
+}
+
+// fixedEnv is the whole environment a plugin gets besides go-plugin's own
+// variables: nothing of the caller's leaks in.
+func (h *Host) fixedEnv() []string {
+	return []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"LANG=C.UTF-8",
+		sdk.LogLevelEnv + "=" + h.LogLevel,
+	}
+}
+
+// Start starts the plugin at path for stage and connects to it. pin, when
+// set, is the sha256 the file must have.
+func (h *Host) Start(ctx context.Context, stage, path, pin string) (*Plugin, error) {
+	logger := h.Logger.Named(stage)
+	base := filepath.Base(path)
+	if rc, ok := h.Reattach[base]; ok {
+		client := plugin.NewClient(&plugin.ClientConfig{
+			HandshakeConfig:  sdk.Handshake,
+			Plugins:          sdk.PluginSet(nil),
+			AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+			Reattach:         rc,
+			Logger:           logger,
+		})
+		return h.dispense(&Plugin{Name: stage, Path: "reattached:" + base, client: client})
+	}
+
+	exe, sum, err := openTrusted(path)
+	if err != nil {
+		return nil, err
+	}
+	if pin != "" && !strings.EqualFold(pin, sum) {
+		exe.Close()
+		return nil, sdk.Invalidf("stage %q: plugin %s has sha256 %s, the pipeline pins %s", stage, path, sum, strings.ToLower(pin))
+	}
+	if err := os.MkdirAll(h.SocketDir, 0o700); err != nil {
+		exe.Close()
+		return nil, err
+	}
+	p := &Plugin{Name: stage, Path: path, SHA256: sum}
+	p.client = plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		Plugins:          sdk.PluginSet(nil),
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Logger:           logger,
+		SkipHostEnv:      true,
+		StartTimeout:     30 * time.Second,
+		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: h.SocketDir},
+		RunnerFunc: func(l hclog.Logger, cmd *exec.Cmd, _ string) (runner.Runner, error) {
+			proc, err := newProcess(exe, path, append(h.fixedEnv(), cmd.Env...))
+			p.proc = proc
+			return proc, err
+		},
+	})
+	return h.dispense(p)
+}
+
+func (h *Host) dispense(p *Plugin) (*Plugin, error) {
+	rpc, err := p.client.Client()
+	if err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("stage %q: start plugin %s: %w", p.Name, p.Path, err)
+	}
+	raw, err := rpc.Dispense(sdk.PluginName)
+	if err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("stage %q: plugin %s: %w", p.Name, p.Path, err)
+	}
+	p.Stage = raw.(sdk.Stage)
+	return p, nil
+}
+
+// Exited reports whether the plugin process has gone (crashed or killed).
+func (p *Plugin) Exited() bool { return p.client.Exited() }
+
+// Kill kills the plugin's whole process group (a plugin's own children
+// too) and waits for it.
+func (p *Plugin) Kill() {
+	if p.proc != nil {
+		p.proc.Kill(context.Background())
+	}
+	p.client.Kill()
+}
+
+// openTrusted opens a plugin executable, checks that it and its directory
+// are root's alone, and hashes the open file: the same descriptor is what
+// gets executed, so the hash and the permission check hold for exactly
+// the code that runs.
+func openTrusted(path string) (*os.File, string, error) {
+	if err := trust.Path(filepath.Dir(path), "plugin directory"); err != nil {
+		return nil, "", err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, "", sdk.Invalidf("plugin %s: %w", path, err)
+	}
+	if err := trust.File(f, "plugin"); err != nil {
+		f.Close()
+		return nil, "", err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		f.Close()
+		return nil, "", fmt.Errorf("plugin %s: %w", path, err)
+	}
+	return f, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// SHA256 hashes a plugin file after the same trust checks as Start.
+func SHA256(path string) (string, error) {
+	f, sum, err := openTrusted(path)
+	if f != nil {
+		f.Close()
+	}
+	return sum, err
+}
+
+// process is a go-plugin runner.Runner: the plugin executable run from
+// its open descriptor, in its own process group.
+type process struct {
+	cmd            *exec.Cmd
+	exe            *os.File
+	stdout, stderr io.ReadCloser
+	name           string
+}
+
+func newProcess(exe *os.File, path string, env []string) (*process, error) {
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	cmd := &exec.Cmd{
+		// The kernel resolves /proc/self/fd/N in the child before the
+		// close-on-exec descriptor goes away: what runs is what was hashed.
+		Path:  "/proc/self/fd/" + strconv.Itoa(int(exe.Fd())),
+		Args:  []string{path},
+		Env:   env,
+		Stdin: devnull,
+		SysProcAttr: &syscall.SysProcAttr{
+			Setpgid:   true,
+			Pdeathsig: syscall.SIGKILL,
+		},
+	}
+	p := &process{cmd: cmd, exe: exe, name: path}
+	if p.stdout, err = cmd.StdoutPipe(); err != nil {
+		return nil, err
+	}
+	if p.stderr, err = cmd.StderrPipe(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *process) Start(context.Context) error {
+	err := p.cmd.Start()
+	p.exe.Close()
+	if in, ok := p.cmd.Stdin.(*os.File); ok {
+		in.Close()
+	}
+	return err
+}
+
+func (p *process) Wait(context.Context) error { return p.cmd.Wait() }
+
+// Kill SIGKILLs the whole process group: go-plugin's own Kill reaches the
+// plugin's PID only, and a plugin's children would survive it.
+func (p *process) Kill(context.Context) error {
+	if p.cmd.Process == nil {
+		return nil
+	}
+	err := unix.Kill(-p.cmd.Process.Pid, unix.SIGKILL)
+	if errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	return err
+}
+
+func (p *process) Stdout() io.ReadCloser { return p.stdout }
+func (p *process) Stderr() io.ReadCloser { return p.stderr }
+func (p *process) Name() string          { return p.name }
+func (p *process) ID() string {
+	if p.cmd.Process == nil {
+		return ""
+	}
+	return strconv.Itoa(p.cmd.Process.Pid)
+}
+func (p *process) Diagnose(context.Context) string {
+	return "the plugin did not speak the subhost stage protocol; is it a subhost stage built with sdk.Main?"
+}
+func (p *process) PluginToHost(n, a string) (string, string, error) { return n, a, nil }
+func (p *process) HostToPlugin(n, a string) (string, string, error) { return n, a, nil }

@@ -1,0 +1,218 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/subhost/subhost/internal/pipeline"
+	"github.com/subhost/subhost/internal/pluginhost"
+	"github.com/subhost/subhost/internal/proc"
+	"github.com/subhost/subhost/internal/state"
+	"github.com/subhost/subhost/sdk"
+)
+
+// RunOptions tune Run.
+type RunOptions struct {
+	// Console is the host path of the guest console's pty, put in the boot
+	// record before the first stage.
+	Console string
+	// Supervise is called, with the lock still held and no plugin
+	// running, once every stage is up and a stage launched a guest.
+	Supervise func(ctx context.Context, sup *Supervision) error
+}
+
+// Run brings every stage up in order. A subhost that is hibernating (or
+// left half-up) is re-entered: Up adopts what exists.
+func (r *Runner) Run(ctx context.Context, plan *Plan, opts RunOptions) (*state.State, error) {
+	s, err := r.open(plan, "run")
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	if s.st != nil && guestAlive(s.st) {
+		return s.st, sdk.Conflictf("subhost %q is already running (guest pid %d)", plan.Name, s.st.Record.GuestPID)
+	}
+	all := make([]int, len(plan.Stages))
+	for i := range all {
+		all[i] = i
+	}
+	if err := s.startPlugins(ctx, all); err != nil {
+		return nil, err
+	}
+	if err := s.validate(ctx, all); err != nil {
+		return nil, err
+	}
+	if s.st == nil || s.st.Pipeline != plan.Pipeline.Name {
+		if s.st != nil {
+			return s.st, sdk.Conflictf("subhost %q has state from pipeline %q; stop it first", plan.Name, s.st.Pipeline)
+		}
+		s.st = s.newState()
+	}
+	s.st.Status, s.st.Error, s.st.Subhost = state.Booting, "", plan.Subhost
+	s.st.Record.Console = opts.Console
+	s.st.Record.GuestPID, s.st.Record.GuestStartTime = 0, 0
+	if err := s.upFrom(ctx, 0); err != nil {
+		return s.st, err
+	}
+	s.st.Status = state.Running
+	if s.st.Record.GuestPID != 0 {
+		s.st.GuestStarted = time.Now().UTC()
+	}
+	if err := s.save(); err != nil {
+		return s.st, err
+	}
+	// No plugin stays alive while the guest runs.
+	s.killPlugins()
+	if opts.Supervise != nil && s.st.Record.GuestPID != 0 {
+		return s.st, opts.Supervise(ctx, &Supervision{s: s})
+	}
+	return s.st, nil
+}
+
+// StopOptions tune Stop.
+type StopOptions struct {
+	// Timeout is how long the guest gets to power off after SIGPWR.
+	Timeout time.Duration
+	// Force kills the guest at once, and a supervisor that does not finish
+	// the stop in time.
+	Force bool
+}
+
+// ErrNotRunning is returned by Stop for a subhost without state.
+var ErrNotRunning = errors.New("not running")
+
+// Stop powers the guest off and runs Down for every stage in reverse,
+// from the recorded state. When a supervisor holds the subhost it is
+// asked to stop (SIGTERM, as a service manager would) and waited for.
+func (r *Runner) Stop(ctx context.Context, name string, opts StopOptions) error {
+	d := r.dir(name)
+	st, err := d.Load()
+	if errors.Is(err, state.ErrNoState) {
+		return ErrNotRunning
+	}
+	if err != nil {
+		return err
+	}
+	lock, err := d.TryLock("stop")
+	if errors.Is(err, state.ErrBusy) {
+		lock, err = r.stopSupervisor(ctx, d, st, opts)
+	}
+	if err != nil {
+		return err
+	}
+	if lock == nil {
+		return nil // the supervisor finished the job
+	}
+	plan, err := r.planFromState(d)
+	if err != nil {
+		lock.Release()
+		if errors.Is(err, state.ErrNoState) {
+			return nil
+		}
+		return err
+	}
+	s := &session{r: r, plan: plan, dir: d, lock: lock, plugins: map[string]*pluginhost.Plugin{}}
+	defer s.close()
+	if s.st, err = d.Load(); err != nil {
+		return err
+	}
+	s.st.Status = state.Stopping
+	s.save()
+	if err := stopGuest(s.st.Record, opts); err != nil {
+		return err
+	}
+	return s.downAll(ctx)
+}
+
+// stopSupervisor asks the supervisor holding the lock to stop, and waits
+// for it. It returns the lock if the teardown is still ours to do, nil if
+// the supervisor did it.
+func (r *Runner) stopSupervisor(ctx context.Context, d state.Dir, st *state.State, opts StopOptions) (*state.Lock, error) {
+	holder, _ := d.Holder()
+	if holder.Operation != "supervise" || st.Supervisor == 0 || holder.PID != st.Supervisor {
+		return d.TryLock("stop") // reports the holder
+	}
+	sup, err := proc.Open(st.Supervisor, st.SupervisorStartTime)
+	if err != nil {
+		return d.TryLock("stop")
+	}
+	defer sup.Close()
+	d.WriteStopRequest(state.StopRequest{TimeoutMS: opts.Timeout.Milliseconds(), Force: opts.Force})
+	sup.Signal(sigTerm)
+	// The supervisor powers the guest off (opts.Timeout) and runs Down.
+	wait := opts.Timeout + 2*time.Minute
+	if opts.Force {
+		wait = opts.Timeout + 10*time.Second
+	}
+	if !sup.WaitExit(wait) {
+		if !opts.Force {
+			return nil, fmt.Errorf("subhost %q: supervisor pid %d did not finish stopping in %s; use --force", d.Name, st.Supervisor, wait)
+		}
+		sup.Signal(sigKill)
+		sup.WaitExit(5 * time.Second)
+	}
+	if _, err := d.Load(); errors.Is(err, state.ErrNoState) {
+		return nil, nil
+	}
+	return d.TryLock("stop")
+}
+
+// planFromState rebuilds a plan from what was recorded, so that Down sees
+// the stages, plugins, parameters and config that Up saw.
+func (r *Runner) planFromState(d state.Dir) (*Plan, error) {
+	st, err := d.Load()
+	if err != nil {
+		return nil, err
+	}
+	var pl *pipeline.Pipeline
+	if r.Pipelines != nil {
+		pl, _ = r.Pipelines.Get(st.Pipeline)
+	}
+	if pl == nil {
+		pl = &pipeline.Pipeline{Name: st.Pipeline, Home: st.Home, OnExit: st.OnExit}
+	}
+	plan := &Plan{Name: st.Name, Pipeline: pl, Subhost: st.Subhost}
+	for _, ss := range st.Stages {
+		ps := PlannedStage{Stage: pipeline.Stage{Name: ss.Name, Plugin: ss.Plugin, Params: ss.Params, Timeout: pipeline.DefaultTimeout}, Path: ss.Path}
+		for _, def := range pl.Stages {
+			if def.Name == ss.Name && def.Plugin == ss.Plugin {
+				ps.Timeout, ps.SHA256 = def.Timeout, def.SHA256
+			}
+		}
+		plan.Stages = append(plan.Stages, ps)
+	}
+	return plan, nil
+}
+
+// guestAlive reports whether the recorded guest PID 1 still runs.
+func guestAlive(st *state.State) bool {
+	return st.Record.GuestPID != 0 && proc.Alive(st.Record.GuestPID, st.Record.GuestStartTime)
+}
+
+// stopGuest asks the guest's PID 1 to power off (SIGPWR), waits, then
+// kills it; killing PID 1 of a PID namespace kills every process in it.
+// Only the process recorded as that subhost's PID 1 (PID and start time)
+// is ever signalled.
+func stopGuest(rec sdk.BootRecord, opts StopOptions) error {
+	if rec.GuestPID == 0 {
+		return nil
+	}
+	p, err := proc.Open(rec.GuestPID, rec.GuestStartTime)
+	if err != nil {
+		return nil // gone already
+	}
+	defer p.Close()
+	if !opts.Force {
+		p.Signal(sigPwr)
+		if p.WaitExit(opts.Timeout) {
+			return nil
+		}
+	}
+	p.Signal(sigKill)
+	if !p.WaitExit(10 * time.Second) {
+		return fmt.Errorf("guest pid %d did not die after SIGKILL", rec.GuestPID)
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+package runner
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/subhost/subhost/internal/config"
+	"github.com/subhost/subhost/internal/pipeline"
+	"github.com/subhost/subhost/internal/pluginhost"
+	"github.com/subhost/subhost/sdk"
+)
+
+// Target says which subhost an operation is about, as the CLI got it.
+type Target struct {
+	Name     string
+	Pipeline string
+	Home     string // "" = the pipeline's home followed by Name
+	Config   string // "" = HOME/config
+}
+
+// Plan is everything an operation needs, read and checked before anything
+// on the host is changed.
+type Plan struct {
+	Name     string
+	Pipeline *pipeline.Pipeline
+	Subhost  sdk.Subhost
+	Stages   []PlannedStage
+}
+
+// PlannedStage is a pipeline stage with its plugin found.
+type PlannedStage struct {
+	pipeline.Stage
+	Path string
+}
+
+// Index returns the position of the named stage, or -1.
+func (p *Plan) Index(stage string) int {
+	for i, s := range p.Stages {
+		if s.Name == stage {
+			return i
+		}
+	}
+	return -1
+}
+
+// MakePlan checks the name, finds the pipeline and its plugins and reads
+// the config. It changes nothing.
+func (r *Runner) MakePlan(t Target) (*Plan, error) {
+	if err := config.ValidName(t.Name); err != nil {
+		return nil, err
+	}
+	pl, err := r.Pipelines.Get(t.Pipeline)
+	if err != nil {
+		return nil, err
+	}
+	home := t.Home
+	if home == "" {
+		home = filepath.Join(pl.Home, t.Name)
+	}
+	if !filepath.IsAbs(home) {
+		if home, err = filepath.Abs(home); err != nil {
+			return nil, err
+		}
+	}
+	cfgPath := t.Config
+	if cfgPath == "" {
+		cfgPath = filepath.Join(home, "config")
+	}
+	vars := map[string]sdk.Var{}
+	file, err := config.Load(cfgPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// The scripts accepted DISKS and BRIDGES from the environment
+		// instead of a config file.
+		cfgPath = ""
+	case err != nil:
+		return nil, err
+	default:
+		vars = file.Vars
+	}
+	config.ApplyEnv(vars, r.lookupEnv)
+	plan := &Plan{
+		Name:     t.Name,
+		Pipeline: pl,
+		Subhost:  sdk.Subhost{Name: t.Name, Home: home, ConfigFile: cfgPath, Vars: vars},
+	}
+	for _, s := range pl.Stages {
+		path, err := pluginhost.Resolve(r.PluginDirs, s.Plugin)
+		if err != nil {
+			return nil, sdk.Invalidf("pipeline %q, stage %q: %w", pl.Name, s.Name, err)
+		}
+		plan.Stages = append(plan.Stages, PlannedStage{Stage: s, Path: path})
+	}
+	return plan, nil
+}
+
+func (r *Runner) lookupEnv(name string) (string, bool) {
+	if r.Getenv != nil {
+		return r.Getenv(name)
+	}
+	return os.LookupEnv(name)
+}

@@ -1,0 +1,407 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/subhost/subhost/internal/pipeline"
+	"github.com/subhost/subhost/internal/pluginhost"
+	"github.com/subhost/subhost/internal/state"
+	"github.com/subhost/subhost/sdk"
+)
+
+// Runner carries what every operation needs.
+type Runner struct {
+	Pipelines  *pipeline.Set
+	PluginDirs []string
+	Plugins    *pluginhost.Host
+	StateRoot  string
+	Logger     hclog.Logger
+	// Progress, when set, gets one line per stage call with its duration.
+	Progress io.Writer
+	// Getenv reads the environment (DISKS, BRIDGES); nil = os.LookupEnv.
+	Getenv func(string) (string, bool)
+}
+
+// DownTimeoutFloor is the least time a Down gets during rollback, even
+// when the stage's own timeout is shorter: cleaning up matters more than
+// speed.
+const DownTimeoutFloor = 10 * time.Second
+
+// session is one operation on one subhost: the lock, the state as it is
+// being written, and the plugins started for it.
+type session struct {
+	r       *Runner
+	plan    *Plan
+	dir     state.Dir
+	lock    *state.Lock
+	st      *state.State
+	mu      sync.Mutex
+	plugins map[string]*pluginhost.Plugin
+}
+
+func (r *Runner) dir(name string) state.Dir {
+	return state.Dir{Root: r.StateRoot, Name: name}
+}
+
+// open takes the subhost's lock for an operation.
+func (r *Runner) open(plan *Plan, operation string) (*session, error) {
+	d := r.dir(plan.Name)
+	lock, err := d.TryLock(operation)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{r: r, plan: plan, dir: d, lock: lock, plugins: map[string]*pluginhost.Plugin{}}
+	st, err := d.Load()
+	switch {
+	case errors.Is(err, state.ErrNoState):
+		s.st = nil
+	case err != nil:
+		lock.Release()
+		return nil, err
+	default:
+		s.st = st
+	}
+	return s, nil
+}
+
+// close kills every plugin and releases the lock.
+func (s *session) close() {
+	s.killPlugins()
+	s.lock.Release()
+}
+
+func (s *session) killPlugins() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, p := range s.plugins {
+		p.Kill()
+		delete(s.plugins, name)
+	}
+}
+
+// newState starts a state for the plan with every stage not started.
+func (s *session) newState() *state.State {
+	st := &state.State{
+		Name:     s.plan.Name,
+		Pipeline: s.plan.Pipeline.Name,
+		Home:     s.plan.Subhost.Home,
+		OnExit:   s.plan.Pipeline.OnExit,
+		Status:   state.Booting,
+		Subhost:  s.plan.Subhost,
+		Started:  time.Now().UTC(),
+	}
+	for _, ps := range s.plan.Stages {
+		st.Stages = append(st.Stages, state.Stage{Name: ps.Name, Plugin: ps.Plugin, Path: ps.Path, Params: ps.Params, Status: state.StageNotStarted})
+	}
+	return st
+}
+
+func (s *session) save() error {
+	if err := s.dir.Save(s.st); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	return nil
+}
+
+// plugin returns a running plugin for the stage, starting one if there is
+// none or the last one died.
+func (s *session) plugin(ctx context.Context, i int) (*pluginhost.Plugin, error) {
+	ps := s.plan.Stages[i]
+	s.mu.Lock()
+	p := s.plugins[ps.Name]
+	s.mu.Unlock()
+	if p != nil && !p.Exited() {
+		return p, nil
+	}
+	if p != nil {
+		p.Kill()
+	}
+	p, err := s.r.Plugins.Start(ctx, ps.Name, ps.Path, ps.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.plugins[ps.Name] = p
+	s.mu.Unlock()
+	return p, nil
+}
+
+// startPlugins starts the plugins of the given stages concurrently: their
+// start-up is most of a short pipeline's cost.
+func (s *session) startPlugins(ctx context.Context, stages []int) error {
+	errs := make([]error, len(stages))
+	var wg sync.WaitGroup
+	for k, i := range stages {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[k] = s.plugin(ctx, i)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// forget kills a plugin that misbehaved (hung past its timeout, or died)
+// so the next call starts a fresh one.
+func (s *session) forget(name string) {
+	s.mu.Lock()
+	p := s.plugins[name]
+	delete(s.plugins, name)
+	s.mu.Unlock()
+	if p != nil {
+		p.Kill()
+	}
+}
+
+// request builds a stage's request from the plan and the state.
+func (s *session) request(i int, record sdk.BootRecord) *sdk.Request {
+	ps := s.plan.Stages[i]
+	req := &sdk.Request{
+		Subhost: s.plan.Subhost,
+		Stage:   ps.Name,
+		Params:  ps.Params,
+		Record:  record,
+	}
+	if s.st != nil && i < len(s.st.Stages) {
+		req.State = s.st.Stages[i].State
+	}
+	return req
+}
+
+// recordBefore is the boot record as the stages before stage i made it.
+func (s *session) recordBefore(i int) (sdk.BootRecord, error) {
+	var rec sdk.BootRecord
+	if s.st != nil {
+		rec.Console = s.st.Record.Console
+	}
+	if s.st == nil {
+		return rec, nil
+	}
+	for j := 0; j < i && j < len(s.st.Stages); j++ {
+		if s.st.Stages[j].Status != state.StageUp {
+			continue
+		}
+		if err := rec.Merge(s.st.Stages[j].Result); err != nil {
+			return rec, err
+		}
+	}
+	return rec, nil
+}
+
+// call runs one stage call with the stage's timeout, and turns transport
+// failures into errors that name the stage and say what happened. A
+// plugin that timed out or died is killed, so it can neither keep working
+// nor linger.
+func (s *session) call(ctx context.Context, i int, what string, timeout time.Duration, fn func(context.Context, sdk.Stage) error) error {
+	ps := s.plan.Stages[i]
+	p, err := s.plugin(ctx, i)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	err = fn(cctx, p.Stage)
+	elapsed := time.Since(start)
+	s.progress(ps.Name, what, elapsed, err)
+	if err == nil {
+		return nil
+	}
+	if _, typed := err.(*sdk.Error); typed || isJoined(err) {
+		return err
+	}
+	switch {
+	case errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
+		s.forget(ps.Name)
+		return fmt.Errorf("stage %q: %s timed out after %s; plugin %s killed", ps.Name, what, timeout, ps.Path)
+	case ctx.Err() != nil:
+		s.forget(ps.Name)
+		return fmt.Errorf("stage %q: %s interrupted: %w", ps.Name, what, ctx.Err())
+	case p.Exited() || status.Code(err) == codes.Unavailable:
+		s.forget(ps.Name)
+		return fmt.Errorf("stage %q: plugin %s died during %s (crashed or was killed)", ps.Name, ps.Path, what)
+	}
+	return fmt.Errorf("stage %q: %s: %w", ps.Name, what, err)
+}
+
+func isJoined(err error) bool {
+	_, ok := err.(interface{ Unwrap() []error })
+	return ok
+}
+
+func (s *session) progress(stage, what string, d time.Duration, err error) {
+	w := s.r.Progress
+	if w == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "FAILED"
+	}
+	fmt.Fprintf(w, "  %-16s %-6s %-6s %6d ms\n", stage, what, result, d.Milliseconds())
+}
+
+// validate runs every stage's Validate: no side effects, and all of them
+// before anything is changed.
+func (s *session) validate(ctx context.Context, stages []int) error {
+	for _, i := range stages {
+		req := s.request(i, sdk.BootRecord{})
+		err := s.call(ctx, i, "validate", s.plan.Stages[i].Timeout, func(ctx context.Context, st sdk.Stage) error {
+			return st.Validate(ctx, req)
+		})
+		if err != nil {
+			return prefixStage(s.plan.Stages[i].Name, err)
+		}
+	}
+	return nil
+}
+
+// prefixStage names the stage in a stage's own error, keeping its kind.
+func prefixStage(stage string, err error) error {
+	var e *sdk.Error
+	if errors.As(err, &e) && err == error(e) {
+		return &sdk.Error{Kind: e.Kind, Msg: fmt.Sprintf("stage %q: %s", stage, e.Msg)}
+	}
+	if isJoined(err) {
+		return &sdk.Error{Kind: sdk.KindOf(err), Msg: fmt.Sprintf("stage %q: %s", stage, err)}
+	}
+	return err
+}
+
+// upFrom runs Up for stages first..last in order, recording each before
+// and after. On failure it rolls back every stage that may have left
+// something (the failing one included) and returns the first error.
+func (s *session) upFrom(ctx context.Context, first int) error {
+	for i := first; i < len(s.plan.Stages); i++ {
+		if err := s.up(ctx, i); err != nil {
+			s.st.Status = state.Failed
+			s.st.Error = err.Error()
+			s.save()
+			if rbErr := s.rollback(); rbErr != nil {
+				return fmt.Errorf("%w; rollback incomplete, run `subhost stop %s`: %v", err, s.plan.Name, rbErr)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *session) up(ctx context.Context, i int) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted before stage %q: %w", s.plan.Stages[i].Name, ctx.Err())
+	}
+	rec, err := s.recordBefore(i)
+	if err != nil {
+		return err
+	}
+	req := s.request(i, rec)
+	st := &s.st.Stages[i]
+	st.Status, st.Error = state.StagePending, ""
+	if err := s.save(); err != nil {
+		return err
+	}
+	start := time.Now()
+	var res *sdk.Result
+	err = s.call(ctx, i, "up", s.plan.Stages[i].Timeout, func(ctx context.Context, stg sdk.Stage) error {
+		var err error
+		res, err = stg.Up(ctx, req)
+		return err
+	})
+	st.DurationMS = time.Since(start).Milliseconds()
+	if err != nil {
+		st.Status, st.Error = state.StageFailed, err.Error()
+		if res != nil && res.State != nil {
+			st.State = res.State
+		}
+		s.save()
+		return prefixStage(st.Name, err)
+	}
+	merged := rec
+	if err := merged.Merge(res.Record); err != nil {
+		st.Status, st.Error = state.StageFailed, err.Error()
+		st.State = res.State
+		s.save()
+		return prefixStage(st.Name, err)
+	}
+	st.Status, st.Result, st.State = state.StageUp, res.Record, res.State
+	// The whole record, not just up to this stage: on a reboot the
+	// launcher is re-run with later stages still up.
+	s.st.Record = s.recordOfUpStages()
+	return s.save()
+}
+
+// owed lists, last first, the stages that may have left objects.
+func (s *session) owed() []int {
+	var out []int
+	for i := len(s.st.Stages) - 1; i >= 0; i-- {
+		if s.st.Stages[i].Owed() {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// rollback runs Down for every owed stage, in reverse, with its own
+// context: an interrupt that caused the rollback must not also stop it.
+func (s *session) rollback() error {
+	return s.downAll(context.Background())
+}
+
+// downAll runs Down in reverse for every owed stage, continuing past
+// errors and reporting all of them. The state is removed only when every
+// Down succeeded, so that a failed teardown can be retried.
+func (s *session) downAll(ctx context.Context) error {
+	owed := s.owed()
+	s.startPlugins(ctx, owed) // failures resurface, per stage, below
+	var errs []error
+	for _, i := range owed {
+		if err := s.down(ctx, i); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		s.st.Status = state.Failed
+		s.st.Error = errors.Join(errs...).Error()
+		s.save()
+		return joinOneLine(errs)
+	}
+	return s.dir.Remove()
+}
+
+func (s *session) down(ctx context.Context, i int) error {
+	st := &s.st.Stages[i]
+	req := s.request(i, s.st.Record)
+	timeout := max(s.plan.Stages[i].Timeout, DownTimeoutFloor)
+	err := s.call(ctx, i, "down", timeout, func(ctx context.Context, stg sdk.Stage) error {
+		return stg.Down(ctx, req)
+	})
+	if err != nil {
+		st.Error = err.Error()
+		s.save()
+		return prefixStage(st.Name, err)
+	}
+	st.Status, st.Error, st.State, st.Result = state.StageDown, "", nil, sdk.BootRecord{}
+	return s.save()
+}
+
+func joinOneLine(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return fmt.Errorf("%d stages failed to come down: %s", len(errs), strings.Join(msgs, "; "))
+}

@@ -1,0 +1,149 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+
+	"github.com/subhost/subhost/internal/state"
+	"github.com/subhost/subhost/sdk"
+)
+
+// Stage operations run by `subhost stage STAGE up|down|check NAME`.
+const (
+	OpUp    = "up"
+	OpDown  = "down"
+	OpCheck = "check"
+)
+
+// StageReport is what `subhost stage` prints: the request the stage got
+// and what it answered.
+type StageReport struct {
+	Stage   string         `json:"stage"`
+	Op      string         `json:"op"`
+	Plugin  string         `json:"plugin"`
+	Request *sdk.Request   `json:"request"`
+	Result  *sdk.Result    `json:"result,omitempty"`
+	Error   string         `json:"error,omitempty"`
+	Kind    string         `json:"error_kind,omitempty"`
+	Record  sdk.BootRecord `json:"record"`
+}
+
+// MarshalJSON keeps opaque stage state readable when it is JSON.
+func (r StageReport) MarshalJSON() ([]byte, error) {
+	type plain StageReport
+	return json.Marshal(plain(r))
+}
+
+// StageOp runs one stage alone against the subhost's recorded boot
+// record: the way to debug a stage. Up records its result in the state as
+// a run would; Down forgets the stage and, when no stage is left up,
+// the subhost.
+func (r *Runner) StageOp(ctx context.Context, plan *Plan, stage, op string) (*StageReport, error) {
+	i := plan.Index(stage)
+	if i < 0 {
+		names := make([]string, len(plan.Stages))
+		for k, s := range plan.Stages {
+			names[k] = s.Name
+		}
+		return nil, sdk.Invalidf("pipeline %q has no stage %q (it has %v)", plan.Pipeline.Name, stage, names)
+	}
+	if !slices.Contains([]string{OpUp, OpDown, OpCheck}, op) {
+		return nil, sdk.Invalidf("unknown stage operation %q: want up, down or check", op)
+	}
+	s, err := r.open(plan, "stage "+stage+" "+op)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	if s.st != nil && s.st.Pipeline != plan.Pipeline.Name {
+		return nil, sdk.Conflictf("subhost %q is recorded with pipeline %q, not %q", plan.Name, s.st.Pipeline, plan.Pipeline.Name)
+	}
+	report := &StageReport{Stage: stage, Op: op, Plugin: plan.Stages[i].Path}
+	if _, err := s.plugin(ctx, i); err != nil {
+		return nil, err
+	}
+	switch op {
+	case OpUp:
+		if err := s.validate(ctx, []int{i}); err != nil {
+			return nil, err
+		}
+		fresh := s.st == nil
+		if fresh {
+			s.st = s.newState()
+		}
+		rec, err := s.recordBefore(i)
+		if err != nil {
+			return nil, err
+		}
+		report.Request = s.request(i, rec)
+		err = s.up(ctx, i)
+		if err == nil {
+			st := s.st.Stages[i]
+			report.Result = &sdk.Result{Record: st.Result, State: st.State}
+			s.st.Status = state.Booting
+			if allUp(s.st) {
+				s.st.Status = state.Running
+			}
+			err = s.save()
+		} else if fresh && !s.st.Stages[i].Owed() {
+			s.dir.Remove()
+		}
+		return s.finish(report, err)
+	case OpDown:
+		if s.st == nil {
+			s.st = s.newState()
+		}
+		report.Request = s.request(i, s.st.Record)
+		err := s.down(ctx, i)
+		if err == nil {
+			s.st.Record = s.recordOfUpStages()
+			if len(s.owed()) == 0 {
+				err = s.dir.Remove()
+			} else {
+				err = s.save()
+			}
+		}
+		return s.finish(report, err)
+	default:
+		var rec sdk.BootRecord
+		if s.st != nil {
+			rec = s.st.Record
+		}
+		report.Request = s.request(i, rec)
+		err := s.call(ctx, i, "check", plan.Stages[i].Timeout, func(ctx context.Context, st sdk.Stage) error {
+			return st.Check(ctx, report.Request)
+		})
+		return s.finish(report, prefixStage(stage, err))
+	}
+}
+
+func (s *session) finish(report *StageReport, err error) (*StageReport, error) {
+	if s.st != nil {
+		report.Record = s.st.Record
+	}
+	if err != nil {
+		report.Error, report.Kind = err.Error(), sdk.KindOf(err).String()
+	}
+	return report, err
+}
+
+func allUp(st *state.State) bool {
+	for _, s := range st.Stages {
+		if s.Status != state.StageUp {
+			return false
+		}
+	}
+	return true
+}
+
+// recordOfUpStages merges the results of every stage that is up.
+func (s *session) recordOfUpStages() sdk.BootRecord {
+	rec := sdk.BootRecord{Console: s.st.Record.Console}
+	for _, st := range s.st.Stages {
+		if st.Status == state.StageUp {
+			rec.Merge(st.Result)
+		}
+	}
+	return rec
+}

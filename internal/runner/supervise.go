@@ -1,0 +1,195 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/internal/guestexit"
+	"github.com/subhost/subhost/internal/proc"
+	"github.com/subhost/subhost/internal/state"
+)
+
+// Supervision is a supervisor's hold on a running guest: the subhost's
+// lock (held until the supervisor is done) and its state.
+type Supervision struct {
+	s *session
+}
+
+// State is the subhost's current state.
+func (v *Supervision) State() *state.State { return v.s.st }
+
+// SetOperation records what the lock holder is doing.
+func (v *Supervision) SetOperation(op string) { v.s.lock.SetOperation(op) }
+
+// DefaultStopTimeout is how long a guest gets to power off when nobody
+// said otherwise.
+const DefaultStopTimeout = 30 * time.Second
+
+// LoopOptions connect the supervision loop to its surroundings.
+type LoopOptions struct {
+	// Stop delivers requests for a full teardown (SIGTERM, `subhost stop`).
+	Stop <-chan StopOptions
+	// PowerOff delivers requests to power the guest off (the console's
+	// escape sequence); the pipeline's on_exit then decides what follows.
+	PowerOff <-chan struct{}
+	// BeforeReboot readies the console for the next guest session.
+	BeforeReboot func() error
+	// OnGuest is told of each guest start (the first, and after reboots).
+	OnGuest func(pid int)
+}
+
+// Outcome is how supervision ended.
+type Outcome struct {
+	// Guest says how the guest's last PID 1 ended.
+	Guest guestexit.Outcome
+	// Status is the subhost's status afterwards: stopped, hibernating or
+	// failed.
+	Status string
+}
+
+// Loop supervises the guest until it is gone for good: it reaps PID 1
+// (the runner is its child subreaper), starts it again on a reboot, and
+// then tears everything down (on_exit "down", or a stop request) or keeps
+// the mounts and network for a later run (on_exit "keep": hibernating).
+func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, error) {
+	s := v.s
+	s.st.Supervisor = os.Getpid()
+	s.st.SupervisorStartTime, _ = proc.StartTime(os.Getpid())
+	s.save()
+	defer func() {
+		s.st.Supervisor, s.st.SupervisorStartTime = 0, 0
+	}()
+	stopping := false
+	var stopOpts StopOptions
+	for {
+		pid := s.st.Record.GuestPID
+		if opts.OnGuest != nil {
+			opts.OnGuest(pid)
+		}
+		exited := make(chan syscall.WaitStatus, 1)
+		go func() { exited <- waitGuest(pid, s.st.Record.GuestStartTime) }()
+		var ws syscall.WaitStatus
+	wait:
+		for {
+			select {
+			case ws = <-exited:
+				break wait
+			case req := <-opts.Stop:
+				stopping, stopOpts = true, req
+				go stopGuest(s.st.Record, req)
+			case <-ctx.Done():
+				// SIGTERM: a service manager, or `subhost stop`, which
+				// leaves its options beside the state first.
+				if !stopping {
+					stopping, stopOpts = true, StopOptions{Timeout: DefaultStopTimeout}
+					if req, ok := s.dir.TakeStopRequest(); ok {
+						stopOpts = StopOptions{Timeout: time.Duration(req.TimeoutMS) * time.Millisecond, Force: req.Force}
+					}
+					go stopGuest(s.st.Record, stopOpts)
+				}
+				ctx = context.Background() // seen once
+			case <-opts.PowerOff:
+				go stopGuest(s.st.Record, StopOptions{Timeout: DefaultStopTimeout})
+			}
+		}
+		outcome := guestexit.Classify(ws)
+		s.r.Logger.Info("guest PID 1 ended", "subhost", s.plan.Name, "pid", pid, "how", guestexit.Describe(ws))
+		s.st.Record.GuestPID, s.st.Record.GuestStartTime = 0, 0
+		if outcome == guestexit.Reboot && !stopping {
+			if err := v.reboot(opts); err != nil {
+				s.r.Logger.Error("reboot failed", "subhost", s.plan.Name, "error", err)
+				return v.finish(outcome, true, stopOpts, err)
+			}
+			continue
+		}
+		return v.finish(outcome, stopping || s.plan.Pipeline.OnExit != "keep", stopOpts, nil)
+	}
+}
+
+// finish tears down or hibernates after the guest is gone.
+func (v *Supervision) finish(guest guestexit.Outcome, teardown bool, _ StopOptions, cause error) (Outcome, error) {
+	s := v.s
+	if !teardown {
+		s.st.Status = state.Hibernating
+		for i := range s.st.Stages {
+			if s.st.Stages[i].Result.GuestPID != 0 {
+				s.st.Stages[i].Result.GuestPID, s.st.Stages[i].Result.GuestStartTime = 0, 0
+			}
+		}
+		return Outcome{Guest: guest, Status: state.Hibernating}, errors.Join(cause, s.save())
+	}
+	s.st.Status = state.Stopping
+	s.save()
+	if err := s.downAll(context.Background()); err != nil {
+		return Outcome{Guest: guest, Status: state.Failed}, errors.Join(cause, err)
+	}
+	return Outcome{Guest: guest, Status: state.Stopped}, cause
+}
+
+// reboot starts the guest again on the same mounts and network: Up of the
+// stage that launched it (its Up launches a new guest when the recorded
+// one is gone).
+func (v *Supervision) reboot(opts LoopOptions) error {
+	s := v.s
+	launcher := -1
+	for i, st := range s.st.Stages {
+		if st.Result.GuestPID != 0 {
+			launcher = i
+		}
+	}
+	if launcher < 0 {
+		return fmt.Errorf("no stage launched the guest")
+	}
+	if opts.BeforeReboot != nil {
+		if err := opts.BeforeReboot(); err != nil {
+			return err
+		}
+	}
+	s.st.Status = state.Booting
+	err := s.up(context.Background(), launcher)
+	s.killPlugins()
+	if err != nil {
+		return err
+	}
+	s.st.Status = state.Running
+	s.st.GuestStarted = time.Now().UTC()
+	return s.save()
+}
+
+// waitGuest waits for the guest's PID 1 to end and returns its wait
+// status. The runner is a child subreaper, so once the plugin that
+// launched the guest is gone, PID 1 is the runner's child and its status
+// can be reaped; if it is not (a supervisor started after the fact), the
+// end is seen through a pidfd and counts as a power-off.
+func waitGuest(pid int, startTime uint64) syscall.WaitStatus {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if err == nil {
+			return syscall.WaitStatus(ws)
+		}
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		break
+	}
+	if p, err := proc.Open(pid, startTime); err == nil {
+		for !p.WaitExit(time.Hour) {
+		}
+		p.Close()
+	}
+	return syscall.WaitStatus(guestexit.ExitPowerOff << 8)
+}
+
+// BecomeSubreaper makes this process the child subreaper of everything
+// it starts, so that the guest's PID 1 becomes its child once the plugin
+// that launched it exits.
+func BecomeSubreaper() error {
+	return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+}

@@ -1,0 +1,105 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/gofrs/flock"
+)
+
+// ErrBusy is returned (wrapped) when another operation holds the lock.
+var ErrBusy = errors.New("busy")
+
+// Lock is one operation's hold on a subhost.
+type Lock struct {
+	dir  Dir
+	lock *flock.Flock
+}
+
+// Holder says which process holds a subhost's lock, as it wrote it.
+type Holder struct {
+	PID       int
+	Operation string
+}
+
+func (h Holder) String() string {
+	if h.PID == 0 {
+		return "another process"
+	}
+	return fmt.Sprintf("pid %d (%s)", h.PID, h.Operation)
+}
+
+// TryLock takes the subhost's lock without waiting. When another process
+// holds it, the error wraps ErrBusy and names the holder's PID and
+// operation. The lock file's content is "PID OPERATION" of the holder.
+func (d Dir) TryLock(operation string) (*Lock, error) {
+	if err := os.MkdirAll(d.path(), 0o700); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(d.path(), "lock")
+	for attempt := 0; ; attempt++ {
+		fl := flock.New(path, flock.SetPermissions(0o600))
+		ok, err := fl.TryLock()
+		if err != nil {
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if !ok {
+			h, _ := d.Holder()
+			return nil, fmt.Errorf("subhost %q is busy: %s holds its lock: %w", d.Name, h, ErrBusy)
+		}
+		// The previous holder may have removed the file (and its
+		// directory) after we opened it: then we hold a lock on an inode
+		// nobody else will ever see. Retry on the new file.
+		held, err1 := fl.Stat()
+		now, err2 := os.Stat(path)
+		if err1 != nil || err2 != nil || !os.SameFile(held, now) {
+			fl.Close()
+			if attempt > 10 {
+				return nil, fmt.Errorf("lock %s: it keeps being replaced", path)
+			}
+			if err := os.MkdirAll(d.path(), 0o700); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		l := &Lock{dir: d, lock: fl}
+		l.SetOperation(operation)
+		return l, nil
+	}
+}
+
+// SetOperation records what the holder is doing (e.g. "run" becomes
+// "supervise").
+func (l *Lock) SetOperation(operation string) {
+	content := fmt.Sprintf("%d %s\n", os.Getpid(), operation)
+	os.WriteFile(l.lock.Path(), []byte(content), 0o600)
+}
+
+// Holder reads who holds (or last held) the lock.
+func (d Dir) Holder() (Holder, error) {
+	data, err := os.ReadFile(filepath.Join(d.path(), "lock"))
+	if err != nil {
+		return Holder{}, err
+	}
+	pid, op, _ := strings.Cut(strings.TrimSpace(string(data)), " ")
+	n, _ := strconv.Atoi(pid)
+	return Holder{PID: n, Operation: op}, nil
+}
+
+// Release drops the lock. When the subhost has no state left (stopped, or
+// an operation refused before it changed anything) its directory is
+// removed too, so a stopped subhost leaves nothing under /run/subhost.
+func (l *Lock) Release() {
+	if _, err := os.Stat(l.dir.statePath()); errors.Is(err, os.ErrNotExist) {
+		os.Remove(l.lock.Path())
+		os.Remove(l.dir.path())
+	} else {
+		os.WriteFile(l.lock.Path(), nil, 0o600)
+	}
+	l.lock.Unlock()
+	l.lock.Close()
+}

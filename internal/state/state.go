@@ -1,0 +1,217 @@
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/subhost/subhost/sdk"
+)
+
+// Schema is the version of state.json's layout. A runner refuses a file
+// with a newer schema rather than misread it.
+const Schema = 1
+
+// DefaultRoot is where state lives; tmpfs, so a host reboot forgets every
+// subhost, as it forgets its mounts and namespaces.
+const DefaultRoot = "/run/subhost"
+
+// Subhost statuses.
+const (
+	Booting     = "booting"
+	Running     = "running"
+	Hibernating = "hibernating"
+	Stopping    = "stopping"
+	Stopped     = "stopped"
+	Failed      = "failed"
+)
+
+// Stage statuses.
+const (
+	StageNotStarted = "not started"
+	StagePending    = "pending" // Up was called and has not returned
+	StageUp         = "up"
+	StageFailed     = "failed" // Up failed; Down is still owed
+	StageDown       = "down"
+)
+
+// State is the content of /run/subhost/NAME/state.json.
+type State struct {
+	Schema   int    `json:"schema"`
+	Name     string `json:"name"`
+	Pipeline string `json:"pipeline"`
+	Home     string `json:"home"`
+	OnExit   string `json:"on_exit,omitempty"`
+	Status   string `json:"status"`
+	// Subhost is the config as read when the subhost was brought up, so
+	// that Down sees what Up saw even if the file changed since.
+	Subhost sdk.Subhost `json:"subhost"`
+	// Record is the merged boot record of every stage that is up.
+	Record sdk.BootRecord `json:"record"`
+	Stages []Stage        `json:"stages"`
+	// Supervisor is the PID and start time of the process supervising the
+	// guest, 0 when none.
+	Supervisor          int       `json:"supervisor,omitempty"`
+	SupervisorStartTime uint64    `json:"supervisor_start_time,omitempty"`
+	Started             time.Time `json:"started"`
+	GuestStarted        time.Time `json:"guest_started,omitzero"`
+	Updated             time.Time `json:"updated"`
+	Error               string    `json:"error,omitempty"`
+}
+
+// Stage is one stage's part of the state.
+type Stage struct {
+	Name   string            `json:"name"`
+	Plugin string            `json:"plugin"`
+	Path   string            `json:"path,omitempty"`
+	Params map[string]string `json:"params,omitempty"`
+	Status string            `json:"status"`
+	// Result is what this stage contributed to the boot record.
+	Result sdk.BootRecord `json:"result"`
+	// State is the stage's own opaque state from its last Up.
+	State      []byte `json:"state,omitempty"`
+	Error      string `json:"error,omitempty"`
+	DurationMS int64  `json:"duration_ms,omitempty"`
+}
+
+// Owed reports whether the stage may have left objects behind, so Down
+// must run for it.
+func (s Stage) Owed() bool {
+	return s.Status == StagePending || s.Status == StageUp || s.Status == StageFailed
+}
+
+// Dir is one subhost's state directory.
+type Dir struct {
+	Root string // usually DefaultRoot
+	Name string
+}
+
+func (d Dir) path() string      { return filepath.Join(d.Root, d.Name) }
+func (d Dir) statePath() string { return filepath.Join(d.path(), "state.json") }
+
+// ErrNoState is returned by Load when the subhost has no state: it is
+// stopped.
+var ErrNoState = errors.New("no state")
+
+// Load reads the state; ErrNoState when there is none.
+func (d Dir) Load() (*State, error) {
+	data, err := os.ReadFile(d.statePath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNoState
+	}
+	if err != nil {
+		return nil, err
+	}
+	var s State
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", d.statePath(), err)
+	}
+	if s.Schema > Schema {
+		return nil, fmt.Errorf("%s: schema %d is newer than this subhost understands (%d)", d.statePath(), s.Schema, Schema)
+	}
+	return &s, nil
+}
+
+// Save writes the state atomically: a temporary file in the same
+// directory, fsync, rename, fsync of the directory. A reader sees the old
+// or the new content, never a mix, whatever instant the writer dies.
+func (d Dir) Save(s *State) error {
+	s.Schema = Schema
+	s.Updated = time.Now().UTC()
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(d.path(), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(d.path(), ".state-*.json")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename this is a no-op
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), d.statePath()); err != nil {
+		return err
+	}
+	return syncDir(d.path())
+}
+
+// Remove deletes the state file: the subhost is stopped.
+func (d Dir) Remove() error {
+	err := os.Remove(d.statePath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+func syncDir(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// List names every subhost that has state, sorted.
+func List(root string) ([]string, error) {
+	entries, err := os.ReadDir(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if !e.IsDir() || e.Name()[0] == '.' {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(root, e.Name(), "state.json")); err == nil {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
+// StopRequest is what `subhost stop` asks of a supervisor before it sends
+// SIGTERM: how long the guest gets, and whether to kill it at once.
+type StopRequest struct {
+	TimeoutMS int64 `json:"timeout_ms"`
+	Force     bool  `json:"force,omitempty"`
+}
+
+func (d Dir) stopRequestPath() string { return filepath.Join(d.path(), "stop.json") }
+
+// WriteStopRequest leaves a stop request for the supervisor.
+func (d Dir) WriteStopRequest(r StopRequest) error {
+	data, _ := json.Marshal(r)
+	return os.WriteFile(d.stopRequestPath(), data, 0o600)
+}
+
+// TakeStopRequest reads and removes a stop request; ok is false when
+// there is none (a plain SIGTERM from a service manager).
+func (d Dir) TakeStopRequest() (r StopRequest, ok bool) {
+	data, err := os.ReadFile(d.stopRequestPath())
+	if err != nil {
+		return r, false
+	}
+	os.Remove(d.stopRequestPath())
+	return r, json.Unmarshal(data, &r) == nil
+}
