@@ -51,4 +51,3 @@ brought down again, in reverse, and the host is left as it was.`,
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "run in the background; return once the guest's PID 1 runs")
 	return cmd
 }
-

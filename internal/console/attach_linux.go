@@ -57,6 +57,9 @@ const (
 	// flushTimeout bounds how long the final output of a guest that is
 	// gone may take to reach the terminal.
 	flushTimeout = 5 * time.Second
+	// keyQueue bounds typed input waiting for a guest that does not read
+	// its console; past it keystrokes are dropped (piped input waits).
+	keyQueue = 64 << 10
 )
 
 type relayEnd struct {
@@ -122,7 +125,8 @@ func (c *Console) Attach(ctx context.Context, in, out *os.File, opts AttachOptio
 	}
 
 	outDone := make(chan struct{})
-	wg.Add(2)
+	keys := newSink(keyQueue)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		defer close(outDone)
@@ -130,41 +134,17 @@ func (c *Console) Attach(ctx context.Context, in, out *os.File, opts AttachOptio
 			endOnce(ends, relayEnd{Detached, fmt.Errorf("write console output: %w", err)})
 		}
 	}()
+	keysDone := make(chan struct{})
 	go func() {
 		defer wg.Done()
-		esc := newEscaper(opts.EscapeChar)
-		buf := make([]byte, 4096)
-		for {
-			n, err := readFD(inFD, buf, w)
-			if err != nil {
-				switch {
-				case errors.Is(err, errWoken):
-				case !term && errors.Is(err, io.EOF):
-					// A script's input ended: its last command (exit) is
-					// on its way to the guest; keep showing output.
-				default:
-					endOnce(ends, relayEnd{Detached, fmt.Errorf("read console input: %w", err)})
-				}
-				return
-			}
-			for p := buf[:n]; len(p) > 0; {
-				fwd, act, used := esc.scan(p)
-				p = p[used:]
-				if c.writeInput(stop, fwd) != nil {
-					return
-				}
-				switch act {
-				case actHelp:
-					view.offer(helpText(opts.EscapeChar))
-				case actDetach:
-					endOnce(ends, relayEnd{Detached, nil})
-					return
-				case actPowerOff:
-					endOnce(ends, relayEnd{PowerOff, nil})
-					return
-				}
-			}
-		}
+		defer close(keysDone)
+		forward(keys, stop, func(p []byte) error { return c.writeInput(stop, p) })
+	}()
+	go func() {
+		defer wg.Done()
+		relayInput(inFD, term, w, stop, opts.EscapeChar, keys, ends,
+			func() { view.offer(helpText(opts.EscapeChar)) },
+			func() error { return nil })
 	}()
 
 	select {
@@ -176,17 +156,85 @@ func (c *Console) Attach(ctx context.Context, in, out *os.File, opts AttachOptio
 		res, err = Detached, ctx.Err()
 	}
 	c.removeViewer(view)
+	// Let what was typed before the end reach the guest and, when the
+	// guest is gone, its last words reach the terminal; within bounds.
+	flush := time.NewTimer(flushTimeout)
+	defer flush.Stop()
+	keys.close(true)
 	if res == GuestGone {
-		// Everything the guest wrote is queued by now (the reader queues
-		// before it ends the session): let it reach the terminal.
+		// Everything the guest wrote is queued by now: the reader queues
+		// before it ends the session.
 		view.close(true)
 		select {
 		case <-outDone:
-		case <-time.After(flushTimeout):
+		case <-flush.C:
+		}
+	}
+	if res != GuestGone {
+		select {
+		case <-keysDone:
+		case <-flush.C:
 		}
 	}
 	view.close(false)
 	return res, err
+}
+
+// relayInput reads the user's input from fd until it ends, acting on escape
+// sequences at once and queueing the rest on keys for the guest. Typed
+// input past the queue's bound is dropped, so that an escape sequence still
+// works when the guest does not read its console; piped input waits
+// instead, since a script's commands must all arrive. At EOF of piped
+// input it just returns: what is queued still goes to the guest and the
+// relay goes on showing output.
+func relayInput(fd int, term bool, w *waker, stop <-chan struct{}, escape byte, keys *sink,
+	ends chan relayEnd, help func(), powerOff func() error) {
+	esc := newEscaper(escape)
+	buf := make([]byte, 4096)
+	for {
+		n, err := readFD(fd, buf, w)
+		if err != nil {
+			switch {
+			case errors.Is(err, errWoken):
+			case !term && errors.Is(err, io.EOF):
+			default:
+				endOnce(ends, relayEnd{Detached, fmt.Errorf("read console input: %w", err)})
+			}
+			return
+		}
+		for p := buf[:n]; len(p) > 0; {
+			fwd, act, used := esc.scan(p)
+			p = p[used:]
+			if !term && !keys.waitRoom(len(fwd), stop) {
+				return
+			}
+			keys.offer(fwd)
+			switch act {
+			case actHelp:
+				help()
+			case actDetach:
+				endOnce(ends, relayEnd{Detached, nil})
+				return
+			case actPowerOff:
+				if err := powerOff(); err != nil {
+					endOnce(ends, relayEnd{Detached, err})
+				} else {
+					endOnce(ends, relayEnd{PowerOff, nil})
+				}
+				return
+			}
+		}
+	}
+}
+
+// forward hands queued input to deliver until the queue or stop ends it.
+func forward(q *sink, stop <-chan struct{}, deliver func([]byte) error) {
+	for {
+		p, _, ok := q.next(stop)
+		if !ok || deliver(p) != nil {
+			return
+		}
+	}
 }
 
 // sizeSource picks the terminal whose window size the guest should have.

@@ -364,6 +364,41 @@ func TestAttachEscapesAndCancel(t *testing.T) {
 	}
 }
 
+// A terminal that stops reading (Ctrl-S, a stuck ssh) loses output, with
+// a note, but never holds the guest up.
+func TestAttachSlowTerminalDoesNotStall(t *testing.T) {
+	noGoroutineLeak(t)
+	c := newConsole(t)
+	g := guestTTY(t, c)
+	inR, inW := pipe(t)
+	outR, outW := pipe(t)
+	done := attachAsync(context.Background(), c, inR, outW, AttachOptions{EscapeChar: DefaultEscape})
+	waitUntil(t, "attach", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.fg != nil })
+
+	const total = 4 << 20 // beyond the 1 MiB queue and the pipe's buffer
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := g.Write(bytes.Repeat([]byte("y"), total))
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("guest output stalled by a terminal that does not read")
+	}
+	out := collect(t, outR)
+	g.WriteString("END\n")
+	out.waitFor(t, "END")
+	if !strings.Contains(out.String(), "bytes of console output dropped") {
+		t.Fatal("no note about dropped output")
+	}
+	inW.WriteString("\x1dd")
+	expect(t, wait(t, done), Detached, false)
+}
+
 func TestOneForegroundAttach(t *testing.T) {
 	noGoroutineLeak(t)
 	c := newConsole(t)

@@ -23,8 +23,11 @@ func (r *ring) write(p []byte) {
 	r.b = append(r.b, p...)
 }
 
-// A sink is one viewer's queue of console output: the pty reader appends
-// without ever blocking, a writer goroutine per viewer drains it.
+// A sink is a bounded byte queue between a producer that must not block
+// and one consumer goroutine: one viewer's console output (the pty reader
+// appends, the viewer's writer drains), or one source's input on its way
+// to the guest (so that escape sequences and control frames are handled
+// even while a guest does not read its console).
 type sink struct {
 	mu      sync.Mutex
 	buf     []byte
@@ -32,7 +35,8 @@ type sink struct {
 	limit   int
 	dropped int64
 	state   sinkState
-	wake    chan struct{}
+	wake    chan struct{} // data queued, or closed
+	room    chan struct{} // data taken
 }
 
 type sinkState int
@@ -44,7 +48,7 @@ const (
 )
 
 func newSink(limit int) *sink {
-	return &sink{limit: limit, wake: make(chan struct{}, 1)}
+	return &sink{limit: limit, wake: make(chan struct{}, 1), room: make(chan struct{}, 1)}
 }
 
 // offer queues a copy of p; it reports false when p did not fit, and
@@ -86,6 +90,10 @@ func (s *sink) next(stop <-chan struct{}) (data []byte, dropped int64, ok bool) 
 			data, dropped = s.buf, s.dropped
 			s.buf, s.spare, s.dropped = s.spare[:0], nil, 0
 			s.mu.Unlock()
+			select {
+			case s.room <- struct{}{}:
+			default:
+			}
 			return data, dropped, true
 		}
 		if s.state == sinkDraining {
@@ -97,6 +105,24 @@ func (s *sink) next(stop <-chan struct{}) (data []byte, dropped int64, ok bool) 
 		case <-s.wake:
 		case <-stop:
 			return nil, 0, false
+		}
+	}
+}
+
+// waitRoom waits until n more bytes fit (or the sink is closed): for a
+// producer that may block, such as a script's piped input.
+func (s *sink) waitRoom(n int, stop <-chan struct{}) bool {
+	for {
+		s.mu.Lock()
+		fits := s.state != sinkOpen || len(s.buf)+n <= s.limit
+		s.mu.Unlock()
+		if fits {
+			return true
+		}
+		select {
+		case <-s.room:
+		case <-stop:
+			return false
 		}
 	}
 }

@@ -22,6 +22,9 @@ const (
 	// clientQueue is how much output may wait for a socket client; past
 	// it output is dropped (the client is told how much).
 	clientQueue = 1 << 20
+	// clientInputQueue bounds a client's input waiting for a guest that
+	// does not read its console; past it input is dropped.
+	clientInputQueue = 1 << 20
 	// byeTimeout bounds the last writes to clients when serving stops.
 	byeTimeout = time.Second
 )
@@ -240,6 +243,28 @@ func (srv *server) serveConn(conn *net.UnixConn, s *sink) {
 		}
 	}()
 
+	// Input goes through a queue so that this reader keeps reading
+	// frames (a power-off request behind typed data, say) when the guest
+	// does not read its console; past clientInputQueue it is dropped.
+	keys := newSink(clientInputQueue)
+	stop := make(chan struct{})
+	forwardDone := make(chan struct{})
+	go func() {
+		defer close(forwardDone)
+		forward(keys, stop, func(p []byte) error {
+			select {
+			case <-srv.done:
+				return errWoken
+			default:
+				return c.writeInput(stop, p)
+			}
+		})
+	}()
+	defer func() {
+		close(stop)
+		<-forwardDone
+	}()
+
 	br := bufio.NewReader(conn)
 	var buf []byte
 frames:
@@ -250,10 +275,7 @@ frames:
 		}
 		switch typ {
 		case frameData:
-			p := append([]byte(nil), payload...)
-			if c.writeInput(srv.done, p) != nil {
-				break frames
-			}
+			keys.offer(payload)
 		case frameResize:
 			if len(payload) == 4 {
 				rows := binary.BigEndian.Uint16(payload[0:])
@@ -298,14 +320,16 @@ func (srv *server) writeOutput(conn *net.UnixConn, s *sink) bool {
 		s.recycle(data)
 		// Frame by frame, each with its own deadline: a slow client that
 		// makes progress stays, one that makes none for
-		// clientStuckTimeout goes. During shutdown the deadline is
-		// already set, shorter.
+		// clientStuckTimeout goes; when serving stops, byeTimeout.
 		for len(frames) > 0 {
 			n := min(len(frames), frameHeader+maxFrame)
+			_ = conn.SetWriteDeadline(time.Now().Add(clientStuckTimeout))
 			select {
 			case <-srv.done:
+				// shutdown closes done before it sets its deadline: one of
+				// the two short deadlines is the one that holds.
+				_ = conn.SetWriteDeadline(time.Now().Add(byeTimeout))
 			default:
-				_ = conn.SetWriteDeadline(time.Now().Add(clientStuckTimeout))
 			}
 			if _, err := conn.Write(frames[:n]); err != nil {
 				return false
@@ -389,7 +413,8 @@ func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachO
 		})
 	}
 
-	wg.Add(2)
+	keys := newSink(keyQueue)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		br := bufio.NewReader(conn)
@@ -420,51 +445,37 @@ func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachO
 			}
 		}
 	}()
+	keysDone := make(chan struct{})
 	go func() {
 		defer wg.Done()
-		esc := newEscaper(opts.EscapeChar)
-		buf := make([]byte, 4096)
-		for {
-			n, err := readFD(inFD, buf, w)
-			if err != nil {
-				switch {
-				case errors.Is(err, errWoken):
-				case !term && errors.Is(err, io.EOF):
-				default:
-					endOnce(ends, relayEnd{Detached, fmt.Errorf("read console input: %w", err)})
+		defer close(keysDone)
+		forward(keys, stop, func(p []byte) error { return send(frameData, p) })
+	}()
+	go func() {
+		defer wg.Done()
+		relayInput(inFD, term, w, stop, opts.EscapeChar, keys, ends,
+			func() { _ = show(helpText(opts.EscapeChar)) },
+			func() error {
+				if err := send(framePowerOff, nil); err != nil {
+					return fmt.Errorf("console power-off request: %w", err)
 				}
-				return
-			}
-			for p := buf[:n]; len(p) > 0; {
-				fwd, act, used := esc.scan(p)
-				p = p[used:]
-				if len(fwd) > 0 {
-					if err := send(frameData, fwd); err != nil {
-						return // the output side reports the hang-up
-					}
-				}
-				switch act {
-				case actHelp:
-					_ = show(helpText(opts.EscapeChar))
-				case actDetach:
-					endOnce(ends, relayEnd{Detached, nil})
-					return
-				case actPowerOff:
-					if err := send(framePowerOff, nil); err != nil {
-						endOnce(ends, relayEnd{Detached, fmt.Errorf("console power-off request: %w", err)})
-					} else {
-						endOnce(ends, relayEnd{PowerOff, nil})
-					}
-					return
-				}
-			}
-		}
+				return nil
+			})
 	}()
 
 	select {
 	case e := <-ends:
-		return e.res, e.err
+		res, err = e.res, e.err
 	case <-ctx.Done():
-		return Detached, ctx.Err()
+		res, err = Detached, ctx.Err()
 	}
+	if res != GuestGone {
+		// What was typed before the end still goes to the server.
+		keys.close(true)
+		select {
+		case <-keysDone:
+		case <-time.After(flushTimeout):
+		}
+	}
+	return res, err
 }
