@@ -1,0 +1,378 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/internal/loopdev"
+	"github.com/subhost/subhost/sdk"
+)
+
+const version = "0.1.0"
+
+type stage struct{}
+
+var _ sdk.Stage = (*stage)(nil)
+
+// afterAttachHook, when set, runs right after every loop device Up
+// attaches: tests make it fail to see Up roll back. Nil in production.
+var afterAttachHook func() error
+
+// upState is what Up hands back: what it attached, for Check and Down.
+type upState struct {
+	Live  string      `json:"live"`
+	Tag   string      `json:"tag"`
+	Loops []loopState `json:"loops"`
+}
+
+type loopState struct {
+	Role      string `json:"role"`
+	Guest     string `json:"guest,omitempty"`
+	Image     string `json:"image"`
+	Device    string `json:"device"`
+	Offset    int64  `json:"offset"`
+	SizeLimit int64  `json:"size_limit"`
+	ReadOnly  bool   `json:"read_only,omitempty"`
+}
+
+// mountFlags for the root: no device nodes from the (tenant-controlled)
+// image work; the guest gets its /dev from the init stage's tmpfs.
+const mountFlags = unix.MS_NODEV
+
+func (s *stage) Describe() sdk.Description {
+	return sdk.Description{
+		Name:    "mount-loop",
+		Version: version,
+		Summary: "attach the DISKS images to loop devices, mount the first element's partition on HOME/live and give the guest /dev/<dev> and /dev/<dev><part> nodes",
+	}
+}
+
+// prepare checks the request and the host, changing nothing.
+func (s *stage) prepare(req *sdk.Request) (*spec, []image, []loopSpec, *survey, error) {
+	sp, err := parseSpec(req)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	imgs, err := inspectImages(sp)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	want := wantedLoops(imgs)
+	sv, err := surveyHost(sp, imgs, want)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return sp, imgs, want, sv, nil
+}
+
+func (s *stage) Validate(ctx context.Context, req *sdk.Request) error {
+	_, _, _, _, err := s.prepare(req)
+	return err
+}
+
+func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err error) {
+	log := sdk.Logger(ctx)
+	sp, imgs, want, sv, err := s.prepare(req)
+	if err != nil {
+		return nil, err
+	}
+
+	// Undo what this call did, newest first, if it fails; what existed
+	// before (adopted) stays.
+	var undo []func() error
+	defer func() {
+		if err == nil {
+			return
+		}
+		for i := len(undo) - 1; i >= 0; i-- {
+			if uerr := undo[i](); uerr != nil {
+				log.Warn("roll back", "error", uerr)
+			}
+		}
+	}()
+	attached := func() error {
+		if afterAttachHook != nil {
+			return afterAttachHook()
+		}
+		return nil
+	}
+
+	if !sv.liveExists {
+		if err := os.Mkdir(sp.Live, 0o755); err != nil {
+			return nil, sdk.Internalf("create %s: %w", sp.Live, err)
+		}
+		undo = append(undo, func() error { return os.Remove(sp.Live) })
+	}
+
+	devs := make([]loopdev.Device, len(want))
+	root := imgs[0]
+	if d, ok := sv.have[0]; ok {
+		log.Info("adopting root mount", "live", sp.Live, "device", d.Path, "image", root.Image)
+		devs[0] = d
+	} else {
+		d, err := s.mountRoot(sp, root, want[0], attached)
+		if err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() error { return unmount(sp.Live) })
+		log.Info("mounted root", "live", sp.Live, "device", d.Path, "image", root.Image, "fstype", root.FSType, "offset", root.Start)
+		devs[0] = *d
+	}
+
+	for i, w := range want {
+		if i == 0 {
+			continue
+		}
+		if d, ok := sv.have[i]; ok {
+			log.Info("adopting loop device", "device", d.Path, "image", w.Image, "guest", w.Guest)
+			devs[i] = d
+			continue
+		}
+		d, f, err := loopdev.Attach(w.Image, loopdev.Options{Offset: w.Offset, SizeLimit: w.SizeLimit, ReadOnly: w.ReadOnly, Tag: sp.Tag})
+		if err != nil {
+			return nil, sdk.Internalf("%s: %w", imgs[w.Disk].Elem, err)
+		}
+		f.Close() // not autoclear: it stays attached for the guest
+		undo = append(undo, func() error { return loopdev.Detach(*d) })
+		log.Info("attached loop device", "device", d.Path, "image", w.Image, "guest", w.Guest, "read_only", w.ReadOnly)
+		devs[i] = *d
+		if err := attached(); err != nil {
+			return nil, err
+		}
+	}
+
+	res := &sdk.Result{Record: sdk.BootRecord{Root: sp.Live}}
+	st := upState{Live: sp.Live, Tag: sp.Tag}
+	for i, w := range want {
+		d := devs[i]
+		st.Loops = append(st.Loops, loopState{Role: w.Role, Guest: w.Guest, Image: w.Image, Device: d.Path, Offset: w.Offset, SizeLimit: w.SizeLimit, ReadOnly: w.ReadOnly})
+		if w.Guest != "" {
+			res.Record.Devices = append(res.Record.Devices, sdk.Device{GuestName: w.Guest, HostPath: d.Path, Major: d.Major, Minor: d.Minor, ReadOnly: w.ReadOnly})
+		}
+	}
+	if res.State, err = json.Marshal(st); err != nil {
+		return nil, sdk.Internalf("encode state: %w", err)
+	}
+	return res, nil
+}
+
+// mountRoot attaches the root partition (autoclear) and mounts it on live
+// while it holds the device open, so that the device lives exactly as
+// long as the mount.
+func (s *stage) mountRoot(sp *spec, root image, w loopSpec, attached func() error) (*loopdev.Device, error) {
+	d, f, err := loopdev.Attach(root.Image, loopdev.Options{Offset: w.Offset, SizeLimit: w.SizeLimit, Autoclear: true, Tag: sp.Tag})
+	if err != nil {
+		return nil, sdk.Internalf("%s: %w", root.Elem, err)
+	}
+	defer f.Close() // frees the device unless the mount holds it
+	if err := attached(); err != nil {
+		return nil, err
+	}
+	if err := unix.Mount(d.Path, sp.Live, root.FSType, mountFlags, ""); err != nil {
+		return nil, sdk.Internalf("mount %s (%s, image %q offset %d) on %s: %w (the kernel log may say more)", d.Path, root.FSType, root.Image, w.Offset, sp.Live, err)
+	}
+	return d, nil
+}
+
+func unmount(path string) error {
+	err := unix.Unmount(path, unix.UMOUNT_NOFOLLOW)
+	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", path, err)
+	}
+	return nil
+}
+
+// Down unmounts live if this subhost's root is mounted there and detaches
+// every loop device on one of its images (from the state and the config)
+// that carries its tag. It never detaches lazily: a busy mount or device
+// is reported with what holds it.
+func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
+	log := sdk.Logger(ctx)
+	var st upState
+	if len(req.State) > 0 {
+		if err := json.Unmarshal(req.State, &st); err != nil {
+			log.Warn("ignoring unreadable state", "error", err)
+			st = upState{}
+		}
+	}
+	name := req.Subhost.Name
+	tag := tagPrefix + name
+	if st.Tag != "" {
+		tag = st.Tag
+	}
+	var lives []string
+	if st.Live != "" {
+		lives = append(lives, st.Live)
+	}
+	if h := req.Subhost.Home; filepath.IsAbs(h) {
+		if l := filepath.Join(filepath.Clean(h), "live"); !contains(lives, l) {
+			lives = append(lives, l)
+		}
+	}
+	images := downImages(req, st)
+
+	var errs []error
+	// Our devices on our images, found afresh by backing file and tag.
+	findOurs := func(report bool) []loopdev.Device {
+		var ours []loopdev.Device
+		for _, img := range images {
+			devs, err := loopdev.FindByBacking(img)
+			if err != nil {
+				if report {
+					errs = append(errs, err)
+				}
+				continue
+			}
+			for _, d := range devs {
+				if d.Tag != tag {
+					if report {
+						log.Info("leaving a loop device on this subhost's image that is not its own", "device", d.Path, "image", img, "owner", owner(d.Tag))
+					}
+					continue
+				}
+				ours = append(ours, d)
+			}
+		}
+		return ours
+	}
+	ours := findOurs(true)
+	isOurs := func(major, minor uint32) bool {
+		for _, d := range ours {
+			if d.Major == major && d.Minor == minor {
+				return true
+			}
+		}
+		return false
+	}
+
+	busy := map[string]bool{} // devices left mounted, not to detach
+	for _, live := range lives {
+		for range 16 { // mounts stacked on live, ours on top
+			mounts, err := readMountinfo("/proc/self/mountinfo")
+			if err != nil {
+				errs = append(errs, sdk.Internalf("read mount table: %w", err))
+				break
+			}
+			top, ok := topMount(mounts, live)
+			if !ok {
+				break
+			}
+			if !isOurs(top.Major, top.Minor) {
+				errs = append(errs, sdk.Conflictf("%s is a mount of %s (%s), not of this subhost's root partition: leaving it", live, top.Source, top.FSType))
+				break
+			}
+			if err := unix.Unmount(live, unix.UMOUNT_NOFOLLOW); err != nil {
+				if errors.Is(err, unix.EBUSY) {
+					errs = append(errs, sdk.Conflictf("unmount %s: busy (not detaching it lazily): %s", live, describeHolders(holders(top.Major, top.Minor, 0, live, mounts))))
+				} else {
+					errs = append(errs, sdk.Internalf("unmount %s: %w", live, err))
+				}
+				busy[fmt.Sprintf("%d:%d", top.Major, top.Minor)] = true
+				break
+			}
+			log.Info("unmounted", "live", live, "source", top.Source)
+		}
+	}
+
+	// The root device went with its mount (autoclear): look again.
+	mounts, _ := readMountinfo("/proc/self/mountinfo")
+	for _, d := range findOurs(false) {
+		if busy[fmt.Sprintf("%d:%d", d.Major, d.Minor)] {
+			continue
+		}
+		if mps := mountsOf(mounts, d.Major, d.Minor); len(mps) > 0 {
+			errs = append(errs, sdk.Conflictf("loop device %s (%s) is still mounted on %s: not detaching it", d.Path, d.Backing, strings.Join(mps, ", ")))
+			continue
+		}
+		err := loopdev.Detach(d)
+		if errors.Is(err, loopdev.ErrBusy) {
+			errs = append(errs, sdk.Conflictf("%v: %s", err, describeHolders(holders(0, 0, unix.Mkdev(d.Major, d.Minor), "", nil))))
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		log.Info("detached loop device", "device", d.Path, "image", d.Backing)
+	}
+	return errors.Join(errs...)
+}
+
+// downImages are the images Down looks at: those in the state and those
+// the config names now, whatever else is wrong with the config.
+func downImages(req *sdk.Request, st upState) []string {
+	var out []string
+	for _, l := range st.Loops {
+		if !contains(out, l.Image) {
+			out = append(out, l.Image)
+		}
+	}
+	for _, elem := range req.Subhost.Array("DISKS") {
+		f := strings.SplitN(elem, ":", 3)
+		if len(f) == 3 && filepath.IsAbs(f[2]) && !contains(out, f[2]) {
+			out = append(out, f[2])
+		}
+	}
+	return out
+}
+
+// Check reports whether what the state records still exists: live mounted
+// from this subhost's root device, every recorded loop device attached to
+// its image with its tag.
+func (s *stage) Check(ctx context.Context, req *sdk.Request) error {
+	if len(req.State) == 0 {
+		return sdk.NotFoundf("mount-loop: no state recorded for subhost %q", req.Subhost.Name)
+	}
+	var st upState
+	if err := json.Unmarshal(req.State, &st); err != nil {
+		return sdk.Internalf("mount-loop: unreadable state: %w", err)
+	}
+	mounts, err := readMountinfo("/proc/self/mountinfo")
+	if err != nil {
+		return sdk.Internalf("read mount table: %w", err)
+	}
+	var errs []error
+	for _, l := range st.Loops {
+		devs, err := loopdev.FindByBacking(l.Image)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var found *loopdev.Device
+		for _, d := range devs {
+			if d.Path == l.Device && d.Tag == st.Tag && d.Offset == l.Offset && d.SizeLimit == l.SizeLimit && d.ReadOnly == l.ReadOnly {
+				found = &d
+				break
+			}
+		}
+		if found == nil {
+			errs = append(errs, sdk.NotFoundf("loop device %s on %q (%s %s) is gone", l.Device, l.Image, l.Role, l.Guest))
+			continue
+		}
+		if l.Role == roleRoot {
+			top, ok := topMount(mounts, st.Live)
+			if !ok {
+				errs = append(errs, sdk.NotFoundf("%s is not mounted", st.Live))
+			} else if top.Major != found.Major || top.Minor != found.Minor {
+				errs = append(errs, sdk.Conflictf("%s is a mount of %s, not of %s", st.Live, top.Source, found.Path))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
