@@ -1,0 +1,48 @@
+// Command init is the subhost stage that boots the guest: the boot loader
+// of a subhost.
+//
+// Up injects subhost-init (the guest's PID 1, a small static binary built
+// beside this plugin, see cmd/subhost-init) into the guest root at
+// /sbin/subhost-init, then starts the guest and returns its PID:
+//
+//   - The plugin re-executes itself (/proc/self/exe __launch-guest) with
+//     new mount, PID, UTS and IPC namespaces, on a thread that has joined
+//     the boot record's netns (a new, empty one when the record has
+//     none). The child has its own session and process group (the runner
+//     kills each plugin's group after use) and no parent-death signal:
+//     it must outlive the plugin. Once the plugin exits, the guest is the
+//     child of the runner, a child subreaper, which supervises it.
+//   - The child, PID 1 of the new PID namespace, makes / rslave before
+//     anything is mounted, bind-mounts the root onto itself, and mounts
+//     /proc, /sys (read-only, its netns's view), a tmpfs /dev with only
+//     null, zero, full, random, urandom, tty, a new devpts instance with
+//     ptmx, shm, the fd/stdin/stdout/stderr links, the boot record's disk
+//     nodes and the console pty bound on /dev/console, and a tmpfs /run.
+//     It sets the hostname to the subhost's name, pivot_roots into the
+//     root, reopens the console (or /dev/null) inside the guest as fds 0,
+//     1 and 2, marks every other descriptor close-on-exec, installs the
+//     seccomp guard (internal/seccompguard) and executes
+//     /sbin/subhost-init --mode M --shell S --shutdown-timeout D with
+//     exactly container=subhost, PATH, TERM and HOME in its environment.
+//   - The guest root is untrusted (internal/guestroot): every mount
+//     target is opened inside it without following any symlink and
+//     mounted through its descriptor; a root whose /proc, /sys, /dev or
+//     /run is a symlink fails the boot with a clear error and nothing
+//     outside the root is touched. A failure in the child comes back
+//     over a close-on-exec pipe: end of file with no data means the
+//     exec succeeded.
+//
+// Disk nodes of read-only disks are made mode 0440, but a mode does not
+// stop root in the guest: what keeps a read-only disk read-only is that
+// the mount stage attaches its loop device read-only. Nor does anything
+// here stop the guest's root from making other device nodes: the guest is
+// privileged, as with the scripts it replaces.
+//
+// State is {"pid":N,"start_time":T,"root":"/path"}; the record gets
+// guest_pid, guest_start_time and hostname. Up with a state naming a live
+// guest returns it again. Down sends SIGPWR to the guest's PID 1 (a power
+// off for subhost-init), waits up to shutdown_timeout, then SIGKILLs it,
+// which ends the whole PID namespace; it signals only through a pidfd
+// whose start time matched the recorded one. /sbin/subhost-init stays in
+// the root.
+package main

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/internal/guestroot"
+	"github.com/subhost/subhost/internal/seccompguard"
+)
+
+// guestMain is the launched child, PID 1 of the guest's new PID
+// namespace. It returns only by exiting: after executing subhost-init, or
+// after writing why it could not to the error pipe.
+func guestMain() {
+	var st unix.Stat_t
+	if unix.Fstat(configFD, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO || unix.Fstat(errorFD, &st) != nil {
+		fmt.Fprintln(os.Stderr, "the guest launcher is started by the init stage, not by hand")
+		os.Exit(2)
+	}
+	unix.CloseOnExec(configFD)
+	unix.CloseOnExec(errorFD)
+	errPipe := os.NewFile(errorFD, "error pipe")
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(errPipe, "launcher panic: %v\n%s", r, debug.Stack())
+			os.Exit(1)
+		}
+	}()
+	err := bootGuest()
+	fmt.Fprint(errPipe, err.Error())
+	os.Exit(1)
+}
+
+// bootGuest sets the guest up and executes its PID 1; it returns only an
+// error.
+func bootGuest() error {
+	var cfg guestConfig
+	if err := json.NewDecoder(os.NewFile(configFD, "config pipe")).Decode(&cfg); err != nil {
+		return fmt.Errorf("read the launch config: %w", err)
+	}
+	unix.Close(configFD)
+	if os.Getpid() != 1 {
+		return errors.New("the launcher is not PID 1 of a new PID namespace")
+	}
+	if len(cfg.Argv) == 0 {
+		return errors.New("the launch config has no command")
+	}
+	// Modes are set exactly below; the guest's PID 1 gets the usual 022.
+	unix.Umask(0)
+
+	// Nothing mounted from here on may propagate to the host.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return fmt.Errorf("make / a slave mount: %w", err)
+	}
+	root, err := guestroot.Open(cfg.Root)
+	if err != nil {
+		return err
+	}
+	if err := root.BindSelf(); err != nil {
+		return err
+	}
+	if err := mountGuest(root, cfg); err != nil {
+		return err
+	}
+	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+		return fmt.Errorf("set hostname %q: %w", cfg.Hostname, err)
+	}
+
+	// pivot_root(".", ".") stacks the old root on the new one; detaching
+	// it leaves only the guest (runc's way: no directory needed for the
+	// old root inside the guest's tree).
+	if err := unix.Fchdir(int(root.File().Fd())); err != nil {
+		return fmt.Errorf("enter the guest root: %w", err)
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root into %q: %w", cfg.Root, err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach the host's root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("chdir /: %w", err)
+	}
+	root.Close()
+
+	if err := guestStdio(cfg.Console != ""); err != nil {
+		return err
+	}
+	// Every descriptor but 0, 1 and 2 (and the error pipe, until the
+	// exec) is closed by the exec: none of the host's reaches the guest.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("close the host's descriptors: %w", err)
+	}
+	if err := seccompguard.Install(); err != nil {
+		return err
+	}
+	unix.Umask(0o022)
+	err = unix.Exec(cfg.Argv[0], cfg.Argv, cfg.Env)
+	return fmt.Errorf("exec %s in the guest: %w", cfg.Argv[0], err)
+}
+
+// Filesystem magic numbers, to confirm each mount.
+const (
+	procMagic   = unix.PROC_SUPER_MAGIC
+	sysfsMagic  = unix.SYSFS_MAGIC
+	tmpfsMagic  = unix.TMPFS_MAGIC
+	devptsMagic = unix.DEVPTS_SUPER_MAGIC
+)
+
+// mountGuest mounts the guest's /proc, /sys, /dev and /run.
+func mountGuest(root *guestroot.Root, cfg guestConfig) error {
+	const nosuidNodevNoexec = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	for _, m := range []struct {
+		at   string
+		mode uint32
+		m    guestroot.Mount
+	}{
+		{"/proc", 0o555, guestroot.Mount{Source: "proc", FSType: "proc", Flags: nosuidNodevNoexec, Magic: procMagic}},
+		// The sysfs mounted in the guest's netns shows that netns's
+		// interfaces; read-only, so the guest cannot tune the host's
+		// devices through it.
+		{"/sys", 0o555, guestroot.Mount{Source: "sysfs", FSType: "sysfs", Flags: unix.MS_RDONLY | nosuidNodevNoexec, Magic: sysfsMagic}},
+		{"/dev", 0o755, guestroot.Mount{Source: "tmpfs", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k", Magic: tmpfsMagic}},
+	} {
+		if err := mountDir(root, m.at, m.mode, m.m); err != nil {
+			return err
+		}
+	}
+	if err := populateDev(root, cfg); err != nil {
+		return err
+	}
+	return mountDir(root, "/run", 0o755, guestroot.Mount{Source: "tmpfs", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=755,size=10%", Magic: tmpfsMagic})
+}
+
+// mountDir mounts m on the directory at guest path at, opened inside the
+// root (created with mode when missing, refused when a symlink).
+func mountDir(root *guestroot.Root, at string, mode uint32, m guestroot.Mount) error {
+	target, err := root.MountDir(at, mode)
+	if err != nil {
+		return fmt.Errorf("mount %s on %s: %w", m.FSType, at, err)
+	}
+	defer target.Close()
+	return root.MountAt(m, target, at)
+}
+
+// populateDev fills the guest's fresh tmpfs /dev.
+func populateDev(root *guestroot.Root, cfg guestConfig) error {
+	dev, err := root.MountDir("/dev", 0)
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	for _, n := range []guestroot.Node{
+		{Name: "null", Type: unix.S_IFCHR, Major: 1, Minor: 3, Perm: 0o666},
+		{Name: "zero", Type: unix.S_IFCHR, Major: 1, Minor: 5, Perm: 0o666},
+		{Name: "full", Type: unix.S_IFCHR, Major: 1, Minor: 7, Perm: 0o666},
+		{Name: "random", Type: unix.S_IFCHR, Major: 1, Minor: 8, Perm: 0o666},
+		{Name: "urandom", Type: unix.S_IFCHR, Major: 1, Minor: 9, Perm: 0o666},
+		{Name: "tty", Type: unix.S_IFCHR, Major: 5, Minor: 0, Perm: 0o666},
+	} {
+		if err := guestroot.Mknod(dev, n); err != nil {
+			return err
+		}
+	}
+	for _, d := range cfg.Devices {
+		// 0440 does not stop root; the read-only loop device does.
+		perm := uint32(0o660)
+		if d.ReadOnly {
+			perm = 0o440
+		}
+		if err := guestroot.Mknod(dev, guestroot.Node{Name: d.GuestName, Type: unix.S_IFBLK, Major: d.Major, Minor: d.Minor, Perm: perm}); err != nil {
+			return err
+		}
+	}
+
+	// A devpts instance of the guest's own: its ptys are not the host's.
+	pts, err := guestroot.Mkdir(dev, "pts", 0o755)
+	if err != nil {
+		return err
+	}
+	err = root.MountAt(guestroot.Mount{Source: "devpts", FSType: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC,
+		Data: "newinstance,ptmxmode=0666,mode=0620,gid=5", Magic: devptsMagic}, pts, "/dev/pts")
+	pts.Close()
+	if err != nil {
+		return err
+	}
+	shm, err := guestroot.Mkdir(dev, "shm", 0o1777)
+	if err != nil {
+		return err
+	}
+	err = root.MountAt(guestroot.Mount{Source: "shm", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV,
+		Data: "mode=1777,size=65536k", Magic: tmpfsMagic}, shm, "/dev/shm")
+	shm.Close()
+	if err != nil {
+		return err
+	}
+	for _, l := range [][2]string{
+		{"ptmx", "pts/ptmx"}, {"fd", "/proc/self/fd"},
+		{"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"},
+	} {
+		if err := guestroot.Symlink(dev, l[0], l[1]); err != nil {
+			return err
+		}
+	}
+
+	if cfg.Console == "" {
+		return nil
+	}
+	// The console pty bound on /dev/console: the guest writes to the
+	// runner's pty, never to the host's terminal. The source is opened
+	// again here: fd 0 was opened in the host's mount namespace, and a
+	// bind mount's source must be in ours.
+	src, err := os.OpenFile(cfg.Console, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open the console: %w", err)
+	}
+	defer src.Close()
+	if err := sameTerminal(0, int(src.Fd())); err != nil {
+		return fmt.Errorf("console %q: %w", cfg.Console, err)
+	}
+	console, err := guestroot.CreateFile(dev, "console", 0o600)
+	if err != nil {
+		return err
+	}
+	defer console.Close()
+	return root.MountAt(guestroot.Mount{Source: fmt.Sprintf("/proc/self/fd/%d", src.Fd()), Flags: unix.MS_BIND}, console, "/dev/console")
+}
+
+// sameTerminal checks that fd b is the character device fd a is.
+func sameTerminal(a, b int) error {
+	var was, is unix.Stat_t
+	if err := unix.Fstat(a, &was); err != nil {
+		return err
+	}
+	if err := unix.Fstat(b, &is); err != nil {
+		return err
+	}
+	if was.Rdev != is.Rdev || is.Mode&unix.S_IFMT != unix.S_IFCHR {
+		return errors.New("not the terminal the runner gave")
+	}
+	return nil
+}
+
+// guestStdio reopens the console (or /dev/null) from inside the guest as
+// fds 0, 1 and 2, so that PID 1's descriptors name guest paths, and
+// checks it is the same terminal the runner gave.
+func guestStdio(console bool) error {
+	name := "/dev/null"
+	if console {
+		name = "/dev/console"
+	}
+	fd, err := unix.Open(name, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s in the guest: %w", name, err)
+	}
+	defer unix.Close(fd)
+	if console {
+		if err := sameTerminal(0, fd); err != nil {
+			return fmt.Errorf("/dev/console in the guest: %w", err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if err := unix.Dup3(fd, i, 0); err != nil {
+			return fmt.Errorf("console as fd %d: %w", i, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/sdk"
+)
+
+// launchArg, as the plugin's first argument, makes it the guest's PID 1
+// to be: it sets the guest up and executes subhost-init (guest_linux.go).
+const launchArg = "__launch-guest"
+
+// The launched child's descriptors: its config arrives on one pipe, and
+// an error, if any, goes back on the other.
+const (
+	configFD = 3
+	errorFD  = 4
+)
+
+// guestConfig is what the launched child needs, sent as JSON.
+type guestConfig struct {
+	Root     string       `json:"root"`
+	Hostname string       `json:"hostname"`
+	Devices  []sdk.Device `json:"devices,omitempty"`
+	// Console is the host path of the console pty, which is also fds 0,
+	// 1 and 2, to bind on /dev/console; "" means they are /dev/null.
+	Console string   `json:"console,omitempty"`
+	Argv    []string `json:"argv"`
+	Env     []string `json:"env"`
+}
+
+// launch starts the guest and returns its PID and start time once
+// subhost-init has been executed, or the error that stopped it. The child
+// is not waited for: it outlives the plugin and becomes the runner's
+// child.
+func launch(ctx context.Context, cfg guestConfig, netns, console string) (int, uint64, error) {
+	stdio, err := openStdio(console)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer stdio.Close()
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return 0, 0, sdk.Internalf("init: %w", err)
+	}
+	defer cfgW.Close()
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		return 0, 0, sdk.Internalf("init: %w", err)
+	}
+	defer errR.Close()
+
+	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC)
+	if netns == "" {
+		flags |= syscall.CLONE_NEWNET
+	}
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{"subhost-guest-launcher", launchArg},
+		Env:        []string{},
+		Dir:        "/",
+		Stdin:      stdio,
+		Stdout:     stdio,
+		Stderr:     stdio,
+		ExtraFiles: []*os.File{cfgR, errW}, // configFD, errorFD
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: flags,
+			// Its own session and process group, so that the runner
+			// killing the plugin's group spares the guest; no
+			// Pdeathsig, so that it outlives the plugin.
+			Setsid:  true,
+			Setctty: console != "",
+			Ctty:    0, // the child's fd 0
+		},
+	}
+	err = startIn(cmd, netns)
+	cfgR.Close()
+	errW.Close()
+	if err != nil {
+		return 0, 0, err
+	}
+	pid := cmd.Process.Pid
+
+	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return 0, 0, sdk.Internalf("init: send the launch config: %w", err)
+	}
+	cfgW.Close()
+
+	msg := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(errR) // EOF: exec succeeded, or the child died
+		msg <- b
+	}()
+	var b []byte
+	select {
+	case b = <-msg:
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		cmd.Wait()
+		return 0, 0, sdk.Internalf("init: launch guest: %w", ctx.Err())
+	}
+	if len(b) > 0 {
+		cmd.Wait()
+		return 0, 0, sdk.Internalf("launch guest: %s", b)
+	}
+	// The pipe also reaches EOF when the launcher dies before writing
+	// (killed, say). Its name tells it from a subhost-init that ran and
+	// already ended, which is the supervisor's business.
+	if comm, state := procComm(pid); state == 'Z' && comm == launcherComm {
+		ws := waitStatus(cmd)
+		return 0, 0, sdk.Internalf("launch guest: the launcher died (%s) before executing subhost-init", ws)
+	}
+	start, _, err := procStat(pid)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return 0, 0, sdk.Internalf("init: guest pid %d: read its start time: %w", pid, err)
+	}
+	cmd.Process.Release()
+	return pid, start, nil
+}
+
+// startIn starts cmd in the network namespace at netns: from a thread
+// that joined it, since the forked child inherits the forking thread's
+// namespaces. That thread stays locked and is discarded, never returned
+// to the Go scheduler in the wrong namespace.
+func startIn(cmd *exec.Cmd, netns string) error {
+	if netns == "" {
+		if err := cmd.Start(); err != nil {
+			return sdk.Internalf("init: start the guest launcher: %w", err)
+		}
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: see above
+		fd, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			done <- sdk.NotFoundf("init: open netns: %w", err)
+			return
+		}
+		err = unix.Setns(fd, unix.CLONE_NEWNET)
+		unix.Close(fd)
+		if err != nil {
+			done <- sdk.Invalidf("init: join netns %q: %w", netns, err)
+			return
+		}
+		if err := cmd.Start(); err != nil {
+			done <- sdk.Internalf("init: start the guest launcher: %w", err)
+			return
+		}
+		done <- nil
+	}()
+	return <-done
+}
+
+// openStdio opens the console the runner owns (a pty slave), or /dev/null
+// when there is none.
+func openStdio(console string) (*os.File, error) {
+	if console == "" {
+		f, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err != nil {
+			return nil, sdk.Internalf("init: %w", err)
+		}
+		return f, nil
+	}
+	f, err := os.OpenFile(console, os.O_RDWR|unix.O_NOCTTY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, sdk.NotFoundf("init: open console: %w", err)
+	}
+	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
+		f.Close()
+		return nil, sdk.Invalidf("init: console %q is not a terminal", console)
+	}
+	return f, nil
+}
+
+func waitStatus(cmd *exec.Cmd) string {
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ProcessState.String()
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return "exit status 0"
+}
+
+// launcherComm is the launcher's command name before it executes
+// subhost-init: the kernel takes it from the name executed,
+// /proc/self/exe.
+const launcherComm = "exe"
+
+// procComm reads a process's command name and state letter.
+func procComm(pid int) (string, byte) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0
+	}
+	s := string(data)
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open || end+3 > len(s) {
+		return "", 0
+	}
+	return s[open+1 : end], s[end+2]
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/subhost/subhost/sdk"
+)
+
+// params are the init stage's parameters, parsed and checked.
+type params struct {
+	mode            string
+	shell           string
+	shutdownTimeout time.Duration
+	initBinary      string
+	term            string
+}
+
+const (
+	defaultMode    = "sysv"
+	defaultShell   = "/bin/bash"
+	defaultTimeout = 30 * time.Second
+	defaultTerm    = "linux"
+)
+
+var paramDocs = []sdk.Param{
+	{Name: "mode", Default: defaultMode, Doc: `"sysv": subhost-init runs /etc/init.d/rcS and rc 2 and powers off on /run/initctl; "shell": an interactive shell is the guest's session`},
+	{Name: "shell", Default: defaultShell, Doc: "the guest's shell (mode shell); /bin/sh when the guest lacks it, judged inside the guest"},
+	{Name: "shutdown_timeout", Default: defaultTimeout.String(), Doc: "how long the guest gets to power off (its rc 0, and Down's wait after SIGPWR) before it is killed"},
+	{Name: "init_binary", Default: "subhost-init beside the plugin", Doc: "host path of the subhost-init binary injected as the guest's /sbin/subhost-init"},
+	{Name: "term", Default: defaultTerm, Doc: "TERM in the guest's init environment"},
+}
+
+// parseParams reads req.Params. It only reads the file system (the init
+// binary's status): it is safe in Validate.
+func parseParams(req *sdk.Request) (params, error) {
+	for name := range req.Params {
+		if !slices.ContainsFunc(paramDocs, func(p sdk.Param) bool { return p.Name == name }) {
+			return params{}, sdk.Invalidf("init: unknown parameter %q (known: mode, shell, shutdown_timeout, init_binary, term)", name)
+		}
+	}
+	p := params{
+		mode:  req.Param("mode", defaultMode),
+		shell: req.Param("shell", defaultShell),
+		term:  req.Param("term", defaultTerm),
+	}
+	if p.mode != "sysv" && p.mode != "shell" {
+		return p, sdk.Invalidf("init: mode %q: want \"sysv\" or \"shell\"", p.mode)
+	}
+	if !strings.HasPrefix(p.shell, "/") || strings.ContainsAny(p.shell, "\x00\n") {
+		return p, sdk.Invalidf("init: shell %q: want an absolute path inside the guest", p.shell)
+	}
+	if p.term == "" || !termRE.MatchString(p.term) {
+		return p, sdk.Invalidf("init: term %q: want a terminal type name such as \"linux\" or \"xterm-256color\"", p.term)
+	}
+	var err error
+	if p.shutdownTimeout, err = parseTimeout(req.Param("shutdown_timeout", defaultTimeout.String())); err != nil {
+		return p, err
+	}
+	p.initBinary = req.Param("init_binary", "")
+	if p.initBinary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return p, sdk.Internalf("init: find the plugin's own path for the default init_binary: %w", err)
+		}
+		p.initBinary = filepath.Join(filepath.Dir(exe), "subhost-init")
+	}
+	if err := checkInitBinary(p.initBinary); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+var termRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+_-]*$`)
+
+// parseTimeout accepts a Go duration ("30s", "1m30s") or a number of
+// seconds ("30").
+func parseTimeout(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		n, nerr := strconv.ParseUint(s, 10, 32)
+		if nerr != nil {
+			return 0, sdk.Invalidf("init: shutdown_timeout %q: want a duration such as \"30s\"", s)
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d <= 0 || d > 24*time.Hour {
+		return 0, sdk.Invalidf("init: shutdown_timeout %q: want more than 0 and at most 24h", s)
+	}
+	return d, nil
+}
+
+// checkInitBinary: the file is copied into every guest and runs there as
+// root, so it gets the runner's rule for plugins: a regular executable
+// file, owned by root, not writable by group or others.
+func checkInitBinary(path string) error {
+	if !filepath.IsAbs(path) {
+		return sdk.Invalidf("init: init_binary %q: want an absolute path", path)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return sdk.Invalidf("init: init_binary: %w (build it with make build, or set init_binary)", err)
+	}
+	if !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+		return sdk.Invalidf("init: init_binary %q is not an executable file", path)
+	}
+	if st.Mode().Perm()&0o022 != 0 || !ownedByRoot(st) {
+		return sdk.Invalidf("init: init_binary %q must be owned by root and not writable by group or others", path)
+	}
+	return nil
+}
+
+// reservedDev are the names the stage itself puts in the guest's /dev.
+var reservedDev = []string{"null", "zero", "full", "random", "urandom", "tty", "console", "ptmx", "pts", "shm", "fd", "stdin", "stdout", "stderr"}
+
+var devNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// checkRecord checks the boot record fields the stage reads. At Validate
+// time they may still be empty (the stages before this one have not run).
+func checkRecord(req *sdk.Request) error {
+	r := &req.Record
+	name := req.Subhost.Name
+	if name == "" || len(name) > 64 || strings.ContainsAny(name, "/\x00") {
+		return sdk.Invalidf("init: subhost name %q cannot be a hostname (1 to 64 characters, no slash)", name)
+	}
+	for _, p := range []struct{ field, value string }{{"root", r.Root}, {"netns", r.Netns}, {"console", r.Console}} {
+		if p.value != "" && !filepath.IsAbs(p.value) {
+			return sdk.Invalidf("init: boot record %s %q is not an absolute path", p.field, p.value)
+		}
+	}
+	seen := map[string]bool{}
+	for _, d := range r.Devices {
+		switch {
+		case !devNameRE.MatchString(d.GuestName):
+			return sdk.Invalidf("init: boot record device %q: not a plain /dev name", d.GuestName)
+		case slices.Contains(reservedDev, d.GuestName):
+			return sdk.Invalidf("init: boot record device %q: the name of a standard /dev entry", d.GuestName)
+		case seen[d.GuestName]:
+			return sdk.Invalidf("init: boot record device %q given twice", d.GuestName)
+		case d.Major == 0 && d.Minor == 0:
+			return sdk.Invalidf("init: boot record device %q has no major:minor", d.GuestName)
+		}
+		seen[d.GuestName] = true
+	}
+	return nil
+}
+
+// guestArgv is how the guest's PID 1 is started.
+func guestArgv(p params) []string {
+	return []string{"/sbin/subhost-init", "--mode", p.mode, "--shell", p.shell, "--shutdown-timeout", p.shutdownTimeout.String()}
+}
+
+// guestEnv is PID 1's whole environment. container=subhost is the
+// systemd container-interface convention guest scripts test.
+func guestEnv(p params) []string {
+	return []string{
+		"container=subhost",
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"TERM=" + p.term,
+		"HOME=/root",
+	}
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"syscall"
+
+	"github.com/subhost/subhost/internal/guestroot"
+	"github.com/subhost/subhost/internal/version"
+	"github.com/subhost/subhost/sdk"
+)
+
+type stage struct{}
+
+var _ sdk.Stage = (*stage)(nil)
+
+// guestState is the stage's state: which process is the guest's PID 1.
+type guestState struct {
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"start_time"`
+	Root      string `json:"root"`
+}
+
+func (*stage) Describe() sdk.Description {
+	return sdk.Description{
+		Name:    "init",
+		Version: version.Version,
+		Summary: "inject subhost-init into the guest root and boot the guest in its own namespaces",
+		Params:  paramDocs,
+	}
+}
+
+func (*stage) Validate(ctx context.Context, req *sdk.Request) error {
+	if _, err := parseParams(req); err != nil {
+		return err
+	}
+	return checkRecord(req)
+}
+
+func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
+	p, err := parseParams(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRecord(req); err != nil {
+		return nil, err
+	}
+	rec := &req.Record
+	if rec.Root == "" {
+		return nil, sdk.Invalidf("init: the boot record has no root: a mount stage must come before init")
+	}
+	if err := checkDevices(rec.Devices); err != nil {
+		return nil, err
+	}
+	log := sdk.Logger(ctx)
+
+	if st, ok := recorded(req); ok && alive(st.PID, st.StartTime) {
+		if st.Root != "" && st.Root != rec.Root {
+			return nil, sdk.Conflictf("init: a guest (pid %d) is already running from root %q, not %q", st.PID, st.Root, rec.Root)
+		}
+		log.Debug("guest already running", "pid", st.PID)
+		return result(st, req.Subhost.Name)
+	}
+
+	content, err := os.ReadFile(p.initBinary)
+	if err != nil {
+		return nil, sdk.Internalf("init: read init_binary: %w", err)
+	}
+	root, err := guestroot.Open(rec.Root)
+	if err != nil {
+		return nil, sdk.NotFoundf("init: %w", err)
+	}
+	wrote, err := root.InstallFile("/sbin/subhost-init", content, 0o755)
+	root.Close()
+	if err != nil {
+		return nil, sdk.Internalf("init: %w", err)
+	}
+	log.Debug("subhost-init in the guest root", "path", "/sbin/subhost-init", "rewritten", wrote)
+
+	cfg := guestConfig{
+		Root:     rec.Root,
+		Hostname: req.Subhost.Name,
+		Devices:  rec.Devices,
+		Console:  rec.Console,
+		Argv:     guestArgv(p),
+		Env:      guestEnv(p),
+	}
+	pid, start, err := launch(ctx, cfg, rec.Netns, rec.Console)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("guest started", "pid", pid, "root", rec.Root, "mode", p.mode)
+	return result(guestState{PID: pid, StartTime: start, Root: rec.Root}, req.Subhost.Name)
+}
+
+func result(st guestState, name string) (*sdk.Result, error) {
+	state, err := json.Marshal(st)
+	if err != nil {
+		return nil, sdk.Internalf("init: encode state: %w", err)
+	}
+	return &sdk.Result{
+		Record: sdk.BootRecord{GuestPID: st.PID, GuestStartTime: st.StartTime, Hostname: name},
+		State:  state,
+	}, nil
+}
+
+// recorded finds the guest from the stage's state or, without one (the
+// state was lost), from the boot record.
+func recorded(req *sdk.Request) (guestState, bool) {
+	var st guestState
+	if len(req.State) > 0 && json.Unmarshal(req.State, &st) == nil && st.PID > 0 {
+		return st, true
+	}
+	if req.Record.GuestPID > 0 {
+		return guestState{PID: req.Record.GuestPID, StartTime: req.Record.GuestStartTime, Root: req.Record.Root}, true
+	}
+	return st, false
+}
+
+func (*stage) Down(ctx context.Context, req *sdk.Request) error {
+	st, ok := recorded(req)
+	if !ok {
+		return nil
+	}
+	timeout := defaultTimeout
+	if d, err := parseTimeout(req.Param("shutdown_timeout", defaultTimeout.String())); err == nil {
+		timeout = d
+	}
+	if err := stopGuest(ctx, st.PID, st.StartTime, timeout, sdk.Logger(ctx)); err != nil {
+		return sdk.Internalf("init: stop guest pid %d: %w", st.PID, err)
+	}
+	return nil
+}
+
+func (*stage) Check(ctx context.Context, req *sdk.Request) error {
+	st, ok := recorded(req)
+	if !ok {
+		return sdk.NotFoundf("init: no guest is recorded")
+	}
+	if !alive(st.PID, st.StartTime) {
+		return sdk.NotFoundf("init: guest pid %d is not running", st.PID)
+	}
+	return nil
+}
+
+// checkDevices compares each device's host node, when it still exists,
+// with the major:minor the record gives: a mismatch is a stale record.
+func checkDevices(devs []sdk.Device) error {
+	for _, d := range devs {
+		if d.HostPath == "" {
+			continue
+		}
+		var st syscall.Stat_t
+		err := syscall.Stat(d.HostPath, &st)
+		if errors.Is(err, syscall.ENOENT) {
+			return sdk.NotFoundf("init: device %q: host node %q is gone", d.GuestName, d.HostPath)
+		}
+		if err != nil {
+			return sdk.Internalf("init: device %q: %w", d.GuestName, err)
+		}
+		if st.Mode&syscall.S_IFMT != syscall.S_IFBLK {
+			return sdk.Invalidf("init: device %q: host node %q is not a block device", d.GuestName, d.HostPath)
+		}
+		if maj, min := major(uint64(st.Rdev)), minor(uint64(st.Rdev)); maj != d.Major || min != d.Minor {
+			return sdk.Conflictf("init: device %q: host node %q is %d:%d, the boot record says %d:%d", d.GuestName, d.HostPath, maj, min, d.Major, d.Minor)
+		}
+	}
+	return nil
+}
+
+func ownedByRoot(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Uid == 0
+}
