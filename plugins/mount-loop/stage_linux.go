@@ -217,6 +217,22 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 		}
 	}
 	images := downImages(req, st)
+	// Whatever loop device is mounted on live: with neither state nor
+	// config, its image is still found (its tag decides below).
+	if all, err := loopdev.List(); err == nil {
+		if mounts, err := readMountinfo("/proc/self/mountinfo"); err == nil {
+			for _, live := range lives {
+				if top, ok := topMount(mounts, live); ok {
+					for _, d := range all {
+						b := strings.TrimSuffix(d.Backing, " (deleted)")
+						if d.Major == top.Major && d.Minor == top.Minor && filepath.IsAbs(b) && !contains(images, b) {
+							images = append(images, b)
+						}
+					}
+				}
+			}
+		}
+	}
 
 	var errs []error
 	// Our devices on our images, found afresh by backing file and tag.

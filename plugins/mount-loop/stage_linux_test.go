@@ -312,6 +312,14 @@ func TestDownFromEmptyState(t *testing.T) {
 	if devs, _ := loopdev.FindByBacking(a); len(devs) != 0 {
 		t.Errorf("after Down from state: %+v", devs)
 	}
+	// With neither: the root mount on live is still found and removed.
+	upOrFail(t, s, req)
+	if err := s.Down(ctx, request(name, home)); err != nil {
+		t.Fatalf("Down with neither state nor config: %v", err)
+	}
+	if devs, _ := loopdev.FindByBacking(a); len(devs) != 0 {
+		t.Errorf("after Down with neither state nor config: %+v", devs)
+	}
 }
 
 func TestConformance(t *testing.T) {
@@ -558,6 +566,20 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("bad input created live")
 			}
 		})
+	}
+}
+
+func TestMissingHome(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	name, home := subhost(t)
+	img := buildImage(t, "mbr", "x")
+	req := request(name, home+"/missing", "vda:1:"+img)
+	if err := (&stage{}).Validate(ctx, req); !sdk.IsKind(err, sdk.KindInvalidConfig) || !strings.Contains(err.Error(), "home "+home+"/missing is not a directory") {
+		t.Errorf("Validate: %v", err)
+	}
+	if _, err := (&stage{}).Up(ctx, req); !sdk.IsKind(err, sdk.KindInvalidConfig) {
+		t.Errorf("Up: %v", err)
 	}
 }
 

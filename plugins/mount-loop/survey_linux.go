@@ -84,6 +84,9 @@ func surveyHost(sp *spec, imgs []image, want []loopSpec) (*survey, error) {
 	if sv.mounts, err = readMountinfo("/proc/self/mountinfo"); err != nil {
 		return nil, sdk.Internalf("read mount table: %w", err)
 	}
+	if fi, err := os.Stat(sp.Home); err != nil || !fi.IsDir() {
+		return nil, sdk.Invalidf("subhost %q: home %s is not a directory", sp.Name, sp.Home)
+	}
 	fi, err := os.Lstat(sp.Live)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
