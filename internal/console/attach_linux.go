@@ -60,6 +60,9 @@ const (
 	// keyQueue bounds typed input waiting for a guest that does not read
 	// its console; past it keystrokes are dropped (piped input waits).
 	keyQueue = 64 << 10
+	// keyFlushTimeout bounds how long input typed just before a detach
+	// may take to reach the guest (a hung guest never takes it).
+	keyFlushTimeout = 500 * time.Millisecond
 )
 
 type relayEnd struct {
@@ -156,25 +159,16 @@ func (c *Console) Attach(ctx context.Context, in, out *os.File, opts AttachOptio
 		res, err = Detached, ctx.Err()
 	}
 	c.removeViewer(view)
-	// Let what was typed before the end reach the guest and, when the
-	// guest is gone, its last words reach the terminal; within bounds.
-	flush := time.NewTimer(flushTimeout)
-	defer flush.Stop()
+	// Within bounds: when the guest is gone, let its last words reach the
+	// terminal; otherwise let what was typed before the end reach it.
 	keys.close(true)
 	if res == GuestGone {
 		// Everything the guest wrote is queued by now: the reader queues
 		// before it ends the session.
 		view.close(true)
-		select {
-		case <-outDone:
-		case <-flush.C:
-		}
-	}
-	if res != GuestGone {
-		select {
-		case <-keysDone:
-		case <-flush.C:
-		}
+		waitAtMost(outDone, flushTimeout)
+	} else {
+		waitAtMost(keysDone, keyFlushTimeout)
 	}
 	view.close(false)
 	return res, err
@@ -234,6 +228,15 @@ func forward(q *sink, stop <-chan struct{}, deliver func([]byte) error) {
 		if !ok || deliver(p) != nil {
 			return
 		}
+	}
+}
+
+func waitAtMost(done <-chan struct{}, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
 	}
 }
 

@@ -49,6 +49,11 @@
 // that accepts no output for 10 s is disconnected. A newly attached socket
 // client first gets the last ReplayBytes of output.
 //
+// Input is queued too, so that escape sequences and a client's power-off
+// request work while a hung guest reads nothing: typed input past 64 KiB
+// (1 MiB per socket client) is dropped; piped input into Attach or Dial
+// waits instead, as a script's commands must all arrive.
+//
 // Socket protocol (both directions): frames of one type byte, a big-endian
 // uint32 payload length and the payload (at most 64 KiB). Types: 'd' data,
 // 'w' window size (client to server: rows, cols as big-endian uint16),

@@ -472,10 +472,7 @@ func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachO
 	if res != GuestGone {
 		// What was typed before the end still goes to the server.
 		keys.close(true)
-		select {
-		case <-keysDone:
-		case <-time.After(flushTimeout):
-		}
+		waitAtMost(keysDone, keyFlushTimeout)
 	}
 	return res, err
 }
