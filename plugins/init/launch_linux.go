@@ -115,14 +115,14 @@ func launch(ctx context.Context, cfg guestConfig, netns, console string) (int, u
 	}
 	if len(b) > 0 {
 		cmd.Wait()
-		return 0, 0, sdk.Internalf("launch guest: %s", b)
+		return 0, 0, sdk.Internalf("init: launch guest: %s", b)
 	}
 	// The pipe also reaches EOF when the launcher dies before writing
 	// (killed, say). Its name tells it from a subhost-init that ran and
 	// already ended, which is the supervisor's business.
 	if comm, state := procComm(pid); state == 'Z' && comm == launcherComm {
 		ws := waitStatus(cmd)
-		return 0, 0, sdk.Internalf("launch guest: the launcher died (%s) before executing subhost-init", ws)
+		return 0, 0, sdk.Internalf("init: launch guest: the launcher died (%s) before executing subhost-init", ws)
 	}
 	start, _, err := procStat(pid)
 	if err != nil {
