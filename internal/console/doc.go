@@ -12,14 +12,14 @@
 //	// guest's /dev/console; once the guest's PID 1 holds it:
 //	c.CloseSlave()
 //	res, err := c.Attach(ctx, os.Stdin, os.Stdout, console.AttachOptions{EscapeChar: console.DefaultEscape})
-//	// on reboot: c.Rearm(), launch the guest again, c.CloseSlave(), Attach again
+//	// reboot: reap the old PID 1, c.Rearm(), launch, c.CloseSlave(), Attach
 //	c.Close()
 //
 // The runner must not call CloseSlave before the guest holds the slave: once
 // no process has it open the master reports EIO, and that is how the console
 // learns the guest session ended (GuestGone). Guest processes that hang up
 // the console (vhangup) while another process still holds it do not end the
-// session; subhost-init keeps /dev/console open for that reason.
+// session, so subhost-init should keep /dev/console open for its lifetime.
 //
 // Escape sequence (like ssh's "~."), recognised only at the start of a line,
 // with the default escape character Ctrl-] (0x1d):
@@ -50,16 +50,16 @@
 // client first gets the last ReplayBytes of output.
 //
 // Input is queued too, so that escape sequences and a client's power-off
-// request work while a hung guest reads nothing: typed input past 64 KiB
-// (1 MiB per socket client) is dropped; piped input into Attach or Dial
-// waits instead, as a script's commands must all arrive.
+// request work while a hung guest reads nothing: typed input past 64 KiB is
+// dropped, piped input waits instead (a script's commands must all
+// arrive), and the server drops a socket client's input past 1 MiB.
 //
 // Socket protocol (both directions): frames of one type byte, a big-endian
 // uint32 payload length and the payload (at most 64 KiB). Types: 'd' data,
 // 'w' window size (client to server: rows, cols as big-endian uint16),
 // 'p' power-off request (client to server), 'e' end (server to client: the
-// console is closed; Dial returns GuestGone). A connection that closes
-// without 'e' is an error for the client.
+// console was closed or stopped serving; Dial returns GuestGone). A
+// connection that closes without 'e' is an error for the client.
 //
 // creack/pty's Open and Setsize call (*os.File).Fd, which puts the master in
 // blocking mode, so a blocked Read could not be interrupted by Close; the pty

@@ -344,7 +344,7 @@ func (srv *server) writeOutput(conn *net.UnixConn, s *sink) bool {
 // escape sequences; the detach sequence detaches this client only, and the
 // power-off sequence asks the server, whose runner sees it on
 // PowerOffRequests, and returns PowerOff. GuestGone means the server hung
-// up because the console was closed.
+// up in order: the console was closed or stopped serving.
 func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachOptions) (res AttachResult, err error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unix", socketPath)
