@@ -41,7 +41,9 @@
 // State is {"pid":N,"start_time":T,"root":"/path"}; the record gets
 // guest_pid, guest_start_time and hostname. Up with a state naming a live
 // guest returns it again. Down sends SIGPWR to the guest's PID 1 (a power
-// off for subhost-init), waits up to shutdown_timeout, then SIGKILLs it,
+// off for subhost-init; repeated, since the kernel drops it while a just
+// started PID 1 has no handler yet), waits up to shutdown_timeout, then
+// SIGKILLs it,
 // which ends the whole PID namespace; it signals only through a pidfd
 // whose start time matched the recorded one. /sbin/subhost-init stays in
 // the root.
