@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -144,6 +143,11 @@ func runSubhost(cmd *cobra.Command, _ *runner.Runner, plan *runner.Plan, detach 
 		return fmt.Errorf("subhost %s: the supervisor ended before the guest ran (%v); see %s", plan.Name, err, filepath.Join(LogDir, plan.Name+".supervisor.log"))
 	}
 	out := cmd.OutOrStdout()
+	if ready.PID == 0 {
+		sup.Wait()
+		fmt.Fprintf(out, "subhost %s is %s (its pipeline launches no guest)\n", plan.Name, ready.Status)
+		return nil
+	}
 	if detach {
 		sup.Process.Release()
 		fmt.Fprintf(out, "subhost %s running (guest pid %d); console: subhost console %s\n", plan.Name, ready.PID, plan.Name)
@@ -272,7 +276,7 @@ func superviseRun(ctx context.Context, t targetFlags, name string, ev *eventWrit
 		return err
 	}
 	stops := make(chan runner.StopOptions)
-	_, err = r.Run(ctx, plan, runner.RunOptions{
+	st, err := r.Run(ctx, plan, runner.RunOptions{
 		Console: con.SlavePath(),
 		Supervise: func(ctx context.Context, sup *runner.Supervision) error {
 			sup.SetOperation("supervise")
@@ -302,7 +306,10 @@ func superviseRun(ctx context.Context, t targetFlags, name string, ev *eventWrit
 			return err
 		},
 	})
+	if err == nil && st.Record.GuestPID == 0 {
+		// A pipeline without a guest (no init stage) is done once it is up.
+		ev.send(event{Ready: true, Status: st.Status})
+	}
 	return err
 }
 
-var _ = strings.TrimSpace

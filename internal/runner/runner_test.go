@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 // fixture is a runner with its own state directory, a pipeline file and a
 // call log.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	r      *Runner
 	log    string
 	home   string
@@ -61,6 +61,15 @@ func newFixture(t *testing.T, stages []string, extra map[string]string) *fixture
 	t.Helper()
 	stagetest.RequireRoot(t)
 	stagetest.NoLeaks(t)
+	return makeFixture(t, stages, extra)
+}
+
+func newBenchFixture(b *testing.B, stages []string) *fixture {
+	stagetest.RequireRoot(b)
+	return makeFixture(b, stages, nil)
+}
+
+func makeFixture(t testing.TB, stages []string, extra map[string]string) *fixture {
 	dir := t.TempDir()
 	// State (and go-plugin's sockets in it) lives under a short path: a
 	// unix socket path has at most 107 bytes.

@@ -14,11 +14,10 @@ import (
 // does between the runner and a plugin. It is closed when the test ends.
 func Serve(t testing.TB, stage sdk.Stage) sdk.Stage {
 	t.Helper()
-	client, server := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(stage))
-	t.Cleanup(func() {
-		client.Close()
-		server.Stop()
-	})
+	client, _ := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(stage))
+	// Closing the client shuts the server down through go-plugin's
+	// controller; stopping the server as well races with that.
+	t.Cleanup(func() { client.Close() })
 	raw, err := client.Dispense(sdk.PluginName)
 	if err != nil {
 		t.Fatalf("dispense stage: %v", err)

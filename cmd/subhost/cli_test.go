@@ -1,0 +1,378 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/subhost/subhost/internal/state"
+	"github.com/subhost/subhost/sdk/stagetest"
+)
+
+// binDir holds a subhost built for the tests, with the runner's test
+// plugin beside it in plugins/ (where a build tree keeps its plugins).
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "subhost-cli-test-")
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	build := func(out, pkg string) {
+		if err != nil {
+			return
+		}
+		if msg, e := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); e != nil {
+			err = fmt.Errorf("build %s: %v\n%s", pkg, e, msg)
+		}
+	}
+	build(filepath.Join(dir, "subhost"), ".")
+	build(filepath.Join(dir, "plugins", "teststage"), "../../internal/runner/testdata/teststage")
+	if err == nil {
+		err = os.Chmod(filepath.Join(dir, "plugins"), 0o755)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// cli is one test's subhost: its own state directory and pipeline file.
+type cli struct {
+	t        *testing.T
+	dir      string
+	states   string
+	pipeline string
+	log      string
+}
+
+func newCLI(t *testing.T) *cli {
+	t.Helper()
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	states, err := os.MkdirTemp("", "shc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(states) })
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	return &cli{t: t, dir: dir, states: states, log: filepath.Join(dir, "calls.log")}
+}
+
+// writePipeline writes pipeline "p" with teststage stages; extra adds
+// attribute lines to a stage.
+func (c *cli) writePipeline(stages []string, extra map[string]string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "pipeline \"p\" {\n  home = %q\n", c.dir)
+	for _, s := range stages {
+		fmt.Fprintf(&b, "  stage %q {\n    plugin = \"teststage\"\n    log = %q\n    %s\n  }\n", s, c.log, extra[s])
+	}
+	b.WriteString("}\n")
+	c.pipeline = filepath.Join(c.dir, "p.hcl")
+	if err := os.WriteFile(c.pipeline, []byte(b.String()), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *cli) cmd(args ...string) *exec.Cmd {
+	full := []string{"--state-dir", c.states}
+	if c.pipeline != "" {
+		full = append(full, "--pipeline-file", c.pipeline)
+	}
+	cmd := exec.Command(filepath.Join(binDir, "subhost"), append(full, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	return cmd
+}
+
+// run runs subhost to the end and returns its stdout, stderr and exit code.
+func (c *cli) run(args ...string) (string, string, int) {
+	c.t.Helper()
+	cmd := c.cmd(args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func (c *cli) mkhome(name, config string, mode os.FileMode) string {
+	home := filepath.Join(c.dir, name)
+	os.MkdirAll(home, 0o755)
+	if err := os.WriteFile(filepath.Join(home, "config"), []byte(config), mode); err != nil {
+		c.t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(home, "config"), mode)
+	return home
+}
+
+// waitFor polls until cond holds or fails the test after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func (c *cli) stageStatus(name, stage string) string {
+	st, err := state.Dir{Root: c.states, Name: name}.Load()
+	if err != nil {
+		return ""
+	}
+	for _, s := range st.Stages {
+		if s.Name == stage {
+			return s.Status
+		}
+	}
+	return ""
+}
+
+func (c *cli) holder(name string) int {
+	h, _ := state.Dir{Root: c.states, Name: name}.Holder()
+	return h.PID
+}
+
+func (c *cli) calls(kind string) []string {
+	data, _ := os.ReadFile(c.log)
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		stage, call, _ := strings.Cut(line, " ")
+		if strings.HasPrefix(call, kind) {
+			out = append(out, stage)
+		}
+	}
+	return out
+}
+
+func TestBadInputIsOneLineExitTwoAndChangesNothing(t *testing.T) {
+	c := newCLI(t)
+	c.writePipeline([]string{"a"}, nil)
+	probe := filepath.Join(c.dir, "pwned")
+	insecure := filepath.Join(c.dir, "insecure-plugins")
+	os.MkdirAll(insecure, 0o755)
+	data, _ := os.ReadFile(filepath.Join(binDir, "plugins", "teststage"))
+	os.WriteFile(filepath.Join(insecure, "teststage"), data, 0o777)
+	os.Chmod(filepath.Join(insecure, "teststage"), 0o777)
+	badHCL := filepath.Join(c.dir, "bad.hcl")
+	os.WriteFile(badHCL, []byte("pipeline \"q\" {\n  home = \"/x\"\n  stage \"a\" {\n}\n"), 0o644)
+	unknownPlugin := filepath.Join(c.dir, "unknown.hcl")
+	os.WriteFile(unknownPlugin, []byte("pipeline \"q\" {\n  home = \"/x\"\n  stage \"a\" { plugin = \"nosuchplugin\" }\n}\n"), 0o644)
+	pinned := filepath.Join(c.dir, "pinned.hcl")
+	os.WriteFile(pinned, []byte(fmt.Sprintf("pipeline \"q\" {\n  home = %q\n  stage \"a\" {\n    plugin = \"teststage\"\n    sha256 = %q\n  }\n}\n", c.dir, strings.Repeat("0", 64))), 0o644)
+	symlinked := c.mkhome("symlinked", "X=1\n", 0o644)
+	os.Remove(filepath.Join(symlinked, "config"))
+	os.Symlink(filepath.Join(c.dir, "ok", "config"), filepath.Join(symlinked, "config"))
+	c.mkhome("ok", "X=1\n", 0o644)
+	notRoot := c.mkhome("notroot", "X=1\n", 0o644)
+	os.Chown(filepath.Join(notRoot, "config"), 65534, 65534)
+
+	for _, tc := range []struct {
+		name   string
+		config string // a config for subhost "x" (mode 0644) unless empty
+		args   []string
+		want   string // in the error line
+	}{
+		{"command substitution", "DISKS=( $(touch " + probe + ") )\n", nil, "config:1:"},
+		{"backquotes", "X=`touch " + probe + "`\n", nil, "config:1:"},
+		{"process substitution", "X=<(touch " + probe + ")\n", nil, "config:1:"},
+		{"unbalanced parens", "X=1\nDISKS=( vda:1:/x\n", nil, "config:"},
+		{"glob", "DISKS=( /disks/*.raw )\n", nil, "config:1:"},
+		{"function", "f() { touch " + probe + "; }\n", nil, "config:1:"},
+		{"control flow", "if true; then X=1; fi\n", nil, "config:1:"},
+		{"arithmetic", "X=$((1+2))\n", nil, "config:1:"},
+		{"a command", "touch " + probe + "\n", nil, "config:1:"},
+		{"world-writable config", "", []string{"run", "--pipeline", "p", "--home", filepath.Join(c.dir, "ww"), "ww"}, "writable"},
+		{"symlinked config", "", []string{"run", "--pipeline", "p", "--home", symlinked, "symlinked"}, "symlink"},
+		{"config not owned by root", "", []string{"run", "--pipeline", "p", "--home", notRoot, "notroot"}, "owned by"},
+		{"name ../x", "", []string{"run", "--pipeline", "p", "--", "../x"}, "../x"},
+		{"empty name", "", []string{"run", "--pipeline", "p", "--", ""}, "name"},
+		{"long name", "", []string{"run", "--pipeline", "p", strings.Repeat("a", 40)}, "name"},
+		{"name -rf", "", []string{"run", "--pipeline", "p", "--", "-rf"}, "-rf"},
+		{"unknown pipeline", "", []string{"run", "--pipeline", "nope", "x"}, `unknown pipeline "nope"`},
+		{"unknown stage plugin", "", []string{"--pipeline-file", unknownPlugin, "run", "--pipeline", "q", "x"}, "nosuchplugin"},
+		{"pipeline file syntax", "", []string{"--pipeline-file", badHCL, "run", "--pipeline", "q", "x"}, "bad.hcl:"},
+		{"insecure plugin", "", []string{"--plugin-dir", insecure, "run", "--pipeline", "p", "--home", filepath.Join(c.dir, "ok"), "x"}, "writable"},
+		{"checksum mismatch", "", []string{"--pipeline-file", pinned, "run", "--pipeline", "q", "--home", filepath.Join(c.dir, "ok"), "x"}, "sha256"},
+		{"unknown flag", "", []string{"run", "--no-such-flag", "x"}, "no-such-flag"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if tc.config != "" {
+				home := c.mkhome("x", tc.config, 0o644)
+				args = []string{"run", "--pipeline", "p", "--home", home, "x"}
+			}
+			c.mkhome("ww", "X=1\n", 0o666)
+			_, stderr, code := c.run(args...)
+			if code != 2 {
+				t.Errorf("exit %d, want 2; stderr:\n%s", code, stderr)
+			}
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			if !strings.HasPrefix(lines[0], "subhost: ") || !strings.Contains(lines[0], tc.want) {
+				t.Errorf("error line %q does not name %q", lines[0], tc.want)
+			}
+			if len(lines) > 1 && !strings.HasPrefix(lines[1], "Run '") {
+				t.Errorf("more than one line of error:\n%s", stderr)
+			}
+			if _, err := os.Stat(probe); err == nil {
+				os.Remove(probe)
+				t.Errorf("the config was executed")
+			}
+			if entries, _ := os.ReadDir(c.states); len(entries) > 0 && !(len(entries) == 1 && entries[0].Name() == ".plugins") {
+				t.Errorf("state left behind: %v", entries)
+			}
+			if got := c.calls("up"); len(got) > 0 {
+				t.Errorf("a stage came up: %v", got)
+			}
+		})
+	}
+}
+
+func TestRunStatusListStop(t *testing.T) {
+	c := newCLI(t)
+	c.writePipeline([]string{"a", "b"}, nil)
+	out, stderr, code := c.run("run", "--pipeline", "p", "web1")
+	if code != 0 {
+		t.Fatalf("run: exit %d\n%s%s", code, out, stderr)
+	}
+	out, _, _ = c.run("status", "--json", "web1")
+	var rep report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.State != state.Running || len(rep.Stages) != 2 || rep.Pipeline != "p" {
+		t.Errorf("status --json: %v\n%s", err, out)
+	}
+	out, _, _ = c.run("list", "--json")
+	if !strings.Contains(out, `"name": "web1"`) {
+		t.Errorf("list --json: %s", out)
+	}
+	if out, stderr, code := c.run("stop", "web1"); code != 0 {
+		t.Fatalf("stop: exit %d\n%s%s", code, out, stderr)
+	}
+	out, _, _ = c.run("status", "web1")
+	if !strings.Contains(out, "stopped") {
+		t.Errorf("status after stop: %s", out)
+	}
+	if got := strings.Join(c.calls("down"), ","); got != "b,a" {
+		t.Errorf("down calls %s", got)
+	}
+}
+
+func TestStageCommandPrintsRequestAndResult(t *testing.T) {
+	c := newCLI(t)
+	c.writePipeline([]string{"a", "b"}, nil)
+	out, stderr, code := c.run("stage", "b", "up", "--pipeline", "p", "dbg")
+	if code != 0 {
+		t.Fatalf("stage up: exit %d\n%s", code, stderr)
+	}
+	var rep struct {
+		Request struct{ Stage string }
+		Result  struct{ Record struct{ Extra map[string]string } }
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Request.Stage != "b" || rep.Result.Record.Extra["b"] != "up" {
+		t.Errorf("stage up printed %s (%v)", out, err)
+	}
+	if _, stderr, code := c.run("stage", "b", "check", "--pipeline", "p", "dbg"); code != 0 {
+		t.Errorf("check: %s", stderr)
+	}
+	if _, stderr, code := c.run("stage", "b", "down", "--pipeline", "p", "dbg"); code != 0 {
+		t.Errorf("down: %s", stderr)
+	}
+	if _, _, code := c.run("stage", "b", "check", "--pipeline", "p", "dbg"); code == 0 {
+		t.Errorf("check after down succeeded")
+	}
+}
+
+func TestRunnerKilledWhileStagePendingThenStopCleansUp(t *testing.T) {
+	c := newCLI(t)
+	c.writePipeline([]string{"a", "b", "c"}, map[string]string{"b": `behavior = "hang"` + "\n    timeout = \"5m\""})
+	run := c.cmd("run", "--pipeline", "p", "crash")
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer run.Wait()
+	waitFor(t, 20*time.Second, "stage b pending", func() bool { return c.stageStatus("crash", "b") == state.StagePending })
+	worker := c.holder("crash")
+	if worker == 0 {
+		t.Fatal("no lock holder")
+	}
+	syscall.Kill(worker, syscall.SIGKILL)
+	waitFor(t, 10*time.Second, "the killed runner's plugins to die", func() bool {
+		out, _ := exec.Command("pgrep", "-f", "teststage").Output()
+		return len(bytes.TrimSpace(out)) == 0
+	})
+	out, stderr, code := c.run("stop", "crash")
+	if code != 0 {
+		t.Fatalf("stop after a crash: exit %d\n%s%s", code, out, stderr)
+	}
+	if got := strings.Join(c.calls("down"), ","); got != "b,a" {
+		t.Errorf("down calls %q, want b,a", got)
+	}
+	if _, err := os.Stat(filepath.Join(c.states, "crash")); err == nil {
+		t.Errorf("state left")
+	}
+}
+
+func TestConcurrentRunsOneProceedsOtherNamesHolder(t *testing.T) {
+	c := newCLI(t)
+	c.writePipeline([]string{"a"}, map[string]string{"a": `behavior = "hang"` + "\n    timeout = \"5m\""})
+	first := c.cmd("run", "--pipeline", "p", "twice")
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "stage a pending", func() bool { return c.stageStatus("twice", "a") == state.StagePending })
+	worker := c.holder("twice")
+	start := time.Now()
+	_, stderr, code := c.run("run", "--pipeline", "p", "twice")
+	if code != 1 || !strings.Contains(stderr, "pid "+strconv.Itoa(worker)+" (run)") {
+		t.Errorf("second run: exit %d, stderr %q; want 1 naming pid %d (run)", code, stderr, worker)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the second run took %s", d)
+	}
+	// Interrupting the first rolls it back.
+	first.Process.Signal(syscall.SIGINT)
+	first.Wait()
+	waitFor(t, 20*time.Second, "rollback", func() bool {
+		_, err := os.Stat(filepath.Join(c.states, "twice", "state.json"))
+		return os.IsNotExist(err)
+	})
+	if got := strings.Join(c.calls("down"), ","); got != "a" {
+		t.Errorf("down calls %q", got)
+	}
+}
+
+func TestCompatNames(t *testing.T) {
+	for _, tc := range []struct {
+		argv0 string
+		args  []string
+		want  string
+	}{
+		{"pretend-boot", []string{"web"}, "run --pipeline pretend-boot web"},
+		{"control", []string{"start", "web"}, "run --pipeline control web"},
+		{"control", []string{"stop", "web"}, "stop web"},
+		{"control", []string{"frob"}, "control-usage frob"},
+		{"subhost", []string{"list"}, "list"},
+	} {
+		if got := strings.Join(compatArgs(tc.argv0, tc.args), " "); got != tc.want {
+			t.Errorf("%s %v: got %q, want %q", tc.argv0, tc.args, got, tc.want)
+		}
+	}
+}
