@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -72,7 +73,8 @@ func (h *Host) Start(ctx context.Context, stage, path, pin string) (*Plugin, err
 		return h.dispense(&Plugin{Name: stage, Path: "reattached:" + base, client: client})
 	}
 
-	exe, sum, err := openTrusted(path)
+	// Hashing a plugin costs more than starting it: only when pinned.
+	exe, sum, err := openTrusted(path, pin != "")
 	if err != nil {
 		return nil, err
 	}
@@ -130,10 +132,10 @@ func (p *Plugin) Kill() {
 }
 
 // openTrusted opens a plugin executable, checks that it and its directory
-// are root's alone, and hashes the open file: the same descriptor is what
-// gets executed, so the hash and the permission check hold for exactly
-// the code that runs.
-func openTrusted(path string) (*os.File, string, error) {
+// are root's alone, and (when asked) hashes the open file: the same
+// descriptor is what gets executed, so the hash and the permission check
+// hold for exactly the code that runs.
+func openTrusted(path string, hash bool) (*os.File, string, error) {
 	if err := trust.Path(filepath.Dir(path), "plugin directory"); err != nil {
 		return nil, "", err
 	}
@@ -145,6 +147,9 @@ func openTrusted(path string) (*os.File, string, error) {
 		f.Close()
 		return nil, "", err
 	}
+	if !hash {
+		return f, "", nil
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		f.Close()
@@ -155,7 +160,7 @@ func openTrusted(path string) (*os.File, string, error) {
 
 // SHA256 hashes a plugin file after the same trust checks as Start.
 func SHA256(path string) (string, error) {
-	f, sum, err := openTrusted(path)
+	f, sum, err := openTrusted(path, true)
 	if f != nil {
 		f.Close()
 	}
@@ -165,6 +170,7 @@ func SHA256(path string) (string, error) {
 // process is a go-plugin runner.Runner: the plugin executable run from
 // its open descriptor, in its own process group.
 type process struct {
+	killed         atomic.Bool
 	cmd            *exec.Cmd
 	exe            *os.File
 	stdout, stderr io.ReadCloser
@@ -207,7 +213,15 @@ func (p *process) Start(context.Context) error {
 	return err
 }
 
-func (p *process) Wait(context.Context) error { return p.cmd.Wait() }
+// Wait reports a plugin that died of our own SIGKILL as a normal end:
+// that is how every plugin ends, and not worth an error in the log.
+func (p *process) Wait(context.Context) error {
+	err := p.cmd.Wait()
+	if p.killed.Load() {
+		return nil
+	}
+	return err
+}
 
 // Kill SIGKILLs the whole process group: go-plugin's own Kill reaches the
 // plugin's PID only, and a plugin's children would survive it.
@@ -215,6 +229,7 @@ func (p *process) Kill(context.Context) error {
 	if p.cmd.Process == nil {
 		return nil
 	}
+	p.killed.Store(true)
 	err := unix.Kill(-p.cmd.Process.Pid, unix.SIGKILL)
 	if errors.Is(err, unix.ESRCH) {
 		return nil

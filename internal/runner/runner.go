@@ -80,13 +80,22 @@ func (s *session) close() {
 	s.lock.Release()
 }
 
+// killPlugins kills every plugin of the session, concurrently: each Kill
+// waits for its process to be reaped.
 func (s *session) killPlugins() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for name, p := range s.plugins {
-		p.Kill()
-		delete(s.plugins, name)
+	plugins := s.plugins
+	s.plugins = map[string]*pluginhost.Plugin{}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range plugins {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.Kill()
+		}()
 	}
+	wg.Wait()
 }
 
 // newState starts a state for the plan with every stage not started.

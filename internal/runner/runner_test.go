@@ -73,7 +73,7 @@ func makeFixture(t testing.TB, stages []string, extra map[string]string) *fixtur
 	dir := t.TempDir()
 	// State (and go-plugin's sockets in it) lives under a short path: a
 	// unix socket path has at most 107 bytes.
-	states, err := os.MkdirTemp("", "sht")
+	states, err := os.MkdirTemp(stateTmp, "sht")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,3 +288,12 @@ func TestStageOpUpDownCheck(t *testing.T) {
 		t.Errorf("unknown stage: %v", err)
 	}
 }
+
+// stateTmp is where tests keep state: a tmpfs when there is one, as /run
+// is on a production host.
+var stateTmp = func() string {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		return "/dev/shm"
+	}
+	return ""
+}()
