@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -74,6 +75,7 @@ func newPID1(timeout time.Duration) *pid1 {
 	unix.Umask(0o022) // as sysvinit: scripts inherit it
 	_ = os.Chdir("/")
 	signal.Notify(make(chan os.Signal, 1), droppedSignals...)
+	ignoreUnhandledSignals()
 	signal.Notify(p.chld, unix.SIGCHLD)
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, append(append([]os.Signal{}, powerOffSignals...), rebootSignals...)...)
@@ -320,4 +322,28 @@ func signalName(s syscall.Signal) string {
 		return n
 	}
 	return fmt.Sprintf("signal %d", int(s))
+}
+
+// ignoreUnhandledSignals sets SIG_IGN on signals 32 and 34, the two that
+// the Go runtime leaves at SIG_DFL (libc's internal signals; Go cannot
+// be asked to catch them). The kernel drops a default-action signal to
+// a namespace's PID 1 only while the receiving thread does not block
+// it; a Go thread blocks every signal while it runs a signal handler,
+// and then signal 34 is queued, another thread takes it, and PID 1 dies
+// of it. Ignored signals stay ignored in the scripts PID 1 starts, but
+// for these two nobody relies on the default: glibc and musl install
+// their own handlers for 32 and 33, and programs that use SIGRTMIN
+// install theirs.
+func ignoreUnhandledSignals() {
+	// struct kernel_sigaction of the generic Linux ABI (amd64, arm64,
+	// riscv64, 386, arm)
+	type sigaction struct {
+		handler, flags, restorer uintptr
+		mask                     uint64
+	}
+	const sigIGN = 1
+	for _, s := range []uintptr{32, 34} {
+		sa := sigaction{handler: sigIGN}
+		_, _, _ = unix.RawSyscall6(unix.SYS_RT_SIGACTION, s, uintptr(unsafe.Pointer(&sa)), 0, 8, 0, 0)
+	}
 }
