@@ -205,9 +205,15 @@ func stopGuest(rec sdk.BootRecord, opts StopOptions) error {
 	}
 	defer p.Close()
 	if !opts.Force {
-		p.Signal(sigPwr)
-		if p.WaitExit(opts.Timeout) {
-			return nil
+		// The kernel drops a signal to a PID 1 that has no handler for it
+		// yet (a guest that has only just started): repeat the request,
+		// backing off, until the timeout. subhost-init acts on the first.
+		deadline := time.Now().Add(opts.Timeout)
+		for wait := 50 * time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, time.Second) {
+			p.Signal(sigPwr)
+			if p.WaitExit(min(wait, time.Until(deadline))) {
+				return nil
+			}
 		}
 	}
 	p.Signal(sigKill)
