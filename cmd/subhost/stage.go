@@ -5,6 +5,9 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/subhost/subhost/internal/config"
+	"github.com/subhost/subhost/internal/state"
 )
 
 func newStageCmd() *cobra.Command {
@@ -24,7 +27,21 @@ in a plugin started by hand, e.g. under a debugger.`,
 			if err != nil {
 				return err
 			}
-			plan, err := r.MakePlan(t.target(args[2]))
+			// Against a subhost that has state, default to the pipeline,
+			// home and config it was brought up with.
+			target := t.target(args[2])
+			if st, err := (state.Dir{Root: g.stateDir, Name: args[2]}).Load(); err == nil && config.ValidName(args[2]) == nil {
+				if !cmd.Flags().Changed("pipeline") {
+					target.Pipeline = st.Pipeline
+				}
+				if !cmd.Flags().Changed("home") {
+					target.Home = st.Home
+				}
+				if !cmd.Flags().Changed("config") && target.Config == "" {
+					target.Config = st.Subhost.ConfigFile
+				}
+			}
+			plan, err := r.MakePlan(target)
 			if err != nil {
 				return err
 			}
@@ -37,6 +54,7 @@ in a plugin started by hand, e.g. under a debugger.`,
 		},
 	}
 	t.register(cmd, "pretend-boot")
+	cmd.Flags().Lookup("pipeline").Usage = "the pipeline (default: the one the subhost runs with, else pretend-boot)"
 	cmd.Flags().BoolVar(&asJSON, "json", true, "print the request and result as JSON")
 	return cmd
 }
