@@ -9,9 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +22,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/internal/testguest"
 	"github.com/subhost/subhost/sdk/stagetest"
@@ -209,6 +213,11 @@ func (e *env) command(ctx context.Context, ns string, args ...string) *exec.Cmd 
 	}
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	cmd.WaitDelay = 5 * time.Second
+	if len(args) > 0 && args[0] == "run" {
+		// Whatever run brings up must come down before the test's other
+		// cleanups remove its images, homes and namespaces.
+		e.t.Cleanup(e.stopAll)
+	}
 	return cmd
 }
 
@@ -544,4 +553,64 @@ func tail(s string, n int) string {
 		return "..." + s[len(s)-n:]
 	}
 	return s
+}
+
+// dialIn dials addr from network namespace ns: the socket is created on a
+// locked OS thread switched into ns (a socket belongs to the namespace it
+// was created in), then the thread switches back. A thread that cannot
+// switch back stays locked, so Go retires it.
+func dialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
+	target, err := os.Open(testguest.NetnsPath(ns))
+	if err != nil {
+		return nil, err
+	}
+	defer target.Close()
+	runtime.LockOSThread()
+	self, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, err
+	}
+	defer self.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("setns %s: %w", ns, err)
+	}
+	// Dial creates the socket on this goroutine, hence this thread.
+	conn, dialErr := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+		if conn != nil {
+			conn.Close()
+		}
+		return nil, fmt.Errorf("setns back from %s: %w", ns, err) // thread stays locked: discarded
+	}
+	runtime.UnlockOSThread()
+	return conn, dialErr
+}
+
+// httpGet fetches url from network namespace ns (2 s timeout).
+func httpGet(ns, url string) (string, error) {
+	client := &http.Client{
+		Timeout: 2 * time.Second,
+		Transport: &http.Transport{
+			DisableKeepAlives: true,
+			Proxy:             nil,
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return dialIn(ctx, ns, network, addr)
+			},
+		},
+	}
+	resp, err := client.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return string(body), fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(body), nil
 }

@@ -1,36 +1,327 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/subhost/subhost/internal/testguest"
 )
 
-// guest is a pretend-boot subhost booted by a test: its name, home,
-// test netns and the guest root it was imaged from.
+// guest is a pretend-boot subhost of a test: a busybox root imaged on an
+// MBR disk, a home whose config names that image and bridge br0 of the
+// test's own network namespace, and (when served) an address on eth0.
 type guest struct {
-	name, home, ns string
-	root           *testguest.Root
+	e                *env
+	name, home, ns   string
+	root             *testguest.Root
+	ip, mac, subnet3 string // 198.18.S.2, 06:a7:dd:b4:S:02, "198.18.S"
+	config           string
 }
 
-// TestPretendBootRcS boots a busybox guest from an MBR image: rcS and rc 2
-// run (markers on the image, seen through the mounted root).
-func TestPretendBootRcS(t *testing.T) {
+// newGuest prepares (does not boot) a pretend-boot guest in a fresh netns
+// with br0 = 198.18.S.1/24; the guest serves HTTP on 198.18.S.2 from rcS.
+// mod, when not nil, adds to the root before it is imaged.
+func (e *env) newGuest(tag string, s int, mod func(r *testguest.Root)) *guest {
+	e.t.Helper()
+	g := &guest{e: e, name: e.name(tag), subnet3: fmt.Sprintf("198.18.%d", s)}
+	g.ip = g.subnet3 + ".2"
+	g.mac = fmt.Sprintf("06:a7:dd:b4:%02x:02", s)
+	g.ns = e.netns(g.subnet3 + ".1/24")
+	g.root = testguest.BusyboxRoot(e.t, filepath.Join(e.t.TempDir(), "root"))
+	g.root.Serve("eth0", g.ip+"/24")
+	if mod != nil {
+		mod(g.root)
+	}
+	img := testguest.Image(e.t, g.root.Dir, "mbr")
+	g.config = fmt.Sprintf("DISKS=( vda:1:%s )\nBRIDGES=( br0:%s )", img, g.mac)
+	g.home = e.home(g.config)
+	return g
+}
+
+// runArgs are the arguments of `subhost run` for this guest.
+func (g *guest) runArgs(extra ...string) []string {
+	return append(append([]string{"run", "--pipeline", "pretend-boot", "--home", g.home}, extra...), g.name)
+}
+
+// boot runs the guest detached and waits until its rcS has finished.
+func (g *guest) boot() {
+	g.e.t.Helper()
+	g.e.mustRun(g.ns, g.runArgs("--detach")...)
+	g.waitReady()
+}
+
+// waitReady waits for the rcS marker in the running guest.
+func (g *guest) waitReady() {
+	g.e.t.Helper()
+	g.e.waitFor(g.name+"'s rcS", 10*time.Second, func() bool { return g.e.guestHas(g.name, "/run/ready-rcS") })
+}
+
+// get fetches path from the guest's httpd over the test netns's bridge.
+func (g *guest) get(path string) (string, error) {
+	return httpGet(g.ns, "http://"+g.ip+path)
+}
+
+// serves waits until the guest serves its hostname over the bridge.
+func (g *guest) serves() {
+	g.e.t.Helper()
+	var last error
+	if !poll(10*time.Second, func() bool {
+		page, err := g.get("/")
+		if err == nil && strings.TrimSpace(page) != g.name {
+			err = fmt.Errorf("page %q, want the hostname %q", page, g.name)
+		}
+		last = err
+		return err == nil
+	}) {
+		g.e.t.Fatalf("%s does not answer over its bridge: %v", g.name, last)
+	}
+}
+
+// enter runs a command in the guest and returns its output and exit code.
+func (g *guest) enter(args ...string) (string, int) {
+	g.e.t.Helper()
+	o, er, code := g.e.run(append([]string{"enter", g.name, "--"}, args...)...)
+	return o + er, code
+}
+
+// mustEnter is enter that fails the test unless the command succeeds.
+func (g *guest) mustEnter(args ...string) string {
+	g.e.t.Helper()
+	out, code := g.enter(args...)
+	if code != 0 {
+		g.e.t.Fatalf("enter %s -- %s: exit %d: %s", g.name, strings.Join(args, " "), code, out)
+	}
+	return out
+}
+
+// TestPretendBootDisks: DISKS=( vda:1:A vdb:1:B vdc:0:C ). The guest's / is
+// partition 1 of A; /dev/vda, /dev/vda1 (read-only), /dev/vdb, /dev/vdb1
+// and /dev/vdc are block devices holding what their images hold.
+func TestPretendBootDisks(t *testing.T) {
 	e := newEnv(t)
-	ns := e.netns("198.18.20.1/24")
-	r := testguest.BusyboxRoot(t, filepath.Join(t.TempDir(), "root"))
-	img := testguest.Image(t, r.Dir, "mbr")
-	n := e.name("rcs")
-	h := e.home("DISKS=( vda:1:" + img + " )\nBRIDGES=( br0:06:a7:dd:b4:20:02 )")
-	e.mustRun(ns, "run", "--detach", "--pipeline", "pretend-boot", "--home", h, n)
-	e.waitFor("rcS marker", 10*time.Second, func() bool { return e.guestHas(n, "/run/ready-rcS") })
-	for _, m := range []string{"/root/rcS-ran", "/root/rc2-ran"} {
-		if !e.guestHas(n, m) {
-			t.Errorf("no %s in the guest", m)
+	g := e.newGuest("disks", 21, func(r *testguest.Root) { r.WriteFile("marker", "image A\n", 0o644) })
+	b := t.TempDir()
+	os.WriteFile(filepath.Join(b, "marker"), []byte("image B\n"), 0o644)
+	imgB := testguest.Image(t, b, "gpt")
+	c := t.TempDir()
+	os.WriteFile(filepath.Join(c, "marker"), []byte("image C\n"), 0o644)
+	imgC := testguest.Image(t, c, "none")
+	g.config = strings.Replace(g.config, " )\n", fmt.Sprintf(" vdb:1:%s vdc:0:%s )\n", imgB, imgC), 1)
+	g.home = e.home(g.config)
+	g.boot()
+
+	if got := g.mustEnter("cat", "/marker"); got != "image A\n" {
+		t.Errorf("guest /marker = %q, want the root image's %q", got, "image A\n")
+	}
+	for _, dev := range []string{"/dev/vda", "/dev/vda1", "/dev/vdb", "/dev/vdb1", "/dev/vdc"} {
+		if out, code := g.enter("test", "-b", dev); code != 0 {
+			t.Errorf("%s is not a block device in the guest (%s)", dev, out)
 		}
 	}
-	e.mustRun("", "stop", n)
-	e.clean(n)
+	for _, dev := range []string{"/dev/vdb2", "/dev/vdc1", "/dev/vda2"} {
+		if _, code := g.enter("test", "-e", dev); code == 0 {
+			t.Errorf("%s exists in the guest; the config declares no such disk or partition", dev)
+		}
+	}
+	// Each node is its image: an ext4 magic (0xEF53 at 1080) on the
+	// partitions and the bare filesystem, the MBR/GPT signature 0x55AA at
+	// 510 on whole disks.
+	read := func(dev string, off, n int) string {
+		return strings.TrimSpace(g.mustEnter("sh", "-c", fmt.Sprintf("dd if=%s bs=1 skip=%d count=%d 2>/dev/null | od -An -tx1", dev, off, n)))
+	}
+	for _, dev := range []string{"/dev/vda1", "/dev/vdb1", "/dev/vdc"} {
+		if got := read(dev, 1080, 2); got != "53 ef" {
+			t.Errorf("%s: bytes at 1080 = %q, want the ext4 magic 53 ef", dev, got)
+		}
+	}
+	for _, dev := range []string{"/dev/vda", "/dev/vdb"} {
+		if got := read(dev, 510, 2); got != "55 aa" {
+			t.Errorf("%s: bytes at 510 = %q, want the partition table signature 55 aa", dev, got)
+		}
+	}
+	// The root disk is mounted by the host: raw writes must fail.
+	for _, dev := range []string{"/dev/vda", "/dev/vda1"} {
+		if out, code := g.enter("sh", "-c", "printf x >"+dev); code == 0 {
+			t.Errorf("writing to %s in the guest succeeded; the root disk must be read-only (%s)", dev, out)
+		}
+	}
+	// Other disks are the guest's: writable.
+	if out, code := g.enter("sh", "-c", "dd if=/dev/vdb bs=512 count=1 2>/dev/null | dd of=/dev/vdb bs=512 count=1 conv=notrunc 2>&1"); code != 0 {
+		t.Errorf("rewriting /dev/vdb's first sector in the guest failed: %s", out)
+	}
+	e.mustRun("", "stop", g.name)
+	e.clean(g.name)
+}
+
+// TestPretendBootBridges: BRIDGES=( br0:MAC0 br1:MAC1 ). Inside, eth0 and
+// eth1 have those MACs; on the host (the test netns) NAME0 and NAME1 are
+// ports of br0 and br1.
+func TestPretendBootBridges(t *testing.T) {
+	e := newEnv(t)
+	g := e.newGuest("brs", 22, nil)
+	testguest.Bridge(t, g.ns, "br1", "198.18.23.1/24")
+	mac1 := "06:a7:dd:b4:23:02"
+	g.config = strings.Replace(g.config, "BRIDGES=( br0:"+g.mac+" )", "BRIDGES=( br0:"+g.mac+" br1:"+mac1+" )", 1)
+	g.home = e.home(g.config)
+	g.boot()
+
+	for i, mac := range []string{g.mac, mac1} {
+		got := strings.TrimSpace(g.mustEnter("cat", fmt.Sprintf("/sys/class/net/eth%d/address", i)))
+		if got != mac {
+			t.Errorf("guest eth%d has MAC %s, want %s", i, got, mac)
+		}
+		host := fmt.Sprintf("%s%d", g.name, i)
+		out, err := exec.Command("ip", "-n", g.ns, "-j", "link", "show", "dev", host).Output()
+		if err != nil {
+			t.Errorf("host side %s not in the test netns: %v", host, err)
+			continue
+		}
+		var links []struct {
+			Master string `json:"master"`
+		}
+		json.Unmarshal(out, &links)
+		if want := fmt.Sprintf("br%d", i); len(links) != 1 || links[0].Master != want {
+			t.Errorf("host side %s: %s, want a port of %s", host, out, want)
+		}
+	}
+	g.serves()
+	e.mustRun("", "stop", g.name)
+	e.clean(g.name)
+}
+
+// TestPretendBootServes: rcS and rc 2 run (markers on the image, shown on
+// the console), and the guest answers over its bridge from the test netns.
+func TestPretendBootServes(t *testing.T) {
+	e := newEnv(t)
+	g := e.newGuest("serve", 24, nil)
+	g.boot()
+	g.serves()
+	e.waitFor("rc 2", 5*time.Second, func() bool { return e.guestHas(g.name, "/root/rc2-ran") })
+	if !e.guestHas(g.name, "/root/rcS-ran") {
+		t.Errorf("no /root/rcS-ran in the guest")
+	}
+	// The markers are on the image's filesystem, which the host has on HOME/live.
+	for _, m := range []string{"rcS-ran", "rc2-ran"} {
+		if _, err := os.Stat(filepath.Join(g.home, "live", "root", m)); err != nil {
+			t.Errorf("marker not on the root image: %v", err)
+		}
+	}
+	if h := strings.TrimSpace(g.mustEnter("hostname")); h != g.name {
+		t.Errorf("guest hostname %q, want %q", h, g.name)
+	}
+	e.waitFor("console log", 5*time.Second, func() bool {
+		b, _ := os.ReadFile(filepath.Join(logDir, g.name+".log"))
+		return strings.Contains(string(b), "testguest: rcS done") && strings.Contains(string(b), "testguest: rc 2")
+	})
+	e.mustRun("", "stop", g.name)
+	e.clean(g.name)
+}
+
+// TestPretendBootInitctlPowerOff: writing anything to /run/initctl powers
+// the guest off, and pretend-boot (on_exit = down) tears everything down.
+func TestPretendBootInitctlPowerOff(t *testing.T) {
+	e := newEnv(t)
+	g := e.newGuest("ictl", 25, nil)
+	g.boot()
+	g.enter("sh", "-c", "echo x >/run/initctl")
+	e.clean(g.name)
+}
+
+// TestPretendBootPowerOff: busybox poweroff inside the guest runs rc 0 and
+// tears everything down.
+func TestPretendBootPowerOff(t *testing.T) {
+	e := newEnv(t)
+	g := e.newGuest("poff", 26, nil)
+	g.boot()
+	g.enter("poweroff")
+	e.clean(g.name)
+	b, _ := os.ReadFile(filepath.Join(logDir, g.name+".log"))
+	if !strings.Contains(string(b), "testguest: rc 0") {
+		t.Errorf("rc 0 did not run at power off; console log:\n%s", tail(string(b), 2000))
+	}
+}
+
+// TestPretendBootReboot: busybox reboot inside the guest starts it again on
+// the same mounts and network: a new PID 1 and a new boot, answering at
+// the same address with the same MAC.
+func TestPretendBootReboot(t *testing.T) {
+	e := newEnv(t)
+	g := e.newGuest("rboot", 27, nil)
+	g.boot()
+	g.serves()
+	before := e.status(g.name)
+	boot1, err := g.get("/boot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.enter("reboot")
+	var after report
+	e.waitFor("a new PID 1", 15*time.Second, func() bool {
+		r, err := e.statusErr(g.name)
+		after = r
+		return err == nil && r.State == "running" && r.PID != 0 && r.PID != before.PID
+	})
+	var boot2 string
+	e.waitFor("the rebooted guest to answer with a new boot id", 15*time.Second, func() bool {
+		boot2, err = g.get("/boot")
+		return err == nil && boot2 != boot1
+	})
+	g.serves()
+	if mac := strings.TrimSpace(g.mustEnter("cat", "/sys/class/net/eth0/address")); mac != g.mac {
+		t.Errorf("after reboot eth0 has MAC %s, want %s", mac, g.mac)
+	}
+	if after.Supervisor != before.Supervisor {
+		t.Errorf("supervisor changed over the reboot: %d, then %d", before.Supervisor, after.Supervisor)
+	}
+	e.mustRun("", "stop", g.name)
+	e.clean(g.name)
+}
+
+// TestPretendBootStop: `subhost stop` of a running guest powers it off
+// (rc 0 runs) and leaves the host clean.
+func TestPretendBootStop(t *testing.T) {
+	e := newEnv(t)
+	g := e.newGuest("stop", 28, nil)
+	g.boot()
+	pid := e.status(g.name).PID
+	out := e.mustRun("", "stop", g.name)
+	if !strings.Contains(out, "stopped") {
+		t.Errorf("stop printed %q", out)
+	}
+	e.clean(g.name)
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+		t.Errorf("guest PID 1 (%d) still exists after stop", pid)
+	}
+	b, _ := os.ReadFile(filepath.Join(logDir, g.name+".log"))
+	if !strings.Contains(string(b), "testguest: rc 0") {
+		t.Errorf("rc 0 did not run at stop; console log:\n%s", tail(string(b), 2000))
+	}
+	if o, _, _ := e.run("stop", g.name); !strings.Contains(o, "not running") {
+		t.Errorf("stop of a stopped subhost printed %q, want 'not running'", o)
+	}
+}
+
+// TestPretendBootStopTimeout: a guest whose rc 0 hangs is killed after
+// stop's --timeout, and stop completes with the host clean.
+func TestPretendBootStopTimeout(t *testing.T) {
+	e := newEnv(t)
+	g := e.newGuest("hang", 29, func(r *testguest.Root) { r.Script(0, "S01hang", "sleep 1000") })
+	g.boot()
+	pid := e.status(g.name).PID
+	t0 := time.Now()
+	e.mustRun("", "stop", "--timeout", "2s", g.name)
+	took := time.Since(t0)
+	e.clean(g.name)
+	if took < 2*time.Second || took > 10*time.Second {
+		t.Errorf("stop --timeout 2s took %v; want the timeout, then a kill", took.Round(time.Millisecond))
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+		t.Errorf("guest PID 1 (%d) still exists after stop", pid)
+	}
 }

@@ -11,7 +11,9 @@
 //
 //	/run/ready-rcS    rcS has finished (tmpfs: gone at power off)
 //	/root/rcS-ran     rcS has run (on the root filesystem: seen from the host)
-//	/root/rcN-ran     rc N has run, before its scripts (N = 0, 2, 6, ...)
+//	/root/rcN-ran     rc N has started (N = 0, 2, 6, ...)
+//
+// and print "testguest: rcS done" and "testguest: rc N" on the console.
 //
 // rc N runs /etc/rcN.d/K* with "stop", then /etc/rcN.d/S* with "start"
 // ("stop" for runlevels 0 and 6), as Debian's rc does.

@@ -39,6 +39,7 @@ ip link set lo up
 # --- markers ---
 : >/root/rcS-ran
 : >/run/ready-rcS
+echo "testguest: rcS done"
 exit 0
 `
 
@@ -50,6 +51,7 @@ PATH=/sbin:/bin:/usr/sbin:/usr/bin
 export PATH
 rl=${1:?runlevel}
 : >/root/rc$rl-ran
+echo "testguest: rc $rl"
 act=start
 case "$rl" in 0|6) act=stop ;; esac
 for s in /etc/rc$rl.d/K*; do [ -x "$s" ] && "$s" stop; done
@@ -180,4 +182,24 @@ func checkStatic(path string) error {
 		}
 	}
 	return nil
+}
+
+// Serve adds rcS lines that put cidr on dev (up) and start busybox httpd
+// on port 80 serving /www: /www/index.html holds the hostname and /www/boot
+// a random id new at every boot, so a test can tell a rebooted guest.
+func (r *Root) Serve(dev, cidr string) *Root {
+	r.t.Helper()
+	return r.RcS(
+		fmt.Sprintf("ip addr add %s dev %s && ip link set %s up", cidr, dev, dev),
+		"mkdir -p /www && hostname >/www/index.html && cat /proc/sys/kernel/random/uuid >/www/boot",
+		"httpd -p 80 -h /www",
+	)
+}
+
+// ConsoleShell adds an rcS line that starts a shell reading commands from
+// the console (a guest under sysv mode has no getty), so a test at the
+// console can type commands and see their output.
+func (r *Root) ConsoleShell() *Root {
+	r.t.Helper()
+	return r.RcS("sh </dev/console >/dev/console 2>&1 &")
 }
