@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/subhost/subhost/internal/version"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,8 +16,6 @@ import (
 	"github.com/subhost/subhost/internal/loopdev"
 	"github.com/subhost/subhost/sdk"
 )
-
-const version = "0.1.0"
 
 type stage struct{}
 
@@ -49,7 +49,7 @@ const mountFlags = unix.MS_NODEV
 func (s *stage) Describe() sdk.Description {
 	return sdk.Description{
 		Name:    "mount-loop",
-		Version: version,
+		Version: version.Version,
 		Summary: "attach the DISKS images to loop devices, mount the first element's partition on HOME/live and give the guest /dev/<dev> and /dev/<dev><part> nodes",
 	}
 }

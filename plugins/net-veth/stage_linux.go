@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/subhost/subhost/internal/version"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,8 +16,6 @@ import (
 
 	"github.com/subhost/subhost/sdk"
 )
-
-const version = "0.1.0"
 
 // stage is the net-veth stage. Its zero value is what the plugin serves;
 // tests point it at a throwaway network namespace and state directory.
@@ -44,7 +44,7 @@ type upState struct {
 func (s *stage) Describe() sdk.Description {
 	return sdk.Description{
 		Name:    "net-veth",
-		Version: version,
+		Version: version.Version,
 		Summary: "netns /run/netns/NAME and a veth pair per BRIDGES element: ethN inside with its MAC, NAMEN (or HOSTIF_PREFIX N) in the host bridge",
 	}
 }
