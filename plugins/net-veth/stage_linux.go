@@ -1,8 +1,6 @@
 package main
 
 import (
-	"github.com/subhost/subhost/internal/version"
-
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/version"
 	"github.com/subhost/subhost/sdk"
 )
 
