@@ -55,5 +55,14 @@ install: build
 	ln -sf subhost $(DESTDIR)$(PREFIX)/bin/control
 	install -m 0755 $(BIN)/plugins/* $(DESTDIR)$(PREFIX)/lib/subhost/plugins/
 
+# Boots a busybox subhost, shows it serving over a bridge, cleans up (root).
+demo:
+	bash demo/demo.sh
+
 clean:
 	rm -rf $(BIN)
+
+# Boot and stop latency of a busybox guest against a bare unshare +
+# pivot_root floor, and the supervisor's memory (root; see bench/doc.go).
+bench: build
+	$(GO) run ./bench -bin $(BIN) $(BENCHFLAGS)
