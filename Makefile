@@ -61,3 +61,8 @@ demo:
 
 clean:
 	rm -rf $(BIN)
+
+# Boot and stop latency of a busybox guest against a bare unshare +
+# pivot_root floor, and the supervisor's memory (root; see bench/doc.go).
+bench: build
+	$(GO) run ./bench -bin $(BIN) $(BENCHFLAGS)

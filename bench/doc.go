@@ -1,0 +1,53 @@
+// Command bench measures what subhost costs on top of a bare container:
+// boot and stop latency of a busybox guest booted from a disk image with
+// the pretend-boot pipeline, beside a floor, and the supervisor's memory.
+// Run it as root from the project's root: `make bench` (or
+// `go run ./bench -n 25 -v` after `make build`; `make bench BENCHFLAGS=-v`).
+//
+// Setup (all on a tmpfs scratch directory, so disk I/O does not blur the
+// figures): a busybox root built from Debian's static busybox, a 64 MiB
+// MBR image made from it with `subhost image build`, a sparse copy of that
+// image for the floor, and a throwaway network namespace holding one
+// bridge. The subhost's config is DISKS=( vda:1:IMAGE ) and one interface
+// on that bridge; subhost runs inside that namespace (nsenter --net).
+//
+// Readiness: the guest's /etc/init.d/rcS ends with `: >/bench/ready`, a
+// file on the guest's root filesystem, and the benchmark polls for it
+// every 0.5 ms from the host side of the same mounted filesystem
+// (HOME/live/bench/ready for subhost, the floor's mount point for the
+// floor), removing it once seen. This adds nothing to the guest (no bind
+// mount, no FIFO, no change to the pipeline or its stages) and is the
+// same signal for both sides; a FIFO would be more exact but needs a
+// reader in place before HOME/live is even mounted.
+//
+// Each of the -n measured rounds (after one warm-up round) does:
+//
+//   - floor: `unshare --mount --pid --uts --ipc --net --fork
+//     --propagation unchanged sh -c SCRIPT` where SCRIPT makes / rslave,
+//     bind-mounts the root onto itself, mounts /proc, a read-only /sys, a
+//     tmpfs /dev filled from a template (null, zero, full, random,
+//     urandom, tty, the partition's node, fd/std* links) with its own
+//     devpts and /dev/shm, and a tmpfs /run, sets the hostname,
+//     pivot_roots (pivot_root . ., umount -l .) and execs busybox sh
+//     /etc/init.d/rcS with container=subhost; timed from before unshare
+//     until the marker. The image copy is loop-mounted once for the whole
+//     run. The floor does not attach a loop device or mount the image, make
+//     a named netns, veth pair or bridge port, start plugins, write state,
+//     inject or run subhost-init, install the seccomp guard, open a pidfd
+//     or own a console pty; rcS is its PID 1.
+//   - boot: `subhost run --detach` until the marker (also: until the
+//     command returned, which is when the guest's PID 1 runs).
+//   - memory: VmRSS of the `subhost __supervise` process, and the sum over
+//     its whole process tree minus the guest's PID 1 and its descendants;
+//     per-stage Up durations from `subhost status --json`.
+//   - stop: `subhost stop` until the host is clean: no mount under HOME,
+//     no loop device backed by the image, no netns NAME, no state
+//     directory and no supervisor process (also: until the command
+//     returned).
+//
+// The report gives median, minimum and maximum of each, the ratio of the
+// median boot to the median floor (target: under 2) and the supervisor's
+// median VmRSS (target: under 15 MB). Everything the benchmark makes is
+// removed on exit, also on SIGINT/SIGTERM, and it checks that nothing of
+// its own is left behind.
+package main
