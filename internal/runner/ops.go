@@ -153,10 +153,18 @@ func (r *Runner) stopSupervisor(ctx context.Context, d state.Dir, st *state.Stat
 		sup.Signal(sigKill)
 		sup.WaitExit(5 * time.Second)
 	}
+	// Whether or not the supervisor took our request (it may have been
+	// tearing down already), the lock is free now: take it, so that
+	// releasing it removes whatever is left of the subhost's directory.
+	lock, err := d.TryLock("stop")
+	if err != nil {
+		return nil, err
+	}
 	if _, err := d.Load(); errors.Is(err, state.ErrNoState) {
+		lock.Release()
 		return nil, nil
 	}
-	return d.TryLock("stop")
+	return lock, nil
 }
 
 // planFromState rebuilds a plan from what was recorded, so that Down sees

@@ -30,6 +30,19 @@ type Runner struct {
 	Progress io.Writer
 	// Getenv reads the environment (DISKS, BRIDGES); nil = os.LookupEnv.
 	Getenv func(string) (string, bool)
+	// InterruptGrace overrides DefaultInterruptGrace.
+	InterruptGrace time.Duration
+}
+
+// DefaultInterruptGrace is how long a stage call that is under way when
+// the operation is interrupted may still take to finish.
+const DefaultInterruptGrace = 10 * time.Second
+
+func (r *Runner) interruptGrace() time.Duration {
+	if r.InterruptGrace > 0 {
+		return r.InterruptGrace
+	}
+	return DefaultInterruptGrace
 }
 
 // DownTimeoutFloor is the least time a Down gets during rollback, even
@@ -218,8 +231,24 @@ func (s *session) call(ctx context.Context, i int, what string, timeout time.Dur
 	if err != nil {
 		return err
 	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
+	// An interrupt does not cut a call short at once: a stage in the middle
+	// of making something (a guest being launched) must get to report it,
+	// or the rollback cannot undo it. The call gets InterruptGrace more.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
+	returned := make(chan struct{})
+	defer close(returned)
+	go func() {
+		select {
+		case <-returned:
+		case <-ctx.Done():
+			select {
+			case <-returned:
+			case <-time.After(s.r.interruptGrace()):
+				cancel()
+			}
+		}
+	}()
 	start := time.Now()
 	err = fn(cctx, p.Stage)
 	elapsed := time.Since(start)
@@ -347,7 +376,15 @@ func (s *session) up(ctx context.Context, i int) error {
 	// The whole record, not just up to this stage: on a reboot the
 	// launcher is re-run with later stages still up.
 	s.st.Record = s.recordOfUpStages()
-	return s.save()
+	if err := s.save(); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		// Interrupted while this stage finished: it is recorded as up,
+		// so the rollback takes it down too.
+		return fmt.Errorf("interrupted as stage %q came up: %w", st.Name, ctx.Err())
+	}
+	return nil
 }
 
 // owed lists, last first, the stages that may have left objects.

@@ -212,6 +212,7 @@ func TestValidationFailureChangesNothing(t *testing.T) {
 
 func TestInterruptRollsBack(t *testing.T) {
 	f := newFixture(t, []string{"a", "b", "c"}, map[string]string{"b": "behavior = \"hang\"\n    timeout = \"1m\""})
+	f.r.InterruptGrace = time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(time.Second, cancel)
 	_, err := f.r.Run(ctx, f.plan("intr"), RunOptions{})
@@ -222,6 +223,29 @@ func TestInterruptRollsBack(t *testing.T) {
 		t.Errorf("Down calls %v", got)
 	}
 	f.noState("intr")
+}
+
+// A stage that finishes its Up after the interrupt is recorded and taken
+// down: what it made (say, a launched guest) is not lost.
+func TestInterruptDuringUpKeepsItsResultForRollback(t *testing.T) {
+	f := newFixture(t, []string{"a", "b", "c"}, map[string]string{"b": "behavior = \"slow\""})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	_, err := f.r.Run(ctx, f.plan("slow"), RunOptions{})
+	if err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("want an interrupted error, got %v", err)
+	}
+	if got := f.calls("up"); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("Up calls %v", got)
+	}
+	if got := f.calls("down"); !slices.Equal(got, []string{"b", "a"}) {
+		t.Errorf("Down calls %v", got)
+	}
+	data, _ := os.ReadFile(f.log)
+	if !strings.Contains(string(data), "b down state=up") {
+		t.Errorf("b's Down did not get the state its Up returned:\n%s", data)
+	}
+	f.noState("slow")
 }
 
 func TestSecondOperationFailsAtOnceNamingTheHolder(t *testing.T) {

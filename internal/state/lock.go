@@ -95,6 +95,7 @@ func (d Dir) Holder() (Holder, error) {
 // removed too, so a stopped subhost leaves nothing under /run/subhost.
 func (l *Lock) Release() {
 	if _, err := os.Stat(l.dir.statePath()); errors.Is(err, os.ErrNotExist) {
+		os.Remove(l.dir.stopRequestPath()) // a stop request nobody took
 		os.Remove(l.lock.Path())
 		os.Remove(l.dir.path())
 	} else {

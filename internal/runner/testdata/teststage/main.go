@@ -1,6 +1,6 @@
 // Command teststage is a stage plugin for the runner's tests. Its
 // parameters say how to misbehave in Up: behavior = ok | fail | invalid |
-// exit | panic | hang; down = ok | fail. It appends "STAGE CALL" lines to
+// exit | panic | hang | slow (one second); down = ok | fail. It appends "STAGE CALL" lines to
 // the file named by the parameter log, and contributes Extra[STAGE]=up to
 // the boot record, noting which earlier stages it saw there.
 package main
@@ -64,12 +64,18 @@ func (stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 		panic("teststage panics on request")
 	case "hang":
 		time.Sleep(time.Hour) // ignores ctx, as a stuck plugin would
+	case "slow":
+		time.Sleep(time.Second) // finishes after an interrupt
 	}
 	return res, nil
 }
 
 func (stage) Down(_ context.Context, req *sdk.Request) error {
-	note(req, "down")
+	if len(req.State) > 0 {
+		note(req, "down state=up")
+	} else {
+		note(req, "down")
+	}
 	if req.Params["down"] == "fail" {
 		return sdk.Internalf("stage %s: down fails on request", req.Stage)
 	}
