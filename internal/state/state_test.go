@@ -1,0 +1,103 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/subhost/subhost/sdk"
+)
+
+func TestSaveLoadRoundTrip(t *testing.T) {
+	d := Dir{Root: t.TempDir(), Name: "web1"}
+	if _, err := d.Load(); !errors.Is(err, ErrNoState) {
+		t.Fatalf("Load before Save: %v", err)
+	}
+	want := &State{Name: "web1", Pipeline: "pretend-boot", Status: Running,
+		Record: sdk.BootRecord{Root: "/opt/sub/web1/live", GuestPID: 42},
+		Stages: []Stage{{Name: "mount-loop", Status: StageUp, State: []byte(`{"x":1}`)}}}
+	if err := d.Save(want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Schema != Schema || got.Record.GuestPID != 42 || string(got.Stages[0].State) != `{"x":1}` {
+		t.Errorf("loaded %+v", got)
+	}
+	// No temporary file is left beside it.
+	entries, _ := os.ReadDir(filepath.Join(d.Root, d.Name))
+	if len(entries) != 1 {
+		t.Errorf("directory holds %v", entries)
+	}
+	if names, _ := List(d.Root); len(names) != 1 || names[0] != "web1" {
+		t.Errorf("List: %v", names)
+	}
+	if err := d.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Load(); !errors.Is(err, ErrNoState) {
+		t.Errorf("Load after Remove: %v", err)
+	}
+}
+
+func TestNewerSchemaIsRefused(t *testing.T) {
+	d := Dir{Root: t.TempDir(), Name: "x"}
+	os.MkdirAll(filepath.Join(d.Root, "x"), 0o700)
+	os.WriteFile(d.statePath(), []byte(fmt.Sprintf(`{"schema": %d}`, Schema+1)), 0o600)
+	if _, err := d.Load(); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("Load of a newer schema: %v", err)
+	}
+}
+
+func TestLockIsExclusiveAndNamesTheHolder(t *testing.T) {
+	d := Dir{Root: t.TempDir(), Name: "x"}
+	l, err := d.TryLock("run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.TryLock("stop")
+	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d (run)", os.Getpid())) {
+		t.Errorf("second lock: %v", err)
+	}
+	l.SetOperation("supervise")
+	if h, _ := d.Holder(); h.Operation != "supervise" || h.PID != os.Getpid() {
+		t.Errorf("holder %+v", h)
+	}
+	// Released without state, the subhost leaves no directory behind.
+	d.WriteStopRequest(StopRequest{TimeoutMS: 5})
+	l.Release()
+	if _, err := os.Stat(filepath.Join(d.Root, "x")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("directory left after release: %v", err)
+	}
+	// Released with state, the directory and the state stay.
+	l, err = d.TryLock("run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Save(&State{Name: "x"})
+	l.Release()
+	if _, err := d.Load(); err != nil {
+		t.Errorf("state lost at release: %v", err)
+	}
+}
+
+func TestStopRequestIsTakenOnce(t *testing.T) {
+	d := Dir{Root: t.TempDir(), Name: "x"}
+	os.MkdirAll(filepath.Join(d.Root, "x"), 0o700)
+	if _, ok := d.TakeStopRequest(); ok {
+		t.Fatal("a request out of nowhere")
+	}
+	d.WriteStopRequest(StopRequest{TimeoutMS: 1500, Force: true})
+	r, ok := d.TakeStopRequest()
+	if !ok || r.TimeoutMS != 1500 || !r.Force {
+		t.Errorf("got %+v %v", r, ok)
+	}
+	if _, ok := d.TakeStopRequest(); ok {
+		t.Errorf("taken twice")
+	}
+}
