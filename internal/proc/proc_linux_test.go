@@ -1,0 +1,52 @@
+package proc
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestOpenChecksTheStartTime(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	st, err := StartTime(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(cmd.Process.Pid, st+1); err != ErrGone {
+		t.Errorf("Open with another start time: %v, want ErrGone", err)
+	}
+	if !Alive(cmd.Process.Pid, st) {
+		t.Fatal("not alive")
+	}
+	p, err := Open(cmd.Process.Pid, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.Exited() || p.WaitExit(50*time.Millisecond) {
+		t.Fatal("exited early")
+	}
+	if err := p.Signal(unix.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if !p.WaitExit(5 * time.Second) {
+		t.Fatal("did not see the exit")
+	}
+}
+
+func TestStartTimeOfSelfAndGone(t *testing.T) {
+	if st, err := StartTime(os.Getpid()); err != nil || st == 0 {
+		t.Errorf("own start time: %d %v", st, err)
+	}
+	if _, err := StartTime(1 << 30); err != ErrGone {
+		t.Errorf("a pid that cannot exist: %v", err)
+	}
+}
