@@ -66,7 +66,7 @@ func (c *controlTree) home(name, config string, dirs ...string) string {
 	return h
 }
 
-// base makes a busybox guest root on the scratch tmpfs, for BASE or for
+// busybox makes a busybox guest root on the scratch tmpfs, for BASE or for
 // an rbind's root.
 func (c *controlTree) busybox(rel string) *testguest.Root {
 	return testguest.BusyboxRoot(c.e.t, filepath.Join(c.scratch, rel))
@@ -172,6 +172,12 @@ func mounted(path string) bool {
 		}
 	}
 	return false
+}
+
+// lastLine is the last non-empty line of out.
+func lastLine(out string) string {
+	lines := strings.Split(strings.TrimSpace(strings.ReplaceAll(out, "\r", "")), "\n")
+	return lines[len(lines)-1]
 }
 
 // processesWith lists the PIDs whose command line contains arg.
@@ -307,6 +313,10 @@ func TestControlPty(t *testing.T) {
 	}
 	if !strings.Contains(s.Output()[at:], "/dev/console") {
 		t.Errorf("the shell's terminal is not /dev/console; output:\n%s", tail(s.Output(), 2000))
+	}
+	// On a terminal, control says how the guest ended and what is left.
+	if last := lastLine(s.Output()); !strings.Contains(last, "hibernating") || strings.Contains(last, "guest ;") {
+		t.Errorf("control's last words: %q; want how the guest ended and that %s is hibernating", last, n)
 	}
 	c.hibernating(n, h)
 	if pids := processesWith("987654"); len(pids) > 0 {

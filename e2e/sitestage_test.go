@@ -90,6 +90,9 @@ func siteGuest(t *testing.T, e *env, ns string) (name, home, img string, site []
 	img = testguest.Image(t, r.Dir, "none")
 	name = e.name("site")
 	home = e.home("DISKS=( vda:0:" + img + " )\nBRIDGES=( br0:06:a7:dd:b4:22:02 )")
+	// Stop the subhost before its plugins, image and home are removed
+	// (cleanups run last-registered first).
+	t.Cleanup(e.stopAll)
 	e.mustRun(ns, append(site, "run", "--detach", "--pipeline", "e2e-site", "--home", home, name)...)
 	e.waitFor("rcS marker", 10*time.Second, func() bool { return e.guestHas(name, "/run/ready-rcS") })
 	return name, home, img, site
@@ -154,6 +157,7 @@ func TestStageSwap(t *testing.T) {
 	img := testguest.Image(t, r.Dir, "mbr")
 	n := e.name("swap")
 	h := e.home("DISKS=( vda:1:" + img + " )")
+	t.Cleanup(e.stopAll)
 	e.mustRun("", append(site, "run", "--detach", "--pipeline", "e2e-swap", "--home", h, n)...)
 
 	st := e.status(n)
@@ -195,13 +199,13 @@ type stageReport struct {
 	Kind  string `json:"error_kind"`
 }
 
-// stageOp runs `subhost stage motd OP --pipeline e2e-site NAME` with extra
+// stageOp runs `subhost stage motd OP --pipeline PIPELINE NAME` with extra
 // environment and returns the parsed report, stderr and the exit code.
-func stageOp(t *testing.T, e *env, site []string, op, name string, env ...string) (stageReport, string, int) {
+func stageOp(t *testing.T, e *env, site []string, pipeline, op, name string, env ...string) (stageReport, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
-	cmd := e.command(ctx, "", append(site, "stage", "motd", op, "--pipeline", "e2e-site", name)...)
+	cmd := e.command(ctx, "", append(site, "stage", "motd", op, "--pipeline", pipeline, name)...)
 	cmd.Env = append(cmd.Env, env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -218,15 +222,15 @@ func stageOp(t *testing.T, e *env, site []string, op, name string, env ...string
 	return r, stderr.String(), exitCode(err)
 }
 
-// TestStageCommand runs the example stage alone against a live subhost
-// with `subhost stage motd up|check|down NAME`, then through a plugin
-// started by hand with --debug and found by SUBHOST_REATTACH_PLUGINS.
-func TestStageCommand(t *testing.T) {
+// TestStageCommandLive runs the example stage alone against a subhost
+// whose guest is running, with `subhost stage motd up|check|down NAME`:
+// each prints its request and result as JSON and acts on the live guest.
+func TestStageCommandLive(t *testing.T) {
 	e := newEnv(t)
 	ns := e.netns("198.18.23.1/24")
 	n, h, _, site := siteGuest(t, e, ns)
 
-	r, stderr, code := stageOp(t, e, site, "check", n)
+	r, stderr, code := stageOp(t, e, site, "e2e-site", "check", n)
 	if code != 0 {
 		t.Fatalf("stage motd check on a live subhost: exit %d: %s", code, stderr)
 	}
@@ -234,17 +238,13 @@ func TestStageCommand(t *testing.T) {
 		r.Request.Record.Netns != "/run/netns/"+n || r.Request.Params["text"] != motdText {
 		t.Errorf("check report: %+v", r)
 	}
-
-	if r, stderr, code = stageOp(t, e, site, "down", n); code != 0 || r.Op != "down" {
+	if r, stderr, code = stageOp(t, e, site, "e2e-site", "down", n); code != 0 || r.Op != "down" {
 		t.Fatalf("stage motd down: exit %d, report %+v: %s", code, r, stderr)
 	}
 	if e.guestHas(n, "/etc/motd") {
 		t.Errorf("/etc/motd still in the guest after stage motd down")
 	}
-	if r, _, code = stageOp(t, e, site, "check", n); code != 1 || r.Kind != "not found" {
-		t.Errorf("stage motd check after down: exit %d, kind %q, want 1 and not found (report %+v)", code, r.Kind, r)
-	}
-	if r, stderr, code = stageOp(t, e, site, "up", n); code != 0 || r.Op != "up" {
+	if r, stderr, code = stageOp(t, e, site, "e2e-site", "up", n); code != 0 || r.Op != "up" {
 		t.Fatalf("stage motd up: exit %d, report %+v: %s", code, r, stderr)
 	}
 	if got, err := e.guestFile(n, "/etc/motd"); err != nil || got != motdText+"\n" {
@@ -253,20 +253,81 @@ func TestStageCommand(t *testing.T) {
 	if st := e.status(n); st.State != "running" || st.PID == 0 {
 		t.Errorf("status after the stage commands: %s pid %d, want running", st.State, st.PID)
 	}
+	e.mustRun("", "stop", n)
+	e.clean(n)
+}
+
+// motdPipeline mounts a root and writes the motd: no guest, so the
+// subhost has no supervisor and its stages can be run one at a time.
+const motdPipeline = `
+pipeline "e2e-motd" {
+  home    = "/opt/sub"
+  on_exit = "keep"
+
+  stage "mount-loop" {}
+  stage "motd" {}
+}
+`
+
+// TestStageCommand runs the example stage alone with `subhost stage motd
+// up|check|down NAME` against a subhost whose stages are up, then through
+// a plugin started by hand with --debug and found by
+// SUBHOST_REATTACH_PLUGINS.
+func TestStageCommand(t *testing.T) {
+	e := newEnv(t)
+	plugins := sitePlugins(t, map[string]string{"motd": "./examples/site-stage"})
+	site := []string{"--plugin-dir", plugins, "--pipeline-file", pipelineFile(t, motdPipeline)}
+	r0 := testguest.BusyboxRoot(t, filepath.Join(t.TempDir(), "root"))
+	img := testguest.Image(t, r0.Dir, "none")
+	n := e.name("stg")
+	h := e.home("DISKS=( vda:0:" + img + " )")
+	t.Cleanup(e.stopAll)
+	e.mustRun("", append(site, "run", "--detach", "--pipeline", "e2e-motd", "--home", h, n)...)
+	motd := filepath.Join(h, "live/etc/motd")
+	want := "Welcome to " + n + "\n"
+	if got := readFile(t, motd); got != want {
+		t.Errorf("%s after run: %q, want %q", motd, got, want)
+	}
+
+	r, stderr, code := stageOp(t, e, site, "e2e-motd", "check", n)
+	if code != 0 {
+		t.Fatalf("stage motd check: exit %d: %s", code, stderr)
+	}
+	if r.Stage != "motd" || r.Op != "check" || r.Plugin != filepath.Join(plugins, "motd") ||
+		r.Request.Subhost.Name != n || r.Request.Record.Root != filepath.Join(h, "live") {
+		t.Errorf("check report: %+v", r)
+	}
+	if r, stderr, code = stageOp(t, e, site, "e2e-motd", "down", n); code != 0 || r.Op != "down" {
+		t.Fatalf("stage motd down: exit %d, report %+v: %s", code, r, stderr)
+	}
+	if _, err := os.Stat(motd); !os.IsNotExist(err) {
+		t.Errorf("%s after stage motd down: %v, want it gone", motd, err)
+	}
+	if r, _, code = stageOp(t, e, site, "e2e-motd", "check", n); code != 1 || r.Kind != "not found" {
+		t.Errorf("stage motd check after down: exit %d, kind %q, want 1 and not found (report %+v)", code, r.Kind, r)
+	}
+	if r, stderr, code = stageOp(t, e, site, "e2e-motd", "up", n); code != 0 || r.Op != "up" {
+		t.Fatalf("stage motd up: exit %d, report %+v: %s", code, r, stderr)
+	}
+	if got := readFile(t, motd); got != want {
+		t.Errorf("%s after stage motd up: %q, want %q", motd, got, want)
+	}
 
 	// --debug: the plugin serves in test mode and prints the variable.
-	dbg := exec.Command(filepath.Join(site[1], "motd"), "--debug")
+	dbg := exec.Command(filepath.Join(plugins, "motd"), "--debug")
 	stdout, err := dbg.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var dbgErr strings.Builder
+	var dbgErr syncBuffer
 	dbg.Stderr = &dbgErr
+	dbg.Env = append(os.Environ(), "SUBHOST_LOG_LEVEL=debug")
 	if err := dbg.Start(); err != nil {
 		t.Fatal(err)
 	}
-	dbgDone := make(chan error, 1)
-	go func() { dbgDone <- dbg.Wait() }()
+	var dbgExit error
+	dbgDone := make(chan struct{})
+	go func() { dbgExit = dbg.Wait(); close(dbgDone) }()
 	t.Cleanup(func() {
 		select {
 		case <-dbgDone:
@@ -301,23 +362,43 @@ func TestStageCommand(t *testing.T) {
 		for range lines {
 		}
 	}()
-	r, stderr, code = stageOp(t, e, site, "check", n, "SUBHOST_REATTACH_PLUGINS="+reattach)
-	if code != 0 || r.Plugin != "reattached:motd" {
-		t.Errorf("stage motd check with the debug plugin: exit %d, plugin %q, want 0 and reattached:motd: %s", code, r.Plugin, stderr)
+	// Make the installed plugin one the runner refuses to start: what
+	// then answers can only be the debug process.
+	installed := filepath.Join(plugins, "motd")
+	if err := os.Chmod(installed, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code = stageOp(t, e, site, "e2e-motd", "check", n); code == 0 || !strings.Contains(stderr, "writable by group or others") {
+		t.Errorf("stage motd check with a group-writable plugin: exit %d, %s; want it refused", code, stderr)
+	}
+	// Twice: the debug process serves one runner after another.
+	for range 2 {
+		r, stderr, code = stageOp(t, e, site, "e2e-motd", "check", n, "SUBHOST_REATTACH_PLUGINS="+reattach)
+		if code != 0 || r.Op != "check" || r.Request.Record.Root != filepath.Join(h, "live") {
+			t.Errorf("stage motd check with the debug plugin: exit %d, report %+v: %s", code, r, stderr)
+		}
+	}
+	select {
+	case <-dbgDone:
+		t.Errorf("motd --debug ended after serving: %v; stderr: %s", dbgExit, dbgErr.String())
+	default:
+	}
+	if err := os.Chmod(installed, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	// The debug process served that call: once it is gone, the same
 	// command has nothing to talk to.
 	dbg.Process.Signal(syscall.SIGINT)
 	select {
-	case err := <-dbgDone:
-		if err != nil {
-			t.Errorf("motd --debug after SIGINT: %v; stderr: %s", err, dbgErr.String())
+	case <-dbgDone:
+		if dbgExit != nil {
+			t.Errorf("motd --debug after SIGINT: %v; stderr: %s", dbgExit, dbgErr.String())
 		}
 	case <-time.After(10 * time.Second):
 		t.Errorf("motd --debug did not end on SIGINT")
 	}
-	if _, _, code = stageOp(t, e, site, "check", n, "SUBHOST_REATTACH_PLUGINS="+reattach); code == 0 {
-		t.Errorf("stage motd check succeeded with the debug plugin gone: it was not served by it")
+	if _, stderr, code = stageOp(t, e, site, "e2e-motd", "check", n, "SUBHOST_REATTACH_PLUGINS="+reattach); code == 0 || !strings.Contains(stderr, "reattach") {
+		t.Errorf("stage motd check with the debug plugin gone: exit %d, %s; want a failure to reattach", code, stderr)
 	}
 
 	e.mustRun("", "stop", n)

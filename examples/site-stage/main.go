@@ -12,6 +12,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"strings"
 
 	"github.com/subhost/subhost/sdk"
 )
@@ -25,9 +26,11 @@ func (motd) Describe() sdk.Description {
 		Params: []sdk.Param{{Name: "text", Doc: "the message", Default: "Welcome to NAME"}}}
 }
 
+// Validate runs before any stage is up, with an empty boot record: it can
+// check only the parameters. Up checks the root.
 func (motd) Validate(_ context.Context, req *sdk.Request) error {
-	if req.Record.Root == "" {
-		return sdk.Invalidf("motd: the boot record has no root; put stage %q after a mount stage", req.Stage)
+	if t := req.Param("text", "x"); t == "" || strings.ContainsRune(t, 0) {
+		return sdk.Invalidf("motd: parameter text %q: want some text, without NUL", t)
 	}
 	return nil
 }
@@ -45,6 +48,9 @@ func ours(root *os.Root, req *sdk.Request) bool {
 func (m motd) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	if err := m.Validate(ctx, req); err != nil {
 		return nil, err
+	}
+	if req.Record.Root == "" {
+		return nil, sdk.Invalidf("motd: the boot record has no root; put stage %q after a mount stage", req.Stage)
 	}
 	root, err := os.OpenRoot(req.Record.Root)
 	if err != nil {

@@ -72,12 +72,26 @@ func TestUpWritesTextThroughRPC(t *testing.T) {
 	}
 }
 
-func TestValidateWantsRoot(t *testing.T) {
+func TestBadInput(t *testing.T) {
 	ctx := context.Background()
 	s := stagetest.Serve(t, motd{})
+	for _, text := range []string{"", "a\x00b"} {
+		req := request(guestRoot(t), map[string]string{"text": text})
+		if err := s.Validate(ctx, req); !sdk.IsKind(err, sdk.KindInvalidConfig) {
+			t.Errorf("Validate with text %q: %v, want invalid config", text, err)
+		}
+		if _, err := s.Up(ctx, req); !sdk.IsKind(err, sdk.KindInvalidConfig) {
+			t.Errorf("Up with text %q: %v, want invalid config", text, err)
+		}
+		if _, err := os.Lstat(filepath.Join(req.Record.Root, "etc")); !os.IsNotExist(err) {
+			t.Errorf("Up with text %q changed the root: %v", text, err)
+		}
+	}
+	// The runner validates every stage with an empty boot record, before
+	// any stage is up: that is fine. Up needs the root.
 	req := request("", nil)
-	if err := s.Validate(ctx, req); !sdk.IsKind(err, sdk.KindInvalidConfig) {
-		t.Errorf("Validate without a root: %v, want invalid config", err)
+	if err := s.Validate(ctx, req); err != nil {
+		t.Errorf("Validate with an empty boot record: %v", err)
 	}
 	if _, err := s.Up(ctx, req); !sdk.IsKind(err, sdk.KindInvalidConfig) {
 		t.Errorf("Up without a root: %v, want invalid config", err)

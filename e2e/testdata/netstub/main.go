@@ -1,8 +1,9 @@
 // Command netstub is a test site plugin that replaces net-veth in a
 // pipeline (stage "net-veth" { plugin = "netstub" }): it makes the
-// subhost's network namespace itself with iproute2, puts one dummy link
-// "stub0" in it so a test can tell from inside the guest whose namespace
-// it booted in, and contributes the namespace to the boot record.
+// subhost's network namespace itself with iproute2, puts a veth pair
+// stub0/stub1 in it so a test can tell from inside the guest whose
+// namespace it booted in, and contributes the namespace to the boot
+// record.
 package main
 
 import (
@@ -21,7 +22,7 @@ type netstub struct{}
 var _ sdk.Stage = netstub{}
 
 func (netstub) Describe() sdk.Description {
-	return sdk.Description{Name: "netstub", Version: "0.0.1", Summary: "test stand-in for net-veth: a netns by iproute2 with one dummy link"}
+	return sdk.Description{Name: "netstub", Version: "0.0.1", Summary: "test stand-in for net-veth: a netns by iproute2 with a veth pair inside"}
 }
 
 func (netstub) Validate(_ context.Context, req *sdk.Request) error {
@@ -48,7 +49,7 @@ func (n netstub) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) 
 		if err := ip("netns", "add", req.Subhost.Name); err != nil {
 			return nil, err
 		}
-		if err := ip("-n", req.Subhost.Name, "link", "add", "stub0", "type", "dummy"); err != nil {
+		if err := ip("-n", req.Subhost.Name, "link", "add", "stub0", "type", "veth", "peer", "name", "stub1"); err != nil {
 			ip("netns", "del", req.Subhost.Name)
 			return nil, err
 		}
