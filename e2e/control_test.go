@@ -28,9 +28,10 @@ import (
 // symlink to the subhost binary.
 type controlTree struct {
 	e       *env
-	subhost string // $SUBHOST
-	control string // the symlink
-	scratch string // the tmpfs holding $SUBHOST and the BASE layers
+	subhost string   // $SUBHOST
+	control string   // the symlink
+	scratch string   // the tmpfs holding $SUBHOST and the BASE layers
+	environ []string // more environment for control, e.g. BRIDGES=...
 }
 
 func newControlTree(e *env) *controlTree {
@@ -82,7 +83,7 @@ func (c *controlTree) command(ctx context.Context, ns, verb, name string) *exec.
 	} else {
 		cmd = exec.CommandContext(ctx, c.control, args...)
 	}
-	cmd.Env = append(os.Environ(), "LC_ALL=C", "SUBHOST="+c.subhost)
+	cmd.Env = append(append(os.Environ(), "LC_ALL=C", "SUBHOST="+c.subhost), c.environ...)
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
 }
@@ -381,11 +382,19 @@ func (c *controlTree) startPty(ns, verb, name string) *ptySession {
 }
 
 // TestControlBridges gives a control subhost two bridges of a test
-// network namespace: inside, eth0 and eth1 with the configured MACs; on
-// the host side NAME0 and NAME1, ports of those bridges; the guest
-// reaches the bridge's address. Hibernation keeps the cables; stop
-// removes them.
+// network namespace, from its config or from the environment as the
+// script allowed: inside, eth0 and eth1 with the configured MACs; on the
+// host side NAME0 and NAME1, ports of those bridges; the guest reaches
+// the bridge's address. Hibernation keeps the cables; stop removes them.
 func TestControlBridges(t *testing.T) {
+	for _, fromEnv := range []bool{false, true} {
+		t.Run(map[bool]string{false: "config", true: "environment"}[fromEnv], func(t *testing.T) {
+			testControlBridges(t, fromEnv)
+		})
+	}
+}
+
+func testControlBridges(t *testing.T, fromEnv bool) {
 	e := newEnv(t)
 	ns := e.netns("198.18.21.1/24")
 	testguest.Bridge(t, ns, "br1", "")
@@ -393,7 +402,13 @@ func TestControlBridges(t *testing.T) {
 	base := c.busybox("base")
 	n := e.name("cbr")
 	const mac0, mac1 = "06:a7:dd:b4:21:02", "06:a7:dd:b4:21:03"
-	h := c.home(n, fmt.Sprintf("BASE=%s\nBRIDGES=( br0:%s br1:%s )", base.Dir, strings.ToUpper(mac0), mac1), "root", "work")
+	bridges := fmt.Sprintf("br0:%s br1:%s", strings.ToUpper(mac0), mac1)
+	config := fmt.Sprintf("BASE=%s\nBRIDGES=( %s )", base.Dir, bridges)
+	if fromEnv {
+		config = "BASE=" + base.Dir
+		c.environ = []string{"BRIDGES=" + bridges}
+	}
+	h := c.home(n, config, "root", "work")
 
 	out := c.session(ns, n, strings.Join([]string{
 		"cat /sys/class/net/eth0/address /sys/class/net/eth1/address",
