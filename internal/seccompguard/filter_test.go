@@ -12,12 +12,14 @@ import (
 // on a little-endian machine. x/net/bpf's VM loads 32-bit words
 // big-endian, so every word is byte-swapped first: all loads are aligned
 // words.
-func run(t *testing.T, vm *bpf.VM, arch uint32, nr int32, flags uint64) uint32 {
+func run(t *testing.T, vm *bpf.VM, arch uint32, nr uint32, args [6]uint64) uint32 {
 	t.Helper()
 	data := make([]byte, 64)
-	binary.LittleEndian.PutUint32(data[0:], uint32(nr))
+	binary.LittleEndian.PutUint32(data[0:], nr)
 	binary.LittleEndian.PutUint32(data[4:], arch)
-	binary.LittleEndian.PutUint64(data[offArgs+8*3:], flags)
+	for i, a := range args {
+		binary.LittleEndian.PutUint64(data[offArgs+8*i:], a)
+	}
 	for i := 0; i < len(data); i += 4 {
 		data[i], data[i+1], data[i+2], data[i+3] = data[i+3], data[i+2], data[i+1], data[i]
 	}
@@ -28,28 +30,95 @@ func run(t *testing.T, vm *bpf.VM, arch uint32, nr int32, flags uint64) uint32 {
 	return uint32(out)
 }
 
-func TestProgram(t *testing.T) {
+// rebootNr is reboot(2) in each ABI: it must stay allowed.
+var rebootNr = map[string]uint32{"x86_64": 169, "i386": 88, "aarch64": 142, "arm": 88, "riscv64": 142}
+
+const deny = retErrno | ePERM
+
+// callCase is one system call and its arguments, with the expected
+// verdict.
+type callCase struct {
+	name string
+	call call // -1: reboot(2); -2: a call the guard ignores
+	args [6]uint64
+	want uint32
+}
+
+func args(i int, v uint64) (a [6]uint64) {
+	a[i] = v
+	return a
+}
+
+var callCases = func() []callCase {
 	const (
 		rdonly = 0x1
 		mgc    = 0xc0ed0000 // MS_MGC_VAL, old callers' magic in the high bits
-		deny   = retErrno | ePERM
+		junk   = 0xffffffff00000000
 	)
-	tests := []struct {
-		name  string
-		nr    int32
-		flags uint64
-		want  uint32
-	}{
-		{"remount ro", -1, msRemount | rdonly, deny},
-		{"remount rw", -1, msRemount, deny},
-		{"remount with magic", -1, mgc | msRemount | rdonly, deny},
-		{"remount with junk high bits", -1, 0xffffffff00000000 | msRemount, deny},
-		{"bind remount ro", -1, msRemount | msBind | rdonly, retAllow},
-		{"bind", -1, msBind, retAllow},
-		{"plain mount ro", -1, rdonly, retAllow},
-		{"fspick", -2, 0, deny},
-		{"other call", 1, msRemount, retAllow},
+	cases := []callCase{
+		{"remount ro", callMount, args(3, msRemount|rdonly), deny},
+		{"remount rw", callMount, args(3, msRemount), deny},
+		{"remount with magic", callMount, args(3, mgc|msRemount|rdonly), deny},
+		{"remount with junk high bits", callMount, args(3, junk|msRemount), deny},
+		{"bind remount ro", callMount, args(3, msRemount|msBind|rdonly), retAllow},
+		{"bind", callMount, args(3, msBind), retAllow},
+		{"plain mount ro", callMount, args(3, rdonly), retAllow},
+		{"remount flag in another argument", callMount, args(2, msRemount), retAllow},
+		{"fspick", callFspick, [6]uint64{}, deny},
+
+		{"LOOP_SET_FD", callIoctl, args(1, 0x4c00), deny},
+		{"LOOP_CLR_FD", callIoctl, args(1, 0x4c01), deny},
+		{"LOOP_SET_STATUS", callIoctl, args(1, 0x4c02), deny},
+		{"LOOP_SET_STATUS64", callIoctl, args(1, 0x4c04), deny},
+		{"LOOP_GET_STATUS64", callIoctl, args(1, 0x4c05), deny},
+		{"LOOP_CHANGE_FD", callIoctl, args(1, 0x4c06), deny},
+		{"LOOP_CONFIGURE", callIoctl, args(1, 0x4c0a), deny},
+		{"LOOP_CTL_ADD", callIoctl, args(1, 0x4c80), deny},
+		{"LOOP_CTL_REMOVE", callIoctl, args(1, 0x4c81), deny},
+		{"LOOP_CTL_GET_FREE", callIoctl, args(1, 0x4c82), deny},
+		{"LOOP_CLR_FD with junk high bits", callIoctl, args(1, junk|0x4c01), deny},
+		{"an 'L' request with direction and size", callIoctl, args(1, 0xc0084c42), deny},
+		{"FIFREEZE", callIoctl, args(1, 0xc0045877), deny},
+		{"FITHAW", callIoctl, args(1, 0xc0045878), deny},
+		{"FIFREEZE with junk high bits", callIoctl, args(1, junk|0xc0045877), deny},
+		{"FS_IOC_SHUTDOWN", callIoctl, args(1, 0x8004587d), deny},
+		{"XFS_IOC_OPEN_BY_HANDLE", callIoctl, args(1, 0xc038586b), deny},
+		{"XFS_IOC_OPEN_BY_HANDLE, 32-bit size", callIoctl, args(1, 0xc01c586b), deny},
+		{"XFS_IOC_READLINK_BY_HANDLE", callIoctl, args(1, 0xc038586c), deny},
+		{"XFS_IOC_ATTRLIST_BY_HANDLE", callIoctl, args(1, 0x4040587a), deny},
+		{"XFS_IOC_ATTRMULTI_BY_HANDLE", callIoctl, args(1, 0x4048587b), deny},
+		{"LOOP_CLR_FD in the fd argument", callIoctl, args(0, 0x4c01), retAllow},
+		{"TCGETS", callIoctl, args(1, 0x5401), retAllow},
+		{"TIOCSCTTY", callIoctl, args(1, 0x540e), retAllow},
+		{"BLKGETSIZE64", callIoctl, args(1, 0x80081272), retAllow},
+		{"FITRIM", callIoctl, args(1, 0xc0185879), retAllow},
+		{"FICLONE", callIoctl, args(1, 0x40049409), retAllow},
+		{"0x4c as the number, not the type", callIoctl, args(1, 0x544c), retAllow},
+		{"XFS_IOC_FSGEOMETRY", callIoctl, args(1, 0x8100587e), retAllow},
+		{"XFS_IOC_FD_TO_HANDLE", callIoctl, args(1, 0xc038586a), retAllow},
+
+		{"mknodat block", callMknodat, args(2, sIFBLK|0o600), deny},
+		{"mknodat block, junk high bits", callMknodat, args(2, 0xffff0000|sIFBLK|0o600), deny},
+		{"mknodat char", callMknodat, args(2, 0o020000|0o666), retAllow},
+		{"mknodat fifo", callMknodat, args(2, 0o010000|0o644), retAllow},
+		{"mknodat socket", callMknodat, args(2, 0o140000|0o644), retAllow},
+		{"mknodat regular", callMknodat, args(2, 0o644), retAllow},
+		{"mknodat block mode in the path argument", callMknodat, args(1, sIFBLK), retAllow},
+		{"mknod block", callMknod, args(1, sIFBLK|0o600), deny},
+		{"mknod char", callMknod, args(1, 0o020000|0o666), retAllow},
+		{"mknod block mode in the dev argument", callMknod, args(2, sIFBLK), retAllow},
+
+		{"reboot", -1, args(2, 0x4321fedc), retAllow},
+		{"another call", -2, args(3, msRemount), retAllow},
 	}
+	for _, c := range []call{callOpenByHandleAt, callKexecLoad, callKexecFileLoad, callInitModule,
+		callFinitModule, callDeleteModule, callSwapon, callSwapoff} {
+		cases = append(cases, callCase{c.String(), c, [6]uint64{}, deny})
+	}
+	return cases
+}()
+
+func TestProgram(t *testing.T) {
 	for goarch, list := range abis {
 		prog, err := Program(goarch)
 		if err != nil {
@@ -60,27 +129,73 @@ func TestProgram(t *testing.T) {
 			t.Fatalf("%s: %v", goarch, err)
 		}
 		for _, x := range list {
-			for _, tt := range tests {
-				nr := tt.nr
-				switch nr {
+			for _, tt := range callCases {
+				var nrs []uint32
+				switch tt.call {
 				case -1:
-					nr = int32(x.mount)
+					nrs = []uint32{rebootNr[x.name]}
 				case -2:
-					nr = int32(x.fspick)
+					nrs = []uint32{1}
+				default:
+					nrs = x.nr[tt.call]
 				}
-				if got := run(t, vm, x.auditArch, nr, tt.flags); got != tt.want {
-					t.Errorf("%s/%s: %s: got %#x, want %#x", goarch, x.name, tt.name, got, tt.want)
-				}
-				if x.foldX32 {
-					if got := run(t, vm, x.auditArch, nr|x32SyscallBit, tt.flags); got != tt.want {
-						t.Errorf("%s/x32: %s: got %#x, want %#x", goarch, tt.name, got, tt.want)
+				for _, nr := range nrs {
+					if got := run(t, vm, x.auditArch, nr, tt.args); got != tt.want {
+						t.Errorf("%s/%s: %s (nr %d): got %#x, want %#x", goarch, x.name, tt.name, nr, got, tt.want)
+					}
+					if x.foldX32 {
+						if got := run(t, vm, x.auditArch, nr|x32SyscallBit, tt.args); got != tt.want {
+							t.Errorf("%s/x32: %s (nr %d): got %#x, want %#x", goarch, tt.name, nr, got, tt.want)
+						}
 					}
 				}
 			}
 		}
 		// An ABI the program does not know: allowed, whatever the call.
-		if got := run(t, vm, 0x12345678, 165, msRemount); got != retAllow {
+		if got := run(t, vm, 0x12345678, 165, args(3, msRemount)); got != retAllow {
 			t.Errorf("%s: unknown ABI: got %#x, want allow", goarch, got)
+		}
+	}
+}
+
+// TestNumbersComplete checks that each ABI names every call it has: a
+// missing number would let the call through unnoticed.
+func TestNumbersComplete(t *testing.T) {
+	lacks := map[string][]call{
+		"i386":    {callKexecFileLoad},
+		"aarch64": {callMknod},
+		"riscv64": {callMknod},
+	}
+	for _, list := range abis {
+		for _, x := range list {
+			seen := map[uint32]call{}
+			for c := call(0); c < numCalls; c++ {
+				want := 1
+				for _, l := range lacks[x.name] {
+					if l == c {
+						want = 0
+					}
+				}
+				if n := len(x.nr[c]); n < want {
+					t.Errorf("%s: no number for %s", x.name, c)
+				}
+				for _, nr := range x.nr[c] {
+					if other, dup := seen[nr]; dup {
+						t.Errorf("%s: %s and %s both numbered %d", x.name, c, other, nr)
+					}
+					seen[nr] = c
+				}
+			}
+		}
+	}
+	// Every call has a rule.
+	for c := call(0); c < numCalls; c++ {
+		found := false
+		for _, r := range rules {
+			found = found || r.call == c
+		}
+		if !found {
+			t.Errorf("no rule for %s", c)
 		}
 	}
 }

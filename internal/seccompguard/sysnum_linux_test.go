@@ -1,0 +1,41 @@
+package seccompguard
+
+import (
+	"runtime"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestNativeNumbers checks the build architecture's native numbers
+// against golang.org/x/sys/unix (sysnum_linux_amd64_test.go adds the
+// calls some architectures lack).
+func TestNativeNumbers(t *testing.T) {
+	list, ok := abis[runtime.GOARCH]
+	if !ok {
+		t.Skipf("no guard for %s", runtime.GOARCH)
+	}
+	native := list[0]
+	for c, want := range map[call]uintptr{
+		callMount:          unix.SYS_MOUNT,
+		callFspick:         unix.SYS_FSPICK,
+		callIoctl:          unix.SYS_IOCTL,
+		callMknodat:        unix.SYS_MKNODAT,
+		callOpenByHandleAt: unix.SYS_OPEN_BY_HANDLE_AT,
+		callKexecLoad:      unix.SYS_KEXEC_LOAD,
+		callInitModule:     unix.SYS_INIT_MODULE,
+		callFinitModule:    unix.SYS_FINIT_MODULE,
+		callDeleteModule:   unix.SYS_DELETE_MODULE,
+		callSwapon:         unix.SYS_SWAPON,
+		callSwapoff:        unix.SYS_SWAPOFF,
+	} {
+		checkNumber(t, native, c, want)
+	}
+}
+
+func checkNumber(t *testing.T, x abi, c call, want uintptr) {
+	t.Helper()
+	if len(x.nr[c]) == 0 || uintptr(x.nr[c][0]) != want {
+		t.Errorf("%s: %s is %v, x/sys/unix says %d", x.name, c, x.nr[c], want)
+	}
+}
