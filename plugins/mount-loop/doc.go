@@ -18,9 +18,10 @@
 //
 // For DISKS[0] (vda:1:IMG) the stage attaches:
 //   - the root partition, read-write with LO_FLAGS_AUTOCLEAR, mounted on
-//     live (nodev; the filesystem type read from its superblock: ext2/3/4,
-//     XFS, Btrfs, F2FS or FAT) while the stage holds the device open, so
-//     the kernel frees the device when live is unmounted;
+//     live (nodev; the filesystem type read from its superblock by
+//     internal/fsdetect: ext2/3/4, XFS, Btrfs, F2FS or FAT) while the stage
+//     holds the device open, so the kernel frees the device when live is
+//     unmounted;
 //   - /dev/vda and /dev/vda1 for the guest, each a read-only loop device
 //     (LO_FLAGS_READ_ONLY, Device.ReadOnly in the boot record): the guest
 //     must not write raw to the partition the host has mounted, and file
@@ -52,6 +53,7 @@
 // left), and detaches every device tagged for this subhost on one of its
 // images (from the state and from DISKS). A busy mount or device is not
 // detached lazily: the error names what holds it (processes' cwd, root,
-// open files and memory maps, submounts, other mount namespaces).
+// open files and memory maps, submounts, other mount namespaces; found by
+// internal/holders).
 // Devices on its images attached by someone else are left alone.
 package main

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/fsdetect"
 	"github.com/subhost/subhost/internal/parttable"
 	"github.com/subhost/subhost/sdk"
 )
@@ -97,19 +98,19 @@ func inspectImage(d disk, earlier []image) (image, error) {
 	if d.Index != 0 {
 		return im, nil // other disks' content is the guest's business
 	}
-	im.FSType = detectFS(io.NewSectionReader(f, im.Start, im.Length))
+	im.FSType = fsdetect.Detect(io.NewSectionReader(f, im.Start, im.Length))
 	if im.FSType != "" {
 		return im, nil
 	}
 	if d.Part > 0 {
-		return im, fmt.Errorf("image %q partition %d holds no filesystem subhost recognizes (%s)", d.Image, d.Part, knownFS)
+		return im, fmt.Errorf("image %q partition %d holds no filesystem subhost recognizes (%s)", d.Image, d.Part, fsdetect.Known)
 	}
 	hint := ""
 	if tab, err := parttable.Read(f, im.Size); err == nil && len(tab.Partitions) > 0 {
 		hint = fmt.Sprintf("; it has a%s %s partition table: give a partition number (e.g. %s:%d:%s)",
 			map[bool]string{true: "n"}[tab.Kind == "mbr"], strings.ToUpper(tab.Kind), d.Dev, tab.Partitions[0].Index, d.Image)
 	}
-	return im, fmt.Errorf("image %q holds no filesystem subhost recognizes (%s)%s", d.Image, knownFS, hint)
+	return im, fmt.Errorf("image %q holds no filesystem subhost recognizes (%s)%s", d.Image, fsdetect.Known, hint)
 }
 
 func fileType(mode uint32) string {

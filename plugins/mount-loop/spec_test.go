@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,49 +101,6 @@ func TestParseSpecBad(t *testing.T) {
 		if _, err := parseSpec(bad); !sdk.IsKind(err, sdk.KindInvalidConfig) {
 			t.Errorf("subhost %q home %q: %v", bad.Subhost.Name, bad.Subhost.Home, err)
 		}
-	}
-}
-
-func TestDetectFS(t *testing.T) {
-	ext := make([]byte, 4096)
-	ext[1024+56], ext[1024+57] = 0x53, 0xEF
-	xfs := append([]byte("XFSB"), make([]byte, 4096)...)
-	btrfs := make([]byte, 0x10048)
-	copy(btrfs[0x10040:], "_BHRfS_M")
-	fat := make([]byte, 512)
-	fat[0], fat[2], fat[11], fat[12], fat[510], fat[511] = 0xEB, 0x90, 0x00, 0x02, 0x55, 0xAA
-	copy(fat[82:], "FAT32   ")
-	f2fs := make([]byte, 2048)
-	copy(f2fs[1024:], []byte{0x10, 0x20, 0xF5, 0xF2})
-	mbr := make([]byte, 4096)
-	mbr[510], mbr[511] = 0x55, 0xAA
-	for data, want := range map[*[]byte]string{&ext: "ext4", &xfs: "xfs", &btrfs: "btrfs", &fat: "vfat", &f2fs: "f2fs", &mbr: ""} {
-		if got := detectFS(bytes.NewReader(*data)); got != want {
-			t.Errorf("detectFS = %q, want %q", got, want)
-		}
-	}
-	if got := detectFS(bytes.NewReader(nil)); got != "" {
-		t.Errorf("detectFS(empty) = %q", got)
-	}
-}
-
-func TestParseMountinfo(t *testing.T) {
-	in := "36 35 98:0 /mnt1 /mnt\\040two rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n" +
-		"37 36 7:3 / /opt/sub/x/live rw,nodev - ext4 /dev/loop3 rw\n" +
-		"38 36 7:4 / /opt/sub/x/live rw - xfs /dev/loop4 rw\n" +
-		"garbage\n"
-	m, err := parseMountinfo(strings.NewReader(in))
-	if err != nil || len(m) != 3 {
-		t.Fatalf("%+v %v", m, err)
-	}
-	if m[0].Mountpoint != "/mnt two" || m[0].Major != 98 || m[0].FSType != "ext3" || m[0].Source != "/dev/root" {
-		t.Errorf("entry 0: %+v", m[0])
-	}
-	if top, ok := topMount(m, "/opt/sub/x/live"); !ok || top.Minor != 4 {
-		t.Errorf("top mount: %+v %v", top, ok)
-	}
-	if mps := mountsOf(m, 7, 3); len(mps) != 1 || mps[0] != "/opt/sub/x/live" {
-		t.Errorf("mountsOf: %v", mps)
 	}
 }
 

@@ -11,7 +11,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/holders"
 	"github.com/subhost/subhost/internal/loopdev"
+	"github.com/subhost/subhost/internal/mountinfo"
 	"github.com/subhost/subhost/internal/version"
 	"github.com/subhost/subhost/sdk"
 )
@@ -219,9 +221,9 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 	// Whatever loop device is mounted on live: with neither state nor
 	// config, its image is still found (its tag decides below).
 	if all, err := loopdev.List(); err == nil {
-		if mounts, err := readMountinfo("/proc/self/mountinfo"); err == nil {
+		if mounts, err := mountinfo.Self(); err == nil {
 			for _, live := range lives {
-				if top, ok := topMount(mounts, live); ok {
+				if top := mountinfo.TopAt(mounts, live); top != nil {
 					for _, d := range all {
 						b := strings.TrimSuffix(d.Backing, " (deleted)")
 						if d.Major == top.Major && d.Minor == top.Minor && filepath.IsAbs(b) && !contains(images, b) {
@@ -270,13 +272,13 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 	busy := map[string]bool{} // devices left mounted, not to detach
 	for _, live := range lives {
 		for range 16 { // mounts stacked on live, ours on top
-			mounts, err := readMountinfo("/proc/self/mountinfo")
+			mounts, err := mountinfo.Self()
 			if err != nil {
 				errs = append(errs, sdk.Internalf("read mount table: %w", err))
 				break
 			}
-			top, ok := topMount(mounts, live)
-			if !ok {
+			top := mountinfo.TopAt(mounts, live)
+			if top == nil {
 				break
 			}
 			if !isOurs(top.Major, top.Minor) {
@@ -285,7 +287,7 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 			}
 			if err := unix.Unmount(live, unix.UMOUNT_NOFOLLOW); err != nil {
 				if errors.Is(err, unix.EBUSY) {
-					errs = append(errs, sdk.Conflictf("unmount %s: busy (not detaching it lazily): %s", live, describeHolders(holders(top.Major, top.Minor, 0, live, mounts))))
+					errs = append(errs, sdk.Conflictf("unmount %s: busy (not detaching it lazily): %s", live, heldBy(holders.Target{FS: unix.Mkdev(top.Major, top.Minor)}, live, mounts)))
 				} else {
 					errs = append(errs, sdk.Internalf("unmount %s: %w", live, err))
 				}
@@ -297,18 +299,18 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 	}
 
 	// The root device went with its mount (autoclear): look again.
-	mounts, _ := readMountinfo("/proc/self/mountinfo")
+	mounts, _ := mountinfo.Self()
 	for _, d := range findOurs(false) {
 		if busy[fmt.Sprintf("%d:%d", d.Major, d.Minor)] {
 			continue
 		}
-		if mps := mountsOf(mounts, d.Major, d.Minor); len(mps) > 0 {
+		if mps := mountinfo.Mountpoints(mounts, d.Major, d.Minor); len(mps) > 0 {
 			errs = append(errs, sdk.Conflictf("loop device %s (%s) is still mounted on %s: not detaching it", d.Path, d.Backing, strings.Join(mps, ", ")))
 			continue
 		}
 		err := loopdev.Detach(d)
 		if errors.Is(err, loopdev.ErrBusy) {
-			errs = append(errs, sdk.Conflictf("%v: %s", err, describeHolders(holders(0, 0, unix.Mkdev(d.Major, d.Minor), "", nil))))
+			errs = append(errs, sdk.Conflictf("%v: %s", err, heldBy(holders.Target{Block: unix.Mkdev(d.Major, d.Minor)}, "", nil)))
 			continue
 		}
 		if err != nil {
@@ -349,7 +351,7 @@ func (s *stage) Check(ctx context.Context, req *sdk.Request) error {
 	if err := json.Unmarshal(req.State, &st); err != nil {
 		return sdk.Internalf("mount-loop: unreadable state: %w", err)
 	}
-	mounts, err := readMountinfo("/proc/self/mountinfo")
+	mounts, err := mountinfo.Self()
 	if err != nil {
 		return sdk.Internalf("read mount table: %w", err)
 	}
@@ -372,8 +374,8 @@ func (s *stage) Check(ctx context.Context, req *sdk.Request) error {
 			continue
 		}
 		if l.Role == roleRoot {
-			top, ok := topMount(mounts, st.Live)
-			if !ok {
+			top := mountinfo.TopAt(mounts, st.Live)
+			if top == nil {
 				errs = append(errs, sdk.NotFoundf("%s is not mounted", st.Live))
 			} else if top.Major != found.Major || top.Minor != found.Minor {
 				errs = append(errs, sdk.Conflictf("%s is a mount of %s, not of %s", st.Live, top.Source, found.Path))

@@ -17,8 +17,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/fsdetect"
 	"github.com/subhost/subhost/internal/imagebuild"
 	"github.com/subhost/subhost/internal/loopdev"
+	"github.com/subhost/subhost/internal/mountinfo"
 	"github.com/subhost/subhost/sdk"
 	"github.com/subhost/subhost/sdk/stagetest"
 )
@@ -123,7 +125,7 @@ func isExt4(t *testing.T, path string) bool {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	return detectFS(f) == "ext4"
+	return fsdetect.Detect(f) == "ext4"
 }
 
 func TestKinds(t *testing.T) {
@@ -386,7 +388,7 @@ func TestBusyDown(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Down of a busy mount: %v\n  want %q", err, want)
 	}
-	if top, ok := topMount(mustMounts(t), live); !ok || top.FSType != "ext4" {
+	if top := mountinfo.TopAt(mustMounts(t), live); top == nil || top.FSType != "ext4" {
 		t.Errorf("busy live was unmounted anyway")
 	}
 	cmd.Process.Kill()
@@ -427,9 +429,9 @@ func TestBusyNodeDevice(t *testing.T) {
 	t.Errorf("vdb's device stayed after its last user closed it")
 }
 
-func mustMounts(t *testing.T) []mountEntry {
+func mustMounts(t *testing.T) []mountinfo.Entry {
 	t.Helper()
-	m, err := readMountinfo("/proc/self/mountinfo")
+	m, err := mountinfo.Self()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +464,7 @@ func TestForeignMountOnLive(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not of this subhost's root partition: leaving it") {
 		t.Errorf("Down: %v", err)
 	}
-	if top, ok := topMount(mustMounts(t), live); !ok || top.FSType != "tmpfs" {
+	if top := mountinfo.TopAt(mustMounts(t), live); top == nil || top.FSType != "tmpfs" {
 		t.Errorf("Down removed a mount that was not its own")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/subhost/subhost/internal/loopdev"
+	"github.com/subhost/subhost/internal/mountinfo"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -68,7 +69,7 @@ func partLimit(im image) int64 {
 
 // survey is what exists on the host for this subhost.
 type survey struct {
-	mounts []mountEntry
+	mounts []mountinfo.Entry
 	// have maps an index of the wanted loops to the device that already
 	// serves it (adopted).
 	have map[int]loopdev.Device
@@ -81,7 +82,7 @@ type survey struct {
 func surveyHost(sp *spec, imgs []image, want []loopSpec) (*survey, error) {
 	sv := &survey{have: map[int]loopdev.Device{}}
 	var err error
-	if sv.mounts, err = readMountinfo("/proc/self/mountinfo"); err != nil {
+	if sv.mounts, err = mountinfo.Self(); err != nil {
 		return nil, sdk.Internalf("read mount table: %w", err)
 	}
 	if fi, err := os.Stat(sp.Home); err != nil || !fi.IsDir() {
@@ -99,7 +100,7 @@ func surveyHost(sp *spec, imgs []image, want []loopSpec) (*survey, error) {
 	default:
 		sv.liveExists = true
 	}
-	liveTop, liveMounted := topMount(sv.mounts, sp.Live)
+	liveTop := mountinfo.TopAt(sv.mounts, sp.Live)
 
 	var errs []error
 	for i, im := range imgs {
@@ -109,12 +110,12 @@ func surveyHost(sp *spec, imgs []image, want []loopSpec) (*survey, error) {
 		}
 		where := fmt.Sprintf("%s: DISKS[%d] %q: image %q", sp.Where, im.Index, im.Elem, im.Image)
 		for _, d := range devs {
-			mps := mountsOf(sv.mounts, d.Major, d.Minor)
+			mps := mountinfo.Mountpoints(sv.mounts, d.Major, d.Minor)
 			if d.Tag != sp.Tag {
 				errs = append(errs, sdk.Conflictf("%s is in use: attached to %s %s%s", where, d.Path, owner(d.Tag), mountedOn(mps)))
 				continue
 			}
-			if liveMounted && liveTop.Major == d.Major && liveTop.Minor == d.Minor && i == 0 && want[0].matches(d) {
+			if liveTop != nil && liveTop.Major == d.Major && liveTop.Minor == d.Minor && i == 0 && want[0].matches(d) {
 				if _, dup := sv.have[0]; !dup {
 					sv.have[0] = d
 					continue
@@ -137,7 +138,7 @@ func surveyHost(sp *spec, imgs []image, want []loopSpec) (*survey, error) {
 			}
 		}
 	}
-	if liveMounted {
+	if liveTop != nil {
 		if _, ok := sv.have[0]; !ok {
 			errs = append(errs, sdk.Conflictf("%s is already a mount (%s from %s), not this subhost's root partition", sp.Live, liveTop.FSType, liveTop.Source))
 		}

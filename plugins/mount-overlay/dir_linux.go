@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/internal/mountinfo"
 )
 
 // dir is a directory held open (O_PATH) together with what identifies it:
@@ -109,8 +111,8 @@ func (d *dir) close() {
 
 // relPath is d's path inside its filesystem, as mountinfo's root field
 // gives it for a bind mount of d.
-func (d *dir) relPath(mounts []mountEntry) (string, bool) {
-	m := byID(mounts, int(d.mntID))
+func (d *dir) relPath(mounts []mountinfo.Entry) (string, bool) {
+	m := mountinfo.ByID(mounts, int(d.mntID))
 	if m == nil || !within(d.path, m.Mountpoint) {
 		return "", false
 	}
@@ -126,7 +128,7 @@ func (d *dir) relPath(mounts []mountEntry) (string, bool) {
 }
 
 // sameDev reports whether mount m is of d's filesystem.
-func (d *dir) sameDev(m *mountEntry) bool {
+func (d *dir) sameDev(m *mountinfo.Entry) bool {
 	return unix.Major(d.dev) == m.Major && unix.Minor(d.dev) == m.Minor
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/mountinfo"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -140,7 +141,7 @@ func (l *layout) openImageLayers() error {
 // fit for overlay options, layers that do not overlap, upper and work on
 // one mount, work empty or this overlay's own, and neither in use by
 // another subhost.
-func (l *layout) checkLayers(mounts []mountEntry) error {
+func (l *layout) checkLayers(mounts []mountinfo.Entry) error {
 	if c := badPathChar(l.upper.path); c != "" {
 		return sdk.Invalidf("root %q contains %q, which may not appear in an overlay's paths", l.upper.path, c)
 	}
@@ -202,7 +203,7 @@ func checkWork(work *dir) error {
 // them, such as another subhost's live; and in the image variant, the
 // image's filesystem mounted anywhere but mnt. Mounts at or under our own
 // live, and their propagation copies, are ours.
-func (l *layout) checkInUse(mounts []mountEntry) error {
+func (l *layout) checkInUse(mounts []mountinfo.Entry) error {
 	ours := l.ownMount(mounts)
 	type layer struct {
 		what string
@@ -229,7 +230,7 @@ func (l *layout) checkInUse(mounts []mountEntry) error {
 			continue
 		}
 		if m.FSType == "overlay" {
-			_, up, wk := m.overlayLayers()
+			_, up, wk := m.OverlayLayers()
 			for _, ly := range layers {
 				for _, theirs := range []string{up, wk} {
 					if theirs != "" && overlaps(ly.d.path, theirs) {
@@ -254,7 +255,7 @@ func (l *layout) checkInUse(mounts []mountEntry) error {
 // ownMount returns a test for mounts that are this subhost's: mounted at
 // or under live or mnt, or propagation copies of those (peers in their
 // shared group).
-func (l *layout) ownMount(mounts []mountEntry) func(*mountEntry) bool {
+func (l *layout) ownMount(mounts []mountinfo.Entry) func(*mountinfo.Entry) bool {
 	var roots []string
 	roots = append(roots, l.livePath())
 	if l.image != nil {
@@ -264,19 +265,19 @@ func (l *layout) ownMount(mounts []mountEntry) func(*mountEntry) bool {
 	for i := range mounts {
 		for _, r := range roots {
 			if within(mounts[i].Mountpoint, r) {
-				if g := mounts[i].sharedGroup(); g != "" {
+				if g := mounts[i].SharedGroup(); g != "" {
 					groups[g] = true
 				}
 			}
 		}
 	}
-	return func(m *mountEntry) bool {
+	return func(m *mountinfo.Entry) bool {
 		for _, r := range roots {
 			if within(m.Mountpoint, r) {
 				return true
 			}
 		}
-		return groups[m.sharedGroup()] || groups[m.masterGroup()]
+		return groups[m.SharedGroup()] || groups[m.MasterGroup()]
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/internal/loopdev"
+	"github.com/subhost/subhost/internal/mountinfo"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -154,7 +155,7 @@ func fsError(fsfd int, what string, err error) error {
 // liveMatches reports whether the mount m on live is the one l wants:
 // an overlay of exactly l's layers with safe options, or a bind of l's
 // upper directory.
-func (l *layout) liveMatches(m *mountEntry, mounts []mountEntry) (bool, string) {
+func (l *layout) liveMatches(m *mountinfo.Entry, mounts []mountinfo.Entry) (bool, string) {
 	if !l.overlay() {
 		rel, ok := l.upper.relPath(mounts)
 		if m.FSType != "overlay" && ok && l.upper.sameDev(m) && m.Root == rel {
@@ -165,7 +166,7 @@ func (l *layout) liveMatches(m *mountEntry, mounts []mountEntry) (bool, string) 
 	if m.FSType != "overlay" {
 		return false, "it is not an overlay"
 	}
-	lowers, up, wk := m.overlayLayers()
+	lowers, up, wk := m.OverlayLayers()
 	var want []string
 	for _, lo := range l.lowers {
 		want = append(want, lo.path)
@@ -182,9 +183,9 @@ func (l *layout) liveMatches(m *mountEntry, mounts []mountEntry) (bool, string) 
 // unsafeOverlay names the first option that makes overlay m unsafe over
 // a tenant's upper layer, or "". mountinfo shows an option only when it
 // differs from the module's default, so defaults fill the gaps.
-func unsafeOverlay(m *mountEntry, def map[string]string) string {
+func unsafeOverlay(m *mountinfo.Entry, def map[string]string) string {
 	get := func(k string) string {
-		if v, ok := m.option(k); ok {
+		if v, ok := m.Option(k); ok {
 			return v
 		}
 		return def[k]

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/subhost/subhost/internal/loopdev"
+	"github.com/subhost/subhost/internal/mountinfo"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -12,7 +13,7 @@ import (
 // mounts, adopted by Up).
 type plan struct {
 	*layout
-	mounts []mountEntry
+	mounts []mountinfo.Entry
 	// mntMounted: the image is mounted on mnt (image variant).
 	mntMounted bool
 	// liveMounted: live is mounted as wanted.
@@ -47,7 +48,7 @@ func survey(s sdk.Subhost) (*plan, error) {
 
 // refresh rereads the host's mounts and checks the plan against them.
 func (p *plan) refresh() error {
-	mounts, err := readMountinfo()
+	mounts, err := mountinfo.Self()
 	if err != nil {
 		return sdk.Internalf("read mountinfo: %w", err)
 	}
@@ -60,7 +61,7 @@ func (p *plan) refresh() error {
 		if !p.mntMounted {
 			// The layers are inside the image: nothing more to look
 			// at until it is mounted, and live cannot be ours yet.
-			if m := topAt(mounts, p.livePath()); m != nil {
+			if m := mountinfo.TopAt(mounts, p.livePath()); m != nil {
 				return sdk.Conflictf("live %q has %s %q mounted, but the image %q is not mounted on %q", p.livePath(), m.FSType, m.Source, p.image.path, p.mntPath())
 			}
 			return nil
@@ -69,7 +70,7 @@ func (p *plan) refresh() error {
 	if err := p.checkLayers(mounts); err != nil {
 		return err
 	}
-	top := topAt(mounts, p.livePath())
+	top := mountinfo.TopAt(mounts, p.livePath())
 	if top == nil {
 		return nil
 	}
@@ -105,7 +106,7 @@ func (p *plan) surveyImage() error {
 			return sdk.Conflictf("image %q is in use: it is attached to %s, which is not mounted by this subhost", p.image.path, d.Path)
 		}
 	}
-	top := topAt(p.mounts, p.mntPath())
+	top := mountinfo.TopAt(p.mounts, p.mntPath())
 	if top == nil {
 		return nil
 	}
@@ -142,17 +143,12 @@ func (p *plan) imageLoops() ([]loopdev.Device, error) {
 		if settled || time.Now().After(deadline) {
 			return loops, nil
 		}
-		if mounts, err := readMountinfo(); err == nil {
+		if mounts, err := mountinfo.Self(); err == nil {
 			p.mounts = mounts
 		}
 	}
 }
 
 func (p *plan) devMounted(d loopdev.Device) bool {
-	for _, m := range p.mounts {
-		if m.Major == d.Major && m.Minor == d.Minor {
-			return true
-		}
-	}
-	return false
+	return len(mountinfo.Mountpoints(p.mounts, d.Major, d.Minor)) > 0
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/subhost/subhost/internal/mountinfo"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -60,38 +61,8 @@ const sampleMountinfo = `27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
 49 46 0:42 / /tmp/t/h/live rw - tmpfs tmpfs rw
 `
 
-func TestParseMountinfo(t *testing.T) {
-	ms, err := parseMountinfo(strings.NewReader(sampleMountinfo))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ms) != 6 {
-		t.Fatalf("got %d entries", len(ms))
-	}
-	ov := ms[2]
-	lowers, up, wk := ov.overlayLayers()
-	if !slices.Equal(lowers, []string{"/tmp/t/b1", "/tmp/t/b,2"}) || up != "/tmp/t/h/root" || wk != "/tmp/t/h/work" {
-		t.Errorf("overlay layers: %q %q %q", lowers, up, wk)
-	}
-	if ov.sharedGroup() != "3" || ms[3].masterGroup() != "3" || ms[3].Mountpoint != "/tmp/t/other live" || ms[3].Root != "/h/root" {
-		t.Errorf("entry 47: %+v", ms[3])
-	}
-	if lowers, _, _ := ms[4].overlayLayers(); !slices.Equal(lowers, []string{"/l1", "/l:2", "/data"}) {
-		t.Errorf("legacy lowerdir: %q", lowers)
-	}
-	if top := topAt(ms, "/tmp/t/h/live"); top == nil || top.ID != 49 {
-		t.Errorf("top at live: %+v", top)
-	}
-	if top := topAt(ms, "/nowhere"); top != nil {
-		t.Errorf("top at /nowhere: %+v", top)
-	}
-	if _, err := parseMountinfo(strings.NewReader("garbage\n")); err == nil {
-		t.Error("a malformed line parsed")
-	}
-}
-
 func TestUnsafeOverlay(t *testing.T) {
-	ms, _ := parseMountinfo(strings.NewReader(sampleMountinfo))
+	ms, _ := mountinfo.Parse(strings.NewReader(sampleMountinfo))
 	ov := &ms[2]
 	followDefaults := map[string]string{"redirect_dir": "follow", "metacopy": "off", "index": "off"}
 	if bad := unsafeOverlay(ov, followDefaults); bad != "" {
@@ -129,5 +100,20 @@ func TestDetectFS(t *testing.T) {
 	}
 	if _, err := detectFS(bytes.NewReader(nil)); err == nil {
 		t.Error("an empty file detected as a filesystem")
+	}
+}
+
+// TestDetectFSRefuses: filesystems a pretend-boot root may be, but the
+// image of a control subhost may not.
+func TestDetectFSRefuses(t *testing.T) {
+	f2fs := make([]byte, 4096)
+	copy(f2fs[1024:], []byte{0x10, 0x20, 0xF5, 0xF2})
+	fat := make([]byte, 512)
+	fat[0], fat[2], fat[11], fat[12], fat[510], fat[511] = 0xEB, 0x90, 0x00, 0x02, 0x55, 0xAA
+	copy(fat[82:], "FAT32   ")
+	for name, img := range map[string][]byte{"f2fs": f2fs, "vfat": fat} {
+		if fs, err := detectFS(bytes.NewReader(img)); err == nil || fs != "" {
+			t.Errorf("%s: accepted as %q", name, fs)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/internal/loopdev"
+	"github.com/subhost/subhost/internal/mountinfo"
 	"github.com/subhost/subhost/internal/version"
 	"github.com/subhost/subhost/sdk"
 )
@@ -109,7 +110,7 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err er
 			return nil, err
 		}
 		undo = append(undo, func() {
-			if mounts, err := readMountinfo(); err == nil {
+			if mounts, err := mountinfo.Self(); err == nil {
 				if err := unmountTree(p.home, p.livePath(), mounts); err != nil {
 					log.Error("undo: unmount live", "error", err)
 				}
@@ -174,7 +175,7 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 	p := &plan{layout: &layout{spec: sp, home: home}}
 	defer p.close()
 	p.image = &imageFile{path: filepath.Join(home.path, sp.name+".img")}
-	mounts, err := readMountinfo()
+	mounts, err := mountinfo.Self()
 	if err != nil {
 		return sdk.Internalf("read mountinfo: %w", err)
 	}
@@ -183,7 +184,7 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 		return sdk.Internalf("%w", err)
 	}
 
-	mntTop := topAt(mounts, p.mntPath())
+	mntTop := mountinfo.TopAt(mounts, p.mntPath())
 	mntOurs := mntTop != nil && onLoop(mntTop, loops)
 	if mntTop != nil && !mntOurs {
 		log.Warn("mnt has a mount that is not this subhost's image: left alone", "mnt", p.mntPath(), "fstype", mntTop.FSType, "source", mntTop.Source)
@@ -191,7 +192,7 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 	// Normally one mount is on live; a stack of ours (left by a bug or a
 	// crash) is unmounted one by one, down to the first that is not ours.
 	for range 8 {
-		top := topAt(mounts, p.livePath())
+		top := mountinfo.TopAt(mounts, p.livePath())
 		if top == nil {
 			break
 		}
@@ -208,7 +209,7 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 			return sdk.Internalf("%w", err)
 		}
 		log.Info("unmounted live", "live", p.livePath(), "fstype", top.FSType)
-		if mounts, err = readMountinfo(); err != nil {
+		if mounts, err = mountinfo.Self(); err != nil {
 			return sdk.Internalf("read mountinfo: %w", err)
 		}
 	}
@@ -225,7 +226,7 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 // ownLive reports whether mount m on live is this subhost's: an overlay
 // whose upper layer is HOME/root or root in the image on mnt, or a bind of
 // one of those.
-func (p *plan) ownLive(m *mountEntry, mounts []mountEntry, mntOurs bool) (bool, error) {
+func (p *plan) ownLive(m *mountinfo.Entry, mounts []mountinfo.Entry, mntOurs bool) (bool, error) {
 	var uppers []*dir
 	defer func() {
 		for _, d := range uppers {
@@ -249,7 +250,7 @@ func (p *plan) ownLive(m *mountEntry, mounts []mountEntry, mntOurs bool) (bool, 
 	}
 	for _, d := range uppers {
 		if m.FSType == "overlay" {
-			if _, up, _ := m.overlayLayers(); up == d.path {
+			if _, up, _ := m.OverlayLayers(); up == d.path {
 				return true, nil
 			}
 			continue
@@ -269,11 +270,11 @@ func (p *plan) unmountImage() []error {
 	if err != nil {
 		return []error{err}
 	}
-	mounts, err := readMountinfo()
+	mounts, err := mountinfo.Self()
 	if err != nil {
 		return []error{err}
 	}
-	if top := topAt(mounts, p.mntPath()); top != nil && onLoop(top, loops) {
+	if top := mountinfo.TopAt(mounts, p.mntPath()); top != nil && onLoop(top, loops) {
 		if err := unmountTree(p.home, p.mntPath(), mounts); err != nil {
 			// The loop device stays while mnt holds it.
 			return []error{err}
@@ -298,12 +299,8 @@ func detach(d loopdev.Device) error {
 	}
 	if errors.Is(err, loopdev.ErrBusy) {
 		var where []string
-		if mounts, merr := readMountinfo(); merr == nil {
-			for _, m := range mounts {
-				if m.Major == d.Major && m.Minor == d.Minor {
-					where = append(where, m.Mountpoint)
-				}
-			}
+		if mounts, merr := mountinfo.Self(); merr == nil {
+			where = mountinfo.Mountpoints(mounts, d.Major, d.Minor)
 		}
 		if len(where) > 0 {
 			return fmt.Errorf("detach %s (%s): still mounted on %s", d.Path, d.Backing, strings.Join(where, ", "))
@@ -314,7 +311,7 @@ func detach(d loopdev.Device) error {
 }
 
 // onLoop reports whether m is a mount of one of the loop devices.
-func onLoop(m *mountEntry, loops []loopdev.Device) bool {
+func onLoop(m *mountinfo.Entry, loops []loopdev.Device) bool {
 	for _, d := range loops {
 		if m.Major == d.Major && m.Minor == d.Minor {
 			return true

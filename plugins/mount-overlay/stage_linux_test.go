@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/internal/loopdev"
+	"github.com/subhost/subhost/internal/mountinfo"
 	"github.com/subhost/subhost/sdk"
 	"github.com/subhost/subhost/sdk/stagetest"
 )
@@ -163,7 +164,7 @@ func down(t *testing.T, req *sdk.Request) {
 // mountsUnder lists the mount points at or under dir.
 func mountsUnder(t *testing.T, dir string) []string {
 	t.Helper()
-	ms, err := readMountinfo()
+	ms, err := mountinfo.Self()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,8 +246,8 @@ func TestOverlay(t *testing.T) {
 					t.Errorf("base %s changed: %q", b, got)
 				}
 			}
-			ms, _ := readMountinfo()
-			if top := topAt(ms, live); top == nil || top.FSType != "overlay" || !strings.Contains(top.Super, "redirect_dir=nofollow") {
+			ms, _ := mountinfo.Self()
+			if top := mountinfo.TopAt(ms, live); top == nil || top.FSType != "overlay" || !strings.Contains(top.Super, "redirect_dir=nofollow") {
 				t.Errorf("live mount: %+v", top)
 			}
 			down(t, req)

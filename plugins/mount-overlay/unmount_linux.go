@@ -1,15 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/internal/holders"
+	"github.com/subhost/subhost/internal/mountinfo"
 )
 
 // unmountTree unmounts the top mount on mountpoint and everything
@@ -19,12 +20,12 @@ import (
 // is the directory that holds mountpoint (HOME). Paths below mountpoint
 // lie in a tenant's tree, so each is reached from an opened parent
 // directory without following symlinks.
-func unmountTree(parent *dir, mountpoint string, mounts []mountEntry) error {
-	top := topAt(mounts, mountpoint)
+func unmountTree(parent *dir, mountpoint string, mounts []mountinfo.Entry) error {
+	top := mountinfo.TopAt(mounts, mountpoint)
 	if top == nil {
 		return nil
 	}
-	todo := []mountEntry{*top}
+	todo := []mountinfo.Entry{*top}
 	for i, m := range mounts {
 		if m.Mountpoint != mountpoint && within(m.Mountpoint, mountpoint) {
 			todo = append(todo, mounts[i])
@@ -93,59 +94,22 @@ func openNoSymlinks(root *dir, rel string) (*dir, error) {
 
 // heldBy lists the processes that use something at or under path (their
 // working directory, root, executable, an open file or a mapping), as
-// ": held by pid 12 (bash) cwd /x/live/root, ..." or "".
+// ": held by pid 12 (bash) cwd /x/live/root, ...", or says that it found
+// none. Paths, not device numbers: the files of an overlay are its
+// layers' files, on other devices.
 func heldBy(path string) string {
-	holders := holders(path, 5)
-	if len(holders) == 0 {
+	const max = 5
+	found := holders.Find(holders.Target{Path: path})
+	if len(found) == 0 {
 		return " (no process found holding it: another mount namespace, or a loop device or mount on it?)"
 	}
-	return ": held by " + strings.Join(holders, ", ")
-}
-
-func holders(path string, max int) []string {
-	procs, _ := filepath.Glob("/proc/[0-9]*")
 	var out []string
-	more := 0
-	for _, p := range procs {
-		what := usesPath(p, path)
-		if what == "" {
-			continue
+	for i, h := range found {
+		if i == max {
+			out = append(out, fmt.Sprintf("and %d more", len(found)-max))
+			break
 		}
-		if len(out) == max {
-			more++
-			continue
-		}
-		comm, _ := os.ReadFile(p + "/comm")
-		out = append(out, fmt.Sprintf("pid %s (%s) %s", filepath.Base(p), strings.TrimSpace(string(comm)), what))
+		out = append(out, h.Who()+" "+h.Uses[0].String())
 	}
-	if more > 0 {
-		out = append(out, fmt.Sprintf("and %d more", more))
-	}
-	return out
-}
-
-// usesPath says how process directory proc uses path, or "".
-func usesPath(proc, path string) string {
-	for _, link := range []string{"cwd", "root", "exe"} {
-		if t, err := os.Readlink(proc + "/" + link); err == nil && within(t, path) {
-			return link + " " + t
-		}
-	}
-	fds, _ := os.ReadDir(proc + "/fd")
-	for _, fd := range fds {
-		if t, err := os.Readlink(proc + "/fd/" + fd.Name()); err == nil && within(t, path) {
-			return "fd " + fd.Name() + " " + t
-		}
-	}
-	if f, err := os.Open(proc + "/maps"); err == nil {
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) >= 6 && within(fields[5], path) {
-				return "maps " + fields[5]
-			}
-		}
-	}
-	return ""
+	return ": held by " + strings.Join(out, ", ")
 }
