@@ -116,8 +116,9 @@ type env struct {
 	t     *testing.T
 	state string // --state-dir, short: it holds unix sockets
 
-	mu    sync.Mutex
-	names []string // subhosts made by name(), stopped at cleanup
+	mu     sync.Mutex
+	names  []string // subhosts made by name(), stopped at cleanup
+	logged bool     // logs shown once, on failure
 }
 
 // newEnv starts a test that touches the host: root required, leak check
@@ -182,13 +183,16 @@ func (e *env) stopAll() {
 				e.t.Errorf("cleanup: stop %s: exit %d: %s%s", n, code, out, errOut)
 			}
 		}
-		if e.t.Failed() {
+		if e.t.Failed() && !e.logged {
 			for _, f := range []string{n + ".supervisor.log", n + ".log"} {
 				if b, err := os.ReadFile(filepath.Join(logDir, f)); err == nil {
 					e.t.Logf("%s:\n%s", f, tail(string(b), 4000))
 				}
 			}
 		}
+	}
+	if e.t.Failed() {
+		e.logged = true
 	}
 }
 

@@ -196,10 +196,12 @@ func (r *Root) Serve(dev, cidr string) *Root {
 	)
 }
 
-// ConsoleShell adds an rcS line that starts a shell reading commands from
-// the console (a guest under sysv mode has no getty), so a test at the
-// console can type commands and see their output.
+// ConsoleShell adds an rcS line that starts a command loop on the console
+// (a guest under sysv mode has no getty): each line typed is evaluated by
+// a non-interactive shell, its output shown on the console. (An
+// interactive shell would ignore SIGTERM and hold every power off for
+// subhost-init's whole grace period.)
 func (r *Root) ConsoleShell() *Root {
 	r.t.Helper()
-	return r.RcS("sh </dev/console >/dev/console 2>&1 &")
+	return r.RcS(`sh -c 'while read -r l; do eval "$l"; done' </dev/console >/dev/console 2>&1 &`)
 }
