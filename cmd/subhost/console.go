@@ -12,6 +12,7 @@ import (
 	"github.com/subhost/subhost/internal/config"
 	"github.com/subhost/subhost/internal/console"
 	"github.com/subhost/subhost/internal/proc"
+	"github.com/subhost/subhost/internal/seccompguard"
 	"github.com/subhost/subhost/internal/state"
 )
 
@@ -95,6 +96,16 @@ The command's exit status is subhost's.`,
 			argv := append([]string{"nsenter", "--target", strconv.Itoa(pid),
 				"--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd", "--"}, command...)
 			env := []string{"container=subhost", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=" + termName, "HOME=/root"}
+			// What runs in the guest is confined as its PID 1 is: the same
+			// capabilities dropped and the same seccomp guard, both kept
+			// across nsenter's exec of the command. DropCapabilities locks
+			// this goroutine to its thread; the exec must come from it.
+			if err := seccompguard.DropCapabilities(); err != nil {
+				return err
+			}
+			if err := seccompguard.Install(); err != nil {
+				return err
+			}
 			// nsenter execs the command, so its exit status is ours.
 			return syscall.Exec(nsenter, argv, env)
 		},

@@ -276,9 +276,11 @@ func superviseRun(ctx context.Context, t targetFlags, name string, ev *eventWrit
 		return err
 	}
 	stops := make(chan runner.StopOptions)
+	launched := false
 	st, err := r.Run(ctx, plan, runner.RunOptions{
 		Console: con.SlavePath(),
 		Supervise: func(ctx context.Context, sup *runner.Supervision) error {
+			launched = true
 			sup.SetOperation("supervise")
 			con.CloseSlave()
 			serveCtx, stopServing := context.WithCancel(context.Background())
@@ -306,7 +308,7 @@ func superviseRun(ctx context.Context, t targetFlags, name string, ev *eventWrit
 			return err
 		},
 	})
-	if err == nil && st.Record.GuestPID == 0 {
+	if err == nil && !launched {
 		// A pipeline without a guest (no init stage) is done once it is up.
 		ev.send(event{Ready: true, Status: st.Status})
 	}
