@@ -96,6 +96,13 @@ func bootGuest() error {
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fmt.Errorf("close the host's descriptors: %w", err)
 	}
+	// The guard, last, so that it covers everything the guest does and
+	// nothing the launcher still had to (the disk nodes above are block
+	// mknods). DropCapabilities locks this goroutine to its thread, the
+	// one whose capabilities the exec below keeps.
+	if err := seccompguard.DropCapabilities(); err != nil {
+		return err
+	}
 	if err := seccompguard.Install(); err != nil {
 		return err
 	}
