@@ -43,8 +43,29 @@
 // guest returns it again. Down sends SIGPWR to the guest's PID 1 (a power
 // off for subhost-init; repeated, since the kernel drops it while a just
 // started PID 1 has no handler yet), waits up to shutdown_timeout, then
-// SIGKILLs it,
-// which ends the whole PID namespace; it signals only through a pidfd
-// whose start time matched the recorded one. /sbin/subhost-init stays in
-// the root.
+// SIGKILLs it, which ends the whole PID namespace; it signals only
+// through a pidfd whose start time matched the recorded one.
+// /sbin/subhost-init stays in the root.
+//
+// The runner records Up's result only once Up has returned, so a runner
+// killed while Up was pending, or a plugin killed for a timeout, would
+// leave a guest no state names: nobody would stop it, and it would keep
+// the root's file system busy for the mount stage's Down. So the plugin
+// keeps a launch record of its own, /run/subhost/.init/NAME.HASH.json
+// (HASH from the subhost's home, so that subhosts of one name under
+// different state directories never share one; root-only, replaced
+// atomically) holding name, home, pid, start_time and root. It is
+// written as soon as the launcher process exists and before the launcher
+// is sent its config, without which it exits: no guest runs unrecorded.
+// A launch that fails, or whose caller has given up (context done),
+// kills and reaps the launcher and removes the record. Down stops every
+// guest that the state, the boot record or the launch record names (each
+// identity checked as above, so a stale record whose PID now belongs to
+// another process is never signalled) and removes the record once its
+// guest is gone. Check falls back on it. Up, finding a live guest that
+// only the launch record knows (an interrupted boot's, with no
+// supervisor and a dead console), powers it off as Down would before
+// booting afresh, so two guests never share a root. The record of a
+// guest that ended by itself (a hibernating subhost) stays until Down or
+// the next launch; its start time makes it harmless.
 package main

@@ -22,11 +22,15 @@ import (
 )
 
 // TestMain lets the test binary be the launched guest (the plugin
-// re-executes /proc/self/exe, here the test binary), and makes the test
-// process a child subreaper as the runner is.
+// re-executes /proc/self/exe, here the test binary) or a plugin process
+// to kill mid-Up (upHelper), and makes the test process a child
+// subreaper as the runner is.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == launchArg {
 		guestMain()
+	}
+	if req := os.Getenv(upHelperEnv); req != "" {
+		upHelper(req)
 	}
 	if os.Geteuid() == 0 {
 		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -117,8 +121,16 @@ func guestRequest(t *testing.T, root string, params map[string]string) *sdk.Requ
 	for k, v := range params {
 		p[k] = v
 	}
+	sub := sdk.Subhost{Name: "tguest", Home: filepath.Dir(root)}
+	// A guest that ends by itself leaves its launch record (Down removes
+	// it): the test's home is its own, and so is the record.
+	t.Cleanup(func() {
+		if path, err := launchRecordPath(sub); err == nil {
+			removeLaunchRecord(path)
+		}
+	})
 	return &sdk.Request{
-		Subhost: sdk.Subhost{Name: "tguest", Home: filepath.Dir(root)},
+		Subhost: sub,
 		Stage:   "init",
 		Params:  p,
 		Record:  sdk.BootRecord{Root: root},

@@ -44,7 +44,18 @@ type guestConfig struct {
 // subhost-init has been executed, or the error that stopped it. The child
 // is not waited for: it outlives the plugin and becomes the runner's
 // child.
-func launch(ctx context.Context, cfg guestConfig, netns, console string) (int, uint64, error) {
+//
+// started is called as soon as the launcher exists, before it is sent its
+// config: the launcher goes no further than reading that config until
+// started has returned, and exits when the plugin dies before sending it,
+// so a guest runs only once started has recorded it. On any error,
+// started's included, the launcher is killed and reaped before launch
+// returns; so it is when ctx is done, even if the launch had succeeded,
+// since the caller has given up on the result.
+func launch(ctx context.Context, cfg guestConfig, netns, console string, started func(pid int, start uint64) error) (int, uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, 0, sdk.Internalf("init: launch guest: %w", err)
+	}
 	stdio, err := openStdio(console)
 	if err != nil {
 		return 0, 0, err
@@ -92,10 +103,23 @@ func launch(ctx context.Context, cfg guestConfig, netns, console string) (int, u
 		return 0, 0, err
 	}
 	pid := cmd.Process.Pid
-
-	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
+	abort := func() {
 		cmd.Process.Kill()
 		cmd.Wait()
+	}
+	// The start time names the process from fork on, across the exec.
+	start, _, err := procStat(pid)
+	if err != nil {
+		abort()
+		return 0, 0, sdk.Internalf("init: guest pid %d: read its start time: %w", pid, err)
+	}
+	if err := started(pid, start); err != nil {
+		abort()
+		return 0, 0, err
+	}
+
+	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
+		abort()
 		return 0, 0, sdk.Internalf("init: send the launch config: %w", err)
 	}
 	cfgW.Close()
@@ -109,8 +133,7 @@ func launch(ctx context.Context, cfg guestConfig, netns, console string) (int, u
 	select {
 	case b = <-msg:
 	case <-ctx.Done():
-		cmd.Process.Kill()
-		cmd.Wait()
+		abort()
 		return 0, 0, sdk.Internalf("init: launch guest: %w", ctx.Err())
 	}
 	if len(b) > 0 {
@@ -124,11 +147,9 @@ func launch(ctx context.Context, cfg guestConfig, netns, console string) (int, u
 		ws := waitStatus(cmd)
 		return 0, 0, sdk.Internalf("init: launch guest: the launcher died (%s) before executing subhost-init", ws)
 	}
-	start, _, err := procStat(pid)
-	if err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		return 0, 0, sdk.Internalf("init: guest pid %d: read its start time: %w", pid, err)
+	if err := ctx.Err(); err != nil {
+		abort()
+		return 0, 0, sdk.Internalf("init: launch guest: %w", err)
 	}
 	cmd.Process.Release()
 	return pid, start, nil

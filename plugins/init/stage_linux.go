@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
+	"slices"
 	"syscall"
 
 	"github.com/subhost/subhost/internal/guestroot"
@@ -54,6 +56,10 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	if err := checkDevices(rec.Devices); err != nil {
 		return nil, err
 	}
+	recPath, err := launchRecordPath(req.Subhost)
+	if err != nil {
+		return nil, err
+	}
 	log := sdk.Logger(ctx)
 
 	if st, ok := recorded(req); ok && alive(st.PID, st.StartTime) {
@@ -62,6 +68,16 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 		}
 		log.Debug("guest already running", "pid", st.PID)
 		return result(st, req.Subhost.Name)
+	}
+	// A guest that only the launch record knows was launched by an Up
+	// whose result never reached the runner (killed, or timed out): it
+	// has no supervisor and a console nobody reads. It is powered off as
+	// Down would, then booted afresh, rather than adopted or run twice.
+	if lr, ok := readLaunchRecord(recPath); ok && alive(lr.PID, lr.StartTime) {
+		log.Warn("a guest from an interrupted boot is still running; powering it off first", "pid", lr.PID, "root", lr.Root)
+		if err := stopGuest(ctx, lr.PID, lr.StartTime, p.shutdownTimeout, log); err != nil {
+			return nil, sdk.Internalf("init: stop the guest (pid %d) of an interrupted boot: %w", lr.PID, err)
+		}
 	}
 
 	content, err := os.ReadFile(p.initBinary)
@@ -87,8 +103,16 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 		Argv:     guestArgv(p),
 		Env:      guestEnv(p),
 	}
-	pid, start, err := launch(ctx, cfg, rec.Netns, rec.Console)
+	pid, start, err := launch(ctx, cfg, rec.Netns, rec.Console, func(pid int, start uint64) error {
+		lr := launchRecord{Name: req.Subhost.Name, Home: req.Subhost.Home, PID: pid, StartTime: start, Root: rec.Root}
+		if err := writeLaunchRecord(recPath, lr); err != nil {
+			return sdk.Internalf("init: record the launched guest: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
+		// launch reaped whatever it started.
+		removeLaunchRecord(recPath)
 		return nil, err
 	}
 	log.Info("guest started", "pid", pid, "root", rec.Root, "mode", p.mode)
@@ -109,33 +133,82 @@ func result(st guestState, name string) (*sdk.Result, error) {
 // recorded finds the guest from the stage's state or, without one (the
 // state was lost), from the boot record.
 func recorded(req *sdk.Request) (guestState, bool) {
+	if st, ok := fromState(req); ok {
+		return st, true
+	}
+	return fromRecord(req)
+}
+
+func fromState(req *sdk.Request) (guestState, bool) {
 	var st guestState
 	if len(req.State) > 0 && json.Unmarshal(req.State, &st) == nil && st.PID > 0 {
 		return st, true
 	}
+	return guestState{}, false
+}
+
+func fromRecord(req *sdk.Request) (guestState, bool) {
 	if req.Record.GuestPID > 0 {
 		return guestState{PID: req.Record.GuestPID, StartTime: req.Record.GuestStartTime, Root: req.Record.Root}, true
 	}
-	return st, false
+	return guestState{}, false
 }
 
+// Down stops every guest that the state, the boot record or the launch
+// record names and that is still that process: the launch record finds a
+// guest whose launch the runner never recorded. The launch record is
+// removed once its guest is gone.
 func (*stage) Down(ctx context.Context, req *sdk.Request) error {
-	st, ok := recorded(req)
-	if !ok {
-		return nil
-	}
+	log := sdk.Logger(ctx)
 	timeout := defaultTimeout
 	if d, err := parseTimeout(req.Param("shutdown_timeout", defaultTimeout.String())); err == nil {
 		timeout = d
 	}
-	if err := stopGuest(ctx, st.PID, st.StartTime, timeout, sdk.Logger(ctx)); err != nil {
-		return sdk.Internalf("init: stop guest pid %d: %w", st.PID, err)
+	var guests []guestState
+	add := func(g guestState, ok bool) {
+		if !ok || slices.ContainsFunc(guests, func(h guestState) bool { return h.PID == g.PID && h.StartTime == g.StartTime }) {
+			return
+		}
+		guests = append(guests, g)
+	}
+	add(fromState(req))
+	add(fromRecord(req))
+	recPath, pathErr := launchRecordPath(req.Subhost)
+	lr, haveLR := launchRecord{}, false
+	if pathErr == nil {
+		lr, haveLR = readLaunchRecord(recPath)
+		add(lr.guest(), haveLR)
+	}
+
+	var errs []error
+	for _, g := range guests {
+		if err := stopGuest(ctx, g.PID, g.StartTime, timeout, log); err != nil {
+			errs = append(errs, fmt.Errorf("stop guest pid %d: %w", g.PID, err))
+		}
+	}
+	// A record of a guest still alive stays, for a retry to find.
+	if pathErr == nil && (!haveLR || !alive(lr.PID, lr.StartTime)) {
+		if err := removeLaunchRecord(recPath); err != nil {
+			errs = append(errs, fmt.Errorf("remove the launch record: %w", err))
+		}
+	}
+	if len(errs) > 0 {
+		return sdk.Internalf("init: %w", errors.Join(errs...))
 	}
 	return nil
 }
 
+// Check reports whether the recorded guest still runs; with neither state
+// nor boot record, the launch record is asked.
 func (*stage) Check(ctx context.Context, req *sdk.Request) error {
 	st, ok := recorded(req)
+	if !ok {
+		if path, err := launchRecordPath(req.Subhost); err == nil {
+			var lr launchRecord
+			lr, ok = readLaunchRecord(path)
+			st = lr.guest()
+		}
+	}
 	if !ok {
 		return sdk.NotFoundf("init: no guest is recorded")
 	}
