@@ -106,7 +106,9 @@ func (r *Root) MountAt(m Mount, target *os.File, guestPath string) error {
 	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
 		return merr(fmt.Errorf("statfs after mounting: %w", err))
 	}
-	if st.Type != m.Magic {
+	// Statfs_t.Type is int32 on 32-bit targets; magics like 0x62656572
+	// fit either way.
+	if int64(st.Type) != m.Magic {
 		return merr(fmt.Errorf("after mounting, %s holds filesystem type %#x, want %#x", guestPath, st.Type, m.Magic))
 	}
 	return nil
