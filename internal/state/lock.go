@@ -96,6 +96,8 @@ func (d Dir) Holder() (Holder, error) {
 func (l *Lock) Release() {
 	if _, err := os.Stat(l.dir.statePath()); errors.Is(err, os.ErrNotExist) {
 		os.Remove(l.dir.stopRequestPath()) // a stop request nobody took
+		// A supervisor that was killed leaves its console socket.
+		os.Remove(filepath.Join(l.dir.path(), "console.sock"))
 		os.Remove(l.lock.Path())
 		os.Remove(l.dir.path())
 	} else {
