@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -485,4 +487,56 @@ func TestControlRemountGuard(t *testing.T) {
 	}
 	c.hibernating(n, h)
 	c.stop("", n, h)
+}
+
+// TestControlOutputTail pipes short sessions into control start on a busy
+// host (the test keeps every CPU busy meanwhile): everything the
+// guest wrote before its session ended must reach the terminal of
+// `control start`, its last line included. (The supervisor must not close
+// the console before it has read what the guest wrote last.)
+func TestControlOutputTail(t *testing.T) {
+	e := newEnv(t)
+	c := newControlTree(e)
+	base := c.busybox("base")
+	n := e.name("tail")
+	h := c.home(n, "BASE="+base.Dir, "root", "work")
+	stop := busyCPUs(t)
+	lost := 0
+	const sessions = 20
+	for i := range sessions {
+		out := c.session("", n, fmt.Sprintf("echo tail-%d-$((40 + 2)); exit\n", i))
+		if !strings.Contains(out, fmt.Sprintf("tail-%d-42", i)) {
+			lost++
+			t.Logf("session %d: output ends:\n%s", i, tail(out, 200))
+		}
+	}
+	stop()
+	if lost > 0 {
+		t.Errorf("in %d of %d sessions the last line the guest printed never arrived", lost, sessions)
+	}
+	c.stop("", n, h)
+}
+
+// busyCPUs keeps every CPU busy with shell loops (two per CPU) until the
+// returned function is called, or the test ends.
+func busyCPUs(t *testing.T) (stop func()) {
+	var loops []*exec.Cmd
+	for range 2 * runtime.NumCPU() {
+		cmd := exec.Command("sh", "-c", "while :; do :; done")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		loops = append(loops, cmd)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			for _, cmd := range loops {
+				cmd.Process.Kill()
+				cmd.Wait()
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
