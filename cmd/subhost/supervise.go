@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -292,7 +293,10 @@ func superviseRun(ctx context.Context, t targetFlags, name string, ev *eventWrit
 			outcome, err := sup.Loop(ctx, runner.LoopOptions{
 				Stop:         stops,
 				PowerOff:     con.PowerOffRequests(),
-				BeforeReboot: con.Rearm,
+				BeforeReboot: func() error {
+					drainConsole(con)
+					return con.Rearm()
+				},
 				OnGuest: func(pid int) {
 					if !readySent {
 						ev.send(event{Ready: true, PID: pid})
@@ -300,6 +304,7 @@ func superviseRun(ctx context.Context, t targetFlags, name string, ev *eventWrit
 					}
 				},
 			})
+			drainConsole(con)
 			stopServing()
 			con.Close()
 			if err == nil {
@@ -315,3 +320,14 @@ func superviseRun(ctx context.Context, t targetFlags, name string, ev *eventWrit
 	return err
 }
 
+
+// drainConsole waits (briefly) until the console has read everything the
+// guest's last session wrote: PID 1 is reaped before its final output has
+// necessarily been read from the pty, and closing the console then would
+// cut off the end of the session.
+func drainConsole(con *console.Console) {
+	select {
+	case <-con.Done():
+	case <-time.After(2 * time.Second):
+	}
+}
