@@ -95,9 +95,11 @@ func (r *Runner) Stop(ctx context.Context, name string, opts StopOptions) error 
 	if err != nil {
 		return err
 	}
-	lock, err := d.TryLock("stop")
-	if errors.Is(err, state.ErrBusy) {
+	var lock *state.Lock
+	if st.Supervisor != 0 && proc.Alive(st.Supervisor, st.SupervisorStartTime) {
 		lock, err = r.stopSupervisor(ctx, d, st, opts)
+	} else {
+		lock, err = d.TryLock("stop")
 	}
 	if err != nil {
 		return err
@@ -130,10 +132,6 @@ func (r *Runner) Stop(ctx context.Context, name string, opts StopOptions) error 
 // for it. It returns the lock if the teardown is still ours to do, nil if
 // the supervisor did it.
 func (r *Runner) stopSupervisor(ctx context.Context, d state.Dir, st *state.State, opts StopOptions) (*state.Lock, error) {
-	holder, _ := d.Holder()
-	if holder.Operation != "supervise" || st.Supervisor == 0 || holder.PID != st.Supervisor {
-		return d.TryLock("stop") // reports the holder
-	}
 	sup, err := proc.Open(st.Supervisor, st.SupervisorStartTime)
 	if err != nil {
 		return d.TryLock("stop")

@@ -62,9 +62,10 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 	s.st.Supervisor = os.Getpid()
 	s.st.SupervisorStartTime, _ = proc.StartTime(os.Getpid())
 	s.save()
-	defer func() {
-		s.st.Supervisor, s.st.SupervisorStartTime = 0, 0
-	}()
+	// While it only waits for the guest, the supervisor gives the lock up,
+	// so that `subhost stage` and `subhost stop` can work on the live
+	// subhost; it takes it back (and the state as they left it) to act.
+	s.lock.Suspend()
 	stopping := false
 	var stopOpts StopOptions
 	for {
@@ -100,16 +101,47 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 		}
 		outcome := guestexit.Classify(ws)
 		s.r.Logger.Info("guest PID 1 ended", "subhost", s.plan.Name, "pid", pid, "how", guestexit.Describe(ws))
+		if err := v.resume(); err != nil {
+			return Outcome{Guest: outcome, Status: state.Failed}, err
+		}
+		if s.st == nil {
+			// Every stage was taken down meanwhile (`subhost stage ... down`).
+			return Outcome{Guest: outcome, Status: state.Stopped}, nil
+		}
+		s.st.Supervisor, s.st.SupervisorStartTime = 0, 0
 		s.st.Record.GuestPID, s.st.Record.GuestStartTime = 0, 0
 		if outcome == guestexit.Reboot && !stopping {
 			if err := v.reboot(opts); err != nil {
 				s.r.Logger.Error("reboot failed", "subhost", s.plan.Name, "error", err)
 				return v.finish(outcome, true, stopOpts, err)
 			}
+			s.st.Supervisor = os.Getpid()
+			s.st.SupervisorStartTime, _ = proc.StartTime(os.Getpid())
+			s.save()
+			s.lock.Suspend()
 			continue
 		}
 		return v.finish(outcome, stopping || s.plan.Pipeline.OnExit != "keep", stopOpts, nil)
 	}
+}
+
+// resume takes the lock back and reloads the state, which another
+// operation may have changed while the supervisor only waited.
+func (v *Supervision) resume() error {
+	s := v.s
+	if err := s.lock.Resume(context.Background(), 2*time.Minute); err != nil {
+		return fmt.Errorf("take the lock back: %w", err)
+	}
+	st, err := s.dir.Load()
+	switch {
+	case errors.Is(err, state.ErrNoState):
+		s.st = nil
+	case err != nil:
+		return err
+	default:
+		s.st = st
+	}
+	return nil
 }
 
 // finish tears down or hibernates after the guest is gone.

@@ -1,12 +1,14 @@
 package state
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gofrs/flock"
 )
@@ -16,8 +18,10 @@ var ErrBusy = errors.New("busy")
 
 // Lock is one operation's hold on a subhost.
 type Lock struct {
-	dir  Dir
-	lock *flock.Flock
+	dir       Dir
+	operation string
+	lock      *flock.Flock
+	suspended bool
 }
 
 // Holder says which process holds a subhost's lock, as it wrote it.
@@ -66,7 +70,7 @@ func (d Dir) TryLock(operation string) (*Lock, error) {
 			}
 			continue
 		}
-		l := &Lock{dir: d, lock: fl}
+		l := &Lock{dir: d, lock: fl, operation: operation}
 		l.SetOperation(operation)
 		return l, nil
 	}
@@ -90,10 +94,49 @@ func (d Dir) Holder() (Holder, error) {
 	return Holder{PID: n, Operation: op}, nil
 }
 
+// Suspend gives the lock up for a while, without forgetting the subhost:
+// a supervisor does so while it only waits for its guest, so that other
+// operations (`subhost stage`, `subhost stop`) can work on the live
+// subhost. Resume takes it back.
+func (l *Lock) Suspend() {
+	if !l.suspended {
+		l.lock.Unlock()
+		l.suspended = true
+	}
+}
+
+// Resume takes a suspended lock back, waiting up to wait for whoever holds
+// it meanwhile. The caller must reload the state: the other operation may
+// have changed it.
+func (l *Lock) Resume(ctx context.Context, wait time.Duration) error {
+	if !l.suspended {
+		return nil
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		nl, err := l.dir.TryLock(l.operation)
+		if err == nil {
+			l.lock, l.suspended = nl.lock, false
+			return nil
+		}
+		if !errors.Is(err, ErrBusy) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // Release drops the lock. When the subhost has no state left (stopped, or
 // an operation refused before it changed anything) its directory is
 // removed too, so a stopped subhost leaves nothing under /run/subhost.
 func (l *Lock) Release() {
+	if l.suspended {
+		return // someone else may hold it now: touch nothing
+	}
 	if _, err := os.Stat(l.dir.statePath()); errors.Is(err, os.ErrNotExist) {
 		os.Remove(l.dir.stopRequestPath()) // a stop request nobody took
 		// A supervisor that was killed leaves its console socket.
