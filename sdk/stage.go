@@ -12,7 +12,9 @@ type Stage interface {
 	Describe() Description
 	// Validate checks the config and parameters. It must have no side
 	// effects: the runner validates every stage before any stage changes
-	// anything, so a bad config never leaves a half-built subhost.
+	// anything, so a bad config never leaves a half-built subhost. For the
+	// same reason its request carries an empty boot record: what earlier
+	// stages will contribute is checked in Up.
 	Validate(ctx context.Context, req *Request) error
 	// Up brings this stage's objects up and returns what it contributes to
 	// the boot record, plus opaque state for later calls. It is idempotent:

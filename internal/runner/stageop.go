@@ -59,10 +59,12 @@ func (r *Runner) StageOp(ctx context.Context, plan *Plan, stage, op string) (*St
 	if s.st != nil && s.st.Pipeline != plan.Pipeline.Name {
 		return nil, sdk.Conflictf("subhost %q is recorded with pipeline %q, not %q", plan.Name, s.st.Pipeline, plan.Pipeline.Name)
 	}
-	report := &StageReport{Stage: stage, Op: op, Plugin: plan.Stages[i].Path}
-	if _, err := s.plugin(ctx, i); err != nil {
+	p, err := s.plugin(ctx, i)
+	if err != nil {
 		return nil, err
 	}
+	// "reattached:NAME" when a plugin started by hand (--debug) serves it.
+	report := &StageReport{Stage: stage, Op: op, Plugin: p.Path}
 	switch op {
 	case OpUp:
 		if err := s.validate(ctx, []int{i}); err != nil {
