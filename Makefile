@@ -8,7 +8,7 @@ PLUGINS := $(notdir $(wildcard plugins/*))
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/subhost/subhost/internal/version.Version=$(VERSION)
 
-.PHONY: all build test generate install demo clean vet
+.PHONY: all build test generate install demo bench clean vet
 
 all: build
 
