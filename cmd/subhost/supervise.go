@@ -302,6 +302,7 @@ func superviseRun(ctx context.Context, t targetFlags, name string, ev *eventWrit
 						ev.send(event{Ready: true, PID: pid})
 						readySent = true
 					}
+					shedStartupPages()
 				},
 			})
 			drainConsole(con)

@@ -122,7 +122,15 @@ func (r *Runner) Stop(ctx context.Context, name string, opts StopOptions) error 
 	}
 	s.st.Status = state.Stopping
 	s.save()
-	if err := stopGuest(s.st.Record, opts); err != nil {
+	// The plugins for Down start while the guest powers off.
+	prestarted := make(chan struct{})
+	go func() {
+		defer close(prestarted)
+		s.startPlugins(ctx, s.owed())
+	}()
+	err = stopGuest(s.st.Record, opts)
+	<-prestarted
+	if err != nil {
 		return err
 	}
 	return s.downAll(ctx)

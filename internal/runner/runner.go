@@ -58,8 +58,9 @@ type session struct {
 	dir     state.Dir
 	lock    *state.Lock
 	st      *state.State
-	mu      sync.Mutex
-	plugins map[string]*pluginhost.Plugin
+	mu       sync.Mutex
+	plugins  map[string]*pluginhost.Plugin
+	starting map[string]*sync.Mutex
 }
 
 func (r *Runner) dir(name string) state.Dir {
@@ -139,6 +140,19 @@ func (s *session) save() error {
 // none or the last one died.
 func (s *session) plugin(ctx context.Context, i int) (*pluginhost.Plugin, error) {
 	ps := s.plan.Stages[i]
+	// One start at a time per stage: two callers racing here would start
+	// two plugins and lose track of one.
+	s.mu.Lock()
+	if s.starting == nil {
+		s.starting = map[string]*sync.Mutex{}
+	}
+	if s.starting[ps.Name] == nil {
+		s.starting[ps.Name] = &sync.Mutex{}
+	}
+	start := s.starting[ps.Name]
+	s.mu.Unlock()
+	start.Lock()
+	defer start.Unlock()
 	s.mu.Lock()
 	p := s.plugins[ps.Name]
 	s.mu.Unlock()
@@ -292,14 +306,26 @@ func (s *session) progress(stage, what string, d time.Duration, err error) {
 
 // validate runs every stage's Validate: no side effects, and all of them
 // before anything is changed.
+//
+// Validate has no side effects, so the stages are asked concurrently; the
+// error reported is the first stage's in pipeline order.
 func (s *session) validate(ctx context.Context, stages []int) error {
-	for _, i := range stages {
-		req := s.request(i, sdk.BootRecord{})
-		err := s.call(ctx, i, "validate", s.plan.Stages[i].Timeout, func(ctx context.Context, st sdk.Stage) error {
-			return st.Validate(ctx, req)
-		})
-		if err != nil {
-			return prefixStage(s.plan.Stages[i].Name, err)
+	errs := make([]error, len(stages))
+	var wg sync.WaitGroup
+	for k, i := range stages {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := s.request(i, sdk.BootRecord{})
+			errs[k] = s.call(ctx, i, "validate", s.plan.Stages[i].Timeout, func(ctx context.Context, st sdk.Stage) error {
+				return st.Validate(ctx, req)
+			})
+		}()
+	}
+	wg.Wait()
+	for k, i := range stages {
+		if errs[k] != nil {
+			return prefixStage(s.plan.Stages[i].Name, errs[k])
 		}
 	}
 	return nil

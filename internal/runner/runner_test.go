@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 		err = os.Chmod(dir, 0o755)
 	}
 	if err == nil {
-		out, buildErr := exec.Command("go", "build", "-o", filepath.Join(dir, "teststage"), "./testdata/teststage").CombinedOutput()
+		out, buildErr := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, "teststage"), "./testdata/teststage").CombinedOutput()
 		if buildErr != nil {
 			err = fmt.Errorf("build teststage: %v\n%s", buildErr, out)
 		}

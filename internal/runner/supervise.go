@@ -84,6 +84,7 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 			case req := <-opts.Stop:
 				stopping, stopOpts = true, req
 				go stopGuest(s.st.Record, req)
+				go s.startPlugins(context.Background(), s.owed())
 			case <-ctx.Done():
 				// SIGTERM: a service manager, or `subhost stop`, which
 				// leaves its options beside the state first.
@@ -93,6 +94,8 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 						stopOpts = StopOptions{Timeout: time.Duration(req.TimeoutMS) * time.Millisecond, Force: req.Force}
 					}
 					go stopGuest(s.st.Record, stopOpts)
+					// Down's plugins start while the guest powers off.
+					go s.startPlugins(context.Background(), s.owed())
 				}
 				ctx = context.Background() // seen once
 			case <-opts.PowerOff:
