@@ -284,7 +284,9 @@ func TestStageCommandPrintsRequestAndResult(t *testing.T) {
 	}
 	var rep struct {
 		Request struct{ Stage string }
-		Result  struct{ Record struct{ Extra map[string]string } }
+		Result  struct {
+			Record struct{ Extra map[string]string }
+		}
 	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Request.Stage != "b" || rep.Result.Record.Extra["b"] != "up" {
 		t.Errorf("stage up printed %s (%v)", out, err)

@@ -291,8 +291,8 @@ func superviseRun(ctx context.Context, t targetFlags, name string, ev *eventWrit
 			}
 			readySent := false
 			outcome, err := sup.Loop(ctx, runner.LoopOptions{
-				Stop:         stops,
-				PowerOff:     con.PowerOffRequests(),
+				Stop:     stops,
+				PowerOff: con.PowerOffRequests(),
 				BeforeReboot: func() error {
 					drainConsole(con)
 					return con.Rearm()
@@ -320,7 +320,6 @@ func superviseRun(ctx context.Context, t targetFlags, name string, ev *eventWrit
 	}
 	return err
 }
-
 
 // drainConsole waits (briefly) until the console has read everything the
 // guest's last session wrote: PID 1 is reaped before its final output has

@@ -53,11 +53,11 @@ const DownTimeoutFloor = 10 * time.Second
 // session is one operation on one subhost: the lock, the state as it is
 // being written, and the plugins started for it.
 type session struct {
-	r       *Runner
-	plan    *Plan
-	dir     state.Dir
-	lock    *state.Lock
-	st      *state.State
+	r        *Runner
+	plan     *Plan
+	dir      state.Dir
+	lock     *state.Lock
+	st       *state.State
 	mu       sync.Mutex
 	plugins  map[string]*pluginhost.Plugin
 	starting map[string]*sync.Mutex
