@@ -276,7 +276,6 @@ func superviseRun(ctx context.Context, t targetFlags, name string, ev *eventWrit
 	if err := con.LogTo(filepath.Join(LogDir, name+".log"), ConsoleLogMax); err != nil {
 		return err
 	}
-	stops := make(chan runner.StopOptions)
 	launched := false
 	st, err := r.Run(ctx, plan, runner.RunOptions{
 		Console: con.SlavePath(),
@@ -291,7 +290,8 @@ func superviseRun(ctx context.Context, t targetFlags, name string, ev *eventWrit
 			}
 			readySent := false
 			outcome, err := sup.Loop(ctx, runner.LoopOptions{
-				Stop:     stops,
+				// Stop requests arrive as SIGTERM (ctx), from `subhost
+				// stop` or a service manager.
 				PowerOff: con.PowerOffRequests(),
 				BeforeReboot: func() error {
 					drainConsole(con)
