@@ -18,13 +18,16 @@ import (
 )
 
 // buildProbe builds testdata/guardprobe statically.
-func buildProbe(t *testing.T) string {
+func buildProbe(t *testing.T) string { return buildTestdata(t, "guardprobe") }
+
+// buildTestdata builds the command testdata/name statically.
+func buildTestdata(t *testing.T, name string) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "guardprobe")
-	cmd := exec.Command("go", "build", "-o", out, "./testdata/guardprobe")
+	out := filepath.Join(t.TempDir(), name)
+	cmd := exec.Command("go", "build", "-o", out, "./testdata/"+name)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build guardprobe: %v\n%s", err, b)
+		t.Fatalf("build %s: %v\n%s", name, err, b)
 	}
 	return out
 }
@@ -81,6 +84,11 @@ func TestGuard(t *testing.T) {
 		// Allowed.
 		"read-disk": "guard marker", "BLKGETSIZE64": "ok", "mknod-loop-control": "ok", "mknod-char": "ok",
 		"bind-remount-ro": "ok", "mount-tmpfs": "ok", "sethostname": "ok", "reboot": "EINVAL",
+	}
+	if deviceCgroup(t) {
+		// The device cgroup refuses the node before the guard can refuse
+		// its requests (the guard's own tests cover those).
+		want["mknod-loop-control"], want["LOOP_CTL_GET_FREE"] = "EPERM", ""
 	}
 	for k, w := range want {
 		if r[k] != w {

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/devcgroup"
 	"github.com/subhost/subhost/internal/guestroot"
 	"github.com/subhost/subhost/internal/seccompguard"
 )
@@ -50,6 +52,10 @@ func bootGuest() error {
 	if len(cfg.Argv) == 0 {
 		return errors.New("the launch config has no command")
 	}
+	// A cgroup namespace is the calling thread's, not the process's, and
+	// the exec keeps only the thread that calls it: the whole boot runs
+	// on this one.
+	runtime.LockOSThread()
 	// Modes are set exactly below; the guest's PID 1 gets the usual 022.
 	unix.Umask(0)
 
@@ -65,6 +71,11 @@ func bootGuest() error {
 		return err
 	}
 	if err := mountGuest(root, cfg); err != nil {
+		return err
+	}
+	// After the disk nodes were made (the guest's device cgroup allows no
+	// block mknod), before anything the guest controls runs.
+	if err := enterCgroups(cfg.Cgroups); err != nil {
 		return err
 	}
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
@@ -109,6 +120,21 @@ func bootGuest() error {
 	unix.Umask(0o022)
 	err = unix.Exec(cfg.Argv[0], cfg.Argv, cfg.Env)
 	return fmt.Errorf("exec %s in the guest: %w", cfg.Argv[0], err)
+}
+
+// enterCgroups joins the guest's cgroups, then makes this thread a cgroup
+// namespace rooted at them: the guest sees its cgroup as "/", and neither
+// sees nor can reach the cgroup above it, which holds its device policy,
+// nor any hierarchy's root. The order matters: a namespace made before
+// the join would be rooted at the host's cgroups.
+func enterCgroups(dirs []string) error {
+	if err := devcgroup.Join(dirs); err != nil {
+		return err
+	}
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return fmt.Errorf("unshare the cgroup namespace: %w", err)
+	}
+	return nil
 }
 
 // Filesystem magic numbers, to confirm each mount.

@@ -122,12 +122,21 @@ func guestRequest(t *testing.T, root string, params map[string]string) *sdk.Requ
 		p[k] = v
 	}
 	sub := sdk.Subhost{Name: "tguest", Home: filepath.Dir(root)}
-	// A guest that ends by itself leaves its launch record (Down removes
-	// it): the test's home is its own, and so is the record.
+	// A guest that ends by itself leaves its launch record and its
+	// cgroups, as a hibernating subhost does; the runner's Down would
+	// remove them, so a Down from an empty state does here, after the
+	// guest is reaped (upGuest's cleanup runs first), and must leave no
+	// cgroup behind. The test's home is its own, and so is the record.
 	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := (&stage{}).Down(c, &sdk.Request{Subhost: sub, Stage: "init", Params: map[string]string{"shutdown_timeout": "1s"}}); err != nil {
+			t.Errorf("Down at the end of the test: %v", err)
+		}
 		if path, err := launchRecordPath(sub); err == nil {
 			removeLaunchRecord(path)
 		}
+		noCgroups(t, sub.Name, "at the end of the test")
 	})
 	return &sdk.Request{
 		Subhost: sub,

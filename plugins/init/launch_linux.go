@@ -38,6 +38,9 @@ type guestConfig struct {
 	Console string   `json:"console,omitempty"`
 	Argv    []string `json:"argv"`
 	Env     []string `json:"env"`
+	// Cgroups are the guest's cgroups (devcgroup.Placement.Dirs), which
+	// the launcher joins before it unshares its cgroup namespace.
+	Cgroups []string `json:"cgroups,omitempty"`
 }
 
 // launch starts the guest and returns its PID and start time once

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/subhost/subhost/internal/devcgroup"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -127,6 +128,9 @@ func checkRecord(req *sdk.Request) error {
 	name := req.Subhost.Name
 	if name == "" || len(name) > 64 || strings.ContainsAny(name, "/\x00") {
 		return sdk.Invalidf("init: subhost name %q cannot be a hostname (1 to 64 characters, no slash)", name)
+	}
+	if err := devcgroup.ValidName(name); err != nil {
+		return sdk.Invalidf("init: %v", err)
 	}
 	for _, p := range []struct{ field, value string }{{"root", r.Root}, {"netns", r.Netns}, {"console", r.Console}} {
 		if p.value != "" && !filepath.IsAbs(p.value) {

@@ -44,6 +44,8 @@ func TestValidateBadInput(t *testing.T) {
 		{"init binary not executable", func(r *sdk.Request) { r.Params["init_binary"] = "/etc/passwd" }, "not an executable file"},
 		{"empty name", func(r *sdk.Request) { r.Subhost.Name = "" }, "cannot be a hostname"},
 		{"long name", func(r *sdk.Request) { r.Subhost.Name = strings.Repeat("a", 65) }, "cannot be a hostname"},
+		{"name with a dot", func(r *sdk.Request) { r.Subhost.Name = "devices.allow" }, `subhost name "devices.allow" cannot name a cgroup`},
+		{"name of a cgroup file", func(r *sdk.Request) { r.Subhost.Name = "tasks" }, `subhost name "tasks" is the name of a cgroup control file`},
 		{"relative root", func(r *sdk.Request) { r.Record.Root = "live" }, `root "live"`},
 		{"relative netns", func(r *sdk.Request) { r.Record.Netns = "ns" }, `netns "ns"`},
 		{"relative console", func(r *sdk.Request) { r.Record.Console = "pts/3" }, `console "pts/3"`},

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"syscall"
 
+	"github.com/subhost/subhost/internal/devcgroup"
 	"github.com/subhost/subhost/internal/guestroot"
 	"github.com/subhost/subhost/internal/version"
 	"github.com/subhost/subhost/sdk"
@@ -95,6 +96,20 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	}
 	log.Debug("subhost-init in the guest root", "path", "/sbin/subhost-init", "rewritten", wrote)
 
+	place, err := devcgroup.Setup(req.Subhost.Name, rec.Devices)
+	if errors.Is(err, devcgroup.ErrBusy) {
+		return nil, sdk.Conflictf("init: %w", err)
+	}
+	if err != nil {
+		return nil, sdk.Internalf("init: the guest's cgroups: %w", err)
+	}
+	if !place.Devices {
+		log.Warn("no cgroup v1 devices controller on this host: the guest's device policy is NOT applied, it can open any host device it has a node for (cgroup v2 needs a BPF device program, not implemented yet)")
+	}
+	if len(place.Unplaced) > 0 {
+		log.Warn("cgroup hierarchies not mounted here: the guest's cgroup namespace shows their root", "hierarchies", place.Unplaced)
+	}
+
 	cfg := guestConfig{
 		Root:     rec.Root,
 		Hostname: req.Subhost.Name,
@@ -102,6 +117,7 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 		Console:  rec.Console,
 		Argv:     guestArgv(p),
 		Env:      guestEnv(p),
+		Cgroups:  place.Dirs,
 	}
 	pid, start, err := launch(ctx, cfg, rec.Netns, rec.Console, func(pid int, start uint64) error {
 		lr := launchRecord{Name: req.Subhost.Name, Home: req.Subhost.Home, PID: pid, StartTime: start, Root: rec.Root}
@@ -113,6 +129,9 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	if err != nil {
 		// launch reaped whatever it started.
 		removeLaunchRecord(recPath)
+		if rerr := devcgroup.Remove(req.Subhost.Name); rerr != nil {
+			log.Warn("remove the guest's cgroups", "error", rerr)
+		}
 		return nil, err
 	}
 	log.Info("guest started", "pid", pid, "root", rec.Root, "mode", p.mode)
@@ -190,6 +209,18 @@ func (*stage) Down(ctx context.Context, req *sdk.Request) error {
 	if pathErr == nil && (!haveLR || !alive(lr.PID, lr.StartTime)) {
 		if err := removeLaunchRecord(recPath); err != nil {
 			errs = append(errs, fmt.Errorf("remove the launch record: %w", err))
+		}
+	}
+	// The cgroups go once every guest is gone (not before: they would
+	// not), whether or not any was recorded. A name that cannot name a
+	// cgroup never had any.
+	if len(errs) == 0 && devcgroup.ValidName(req.Subhost.Name) == nil {
+		err := devcgroup.Remove(req.Subhost.Name)
+		if errors.Is(err, devcgroup.ErrBusy) {
+			return sdk.Conflictf("init: %w", err)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove the guest's cgroups: %w", err))
 		}
 	}
 	if len(errs) > 0 {

@@ -1,0 +1,102 @@
+package devcgroup
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/subhost/subhost/sdk"
+)
+
+func TestRules(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		disks []sdk.Device
+		want  []string
+	}{
+		{"none", nil, nil},
+		{"read-write and read-only", []sdk.Device{{GuestName: "vda", Major: 7, Minor: 3}, {GuestName: "vda1", Major: 259, Minor: 1, ReadOnly: true}},
+			[]string{"b 7:3 rw", "b 259:1 r"}},
+		{"one device twice, read-only first", []sdk.Device{{GuestName: "a", Major: 7, Minor: 1, ReadOnly: true}, {GuestName: "b", Major: 7, Minor: 1}},
+			[]string{"b 7:1 rw"}},
+		{"one device twice, read-only both", []sdk.Device{{GuestName: "a", Major: 7, Minor: 1, ReadOnly: true}, {GuestName: "b", Major: 7, Minor: 1, ReadOnly: true}},
+			[]string{"b 7:1 r"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Rules(tc.disks)
+			if want := append(slices.Clone(Standard), tc.want...); !slices.Equal(got, want) {
+				t.Errorf("Rules = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// TestStandard pins what the allow-list must and must not hold.
+func TestStandard(t *testing.T) {
+	for _, r := range []string{"c 1:3 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm", "c 10:229 rwm"} {
+		if !slices.Contains(Standard, r) {
+			t.Errorf("Standard lacks %q", r)
+		}
+	}
+	for _, r := range Standard {
+		if r[0] != 'c' {
+			t.Errorf("Standard holds %q: block devices come from the boot record only", r)
+		}
+		if r == "c 5:1 rwm" {
+			t.Errorf("Standard holds the host's console %q", r)
+		}
+	}
+}
+
+func TestValidName(t *testing.T) {
+	for _, ok := range []string{"web1", "a", "my-guest_2", "TASKS"} {
+		if err := ValidName(ok); err != nil {
+			t.Errorf("ValidName(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", ".", "..", "a/b", "cgroup.procs", "devices.allow", "tasks", "notify_on_release", "release_agent", "a\nb", "a\x00"} {
+		if err := ValidName(bad); err == nil {
+			t.Errorf("ValidName(%q) accepted it", bad)
+		}
+	}
+}
+
+func TestParseCgroupFile(t *testing.T) {
+	ms, err := parseCgroupFile("12:cpu,cpuacct:/\n5:devices:/system.slice/x.service\n1:name=systemd:/user.slice\n0::/init.scope\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 4 {
+		t.Fatalf("got %d lines: %+v", len(ms), ms)
+	}
+	for _, tc := range []struct {
+		m              membership
+		fstype, super  string
+		match, v2, top bool
+	}{
+		{ms[0], "cgroup", "rw,cpu,cpuacct", true, false, true},
+		{ms[0], "cgroup", "rw,cpu", false, false, true},
+		{ms[0], "cgroup2", "rw", false, false, true},
+		{ms[1], "cgroup", "rw,nosuid,devices", true, false, false},
+		{ms[1], "cgroup", "rw,freezer", false, false, false},
+		{ms[2], "cgroup", "rw,xattr,name=systemd", true, false, false},
+		{ms[3], "cgroup2", "rw,nsdelegate", true, true, false},
+		{ms[3], "cgroup", "rw,devices", false, true, false},
+	} {
+		h := hierarchy{membership: tc.m}
+		if got := tc.m.matches(tc.fstype, tc.super); got != tc.match {
+			t.Errorf("%s matches %s %s = %v", tc.m.name(), tc.fstype, tc.super, got)
+		}
+		if tc.m.v2() != tc.v2 || h.atRoot() != tc.top {
+			t.Errorf("%s: v2 %v at root %v", tc.m.name(), tc.m.v2(), h.atRoot())
+		}
+	}
+	if !(hierarchy{membership: ms[1]}).devices() || (hierarchy{membership: ms[3]}).devices() {
+		t.Error("devices() is wrong")
+	}
+
+	for _, bad := range []string{"garbage", "5:devices", "5:devices:relative", ":devices:/"} {
+		if _, err := parseCgroupFile(bad); err == nil {
+			t.Errorf("parseCgroupFile(%q) accepted it", bad)
+		}
+	}
+}
