@@ -11,6 +11,7 @@ import (
 
 	"github.com/subhost/subhost/internal/config"
 	"github.com/subhost/subhost/internal/console"
+	"github.com/subhost/subhost/internal/devcgroup"
 	"github.com/subhost/subhost/internal/proc"
 	"github.com/subhost/subhost/internal/seccompguard"
 	"github.com/subhost/subhost/internal/state"
@@ -94,12 +95,17 @@ The command's exit status is subhost's.`,
 				termName = "linux"
 			}
 			argv := append([]string{"nsenter", "--target", strconv.Itoa(pid),
-				"--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd", "--"}, command...)
+				"--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup", "--root", "--wd", "--"}, command...)
 			env := []string{"container=subhost", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=" + termName, "HOME=/root"}
-			// What runs in the guest is confined as its PID 1 is: the same
-			// capabilities dropped and the same seccomp guard, both kept
-			// across nsenter's exec of the command. DropCapabilities locks
+			// What runs in the guest is confined as its PID 1 is: its
+			// device cgroup, the same capabilities dropped and the same
+			// seccomp guard, all kept across nsenter's exec of the command. DropCapabilities locks
 			// this goroutine to its thread; the exec must come from it.
+			// The guest's device cgroup too (its cgroup namespace is
+			// entered by nsenter --cgroup, after this joined the cgroups).
+			if _, err := devcgroup.JoinGuest(args[0]); err != nil {
+				return err
+			}
 			if err := seccompguard.DropCapabilities(); err != nil {
 				return err
 			}

@@ -93,9 +93,9 @@ const (
 )
 
 // rules is the guard, one entry per call, each with its reason. A guest
-// is real root with CAP_SYS_ADMIN in the host's user namespace, and
-// without a device cgroup: these are host-wide operations that its
-// capabilities alone would allow.
+// is real root with CAP_SYS_ADMIN in the host's user namespace (and on a
+// cgroup v2 host without a device cgroup): these are host-wide operations
+// that its capabilities alone would allow.
 var rules = []struct {
 	call    call
 	check   check
@@ -121,7 +121,8 @@ var rules = []struct {
 	// (needing only CAP_SYS_ADMIN), on a host XFS filesystem the guest
 	// has a descriptor on.
 	{call: callIoctl, check: denyIoctls},
-	// Block device nodes: with CAP_MKNOD and no device cgroup, a guest
+	// Block device nodes: with CAP_MKNOD and no device cgroup (cgroup v2
+	// hosts; elsewhere the device cgroup refuses them too), a guest
 	// could make a node for the host's disks and write them raw. The
 	// launcher makes the guest's own disk nodes before the guard is
 	// installed. Character devices stay allowed (the guest's init makes
