@@ -199,3 +199,28 @@ func TestSDKImportsNothingPrivate(t *testing.T) {
 		}
 	}
 }
+
+func TestGuestRootConfinesAndClassifies(t *testing.T) {
+	dir := t.TempDir()
+	outside := t.TempDir()
+	os.Symlink(outside, dir+"/escape")
+	req := &sdk.Request{Stage: "x", Record: sdk.BootRecord{Root: dir}}
+	root, err := req.GuestRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if err := root.WriteFile("escape/planted", []byte("x"), 0o644); err == nil {
+		t.Errorf("a write through a symlink left the guest root")
+	}
+	if _, err := os.Stat(outside + "/planted"); err == nil {
+		t.Errorf("file planted outside the root")
+	}
+	if _, err := (&sdk.Request{}).GuestRoot(); !sdk.IsKind(err, sdk.KindInvalidConfig) {
+		t.Errorf("no root in the record: %v", err)
+	}
+	gone := &sdk.Request{Record: sdk.BootRecord{Root: dir + "/nope"}}
+	if _, err := gone.GuestRoot(); !sdk.IsKind(err, sdk.KindNotFound) {
+		t.Errorf("a missing root: %v", err)
+	}
+}

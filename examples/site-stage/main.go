@@ -1,16 +1,14 @@
 // Command motd is an example site stage: it writes /etc/motd inside the
-// guest root. Every file operation goes through an os.Root opened on the
-// guest root, which confines it there, symlinks included: a tenant's
-// /etc/motd -> /etc/shadow makes Up fail instead of writing on the host.
-// The stage owns /etc/motd while it is up; Down removes it only if it
-// still holds our text.
+// guest root. Every file operation goes through the os.Root that
+// sdk.Request.GuestRoot opens, which confines it to the guest's tree,
+// symlinks included: a tenant's /etc/motd -> /etc/shadow makes Up fail
+// instead of writing on the host. Down removes the file only if it still
+// holds our text.
 package main
 
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io/fs"
 	"os"
 	"strings"
 
@@ -26,8 +24,7 @@ func (motd) Describe() sdk.Description {
 		Params: []sdk.Param{{Name: "text", Doc: "the message", Default: "Welcome to NAME"}}}
 }
 
-// Validate runs before any stage is up, with an empty boot record: it can
-// check only the parameters. Up checks the root.
+// Validate sees an empty boot record (no stage is up yet): parameters only.
 func (motd) Validate(_ context.Context, req *sdk.Request) error {
 	if t := req.Param("text", "x"); t == "" || strings.ContainsRune(t, 0) {
 		return sdk.Invalidf("motd: parameter text %q: want some text, without NUL", t)
@@ -49,32 +46,26 @@ func (m motd) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	if err := m.Validate(ctx, req); err != nil {
 		return nil, err
 	}
-	if req.Record.Root == "" {
-		return nil, sdk.Invalidf("motd: the boot record has no root; put stage %q after a mount stage", req.Stage)
-	}
-	root, err := os.OpenRoot(req.Record.Root)
+	root, err := req.GuestRoot()
 	if err != nil {
-		return nil, sdk.NotFoundf("motd: guest root: %w", err)
+		return nil, err
 	}
 	defer root.Close()
 	if !ours(root, req) {
-		err := root.MkdirAll("etc", 0o755)
-		if err == nil {
+		if err = root.MkdirAll("etc", 0o755); err == nil {
 			err = root.WriteFile("etc/motd", text(req), 0o644)
 		}
-		if err != nil {
-			return nil, sdk.Conflictf("motd: write /etc/motd in %q: %w", req.Record.Root, err)
-		}
+	}
+	if err != nil {
+		return nil, sdk.Conflictf("motd: write /etc/motd in %q: %w", req.Record.Root, err)
 	}
 	return &sdk.Result{}, nil
 }
 
 func (motd) Down(_ context.Context, req *sdk.Request) error {
-	root, err := os.OpenRoot(req.Record.Root)
-	if req.Record.Root == "" || errors.Is(err, fs.ErrNotExist) {
-		return nil // never mounted, or gone already
-	} else if err != nil {
-		return sdk.Internalf("motd: guest root: %w", err)
+	root, err := req.GuestRoot()
+	if err != nil {
+		return nil // never mounted, or gone already: nothing of ours is left
 	}
 	defer root.Close()
 	if !ours(root, req) {
@@ -84,9 +75,9 @@ func (motd) Down(_ context.Context, req *sdk.Request) error {
 }
 
 func (motd) Check(_ context.Context, req *sdk.Request) error {
-	root, err := os.OpenRoot(req.Record.Root)
+	root, err := req.GuestRoot()
 	if err != nil {
-		return sdk.NotFoundf("motd: guest root: %w", err)
+		return sdk.NotFoundf("motd: %w", err)
 	}
 	defer root.Close()
 	if !ours(root, req) {
