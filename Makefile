@@ -8,7 +8,7 @@ PLUGINS := $(notdir $(wildcard plugins/*))
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/subhost/subhost/internal/version.Version=$(VERSION)
 
-.PHONY: all build test generate install demo bench clean vet
+.PHONY: all build deps test generate install demo bench clean vet
 
 all: build
 
@@ -25,9 +25,16 @@ build:
 	fi
 	@chmod 0755 $(BIN) $(BIN)/plugins
 
+# What the tests use from Debian: a static busybox for guest roots,
+# mkfs.ext4 -d, ip, losetup/nsenter/unshare, pgrep.
+TEST_DEBS := busybox-static e2fsprogs iproute2 util-linux procps
+
+deps:
+	@bash scripts/deps.sh $(TEST_DEBS)
+
 # Tests touch the real kernel (mounts, loop devices, netns) and check that
 # the host is left as it was, so packages run one at a time (-p 1).
-test: build
+test: deps build
 	$(GO) vet ./...
 	SUBHOST_BIN=$(CURDIR)/$(BIN) $(GO) test -p 1 -count=1 -timeout 25m ./...
 
