@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -126,4 +125,3 @@ func newVersionCmd() *cobra.Command {
 	}
 }
 
-var _ = os.Stdout
