@@ -7,6 +7,9 @@ BIN     := bin
 PLUGINS := $(notdir $(wildcard plugins/*))
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/subhost/subhost/internal/version.Version=$(VERSION)
+# Static binaries: nothing here needs cgo, a root tool should not depend on
+# the host's libc, and each plugin starts half a millisecond sooner.
+export CGO_ENABLED := 0
 
 .PHONY: all build deps test generate install demo bench clean vet
 
