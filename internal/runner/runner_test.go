@@ -30,7 +30,10 @@ func TestMain(m *testing.M) {
 		err = os.Chmod(dir, 0o755)
 	}
 	if err == nil {
-		out, buildErr := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, "teststage"), "./testdata/teststage").CombinedOutput()
+		// Built as the Makefile builds the shipped plugins: static, stripped.
+		build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, "teststage"), "./testdata/teststage")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, buildErr := build.CombinedOutput()
 		if buildErr != nil {
 			err = fmt.Errorf("build teststage: %v\n%s", buildErr, out)
 		}
