@@ -381,3 +381,36 @@ func rmdirAll(dir string) error {
 	}
 	return nil
 }
+
+// Thaw thaws every cgroup of subhost name's guest in the v1 freezer
+// hierarchy. A guest's root may freeze its own cgroup (or one it made
+// below it), and a frozen process does not die of SIGKILL until it is
+// thawed: Down thaws before it signals. Nothing there is success.
+func Thaw(name string) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	hs, err := hierarchies()
+	if err != nil {
+		return fmt.Errorf("list cgroup hierarchies: %w", err)
+	}
+	var errs []error
+	for _, h := range hs {
+		if h.mount == "" || h.v2() || !slices.Contains(h.controllers, "freezer") {
+			continue
+		}
+		// A self-frozen child stays frozen when its parent thaws: thaw
+		// each one.
+		filepath.WalkDir(h.nameDir(name), func(path string, d fs.DirEntry, err error) error {
+			if err != nil || !d.IsDir() {
+				return nil
+			}
+			werr := os.WriteFile(filepath.Join(path, "freezer.state"), []byte("THAWED"), 0)
+			if werr != nil && !errors.Is(werr, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("thaw %s: %w", path, werr))
+			}
+			return nil
+		})
+	}
+	return errors.Join(errs...)
+}

@@ -128,12 +128,14 @@ func (r *Runner) Stop(ctx context.Context, name string, opts StopOptions) error 
 		defer close(prestarted)
 		s.startPlugins(ctx, s.owed())
 	}()
-	err = stopGuest(s.st.Record, opts)
+	guestErr := stopGuest(s.st.Record, opts)
 	<-prestarted
-	if err != nil {
-		return err
+	// A guest that would not die (say, one that froze its own cgroup) is
+	// the launching stage's to finish off: its Down still runs.
+	if err := s.downAll(ctx); err != nil {
+		return errors.Join(guestErr, err)
 	}
-	return s.downAll(ctx)
+	return nil
 }
 
 // stopSupervisor asks the supervisor holding the lock to stop, and waits

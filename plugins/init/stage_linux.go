@@ -200,6 +200,12 @@ func (*stage) Down(ctx context.Context, req *sdk.Request) error {
 	}
 
 	var errs []error
+	// A guest that froze its own cgroup would not die of SIGKILL.
+	if len(guests) > 0 && devcgroup.ValidName(req.Subhost.Name) == nil {
+		if err := devcgroup.Thaw(req.Subhost.Name); err != nil {
+			log.Warn("thaw the guest's cgroups", "error", err)
+		}
+	}
 	for _, g := range guests {
 		if err := stopGuest(ctx, g.PID, g.StartTime, timeout, log); err != nil {
 			errs = append(errs, fmt.Errorf("stop guest pid %d: %w", g.PID, err))
