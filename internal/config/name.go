@@ -8,7 +8,7 @@ const MaxNameLen = 32
 
 // ValidName checks a subhost name before any path is built from it:
 // letters, digits, '-' and '_', starting with a letter or digit, at most
-// MaxNameLen characters.
+// MaxNameLen characters, and not one of the few names cgroups reserve.
 func ValidName(name string) error {
 	if name == "" {
 		return sdk.Invalidf("subhost name is empty")
@@ -23,6 +23,12 @@ func ValidName(name string) error {
 	}
 	if c := name[0]; c == '-' || c == '_' {
 		return sdk.Invalidf("subhost name %q must start with a letter or digit", name)
+	}
+	// A subhost's name also names its cgroups, beside the control files
+	// of the cgroup that holds them.
+	switch name {
+	case "tasks", "notify_on_release", "release_agent":
+		return sdk.Invalidf("subhost name %q is reserved (it is the name of a cgroup control file)", name)
 	}
 	return nil
 }

@@ -294,6 +294,8 @@ func TestValidName(t *testing.T) {
 		{"x/y", "only letters, digits"},
 		{"é", "only letters, digits"},
 		{"a\n", "only letters, digits"},
+		{"tasks", "reserved"},
+		{"release_agent", "reserved"},
 	} {
 		err := ValidName(tt.name)
 		if err == nil || !strings.Contains(err.Error(), tt.want) || !sdk.IsKind(err, sdk.KindInvalidConfig) {
