@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
-
 	"github.com/subhost/subhost/internal/imagebuild"
 	"github.com/subhost/subhost/internal/testguest"
 )
@@ -340,47 +338,8 @@ func TestControlPty(t *testing.T) {
 
 // startPty runs `control VERB NAME` on a new pty, like env.startPty.
 func (c *controlTree) startPty(ns, verb, name string) *ptySession {
-	e := c.e
-	e.t.Helper()
-	s := &ptySession{t: e.t, done: make(chan struct{})}
-	s.Cmd = c.command(context.Background(), ns, verb, name)
-	tty, err := pty.StartWithSize(s.Cmd, &pty.Winsize{Rows: 40, Cols: 120})
-	if err != nil {
-		e.t.Fatalf("start control %s %s on a pty: %v", verb, name, err)
-	}
-	s.tty = tty
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		buf := make([]byte, 4096)
-		for {
-			n, err := tty.Read(buf)
-			s.mu.Lock()
-			s.out.Write(buf[:n])
-			s.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	go func() {
-		s.err = s.Cmd.Wait()
-		select {
-		case <-readDone:
-		case <-time.After(500 * time.Millisecond):
-		}
-		close(s.done)
-	}()
-	e.t.Cleanup(func() {
-		select {
-		case <-s.done:
-		default:
-			s.Cmd.Process.Kill()
-			<-s.done
-		}
-		tty.Close()
-	})
-	return s
+	c.e.t.Helper()
+	return c.e.startCmdPty(c.command(context.Background(), ns, verb, name), "control "+verb+" "+name)
 }
 
 // TestControlBridges gives a control subhost two bridges of a test

@@ -443,11 +443,17 @@ type ptySession struct {
 // output is collected for expect. It is killed at cleanup if still running.
 func (e *env) startPty(ns string, args ...string) *ptySession {
 	e.t.Helper()
-	s := &ptySession{t: e.t, done: make(chan struct{})}
-	s.Cmd = e.command(context.Background(), ns, args...)
+	return e.startCmdPty(e.command(context.Background(), ns, args...), "subhost "+strings.Join(args, " "))
+}
+
+// startCmdPty starts cmd (what, for messages) on a new pty, reading all it
+// writes; it is killed at cleanup if it has not ended.
+func (e *env) startCmdPty(cmd *exec.Cmd, what string) *ptySession {
+	e.t.Helper()
+	s := &ptySession{t: e.t, done: make(chan struct{}), Cmd: cmd}
 	tty, err := pty.StartWithSize(s.Cmd, &pty.Winsize{Rows: 40, Cols: 120})
 	if err != nil {
-		e.t.Fatalf("start subhost %s on a pty: %v", strings.Join(args, " "), err)
+		e.t.Fatalf("start %s on a pty: %v", what, err)
 	}
 	s.tty = tty
 	readDone := make(chan struct{})
