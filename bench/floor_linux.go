@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/internal/parttable"
 )
 
 // floorScript is the floor's PID 1 until it execs rcS: the same mounts,
@@ -45,26 +46,27 @@ type floor struct {
 	out               bytes.Buffer
 }
 
-// partition1 reads the first MBR partition's byte offset and size.
+// partition1 reads partition 1's byte offset and size from the image's
+// partition table.
 func partition1(image string) (off, size int64, err error) {
 	f, err := os.Open(image)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer f.Close()
-	var mbr [512]byte
-	if _, err := f.ReadAt(mbr[:], 0); err != nil {
-		return 0, 0, fmt.Errorf("read the MBR of %q: %w", image, err)
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
 	}
-	if mbr[510] != 0x55 || mbr[511] != 0xaa {
-		return 0, 0, fmt.Errorf("%q has no MBR signature", image)
+	t, err := parttable.Read(f, fi.Size())
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: %w", image, err)
 	}
-	e := mbr[446:462]
-	start, sectors := binary.LittleEndian.Uint32(e[8:12]), binary.LittleEndian.Uint32(e[12:16])
-	if e[4] == 0 || sectors == 0 {
-		return 0, 0, fmt.Errorf("%q: partition 1 is empty", image)
+	p, err := t.Partition(1)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: %w", image, err)
 	}
-	return int64(start) * 512, int64(sectors) * 512, nil
+	return p.Start, p.Size, nil
 }
 
 // setupFloor copies image to dir/floor.raw (sparse), loop-mounts its
