@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/testguest/initprobe"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -208,36 +209,10 @@ func children(t *testing.T) []int {
 	return out
 }
 
-type devNode struct {
-	Type  string `json:"type"`
-	Perm  uint32 `json:"perm"`
-	Major uint32 `json:"major"`
-	Minor uint32 `json:"minor"`
-	Link  string `json:"link"`
-}
-
-// report is what testdata/testinit writes.
-type report struct {
-	PID       int                `json:"pid"`
-	PPID      int                `json:"ppid"`
-	SID       int                `json:"sid"`
-	Args      []string           `json:"args"`
-	Env       []string           `json:"env"`
-	Hostname  string             `json:"hostname"`
-	Cwd       string             `json:"cwd"`
-	Umask     int                `json:"umask"`
-	FDs       map[string]string  `json:"fds"`
-	Mountinfo string             `json:"mountinfo"`
-	Dev       map[string]devNode `json:"dev"`
-	Ifaces    []string           `json:"ifaces"`
-	RemountRO string             `json:"remount_ro"`
-	BusyboxRO string             `json:"busybox_remount_ro"`
-	Fspick    string             `json:"fspick"`
-	BindRO    string             `json:"bind_remount_ro"`
-	BindWrite string             `json:"bind_write"`
-	RootWrite string             `json:"root_write"`
-	Ctty      string             `json:"ctty"`
-}
+type (
+	devNode = initprobe.Node
+	report  = initprobe.Report
+)
 
 func readReport(t *testing.T, root string) report {
 	t.Helper()
