@@ -84,15 +84,7 @@ func endOnce(ch chan relayEnd, e relayEnd) {
 // foreground Attach runs at a time. in and out must stay open until it
 // returns. See the package documentation for terminal and pipe input.
 func (c *Console) Attach(ctx context.Context, in, out *os.File, opts AttachOptions) (res AttachResult, err error) {
-	inFD, err := fileFD(in)
-	if err != nil {
-		return Detached, err
-	}
-	outFD, err := fileFD(out)
-	if err != nil {
-		return Detached, err
-	}
-	w, err := newWaker()
+	inFD, outFD, w, err := relayFDs(in, out)
 	if err != nil {
 		return Detached, err
 	}
@@ -303,4 +295,17 @@ func ignoreWoken(err error) error {
 		return nil
 	}
 	return err
+}
+
+// relayFDs gets the descriptors of a relay's two ends and a waker to
+// interrupt its blocking reads and writes.
+func relayFDs(in, out *os.File) (inFD, outFD int, w *waker, err error) {
+	if inFD, err = fileFD(in); err != nil {
+		return
+	}
+	if outFD, err = fileFD(out); err != nil {
+		return
+	}
+	w, err = newWaker()
+	return
 }

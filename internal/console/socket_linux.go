@@ -354,15 +354,7 @@ func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachO
 	conn := nc.(*net.UnixConn)
 	defer conn.Close()
 
-	inFD, err := fileFD(in)
-	if err != nil {
-		return Detached, err
-	}
-	outFD, err := fileFD(out)
-	if err != nil {
-		return Detached, err
-	}
-	w, err := newWaker()
+	inFD, outFD, w, err := relayFDs(in, out)
 	if err != nil {
 		return Detached, err
 	}
