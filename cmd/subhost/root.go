@@ -42,6 +42,12 @@ through a pipeline of stage plugins.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if g.logLevel != "" && hclog.LevelFromString(g.logLevel) == hclog.NoLevel {
+			return usageError{fmt.Errorf("unknown log level %q (want trace, debug, info, warn or error)", g.logLevel)}
+		}
+		return nil
+	}
 	pf := root.PersistentFlags()
 	pf.StringSliceVar(&g.pluginDirs, "plugin-dir", nil, "search this directory for stage plugins first (repeatable)")
 	pf.StringSliceVar(&g.pipelineFiles, "pipeline-file", nil, "read pipelines from this HCL file too (repeatable)")
@@ -94,9 +100,6 @@ func (g *globals) logger() hclog.Logger {
 
 // newRunner loads the pipelines and sets up the plugin host.
 func (g *globals) newRunner() (*runner.Runner, error) {
-	if g.logLevel != "" && hclog.LevelFromString(g.logLevel) == hclog.NoLevel {
-		return nil, usageError{fmt.Errorf("unknown log level %q", g.logLevel)}
-	}
 	set, err := pipeline.Load(pipeline.LoadOptions{Files: g.pipelineFiles})
 	if err != nil {
 		return nil, err
