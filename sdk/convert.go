@@ -7,13 +7,18 @@ import (
 )
 
 // Converters between the public Go types and the generated protobuf
-// types. Each is the exact inverse of its partner; a round-trip test keeps
-// them honest when a field is added.
+// types. Each is the inverse of its partner, up to an empty slice or map
+// coming back as nil. TestRoundTripOfEveryFieldByReflection sets every
+// field of a Request and a Description, found by reflection, so a field
+// added to the Go types but not converted fails it.
 
 func describeToProto(d Description) *pb.DescribeResponse {
 	out := &pb.DescribeResponse{Name: d.Name, Version: d.Version, Summary: d.Summary}
 	for _, p := range d.Params {
 		out.Params = append(out.Params, &pb.Param{Name: p.Name, Doc: p.Doc, Default: p.Default, Required: p.Required})
+	}
+	for _, v := range d.Vars {
+		out.Vars = append(out.Vars, &pb.ConfigVar{Name: v.Name, Doc: v.Doc, Default: v.Default})
 	}
 	return out
 }
@@ -22,6 +27,9 @@ func describeFromProto(p *pb.DescribeResponse) Description {
 	out := Description{Name: p.GetName(), Version: p.GetVersion(), Summary: p.GetSummary()}
 	for _, q := range p.GetParams() {
 		out.Params = append(out.Params, Param{Name: q.GetName(), Doc: q.GetDoc(), Default: q.GetDefault(), Required: q.GetRequired()})
+	}
+	for _, v := range p.GetVars() {
+		out.Vars = append(out.Vars, ConfigVar{Name: v.GetName(), Doc: v.GetDoc(), Default: v.GetDefault()})
 	}
 	return out
 }
@@ -34,13 +42,18 @@ func requestToProto(r *Request) *pb.StageRequest {
 			s.Vars[k] = &pb.Var{Words: v.Words, IsArray: v.IsArray, Origin: v.Origin}
 		}
 	}
-	return &pb.StageRequest{
+	out := &pb.StageRequest{
 		Subhost: s,
 		Stage:   r.Stage,
 		Params:  r.Params,
 		Record:  recordToProto(r.Record),
 		State:   r.State,
+		Console: r.Console,
 	}
+	for _, n := range r.Others {
+		out.Others = append(out.Others, &pb.Neighbour{Name: n.Name, Status: n.Status, Interfaces: interfacesToProto(n.Interfaces)})
+	}
+	return out
 }
 
 func requestFromProto(p *pb.StageRequest) *Request {
@@ -51,6 +64,10 @@ func requestFromProto(p *pb.StageRequest) *Request {
 		Params:  p.GetParams(),
 		Record:  recordFromProto(p.GetRecord()),
 		State:   p.GetState(),
+		Console: p.GetConsole(),
+	}
+	for _, n := range p.GetOthers() {
+		r.Others = append(r.Others, Neighbour{Name: n.GetName(), Status: n.GetStatus(), Interfaces: interfacesFromProto(n.GetInterfaces())})
 	}
 	if len(ps.GetVars()) > 0 {
 		r.Subhost.Vars = make(map[string]Var, len(ps.GetVars()))
@@ -68,14 +85,27 @@ func recordToProto(r BootRecord) *pb.BootRecord {
 		Hostname:       r.Hostname,
 		GuestPid:       int64(r.GuestPID),
 		GuestStartTime: r.GuestStartTime,
-		Console:        r.Console,
 		Extra:          r.Extra,
 	}
 	for _, d := range r.Devices {
 		out.Devices = append(out.Devices, &pb.Device{GuestName: d.GuestName, HostPath: d.HostPath, Major: d.Major, Minor: d.Minor, ReadOnly: d.ReadOnly})
 	}
-	for _, i := range r.Interfaces {
-		out.Interfaces = append(out.Interfaces, &pb.Interface{HostName: i.HostName, GuestName: i.GuestName, Mac: i.MAC, Bridge: i.Bridge})
+	out.Interfaces = interfacesToProto(r.Interfaces)
+	return out
+}
+
+func interfacesToProto(in []Interface) []*pb.Interface {
+	var out []*pb.Interface
+	for _, i := range in {
+		out = append(out, &pb.Interface{HostName: i.HostName, GuestName: i.GuestName, Mac: i.MAC, Bridge: i.Bridge})
+	}
+	return out
+}
+
+func interfacesFromProto(in []*pb.Interface) []Interface {
+	var out []Interface
+	for _, i := range in {
+		out = append(out, Interface{HostName: i.GetHostName(), GuestName: i.GetGuestName(), MAC: i.GetMac(), Bridge: i.GetBridge()})
 	}
 	return out
 }
@@ -87,15 +117,12 @@ func recordFromProto(p *pb.BootRecord) BootRecord {
 		Hostname:       p.GetHostname(),
 		GuestPID:       int(p.GetGuestPid()),
 		GuestStartTime: p.GetGuestStartTime(),
-		Console:        p.GetConsole(),
 		Extra:          p.GetExtra(),
 	}
 	for _, d := range p.GetDevices() {
 		out.Devices = append(out.Devices, Device{GuestName: d.GetGuestName(), HostPath: d.GetHostPath(), Major: d.GetMajor(), Minor: d.GetMinor(), ReadOnly: d.GetReadOnly()})
 	}
-	for _, i := range p.GetInterfaces() {
-		out.Interfaces = append(out.Interfaces, Interface{HostName: i.GetHostName(), GuestName: i.GetGuestName(), MAC: i.GetMac(), Bridge: i.GetBridge()})
-	}
+	out.Interfaces = interfacesFromProto(p.GetInterfaces())
 	return out
 }
 

@@ -5,6 +5,22 @@ import (
 	"fmt"
 )
 
+// The rule for errors, in every stage and in the runner:
+//
+//   - A stage never names itself. The runner prefixes every stage error
+//     with `stage "NAME": ` (the name of the pipeline block, which a site
+//     may have given another plugin), so a stage that said "init: ..."
+//     would be named twice, and wrongly once the block is renamed.
+//   - A message names the element at fault and where it came from:
+//     `DISKS[1] "vdb:x:/d.raw" (config /opt/sub/web1/config:3): partition
+//     "x" is not a number`. Subhost.Where gives the place.
+//   - One line, lower case, no trailing period; wrap the cause with %w.
+//   - Pick the kind for what the operator must do: Invalidf for bad input
+//     (exit 2, nothing was changed), Conflictf for something that exists
+//     but is not as wanted or belongs to someone else, NotFoundf for what
+//     should exist and does not, Internalf (or an untyped error) for the
+//     rest.
+
 // ErrorKind says what sort of failure a stage reports, so the runner can
 // say the right thing (and exit 2 for bad input).
 type ErrorKind int

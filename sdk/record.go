@@ -16,7 +16,6 @@ func (r *BootRecord) Merge(add BootRecord) error {
 		{"root", &out.Root, add.Root},
 		{"netns", &out.Netns, add.Netns},
 		{"hostname", &out.Hostname, add.Hostname},
-		{"console", &out.Console, add.Console},
 	}
 	for _, s := range scalars {
 		if s.src == "" {

@@ -3,6 +3,7 @@ package sdk_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"reflect"
@@ -19,9 +20,13 @@ import (
 type echoStage struct {
 	got  *sdk.Request
 	fail error
+	desc *sdk.Description
 }
 
 func (e *echoStage) Describe() sdk.Description {
+	if e.desc != nil {
+		return *e.desc
+	}
 	return sdk.Description{Name: "echo", Version: "1.2.3", Summary: "echoes", Params: []sdk.Param{{Name: "p", Doc: "a param", Default: "d", Required: true}}}
 }
 func (e *echoStage) Validate(_ context.Context, r *sdk.Request) error { e.got = r; return e.fail }
@@ -52,40 +57,83 @@ func fullRequest() *sdk.Request {
 			Hostname:       "web1",
 			GuestPID:       4242,
 			GuestStartTime: 987654321,
-			Console:        "/dev/pts/9",
 			Extra:          map[string]string{"site": "x"},
 		},
-		State: []byte(`{"opaque":true}`),
+		State:   []byte(`{"opaque":true}`),
+		Console: "/dev/pts/9",
 	}
 }
 
-func TestRoundTripKeepsEveryField(t *testing.T) {
+// fill sets every field reachable from v (a pointer) to a value of its
+// own, told apart by its path, so that a round trip that drops or mixes
+// up any field, including one added later, shows.
+func fill(t *testing.T, v reflect.Value, path string) {
+	t.Helper()
+	switch v.Kind() {
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+		fill(t, v.Elem(), path)
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			fill(t, v.Field(i), path+"."+v.Type().Field(i).Name)
+		}
+	case reflect.String:
+		v.SetString("s" + path)
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		v.SetInt(int64(len(path)) + 1)
+	case reflect.Uint, reflect.Uint64, reflect.Uint32, reflect.Uint8:
+		v.SetUint(uint64(len(path)) + 7)
+	case reflect.Slice:
+		n := 2
+		v.Set(reflect.MakeSlice(v.Type(), n, n))
+		for i := 0; i < n; i++ {
+			fill(t, v.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+	case reflect.Map:
+		m := reflect.MakeMap(v.Type())
+		k := reflect.New(v.Type().Key()).Elem()
+		fill(t, k, path+"{key}")
+		e := reflect.New(v.Type().Elem()).Elem()
+		fill(t, e, path+"{elem}")
+		m.SetMapIndex(k, e)
+		v.Set(m)
+	default:
+		t.Fatalf("fill: %s has kind %s; teach fill about it", path, v.Kind())
+	}
+}
+
+func TestRoundTripOfEveryFieldByReflection(t *testing.T) {
 	impl := &echoStage{}
 	s := stagetest.Serve(t, impl)
 	ctx := context.Background()
-	want := fullRequest()
-
-	if d := s.Describe(); !reflect.DeepEqual(d, impl.Describe()) {
-		t.Errorf("Describe: got %+v, want %+v", d, impl.Describe())
-	}
+	var want sdk.Request
+	fill(t, reflect.ValueOf(&want).Elem(), "Request")
 	for name, call := range map[string]func() error{
-		"validate": func() error { return s.Validate(ctx, want) },
-		"down":     func() error { return s.Down(ctx, want) },
-		"check":    func() error { return s.Check(ctx, want) },
+		"validate": func() error { return s.Validate(ctx, &want) },
+		"down":     func() error { return s.Down(ctx, &want) },
+		"check":    func() error { return s.Check(ctx, &want) },
 	} {
 		if err := call(); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if !reflect.DeepEqual(impl.got, want) {
-			t.Errorf("%s: the stage got\n%+v\nwant\n%+v", name, impl.got, want)
+		if !reflect.DeepEqual(impl.got, &want) {
+			t.Errorf("%s: a field was lost or changed crossing the RPC:\ngot  %+v\nwant %+v", name, impl.got, &want)
 		}
 	}
-	res, err := s.Up(ctx, want)
+	res, err := s.Up(ctx, &want)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(res.Record, want.Record) || string(res.State) != string(want.State) {
-		t.Errorf("Up result: got %+v", res)
+		t.Errorf("Up result: got %+v, want %+v", res, want.Record)
+	}
+	var d sdk.Description
+	fill(t, reflect.ValueOf(&d).Elem(), "Description")
+	impl.desc = &d
+	if got := s.Describe(); !reflect.DeepEqual(got, d) {
+		t.Errorf("Describe: got %+v, want %+v", got, d)
 	}
 }
 

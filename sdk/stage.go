@@ -37,6 +37,17 @@ type Description struct {
 	Version string  `json:"version"`
 	Summary string  `json:"summary"`
 	Params  []Param `json:"params,omitempty"`
+	// Vars are the config variables the stage reads, so that `subhost
+	// plugins` can say where each variable is handled.
+	Vars []ConfigVar `json:"vars,omitempty"`
+}
+
+// ConfigVar documents one variable of the subhost's config that a stage
+// reads.
+type ConfigVar struct {
+	Name    string `json:"name"`
+	Doc     string `json:"doc,omitempty"`
+	Default string `json:"default,omitempty"`
 }
 
 // Param documents one parameter a stage accepts from its pipeline block.
@@ -60,6 +71,21 @@ type Request struct {
 	Record BootRecord `json:"record"`
 	// State is what this stage's last Up returned, or nil.
 	State []byte `json:"state,omitempty"`
+	// Console is the host path of the pty the guest's console is to be
+	// bound to: the runner's, not any stage's.
+	Console string `json:"console,omitempty"`
+	// Others are the other subhosts that are up on this host (booting,
+	// running, hibernating or failed with objects left), so that a stage
+	// can refuse what one of them holds (a MAC address) without reading
+	// the runner's private state.
+	Others []Neighbour `json:"others,omitempty"`
+}
+
+// Neighbour is another subhost on the same host.
+type Neighbour struct {
+	Name       string      `json:"name"`
+	Status     string      `json:"status"`
+	Interfaces []Interface `json:"interfaces,omitempty"`
 }
 
 // Param returns a stage parameter, or def when it is not set.
@@ -155,8 +181,6 @@ type BootRecord struct {
 	// (/proc/PID/stat field 22): together they identify the process.
 	GuestPID       int    `json:"guest_pid,omitempty"`
 	GuestStartTime uint64 `json:"guest_start_time,omitempty"`
-	// Console is the host path of the pty the guest's console is bound to.
-	Console string `json:"console,omitempty"`
 	// Extra is for site stages.
 	Extra map[string]string `json:"extra,omitempty"`
 }

@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	build(filepath.Join(dir, "subhost"), ".")
-	build(filepath.Join(dir, "plugins", "teststage"), "../../internal/runner/testdata/teststage")
+	build(filepath.Join(dir, "plugins", "teststage"), "../../internal/teststage")
 	if err == nil {
 		err = os.Chmod(filepath.Join(dir, "plugins"), 0o755)
 	}

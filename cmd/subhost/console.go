@@ -6,10 +6,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/subhost/subhost/internal/config"
 	"github.com/subhost/subhost/internal/console"
 	"github.com/subhost/subhost/internal/proc"
 	"github.com/subhost/subhost/internal/state"
+	"github.com/subhost/subhost/internal/supervisor"
+	"github.com/subhost/subhost/sdk"
 )
 
 func newConsoleCmd() *cobra.Command {
@@ -22,10 +23,10 @@ powers the guest off.`,
 		Args:              exactArgs(1, "NAME"),
 		ValidArgsFunction: completeNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := config.ValidName(args[0]); err != nil {
+			if err := sdk.ValidName(args[0]); err != nil {
 				return err
 			}
-			sock := consoleSocket(args[0])
+			sock := supervisor.ConsoleSocket(g.StateDir, args[0])
 			if _, err := os.Stat(sock); err != nil {
 				return fmt.Errorf("subhost %s has no console to attach to (is it running?)", args[0])
 			}
@@ -43,7 +44,7 @@ powers the guest off.`,
 
 // guestPID returns the running guest's PID 1.
 func guestPID(name string) (int, error) {
-	st, err := state.Dir{Root: g.stateDir, Name: name}.Load()
+	st, err := state.Dir{Root: g.StateDir, Name: name}.Load()
 	if err != nil {
 		return 0, fmt.Errorf("subhost %s is not running", name)
 	}

@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/subhost/subhost/internal/config"
 	"github.com/subhost/subhost/internal/devcgroup"
 	"github.com/subhost/subhost/internal/seccompguard"
+	"github.com/subhost/subhost/sdk"
 )
 
 func newEnterCmd() *cobra.Command {
@@ -30,7 +30,7 @@ The command's exit status is subhost's.`,
 		},
 		ValidArgsFunction: completeNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := config.ValidName(args[0]); err != nil {
+			if err := sdk.ValidName(args[0]); err != nil {
 				return err
 			}
 			pid, err := guestPID(args[0])

@@ -15,13 +15,13 @@ func newListCmd() *cobra.Command {
 		Short: "List the subhosts this host knows of",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			names, err := state.List(g.stateDir)
+			names, err := state.List(g.StateDir)
 			if err != nil {
 				return err
 			}
 			reports := []report{}
 			for _, n := range names {
-				r, err := describe(g.stateDir, n)
+				r, err := describe(g.StateDir, n)
 				if err != nil {
 					return err
 				}

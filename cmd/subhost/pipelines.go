@@ -5,8 +5,6 @@ import (
 	"slices"
 
 	"github.com/spf13/cobra"
-
-	"github.com/subhost/subhost/internal/pipeline"
 )
 
 func newPipelinesCmd() *cobra.Command {
@@ -15,7 +13,7 @@ func newPipelinesCmd() *cobra.Command {
 		Short: "List the pipelines and their stages",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			set, err := pipeline.Load(pipeline.LoadOptions{Files: g.pipelineFiles})
+			set, err := g.Pipelines()
 			if err != nil {
 				return err
 			}
@@ -49,7 +47,7 @@ func newPipelinesCmd() *cobra.Command {
 }
 
 func completePipelines(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-	set, err := pipeline.Load(pipeline.LoadOptions{Files: g.pipelineFiles})
+	set, err := g.Pipelines()
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveError
 	}

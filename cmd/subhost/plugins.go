@@ -18,11 +18,11 @@ func newPluginsCmd() *cobra.Command {
 		Short: "List the stage plugins found, with version, summary and sha256",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := g.newRunner()
+			host, err := g.PluginHost(g.Logger())
 			if err != nil {
 				return err
 			}
-			found, err := pluginhost.Available(r.PluginDirs)
+			found, err := pluginhost.Available(host.Dirs)
 			if err != nil {
 				return err
 			}
@@ -35,14 +35,14 @@ func newPluginsCmd() *cobra.Command {
 			fmt.Fprintln(tw, "NAME\tVERSION\tSUMMARY\tPATH\tSHA256")
 			for _, n := range names {
 				path := found[n]
-				desc, sum, err := describePlugin(cmd.Context(), r.Plugins, n, path)
+				desc, sum, err := describePlugin(cmd.Context(), host, n, path)
 				if err != nil {
 					fmt.Fprintf(tw, "%s\t-\t(%s)\t%s\t%s\n", n, err, path, dash(sum))
 					continue
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n, desc.Version, desc.Summary, path, sum)
 			}
-			fmt.Fprintf(tw, "\nsearched: %s\n", joinComma(r.PluginDirs))
+			fmt.Fprintf(tw, "\nsearched: %s\n", joinComma(host.Dirs))
 			return tw.Flush()
 		},
 	}
@@ -60,6 +60,6 @@ func describePlugin(ctx context.Context, h *pluginhost.Host, name, path string) 
 		return sdk.Description{}, sum, err
 	}
 	defer p.Kill()
-	d, err := sdk.DescribeContext(ctx, p.Stage)
+	d, err := sdk.DescribeContext(ctx, p.Stage())
 	return d, sum, err
 }

@@ -1,9 +1,20 @@
 package main
 
 import (
-	"github.com/spf13/cobra"
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/subhost/subhost/internal/console"
 	"github.com/subhost/subhost/internal/runner"
+	"github.com/subhost/subhost/internal/supervisor"
 )
 
 type targetFlags struct {
@@ -36,18 +47,122 @@ brought down again, in reverse, and the host is left as it was.`,
 		Args:              exactArgs(1, "NAME"),
 		ValidArgsFunction: completeNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := g.newRunner()
+			// Check what can be checked here, so that bad input is
+			// reported before a supervisor starts.
+			r, err := newRunner()
 			if err != nil {
 				return err
 			}
-			plan, err := r.MakePlan(t.target(args[0]))
-			if err != nil {
+			if _, err := r.MakePlan(t.target(args[0])); err != nil {
 				return err
 			}
-			return runSubhost(cmd, r, plan, detach)
+			return runSubhost(cmd, t.target(args[0]), detach)
 		},
 	}
 	t.register(cmd, "pretend-boot")
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "run in the background; return once the guest's PID 1 runs")
 	return cmd
+}
+
+// runSubhost starts a supervisor and, unless detached, relays the console
+// until the guest's session ends.
+func runSubhost(cmd *cobra.Command, t runner.Target, detach bool) error {
+	sup, evR, err := supervisor.Start(supervisor.Spec{Settings: g, Target: t})
+	if err != nil {
+		return err
+	}
+	defer evR.Close()
+	// Until the guest runs, an interrupt here is an interrupt of the boot:
+	// pass it on, the supervisor rolls back.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		for s := range sigs {
+			sup.Process.Signal(s)
+		}
+	}()
+
+	events := make(chan supervisor.Event, 16)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(evR)
+		for sc.Scan() {
+			var e supervisor.Event
+			if json.Unmarshal(sc.Bytes(), &e) == nil {
+				events <- e
+			}
+		}
+	}()
+	progress := term.IsTerminal(int(os.Stderr.Fd()))
+	var ready *supervisor.Event
+	for e := range events {
+		if e.Progress != "" && progress {
+			fmt.Fprint(os.Stderr, e.Progress)
+		}
+		if e.Error != "" {
+			sup.Wait()
+			return e.Err()
+		}
+		if e.Ready {
+			ready = &e
+			break
+		}
+	}
+	if ready == nil {
+		err := sup.Wait()
+		return fmt.Errorf("subhost %s: the supervisor ended before the guest ran (%v); see %s", t.Name, err, supervisor.LogFile(t.Name))
+	}
+	out := cmd.OutOrStdout()
+	if ready.PID == 0 {
+		sup.Wait()
+		fmt.Fprintf(out, "subhost %s is %s (its pipeline launches no guest)\n", t.Name, ready.Status)
+		return nil
+	}
+	if detach {
+		sup.Process.Release()
+		fmt.Fprintf(out, "subhost %s running (guest pid %d); console: subhost console %s\n", t.Name, ready.PID, t.Name)
+		return nil
+	}
+	res, err := attachConsole(context.Background(), supervisor.ConsoleSocket(g.StateDir, t.Name))
+	if res == console.Detached {
+		sup.Process.Release()
+		fmt.Fprintf(os.Stderr, "\r\nsubhost %s: detached; it runs on (subhost console %s, subhost stop %s)\n", t.Name, t.Name, t.Name)
+		return nil
+	}
+	if err != nil && res == 0 {
+		fmt.Fprintf(os.Stderr, "subhost: console: %v\n", err)
+	}
+	var last supervisor.Event
+	for e := range events {
+		if e.Status != "" || e.Error != "" {
+			last = e
+		}
+	}
+	waitErr := sup.Wait()
+	if last.Error != "" {
+		return last.Err()
+	}
+	if last.Status != "" && !progress {
+		return nil
+	}
+	if last.Status != "" {
+		fmt.Fprintf(os.Stderr, "subhost %s: guest %s; %s\n", t.Name, last.Guest, last.Status)
+		return nil
+	}
+	if waitErr != nil {
+		return fmt.Errorf("subhost %s: supervisor: %v; see %s", t.Name, waitErr, supervisor.LogFile(t.Name))
+	}
+	return nil
+}
+
+// attachConsole relays the console at socket to this terminal: raw mode
+// and escape sequences on a terminal, a plain copy otherwise.
+func attachConsole(ctx context.Context, socket string) (console.AttachResult, error) {
+	opts := console.AttachOptions{}
+	if term.IsTerminal(int(os.Stdin.Fd())) {
+		opts.EscapeChar = console.DefaultEscape
+		fmt.Fprintf(os.Stderr, "subhost: console attached; %s then d detaches, %s then q powers off\r\n", "Ctrl-]", "Ctrl-]")
+	}
+	return console.Dial(ctx, socket, os.Stdin, os.Stdout, opts)
 }

@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/subhost/subhost/internal/config"
 	"github.com/subhost/subhost/internal/state"
+	"github.com/subhost/subhost/sdk"
 )
 
 func newStageCmd() *cobra.Command {
@@ -23,14 +23,14 @@ With SUBHOST_REATTACH_PLUGINS set (see a plugin's --debug), the stage runs
 in a plugin started by hand, e.g. under a debugger.`,
 		Args: exactArgs(3, "STAGE, an operation (up, down, check) and NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := g.newRunner()
+			r, err := newRunner()
 			if err != nil {
 				return err
 			}
 			// Against a subhost that has state, default to the pipeline,
 			// home and config it was brought up with.
 			target := t.target(args[2])
-			if st, err := (state.Dir{Root: g.stateDir, Name: args[2]}).Load(); err == nil && config.ValidName(args[2]) == nil {
+			if st, err := (state.Dir{Root: g.StateDir, Name: args[2]}).Load(); err == nil && sdk.ValidName(args[2]) == nil {
 				if !cmd.Flags().Changed("pipeline") {
 					target.Pipeline = st.Pipeline
 				}

@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/subhost/subhost/internal/config"
 	"github.com/subhost/subhost/internal/proc"
 	"github.com/subhost/subhost/internal/state"
+	"github.com/subhost/subhost/sdk"
 )
 
 // report is one subhost as status and list show it.
@@ -78,10 +78,10 @@ func newStatusCmd() *cobra.Command {
 		Args:              exactArgs(1, "NAME"),
 		ValidArgsFunction: completeNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := config.ValidName(args[0]); err != nil {
+			if err := sdk.ValidName(args[0]); err != nil {
 				return err
 			}
-			r, err := describe(g.stateDir, args[0])
+			r, err := describe(g.StateDir, args[0])
 			if err != nil {
 				return err
 			}
@@ -134,6 +134,6 @@ func completeNames(_ *cobra.Command, args []string, _ string) ([]string, cobra.S
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	names, _ := state.List(g.stateDir)
+	names, _ := state.List(g.StateDir)
 	return names, cobra.ShellCompDirectiveNoFileComp
 }

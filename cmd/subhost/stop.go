@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/subhost/subhost/internal/config"
 	"github.com/subhost/subhost/internal/runner"
+	"github.com/subhost/subhost/sdk"
 )
 
 func newStopCmd() *cobra.Command {
@@ -23,10 +23,10 @@ come down the state is kept, so stop can be run again.`,
 		Args:              exactArgs(1, "NAME"),
 		ValidArgsFunction: completeNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := config.ValidName(args[0]); err != nil {
+			if err := sdk.ValidName(args[0]); err != nil {
 				return err
 			}
-			r, err := g.newRunner()
+			r, err := newRunner()
 			if err != nil {
 				return err
 			}

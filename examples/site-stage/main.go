@@ -27,7 +27,7 @@ func (motd) Describe() sdk.Description {
 // Validate sees an empty boot record (no stage is up yet): parameters only.
 func (motd) Validate(_ context.Context, req *sdk.Request) error {
 	if t := req.Param("text", "x"); t == "" || strings.ContainsRune(t, 0) {
-		return sdk.Invalidf("motd: parameter text %q: want some text, without NUL", t)
+		return sdk.Invalidf("parameter text %q: want some text, without NUL", t)
 	}
 	return nil
 }
@@ -57,7 +57,7 @@ func (m motd) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 		}
 	}
 	if err != nil {
-		return nil, sdk.Conflictf("motd: write /etc/motd in %q: %w", req.Record.Root, err)
+		return nil, sdk.Conflictf("write /etc/motd in %q: %w", req.Record.Root, err)
 	}
 	return &sdk.Result{}, nil
 }
@@ -77,11 +77,11 @@ func (motd) Down(_ context.Context, req *sdk.Request) error {
 func (motd) Check(_ context.Context, req *sdk.Request) error {
 	root, err := req.GuestRoot()
 	if err != nil {
-		return sdk.NotFoundf("motd: %w", err)
+		return sdk.NotFoundf("%w", err)
 	}
 	defer root.Close()
 	if !ours(root, req) {
-		return sdk.NotFoundf("motd: /etc/motd in %q is missing or not ours", req.Record.Root)
+		return sdk.NotFoundf("/etc/motd in %q is missing or not ours", req.Record.Root)
 	}
 	return nil
 }

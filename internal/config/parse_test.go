@@ -283,32 +283,6 @@ func TestApplyEnv(t *testing.T) {
 	}
 }
 
-func TestValidName(t *testing.T) {
-	for _, tt := range []struct{ name, want string }{
-		{"../x", `subhost name "../x": only letters, digits, "-" and "_" are allowed`},
-		{"", "subhost name is empty"},
-		{strings.Repeat("a", 41), "is too long (41 characters, at most 32)"},
-		{"-rf", `subhost name "-rf" must start with a letter or digit`},
-		{"_x", "must start with a letter or digit"},
-		{"a b", "only letters, digits"},
-		{"x/y", "only letters, digits"},
-		{"é", "only letters, digits"},
-		{"a\n", "only letters, digits"},
-		{"tasks", "reserved"},
-		{"release_agent", "reserved"},
-	} {
-		err := ValidName(tt.name)
-		if err == nil || !strings.Contains(err.Error(), tt.want) || !sdk.IsKind(err, sdk.KindInvalidConfig) {
-			t.Errorf("ValidName(%q) = %v, want invalid config %q", tt.name, err, tt.want)
-		}
-	}
-	for _, ok := range []string{"a", "web1", "9lives", "my-subhost", "db_2", "A-Z", strings.Repeat("x", 32)} {
-		if err := ValidName(ok); err != nil {
-			t.Errorf("ValidName(%q) = %v", ok, err)
-		}
-	}
-}
-
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(goodConfig))
 	for _, c := range badConfigs {

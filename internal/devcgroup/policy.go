@@ -73,17 +73,7 @@ func Rules(disks []sdk.Device) []string {
 // single path component that no cgroup control file has (control files
 // are "tasks", "notify_on_release", "release_agent" and names with a
 // dot, such as "cgroup.procs" or "devices.allow").
-func ValidName(name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("an empty subhost name cannot name a cgroup")
-	case strings.ContainsAny(name, "/.\x00\n"):
-		return fmt.Errorf("subhost name %q cannot name a cgroup (no slash, dot or control character)", name)
-	case name == "tasks" || name == "notify_on_release" || name == "release_agent":
-		return fmt.Errorf("subhost name %q is the name of a cgroup control file", name)
-	}
-	return nil
-}
+func ValidName(name string) error { return sdk.ValidName(name) }
 
 // membership is one line of /proc/PID/cgroup: a hierarchy (its ID, 0 for
 // cgroup v2, and its controllers, e.g. "cpu,cpuacct" or "name=systemd")

@@ -25,8 +25,10 @@ import (
 	"github.com/subhost/subhost/sdk"
 )
 
-// Host starts plugins.
+// Host finds and starts plugins.
 type Host struct {
+	// Dirs are the directories searched for plugins, in order (SearchPath).
+	Dirs []string
 	// SocketDir is a root-only directory for go-plugin's sockets.
 	SocketDir string
 	Logger    hclog.Logger
@@ -40,9 +42,9 @@ type Host struct {
 // Plugin is one running stage plugin.
 type Plugin struct {
 	Name   string // stage name
-	Path   string
+	path   string
 	SHA256 string
-	Stage  sdk.Stage
+	stage  sdk.Stage
 	client *plugin.Client
 	proc   *process
 }
@@ -70,7 +72,7 @@ func (h *Host) Start(ctx context.Context, stage, path, pin string) (*Plugin, err
 			Reattach:         rc,
 			Logger:           logger,
 		})
-		return h.dispense(&Plugin{Name: stage, Path: "reattached:" + base, client: client})
+		return h.dispense(&Plugin{Name: stage, path: "reattached:" + base, client: client})
 	}
 
 	// Hashing a plugin costs more than starting it: only when pinned.
@@ -80,13 +82,13 @@ func (h *Host) Start(ctx context.Context, stage, path, pin string) (*Plugin, err
 	}
 	if pin != "" && !strings.EqualFold(pin, sum) {
 		exe.Close()
-		return nil, sdk.Invalidf("stage %q: plugin %s has sha256 %s, the pipeline pins %s", stage, path, sum, strings.ToLower(pin))
+		return nil, sdk.Invalidf("plugin %s has sha256 %s, the pipeline pins %s", path, sum, strings.ToLower(pin))
 	}
 	if err := os.MkdirAll(h.SocketDir, 0o700); err != nil {
 		exe.Close()
 		return nil, err
 	}
-	p := &Plugin{Name: stage, Path: path, SHA256: sum}
+	p := &Plugin{Name: stage, path: path, SHA256: sum}
 	p.client = plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          sdk.PluginSet(nil),
@@ -108,16 +110,26 @@ func (h *Host) dispense(p *Plugin) (*Plugin, error) {
 	rpc, err := p.client.Client()
 	if err != nil {
 		p.Kill()
-		return nil, fmt.Errorf("stage %q: start plugin %s: %w", p.Name, p.Path, err)
+		return nil, fmt.Errorf("start plugin %s: %w", p.path, err)
 	}
 	raw, err := rpc.Dispense(sdk.PluginName)
 	if err != nil {
 		p.Kill()
-		return nil, fmt.Errorf("stage %q: plugin %s: %w", p.Name, p.Path, err)
+		return nil, fmt.Errorf("plugin %s: %w", p.path, err)
 	}
-	p.Stage = raw.(sdk.Stage)
+	p.stage = raw.(sdk.Stage)
 	return p, nil
 }
+
+// Stage is the plugin's stage, called over RPC.
+func (p *Plugin) Stage() sdk.Stage { return p.stage }
+
+// Path is the plugin's executable, or "reattached:NAME" for one started by
+// hand with --debug.
+func (p *Plugin) Path() string { return p.path }
+
+// Resolve finds a stage plugin by name in the host's directories.
+func (h *Host) Resolve(name string) (string, error) { return Resolve(h.Dirs, name) }
 
 // Exited reports whether the plugin process has gone (crashed or killed).
 func (p *Plugin) Exited() bool { return p.client.Exited() }

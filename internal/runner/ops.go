@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/subhost/subhost/internal/pipeline"
-	"github.com/subhost/subhost/internal/pluginhost"
 	"github.com/subhost/subhost/internal/proc"
 	"github.com/subhost/subhost/internal/state"
 	"github.com/subhost/subhost/sdk"
@@ -51,8 +50,8 @@ func (r *Runner) Run(ctx context.Context, plan *Plan, opts RunOptions) (*state.S
 		s.st = s.newState()
 	}
 	s.st.Status, s.st.Error, s.st.Subhost = state.Booting, "", plan.Subhost
-	s.st.Record.Console = opts.Console
-	s.st.Record.GuestPID, s.st.Record.GuestStartTime = 0, 0
+	s.st.Console = opts.Console
+	s.st.ForgetGuest()
 	if err := s.upFrom(ctx, 0); err != nil {
 		return s.st, err
 	}
@@ -115,13 +114,15 @@ func (r *Runner) Stop(ctx context.Context, name string, opts StopOptions) error 
 		}
 		return err
 	}
-	s := &session{r: r, plan: plan, dir: d, lock: lock, plugins: map[string]*pluginhost.Plugin{}}
+	s := r.newSession(plan, d, lock)
 	defer s.close()
 	if s.st, err = d.Load(); err != nil {
 		return err
 	}
 	s.st.Status = state.Stopping
-	s.save()
+	// A state that cannot be saved does not stop the stop: Down works from
+	// the state in memory, and the error is reported with the rest.
+	saveErr := s.save()
 	// The plugins for Down start while the guest powers off.
 	prestarted := make(chan struct{})
 	go func() {
@@ -133,7 +134,7 @@ func (r *Runner) Stop(ctx context.Context, name string, opts StopOptions) error 
 	// A guest that would not die (say, one that froze its own cgroup) is
 	// the launching stage's to finish off: its Down still runs.
 	if err := s.downAll(ctx); err != nil {
-		return errors.Join(guestErr, err)
+		return errors.Join(guestErr, saveErr, err)
 	}
 	return nil
 }

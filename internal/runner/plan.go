@@ -8,7 +8,6 @@ import (
 
 	"github.com/subhost/subhost/internal/config"
 	"github.com/subhost/subhost/internal/pipeline"
-	"github.com/subhost/subhost/internal/pluginhost"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -48,7 +47,7 @@ func (p *Plan) Index(stage string) int {
 // MakePlan checks the name, finds the pipeline and its plugins and reads
 // the config. It changes nothing.
 func (r *Runner) MakePlan(t Target) (*Plan, error) {
-	if err := config.ValidName(t.Name); err != nil {
+	if err := sdk.ValidName(t.Name); err != nil {
 		return nil, err
 	}
 	pl, err := r.Pipelines.Get(t.Pipeline)
@@ -87,7 +86,7 @@ func (r *Runner) MakePlan(t Target) (*Plan, error) {
 		Subhost:  sdk.Subhost{Name: t.Name, Home: home, ConfigFile: cfgPath, Vars: vars},
 	}
 	for _, s := range pl.Stages {
-		path, err := pluginhost.Resolve(r.PluginDirs, s.Plugin)
+		path, err := r.Stages.Resolve(s.Plugin)
 		if err != nil {
 			return nil, sdk.Invalidf("pipeline %q, stage %q: %w", pl.Name, s.Name, err)
 		}

@@ -14,18 +14,17 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/subhost/subhost/internal/pipeline"
-	"github.com/subhost/subhost/internal/pluginhost"
 	"github.com/subhost/subhost/internal/state"
 	"github.com/subhost/subhost/sdk"
 )
 
 // Runner carries what every operation needs.
 type Runner struct {
-	Pipelines  *pipeline.Set
-	PluginDirs []string
-	Plugins    *pluginhost.Host
-	StateRoot  string
-	Logger     hclog.Logger
+	Pipelines *pipeline.Set
+	// Stages finds and starts the stages a pipeline names.
+	Stages    Stages
+	StateRoot string
+	Logger    hclog.Logger
 	// Progress, when set, gets one line per stage call with its duration.
 	Progress io.Writer
 	// Getenv reads the environment (DISKS, BRIDGES); nil = os.LookupEnv.
@@ -59,8 +58,11 @@ type session struct {
 	lock     *state.Lock
 	st       *state.State
 	mu       sync.Mutex
-	plugins  map[string]*pluginhost.Plugin
+	plugins  map[string]Instance
 	starting map[string]*sync.Mutex
+	// others are the other subhosts up on this host, as every stage's
+	// request tells them.
+	others []sdk.Neighbour
 }
 
 func (r *Runner) dir(name string) state.Dir {
@@ -74,7 +76,7 @@ func (r *Runner) open(plan *Plan, operation string) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &session{r: r, plan: plan, dir: d, lock: lock, plugins: map[string]*pluginhost.Plugin{}}
+	s := r.newSession(plan, d, lock)
 	st, err := d.Load()
 	switch {
 	case errors.Is(err, state.ErrNoState):
@@ -88,6 +90,14 @@ func (r *Runner) open(plan *Plan, operation string) (*session, error) {
 	return s, nil
 }
 
+func (r *Runner) newSession(plan *Plan, d state.Dir, lock *state.Lock) *session {
+	return &session{
+		r: r, plan: plan, dir: d, lock: lock,
+		plugins: map[string]Instance{},
+		others:  state.Others(r.StateRoot, plan.Name),
+	}
+}
+
 // close kills every plugin and releases the lock.
 func (s *session) close() {
 	s.killPlugins()
@@ -99,7 +109,7 @@ func (s *session) close() {
 func (s *session) killPlugins() {
 	s.mu.Lock()
 	plugins := s.plugins
-	s.plugins = map[string]*pluginhost.Plugin{}
+	s.plugins = map[string]Instance{}
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, p := range plugins {
@@ -138,7 +148,7 @@ func (s *session) save() error {
 
 // plugin returns a running plugin for the stage, starting one if there is
 // none or the last one died.
-func (s *session) plugin(ctx context.Context, i int) (*pluginhost.Plugin, error) {
+func (s *session) plugin(ctx context.Context, i int) (Instance, error) {
 	ps := s.plan.Stages[i]
 	// One start at a time per stage: two callers racing here would start
 	// two plugins and lose track of one.
@@ -162,7 +172,7 @@ func (s *session) plugin(ctx context.Context, i int) (*pluginhost.Plugin, error)
 	if p != nil {
 		p.Kill()
 	}
-	p, err := s.r.Plugins.Start(ctx, ps.Name, ps.Path, ps.SHA256)
+	p, err := s.r.Stages.Start(ctx, ps.Name, ps.Path, ps.SHA256)
 	if err != nil {
 		return nil, err
 	}
@@ -208,9 +218,13 @@ func (s *session) request(i int, record sdk.BootRecord) *sdk.Request {
 		Stage:   ps.Name,
 		Params:  ps.Params,
 		Record:  record,
+		Others:  s.others,
 	}
-	if s.st != nil && i < len(s.st.Stages) {
-		req.State = s.st.Stages[i].State
+	if s.st != nil {
+		req.Console = s.st.Console
+		if i < len(s.st.Stages) {
+			req.State = s.st.Stages[i].State
+		}
 	}
 	return req
 }
@@ -218,9 +232,6 @@ func (s *session) request(i int, record sdk.BootRecord) *sdk.Request {
 // recordBefore is the boot record as the stages before stage i made it.
 func (s *session) recordBefore(i int) (sdk.BootRecord, error) {
 	var rec sdk.BootRecord
-	if s.st != nil {
-		rec.Console = s.st.Record.Console
-	}
 	if s.st == nil {
 		return rec, nil
 	}
@@ -236,9 +247,9 @@ func (s *session) recordBefore(i int) (sdk.BootRecord, error) {
 }
 
 // call runs one stage call with the stage's timeout, and turns transport
-// failures into errors that name the stage and say what happened. A
-// plugin that timed out or died is killed, so it can neither keep working
-// nor linger.
+// failures into errors that say what happened. A stage that timed out,
+// panicked or died is killed, so it can neither keep working nor linger.
+// Its errors do not name the stage: the caller does, once (prefixStage).
 func (s *session) call(ctx context.Context, i int, what string, timeout time.Duration, fn func(context.Context, sdk.Stage) error) error {
 	ps := s.plan.Stages[i]
 	p, err := s.plugin(ctx, i)
@@ -264,28 +275,56 @@ func (s *session) call(ctx context.Context, i int, what string, timeout time.Dur
 		}
 	}()
 	start := time.Now()
-	err = fn(cctx, p.Stage)
+	// The call runs apart so that a stage that ignores its context (a
+	// plugin stuck in a system call, an in-process stage that hangs)
+	// cannot hold the runner past the timeout.
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				done <- errPanic{v}
+			}
+		}()
+		done <- fn(cctx, p.Stage())
+	}()
+	select {
+	case err = <-done:
+	case <-cctx.Done():
+		err = cctx.Err()
+	}
 	elapsed := time.Since(start)
 	s.progress(ps.Name, what, elapsed, err)
 	if err == nil {
 		return nil
 	}
+	var panicked errPanic
+	switch {
+	case errors.As(err, &panicked):
+		s.forget(ps.Name)
+		return fmt.Errorf("%s panicked: %v; %s killed", what, panicked.v, p.Path())
+	case errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
+		s.forget(ps.Name)
+		return fmt.Errorf("%s timed out after %s; %s killed", what, timeout, p.Path())
+	case ctx.Err() != nil && cctx.Err() != nil:
+		s.forget(ps.Name)
+		return fmt.Errorf("%s interrupted: %w", what, ctx.Err())
+	}
 	if _, typed := err.(*sdk.Error); typed || isJoined(err) {
 		return err
 	}
 	switch {
-	case errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
-		s.forget(ps.Name)
-		return fmt.Errorf("stage %q: %s timed out after %s; plugin %s killed", ps.Name, what, timeout, ps.Path)
-	case ctx.Err() != nil:
-		s.forget(ps.Name)
-		return fmt.Errorf("stage %q: %s interrupted: %w", ps.Name, what, ctx.Err())
 	case p.Exited() || status.Code(err) == codes.Unavailable:
 		s.forget(ps.Name)
-		return fmt.Errorf("stage %q: plugin %s died during %s (crashed or was killed)", ps.Name, ps.Path, what)
+		return fmt.Errorf("%s died during %s (crashed or was killed)", p.Path(), what)
 	}
-	return fmt.Errorf("stage %q: %s: %w", ps.Name, what, err)
+	return fmt.Errorf("%s: %w", what, err)
 }
+
+// errPanic is a stage call that panicked (only an in-process stage can:
+// a plugin that panics dies, and is reported as such).
+type errPanic struct{ v any }
+
+func (e errPanic) Error() string { return fmt.Sprint("panic: ", e.v) }
 
 func isJoined(err error) bool {
 	_, ok := err.(interface{ Unwrap() []error })
@@ -331,8 +370,13 @@ func (s *session) validate(ctx context.Context, stages []int) error {
 	return nil
 }
 
-// prefixStage names the stage in a stage's own error, keeping its kind.
+// prefixStage names the stage in an error from or about it, keeping its
+// kind: the one place an operator's error line gets its stage name (the
+// rule in sdk/errors.go).
 func prefixStage(stage string, err error) error {
+	if err == nil {
+		return nil
+	}
 	var e *sdk.Error
 	if errors.As(err, &e) && err == error(e) {
 		return &sdk.Error{Kind: e.Kind, Msg: fmt.Sprintf("stage %q: %s", stage, e.Msg)}
@@ -340,7 +384,7 @@ func prefixStage(stage string, err error) error {
 	if isJoined(err) {
 		return &sdk.Error{Kind: sdk.KindOf(err), Msg: fmt.Sprintf("stage %q: %s", stage, err)}
 	}
-	return err
+	return fmt.Errorf("stage %q: %w", stage, err)
 }
 
 // upFrom runs Up for stages first..last in order, recording each before
@@ -351,9 +395,11 @@ func (s *session) upFrom(ctx context.Context, first int) error {
 		if err := s.up(ctx, i); err != nil {
 			s.st.Status = state.Failed
 			s.st.Error = err.Error()
-			s.save()
+			// Even when this save fails the rollback goes on: it works
+			// from the state in memory, and stop finds the rest.
+			saveErr := s.save()
 			if rbErr := s.rollback(); rbErr != nil {
-				return fmt.Errorf("%w; rollback incomplete, run `subhost stop %s`: %v", err, s.plan.Name, rbErr)
+				return fmt.Errorf("%w; rollback incomplete, run `subhost stop %s`: %v", err, s.plan.Name, errors.Join(saveErr, rbErr))
 			}
 			return err
 		}
@@ -363,7 +409,7 @@ func (s *session) upFrom(ctx context.Context, first int) error {
 
 func (s *session) up(ctx context.Context, i int) error {
 	if ctx.Err() != nil {
-		return fmt.Errorf("interrupted before stage %q: %w", s.plan.Stages[i].Name, ctx.Err())
+		return prefixStage(s.plan.Stages[i].Name, fmt.Errorf("interrupted before up: %w", ctx.Err()))
 	}
 	rec, err := s.recordBefore(i)
 	if err != nil {
@@ -383,20 +429,19 @@ func (s *session) up(ctx context.Context, i int) error {
 		return err
 	})
 	st.DurationMS = time.Since(start).Milliseconds()
+	if err == nil && res == nil {
+		err = sdk.Internalf("up returned no result")
+	}
+	if err == nil {
+		merged := rec
+		err = merged.Merge(res.Record)
+	}
 	if err != nil {
 		st.Status, st.Error = state.StageFailed, err.Error()
 		if res != nil && res.State != nil {
 			st.State = res.State
 		}
-		s.save()
-		return prefixStage(st.Name, err)
-	}
-	merged := rec
-	if err := merged.Merge(res.Record); err != nil {
-		st.Status, st.Error = state.StageFailed, err.Error()
-		st.State = res.State
-		s.save()
-		return prefixStage(st.Name, err)
+		return prefixStage(st.Name, errors.Join(err, s.save()))
 	}
 	st.Status, st.Result, st.State = state.StageUp, res.Record, res.State
 	// The whole record, not just up to this stage: on a reboot the
@@ -408,7 +453,7 @@ func (s *session) up(ctx context.Context, i int) error {
 	if ctx.Err() != nil {
 		// Interrupted while this stage finished: it is recorded as up,
 		// so the rollback takes it down too.
-		return fmt.Errorf("interrupted as stage %q came up: %w", st.Name, ctx.Err())
+		return prefixStage(st.Name, fmt.Errorf("interrupted as it came up: %w", ctx.Err()))
 	}
 	return nil
 }
@@ -445,7 +490,9 @@ func (s *session) downAll(ctx context.Context) error {
 	if len(errs) > 0 {
 		s.st.Status = state.Failed
 		s.st.Error = errors.Join(errs...).Error()
-		s.save()
+		if err := s.save(); err != nil {
+			errs = append(errs, err)
+		}
 		return joinOneLine(errs)
 	}
 	return s.dir.Remove()
@@ -460,8 +507,7 @@ func (s *session) down(ctx context.Context, i int) error {
 	})
 	if err != nil {
 		st.Error = err.Error()
-		s.save()
-		return prefixStage(st.Name, err)
+		return errors.Join(prefixStage(st.Name, err), s.save())
 	}
 	st.Status, st.Error, st.State, st.Result = state.StageDown, "", nil, sdk.BootRecord{}
 	return s.save()

@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 
 	"github.com/subhost/subhost/internal/state"
@@ -27,12 +26,6 @@ type StageReport struct {
 	Error   string         `json:"error,omitempty"`
 	Kind    string         `json:"error_kind,omitempty"`
 	Record  sdk.BootRecord `json:"record"`
-}
-
-// MarshalJSON keeps opaque stage state readable when it is JSON.
-func (r StageReport) MarshalJSON() ([]byte, error) {
-	type plain StageReport
-	return json.Marshal(plain(r))
 }
 
 // StageOp runs one stage alone against the subhost's recorded boot
@@ -64,7 +57,7 @@ func (r *Runner) StageOp(ctx context.Context, plan *Plan, stage, op string) (*St
 		return nil, err
 	}
 	// "reattached:NAME" when a plugin started by hand (--debug) serves it.
-	report := &StageReport{Stage: stage, Op: op, Plugin: p.Path}
+	report := &StageReport{Stage: stage, Op: op, Plugin: p.Path()}
 	switch op {
 	case OpUp:
 		if err := s.validate(ctx, []int{i}); err != nil {
@@ -141,7 +134,7 @@ func allUp(st *state.State) bool {
 
 // recordOfUpStages merges the results of every stage that is up.
 func (s *session) recordOfUpStages() sdk.BootRecord {
-	rec := sdk.BootRecord{Console: s.st.Record.Console}
+	var rec sdk.BootRecord
 	for _, st := range s.st.Stages {
 		if st.Status == state.StageUp {
 			rec.Merge(st.Result)

@@ -31,10 +31,10 @@ func (v *Supervision) SetOperation(op string) { v.s.lock.SetOperation(op) }
 // said otherwise.
 const DefaultStopTimeout = 30 * time.Second
 
-// LoopOptions connect the supervision loop to its surroundings.
+// LoopOptions connect the supervision loop to its surroundings. A full
+// teardown is asked for by cancelling Loop's context (SIGTERM, from
+// `subhost stop` or a service manager).
 type LoopOptions struct {
-	// Stop delivers requests for a full teardown (SIGTERM, `subhost stop`).
-	Stop <-chan StopOptions
 	// PowerOff delivers requests to power the guest off (the console's
 	// escape sequence); the pipeline's on_exit then decides what follows.
 	PowerOff <-chan struct{}
@@ -59,15 +59,14 @@ type Outcome struct {
 // the mounts and network for a later run (on_exit "keep": hibernating).
 func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, error) {
 	s := v.s
-	s.st.Supervisor = os.Getpid()
-	s.st.SupervisorStartTime, _ = proc.StartTime(os.Getpid())
-	s.save()
+	if err := v.recordSupervisor(); err != nil {
+		return Outcome{Status: s.st.Status}, err
+	}
 	// While it only waits for the guest, the supervisor gives the lock up,
 	// so that `subhost stage` and `subhost stop` can work on the live
 	// subhost; it takes it back (and the state as they left it) to act.
 	s.lock.Suspend()
 	stopping := false
-	var stopOpts StopOptions
 	for {
 		pid := s.st.Record.GuestPID
 		if opts.OnGuest != nil {
@@ -81,15 +80,12 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 			select {
 			case ws = <-exited:
 				break wait
-			case req := <-opts.Stop:
-				stopping, stopOpts = true, req
-				go stopGuest(s.st.Record, req)
-				go s.startPlugins(context.Background(), s.owed())
 			case <-ctx.Done():
 				// SIGTERM: a service manager, or `subhost stop`, which
 				// leaves its options beside the state first.
 				if !stopping {
-					stopping, stopOpts = true, StopOptions{Timeout: DefaultStopTimeout}
+					stopping = true
+					stopOpts := StopOptions{Timeout: DefaultStopTimeout}
 					if req, ok := s.dir.TakeStopRequest(); ok {
 						stopOpts = StopOptions{Timeout: time.Duration(req.TimeoutMS) * time.Millisecond, Force: req.Force}
 					}
@@ -112,19 +108,21 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 			return Outcome{Guest: outcome, Status: state.Stopped}, nil
 		}
 		s.st.Supervisor, s.st.SupervisorStartTime = 0, 0
-		s.st.Record.GuestPID, s.st.Record.GuestStartTime = 0, 0
+		launcher := s.st.Launcher()
+		s.st.ForgetGuest()
 		if outcome == guestexit.Reboot && !stopping {
-			if err := v.reboot(opts); err != nil {
-				s.r.Logger.Error("reboot failed", "subhost", s.plan.Name, "error", err)
-				return v.finish(outcome, true, stopOpts, err)
+			err := v.reboot(launcher, opts)
+			if err == nil {
+				err = v.recordSupervisor()
 			}
-			s.st.Supervisor = os.Getpid()
-			s.st.SupervisorStartTime, _ = proc.StartTime(os.Getpid())
-			s.save()
+			if err != nil {
+				s.r.Logger.Error("reboot failed", "subhost", s.plan.Name, "error", err)
+				return v.finish(outcome, true, err)
+			}
 			s.lock.Suspend()
 			continue
 		}
-		return v.finish(outcome, stopping || s.plan.Pipeline.OnExit != "keep", stopOpts, nil)
+		return v.finish(outcome, stopping || s.plan.Pipeline.OnExit != "keep", nil)
 	}
 }
 
@@ -147,37 +145,37 @@ func (v *Supervision) resume() error {
 	return nil
 }
 
-// finish tears down or hibernates after the guest is gone.
-func (v *Supervision) finish(guest guestexit.Outcome, teardown bool, _ StopOptions, cause error) (Outcome, error) {
+// recordSupervisor records this process as the guest's supervisor.
+func (v *Supervision) recordSupervisor() error {
+	s := v.s
+	s.st.Supervisor = os.Getpid()
+	s.st.SupervisorStartTime, _ = proc.StartTime(os.Getpid())
+	return s.save()
+}
+
+// finish tears down or hibernates after the guest is gone (and has been
+// forgotten).
+func (v *Supervision) finish(guest guestexit.Outcome, teardown bool, cause error) (Outcome, error) {
 	s := v.s
 	if !teardown {
 		s.st.Status = state.Hibernating
-		for i := range s.st.Stages {
-			if s.st.Stages[i].Result.GuestPID != 0 {
-				s.st.Stages[i].Result.GuestPID, s.st.Stages[i].Result.GuestStartTime = 0, 0
-			}
-		}
 		return Outcome{Guest: guest, Status: state.Hibernating}, errors.Join(cause, s.save())
 	}
 	s.st.Status = state.Stopping
-	s.save()
+	// Down goes on whether or not this save works: it works from the
+	// state in memory.
+	saveErr := s.save()
 	if err := s.downAll(context.Background()); err != nil {
-		return Outcome{Guest: guest, Status: state.Failed}, errors.Join(cause, err)
+		return Outcome{Guest: guest, Status: state.Failed}, errors.Join(cause, saveErr, err)
 	}
-	return Outcome{Guest: guest, Status: state.Stopped}, cause
+	return Outcome{Guest: guest, Status: state.Stopped}, errors.Join(cause, saveErr)
 }
 
 // reboot starts the guest again on the same mounts and network: Up of the
 // stage that launched it (its Up launches a new guest when the recorded
 // one is gone).
-func (v *Supervision) reboot(opts LoopOptions) error {
+func (v *Supervision) reboot(launcher int, opts LoopOptions) error {
 	s := v.s
-	launcher := -1
-	for i, st := range s.st.Stages {
-		if st.Result.GuestPID != 0 {
-			launcher = i
-		}
-	}
 	if launcher < 0 {
 		return fmt.Errorf("no stage launched the guest")
 	}

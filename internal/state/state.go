@@ -52,7 +52,10 @@ type State struct {
 	Subhost sdk.Subhost `json:"subhost"`
 	// Record is the merged boot record of every stage that is up.
 	Record sdk.BootRecord `json:"record"`
-	Stages []Stage        `json:"stages"`
+	// Console is the host path of the guest console's pty, which the
+	// runner hands every stage in its request.
+	Console string  `json:"console,omitempty"`
+	Stages  []Stage `json:"stages"`
 	// Supervisor is the PID and start time of the process supervising the
 	// guest, 0 when none.
 	Supervisor          int       `json:"supervisor,omitempty"`
@@ -76,6 +79,27 @@ type Stage struct {
 	State      []byte `json:"state,omitempty"`
 	Error      string `json:"error,omitempty"`
 	DurationMS int64  `json:"duration_ms,omitempty"`
+}
+
+// Launcher returns the index of the stage whose Up launched the guest
+// that is recorded, or -1.
+func (s *State) Launcher() int {
+	for i := len(s.Stages) - 1; i >= 0; i-- {
+		if s.Stages[i].Result.GuestPID != 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// ForgetGuest clears the recorded guest PID 1 from the boot record and
+// from the result of the stage that launched it: the one place where a
+// guest that is gone, or about to be replaced, is forgotten.
+func (s *State) ForgetGuest() {
+	s.Record.GuestPID, s.Record.GuestStartTime = 0, 0
+	for i := range s.Stages {
+		s.Stages[i].Result.GuestPID, s.Stages[i].Result.GuestStartTime = 0, 0
+	}
 }
 
 // Owed reports whether the stage may have left objects behind, so Down
@@ -109,6 +133,17 @@ func (d Dir) Load() (*State, error) {
 	var s State
 	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, fmt.Errorf("%s: %w", d.statePath(), err)
+	}
+	if s.Console == "" {
+		// Written before the console moved out of the boot record.
+		var legacy struct {
+			Record struct {
+				Console string `json:"console"`
+			} `json:"record"`
+		}
+		if json.Unmarshal(data, &legacy) == nil {
+			s.Console = legacy.Record.Console
+		}
 	}
 	if s.Schema > Schema {
 		return nil, fmt.Errorf("%s: schema %d is newer than this subhost understands (%d)", d.statePath(), s.Schema, Schema)
@@ -167,6 +202,25 @@ func syncDir(path string) error {
 	}
 	defer f.Close()
 	return f.Sync()
+}
+
+// Others reads the state of every subhost under root but self that is not
+// stopped, as the neighbours a stage is told about. Unreadable states are
+// skipped: they are reported by the operations on their own subhosts.
+func Others(root, self string) []sdk.Neighbour {
+	names, _ := List(root)
+	var out []sdk.Neighbour
+	for _, n := range names {
+		if n == self {
+			continue
+		}
+		st, err := Dir{Root: root, Name: n}.Load()
+		if err != nil || st.Status == Stopped {
+			continue
+		}
+		out = append(out, sdk.Neighbour{Name: n, Status: st.Status, Interfaces: st.Record.Interfaces})
+	}
+	return out
 }
 
 // List names every subhost that has state, sorted.

@@ -132,7 +132,7 @@ func TestDevicePolicy(t *testing.T) {
 	}()
 
 	req := guestRequest(t, root, map[string]string{"init_binary": probe})
-	req.Record.Console = tty.Name()
+	req.Console = tty.Name()
 	req.Record.Devices = []sdk.Device{
 		{GuestName: "vdc", HostPath: ro.Path, Major: ro.Major, Minor: ro.Minor, ReadOnly: true},
 		{GuestName: "vdd", HostPath: rw.Path, Major: rw.Major, Minor: rw.Minor},

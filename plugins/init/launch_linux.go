@@ -57,7 +57,7 @@ type guestConfig struct {
 // since the caller has given up on the result.
 func launch(ctx context.Context, cfg guestConfig, netns, console string, started func(pid int, start uint64) error) (int, uint64, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, 0, sdk.Internalf("init: launch guest: %w", err)
+		return 0, 0, sdk.Internalf("launch guest: %w", err)
 	}
 	stdio, err := openStdio(console)
 	if err != nil {
@@ -66,13 +66,13 @@ func launch(ctx context.Context, cfg guestConfig, netns, console string, started
 	defer stdio.Close()
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
-		return 0, 0, sdk.Internalf("init: %w", err)
+		return 0, 0, sdk.Internalf("%w", err)
 	}
 	defer cfgW.Close()
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		cfgR.Close()
-		return 0, 0, sdk.Internalf("init: %w", err)
+		return 0, 0, sdk.Internalf("%w", err)
 	}
 	defer errR.Close()
 
@@ -114,7 +114,7 @@ func launch(ctx context.Context, cfg guestConfig, netns, console string, started
 	start, _, err := procStat(pid)
 	if err != nil {
 		abort()
-		return 0, 0, sdk.Internalf("init: guest pid %d: read its start time: %w", pid, err)
+		return 0, 0, sdk.Internalf("guest pid %d: read its start time: %w", pid, err)
 	}
 	if err := started(pid, start); err != nil {
 		abort()
@@ -123,7 +123,7 @@ func launch(ctx context.Context, cfg guestConfig, netns, console string, started
 
 	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
 		abort()
-		return 0, 0, sdk.Internalf("init: send the launch config: %w", err)
+		return 0, 0, sdk.Internalf("send the launch config: %w", err)
 	}
 	cfgW.Close()
 
@@ -137,22 +137,22 @@ func launch(ctx context.Context, cfg guestConfig, netns, console string, started
 	case b = <-msg:
 	case <-ctx.Done():
 		abort()
-		return 0, 0, sdk.Internalf("init: launch guest: %w", ctx.Err())
+		return 0, 0, sdk.Internalf("launch guest: %w", ctx.Err())
 	}
 	if len(b) > 0 {
 		cmd.Wait()
-		return 0, 0, sdk.Internalf("init: launch guest: %s", b)
+		return 0, 0, sdk.Internalf("launch guest: %s", b)
 	}
 	// The pipe also reaches EOF when the launcher dies before writing
 	// (killed, say). Its name tells it from a subhost-init that ran and
 	// already ended, which is the supervisor's business.
 	if comm, state := procComm(pid); state == 'Z' && comm == launcherComm {
 		ws := waitStatus(cmd)
-		return 0, 0, sdk.Internalf("init: launch guest: the launcher died (%s) before executing subhost-init", ws)
+		return 0, 0, sdk.Internalf("launch guest: the launcher died (%s) before executing subhost-init", ws)
 	}
 	if err := ctx.Err(); err != nil {
 		abort()
-		return 0, 0, sdk.Internalf("init: launch guest: %w", err)
+		return 0, 0, sdk.Internalf("launch guest: %w", err)
 	}
 	cmd.Process.Release()
 	return pid, start, nil
@@ -165,7 +165,7 @@ func launch(ctx context.Context, cfg guestConfig, netns, console string, started
 func startIn(cmd *exec.Cmd, netns string) error {
 	if netns == "" {
 		if err := cmd.Start(); err != nil {
-			return sdk.Internalf("init: start the guest launcher: %w", err)
+			return sdk.Internalf("start the guest launcher: %w", err)
 		}
 		return nil
 	}
@@ -174,17 +174,17 @@ func startIn(cmd *exec.Cmd, netns string) error {
 		runtime.LockOSThread() // never unlocked: see above
 		fd, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			done <- sdk.NotFoundf("init: open netns: %w", err)
+			done <- sdk.NotFoundf("open netns: %w", err)
 			return
 		}
 		err = unix.Setns(fd, unix.CLONE_NEWNET)
 		unix.Close(fd)
 		if err != nil {
-			done <- sdk.Invalidf("init: join netns %q: %w", netns, err)
+			done <- sdk.Invalidf("join netns %q: %w", netns, err)
 			return
 		}
 		if err := cmd.Start(); err != nil {
-			done <- sdk.Internalf("init: start the guest launcher: %w", err)
+			done <- sdk.Internalf("start the guest launcher: %w", err)
 			return
 		}
 		done <- nil
@@ -198,17 +198,17 @@ func openStdio(console string) (*os.File, error) {
 	if console == "" {
 		f, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 		if err != nil {
-			return nil, sdk.Internalf("init: %w", err)
+			return nil, sdk.Internalf("%w", err)
 		}
 		return f, nil
 	}
 	f, err := os.OpenFile(console, os.O_RDWR|unix.O_NOCTTY|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return nil, sdk.NotFoundf("init: open console: %w", err)
+		return nil, sdk.NotFoundf("open console: %w", err)
 	}
 	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
 		f.Close()
-		return nil, sdk.Invalidf("init: console %q is not a terminal", console)
+		return nil, sdk.Invalidf("console %q is not a terminal", console)
 	}
 	return f, nil
 }

@@ -42,7 +42,7 @@ func (r launchRecord) guest() guestState {
 // (no slash) makes a plain file name once the hash follows it.
 func launchRecordPath(sub sdk.Subhost) (string, error) {
 	if sub.Name == "" || strings.ContainsAny(sub.Name, "/\x00") {
-		return "", sdk.Invalidf("init: subhost name %q cannot name a file", sub.Name)
+		return "", sdk.Invalidf("subhost name %q cannot name a file", sub.Name)
 	}
 	sum := sha256.Sum256([]byte(sub.Home))
 	return filepath.Join(launchDir, fmt.Sprintf("%s.%x.json", sub.Name, sum[:8])), nil

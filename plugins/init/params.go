@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/subhost/subhost/internal/devcgroup"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -42,7 +41,7 @@ var paramDocs = []sdk.Param{
 func parseParams(req *sdk.Request) (params, error) {
 	for name := range req.Params {
 		if !slices.ContainsFunc(paramDocs, func(p sdk.Param) bool { return p.Name == name }) {
-			return params{}, sdk.Invalidf("init: unknown parameter %q (known: mode, shell, shutdown_timeout, init_binary, term)", name)
+			return params{}, sdk.Invalidf("unknown parameter %q (known: mode, shell, shutdown_timeout, init_binary, term)", name)
 		}
 	}
 	p := params{
@@ -51,13 +50,13 @@ func parseParams(req *sdk.Request) (params, error) {
 		term:  req.Param("term", defaultTerm),
 	}
 	if p.mode != "sysv" && p.mode != "shell" {
-		return p, sdk.Invalidf("init: mode %q: want \"sysv\" or \"shell\"", p.mode)
+		return p, sdk.Invalidf("mode %q: want \"sysv\" or \"shell\"", p.mode)
 	}
 	if !strings.HasPrefix(p.shell, "/") || strings.ContainsAny(p.shell, "\x00\n") {
-		return p, sdk.Invalidf("init: shell %q: want an absolute path inside the guest", p.shell)
+		return p, sdk.Invalidf("shell %q: want an absolute path inside the guest", p.shell)
 	}
 	if p.term == "" || !termRE.MatchString(p.term) {
-		return p, sdk.Invalidf("init: term %q: want a terminal type name such as \"linux\" or \"xterm-256color\"", p.term)
+		return p, sdk.Invalidf("term %q: want a terminal type name such as \"linux\" or \"xterm-256color\"", p.term)
 	}
 	var err error
 	if p.shutdownTimeout, err = parseTimeout(req.Param("shutdown_timeout", defaultTimeout.String())); err != nil {
@@ -67,7 +66,7 @@ func parseParams(req *sdk.Request) (params, error) {
 	if p.initBinary == "" {
 		exe, err := os.Executable()
 		if err != nil {
-			return p, sdk.Internalf("init: find the plugin's own path for the default init_binary: %w", err)
+			return p, sdk.Internalf("find the plugin's own path for the default init_binary: %w", err)
 		}
 		p.initBinary = filepath.Join(filepath.Dir(exe), "subhost-init")
 	}
@@ -86,12 +85,12 @@ func parseTimeout(s string) (time.Duration, error) {
 	if err != nil {
 		n, nerr := strconv.ParseUint(s, 10, 32)
 		if nerr != nil {
-			return 0, sdk.Invalidf("init: shutdown_timeout %q: want a duration such as \"30s\"", s)
+			return 0, sdk.Invalidf("shutdown_timeout %q: want a duration such as \"30s\"", s)
 		}
 		d = time.Duration(n) * time.Second
 	}
 	if d <= 0 || d > 24*time.Hour {
-		return 0, sdk.Invalidf("init: shutdown_timeout %q: want more than 0 and at most 24h", s)
+		return 0, sdk.Invalidf("shutdown_timeout %q: want more than 0 and at most 24h", s)
 	}
 	return d, nil
 }
@@ -101,17 +100,17 @@ func parseTimeout(s string) (time.Duration, error) {
 // file, owned by root, not writable by group or others.
 func checkInitBinary(path string) error {
 	if !filepath.IsAbs(path) {
-		return sdk.Invalidf("init: init_binary %q: want an absolute path", path)
+		return sdk.Invalidf("init_binary %q: want an absolute path", path)
 	}
 	st, err := os.Stat(path)
 	if err != nil {
-		return sdk.Invalidf("init: init_binary: %w (build it with make build, or set init_binary)", err)
+		return sdk.Invalidf("init_binary: %w (build it with make build, or set init_binary)", err)
 	}
 	if !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
-		return sdk.Invalidf("init: init_binary %q is not an executable file", path)
+		return sdk.Invalidf("init_binary %q is not an executable file", path)
 	}
 	if st.Mode().Perm()&0o022 != 0 || !ownedByRoot(st) {
-		return sdk.Invalidf("init: init_binary %q must be owned by root and not writable by group or others", path)
+		return sdk.Invalidf("init_binary %q must be owned by root and not writable by group or others", path)
 	}
 	return nil
 }
@@ -126,28 +125,25 @@ var devNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 func checkRecord(req *sdk.Request) error {
 	r := &req.Record
 	name := req.Subhost.Name
-	if name == "" || len(name) > 64 || strings.ContainsAny(name, "/\x00") {
-		return sdk.Invalidf("init: subhost name %q cannot be a hostname (1 to 64 characters, no slash)", name)
+	if err := sdk.ValidName(name); err != nil {
+		return err
 	}
-	if err := devcgroup.ValidName(name); err != nil {
-		return sdk.Invalidf("init: %v", err)
-	}
-	for _, p := range []struct{ field, value string }{{"root", r.Root}, {"netns", r.Netns}, {"console", r.Console}} {
+	for _, p := range []struct{ field, value string }{{"root", r.Root}, {"netns", r.Netns}, {"console", req.Console}} {
 		if p.value != "" && !filepath.IsAbs(p.value) {
-			return sdk.Invalidf("init: boot record %s %q is not an absolute path", p.field, p.value)
+			return sdk.Invalidf("boot record %s %q is not an absolute path", p.field, p.value)
 		}
 	}
 	seen := map[string]bool{}
 	for _, d := range r.Devices {
 		switch {
 		case !devNameRE.MatchString(d.GuestName):
-			return sdk.Invalidf("init: boot record device %q: not a plain /dev name", d.GuestName)
+			return sdk.Invalidf("boot record device %q: not a plain /dev name", d.GuestName)
 		case slices.Contains(reservedDev, d.GuestName):
-			return sdk.Invalidf("init: boot record device %q: the name of a standard /dev entry", d.GuestName)
+			return sdk.Invalidf("boot record device %q: the name of a standard /dev entry", d.GuestName)
 		case seen[d.GuestName]:
-			return sdk.Invalidf("init: boot record device %q given twice", d.GuestName)
+			return sdk.Invalidf("boot record device %q given twice", d.GuestName)
 		case d.Major == 0 && d.Minor == 0:
-			return sdk.Invalidf("init: boot record device %q has no major:minor", d.GuestName)
+			return sdk.Invalidf("boot record device %q has no major:minor", d.GuestName)
 		}
 		seen[d.GuestName] = true
 	}

@@ -48,7 +48,7 @@ func TestValidateBadInput(t *testing.T) {
 		{"name of a cgroup file", func(r *sdk.Request) { r.Subhost.Name = "tasks" }, `subhost name "tasks" is the name of a cgroup control file`},
 		{"relative root", func(r *sdk.Request) { r.Record.Root = "live" }, `root "live"`},
 		{"relative netns", func(r *sdk.Request) { r.Record.Netns = "ns" }, `netns "ns"`},
-		{"relative console", func(r *sdk.Request) { r.Record.Console = "pts/3" }, `console "pts/3"`},
+		{"relative console", func(r *sdk.Request) { r.Console = "pts/3" }, `console "pts/3"`},
 		{"device with a slash", func(r *sdk.Request) { r.Record.Devices[0].GuestName = "../sda" }, `device "../sda": not a plain /dev name`},
 		{"device named console", func(r *sdk.Request) { r.Record.Devices[0].GuestName = "console" }, "standard /dev entry"},
 		{"device twice", func(r *sdk.Request) { r.Record.Devices[1].GuestName = "vda" }, `device "vda" given twice`},

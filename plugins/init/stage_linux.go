@@ -52,7 +52,7 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	}
 	rec := &req.Record
 	if rec.Root == "" {
-		return nil, sdk.Invalidf("init: the boot record has no root: a mount stage must come before init")
+		return nil, sdk.Invalidf("the boot record has no root: a mount stage must come before init")
 	}
 	if err := checkDevices(rec.Devices); err != nil {
 		return nil, err
@@ -65,7 +65,7 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 
 	if st, ok := recorded(req); ok && alive(st.PID, st.StartTime) {
 		if st.Root != "" && st.Root != rec.Root {
-			return nil, sdk.Conflictf("init: a guest (pid %d) is already running from root %q, not %q", st.PID, st.Root, rec.Root)
+			return nil, sdk.Conflictf("a guest (pid %d) is already running from root %q, not %q", st.PID, st.Root, rec.Root)
 		}
 		log.Debug("guest already running", "pid", st.PID)
 		return result(st, req.Subhost.Name)
@@ -77,31 +77,31 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	if lr, ok := readLaunchRecord(recPath); ok && alive(lr.PID, lr.StartTime) {
 		log.Warn("a guest from an interrupted boot is still running; powering it off first", "pid", lr.PID, "root", lr.Root)
 		if err := stopGuest(ctx, lr.PID, lr.StartTime, p.shutdownTimeout, log); err != nil {
-			return nil, sdk.Internalf("init: stop the guest (pid %d) of an interrupted boot: %w", lr.PID, err)
+			return nil, sdk.Internalf("stop the guest (pid %d) of an interrupted boot: %w", lr.PID, err)
 		}
 	}
 
 	content, err := os.ReadFile(p.initBinary)
 	if err != nil {
-		return nil, sdk.Internalf("init: read init_binary: %w", err)
+		return nil, sdk.Internalf("read init_binary: %w", err)
 	}
 	root, err := guestroot.Open(rec.Root)
 	if err != nil {
-		return nil, sdk.NotFoundf("init: %w", err)
+		return nil, sdk.NotFoundf("%w", err)
 	}
 	wrote, err := root.InstallFile("/sbin/subhost-init", content, 0o755)
 	root.Close()
 	if err != nil {
-		return nil, sdk.Internalf("init: %w", err)
+		return nil, sdk.Internalf("%w", err)
 	}
 	log.Debug("subhost-init in the guest root", "path", "/sbin/subhost-init", "rewritten", wrote)
 
 	place, err := devcgroup.Setup(req.Subhost.Name, rec.Devices)
 	if errors.Is(err, devcgroup.ErrBusy) {
-		return nil, sdk.Conflictf("init: %w", err)
+		return nil, sdk.Conflictf("%w", err)
 	}
 	if err != nil {
-		return nil, sdk.Internalf("init: the guest's cgroups: %w", err)
+		return nil, sdk.Internalf("the guest's cgroups: %w", err)
 	}
 	if !place.Devices {
 		log.Warn("no cgroup v1 devices controller on this host: the guest's device policy is NOT applied, it can open any host device it has a node for (cgroup v2 needs a BPF device program, not implemented yet)")
@@ -114,15 +114,15 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 		Root:     rec.Root,
 		Hostname: req.Subhost.Name,
 		Devices:  rec.Devices,
-		Console:  rec.Console,
+		Console:  req.Console,
 		Argv:     guestArgv(p),
 		Env:      guestEnv(p),
 		Cgroups:  place.Dirs,
 	}
-	pid, start, err := launch(ctx, cfg, rec.Netns, rec.Console, func(pid int, start uint64) error {
+	pid, start, err := launch(ctx, cfg, rec.Netns, req.Console, func(pid int, start uint64) error {
 		lr := launchRecord{Name: req.Subhost.Name, Home: req.Subhost.Home, PID: pid, StartTime: start, Root: rec.Root}
 		if err := writeLaunchRecord(recPath, lr); err != nil {
-			return sdk.Internalf("init: record the launched guest: %w", err)
+			return sdk.Internalf("record the launched guest: %w", err)
 		}
 		return nil
 	})
@@ -141,7 +141,7 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 func result(st guestState, name string) (*sdk.Result, error) {
 	state, err := json.Marshal(st)
 	if err != nil {
-		return nil, sdk.Internalf("init: encode state: %w", err)
+		return nil, sdk.Internalf("encode state: %w", err)
 	}
 	return &sdk.Result{
 		Record: sdk.BootRecord{GuestPID: st.PID, GuestStartTime: st.StartTime, Hostname: name},
@@ -223,14 +223,14 @@ func (*stage) Down(ctx context.Context, req *sdk.Request) error {
 	if len(errs) == 0 && devcgroup.ValidName(req.Subhost.Name) == nil {
 		err := devcgroup.Remove(req.Subhost.Name)
 		if errors.Is(err, devcgroup.ErrBusy) {
-			return sdk.Conflictf("init: %w", err)
+			return sdk.Conflictf("%w", err)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("remove the guest's cgroups: %w", err))
 		}
 	}
 	if len(errs) > 0 {
-		return sdk.Internalf("init: %w", errors.Join(errs...))
+		return sdk.Internalf("%w", errors.Join(errs...))
 	}
 	return nil
 }
@@ -247,10 +247,10 @@ func (*stage) Check(ctx context.Context, req *sdk.Request) error {
 		}
 	}
 	if !ok {
-		return sdk.NotFoundf("init: no guest is recorded")
+		return sdk.NotFoundf("no guest is recorded")
 	}
 	if !alive(st.PID, st.StartTime) {
-		return sdk.NotFoundf("init: guest pid %d is not running", st.PID)
+		return sdk.NotFoundf("guest pid %d is not running", st.PID)
 	}
 	return nil
 }
@@ -265,16 +265,16 @@ func checkDevices(devs []sdk.Device) error {
 		var st syscall.Stat_t
 		err := syscall.Stat(d.HostPath, &st)
 		if errors.Is(err, syscall.ENOENT) {
-			return sdk.NotFoundf("init: device %q: host node %q is gone", d.GuestName, d.HostPath)
+			return sdk.NotFoundf("device %q: host node %q is gone", d.GuestName, d.HostPath)
 		}
 		if err != nil {
-			return sdk.Internalf("init: device %q: %w", d.GuestName, err)
+			return sdk.Internalf("device %q: %w", d.GuestName, err)
 		}
 		if st.Mode&syscall.S_IFMT != syscall.S_IFBLK {
-			return sdk.Invalidf("init: device %q: host node %q is not a block device", d.GuestName, d.HostPath)
+			return sdk.Invalidf("device %q: host node %q is not a block device", d.GuestName, d.HostPath)
 		}
 		if maj, min := major(uint64(st.Rdev)), minor(uint64(st.Rdev)); maj != d.Major || min != d.Minor {
-			return sdk.Conflictf("init: device %q: host node %q is %d:%d, the boot record says %d:%d", d.GuestName, d.HostPath, maj, min, d.Major, d.Minor)
+			return sdk.Conflictf("device %q: host node %q is %d:%d, the boot record says %d:%d", d.GuestName, d.HostPath, maj, min, d.Major, d.Minor)
 		}
 	}
 	return nil

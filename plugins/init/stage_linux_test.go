@@ -40,7 +40,7 @@ func TestGuestView(t *testing.T) {
 	maj0, min0 := statDev(t, "/dev/loop0")
 	maj1, min1 := statDev(t, "/dev/loop1")
 	req := guestRequest(t, root, nil)
-	req.Record.Console = tty.Name()
+	req.Console = tty.Name()
 	req.Record.Devices = []sdk.Device{
 		{GuestName: "vdb", HostPath: "/dev/loop0", Major: maj0, Minor: min0},
 		{GuestName: "vdb1", HostPath: "/dev/loop1", Major: maj1, Minor: min1, ReadOnly: true},

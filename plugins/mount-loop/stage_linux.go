@@ -345,11 +345,11 @@ func downImages(req *sdk.Request, st upState) []string {
 // its image with its tag.
 func (s *stage) Check(ctx context.Context, req *sdk.Request) error {
 	if len(req.State) == 0 {
-		return sdk.NotFoundf("mount-loop: no state recorded for subhost %q", req.Subhost.Name)
+		return sdk.NotFoundf("no state recorded for subhost %q", req.Subhost.Name)
 	}
 	var st upState
 	if err := json.Unmarshal(req.State, &st); err != nil {
-		return sdk.Internalf("mount-loop: unreadable state: %w", err)
+		return sdk.Internalf("unreadable state: %w", err)
 	}
 	mounts, err := mountinfo.Self()
 	if err != nil {

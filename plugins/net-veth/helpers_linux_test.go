@@ -59,7 +59,7 @@ func newTestHost(t *testing.T) (*testHost, *stage) {
 		ns.Close()
 	})
 	th := &testHost{t: t, ns: ns, h: h}
-	return th, &stage{hostNetns: fmt.Sprintf("/proc/self/fd/%d", ns.Fd()), runDir: t.TempDir()}
+	return th, &stage{hostNetns: fmt.Sprintf("/proc/self/fd/%d", ns.Fd())}
 }
 
 // bridge adds an up bridge with that MTU (0: the default).

@@ -22,9 +22,6 @@ type stage struct {
 	// hostNetns is the path of the network namespace that holds the
 	// bridges and the host ends; "" is this process's own.
 	hostNetns string
-	// runDir is where the runner keeps every subhost's state.json, read
-	// for the MACs other subhosts use; "" is /run/subhost.
-	runDir string
 }
 
 var _ sdk.Stage = (*stage)(nil)
@@ -60,7 +57,7 @@ func (s *stage) prepare(req *sdk.Request) (*plan, *env, error) {
 	if p == nil {
 		return nil, nil, joinErrors(errs)
 	}
-	errs = append(errs, checkOthers(p, s.runDirOr())...)
+	errs = append(errs, checkOthers(p, req.Others)...)
 	e, err := s.open(p)
 	if err != nil {
 		return nil, nil, err
@@ -341,13 +338,6 @@ func (e *env) check(i sdk.Interface) []error {
 		errs = append(errs, sdk.Conflictf("%s in %s is down", i.GuestName, e.guestNs.Name()))
 	}
 	return errs
-}
-
-func (s *stage) runDirOr() string {
-	if s.runDir != "" {
-		return s.runDir
-	}
-	return defaultRunDir
 }
 
 // env holds netlink handles on the host's namespace and, when it exists,

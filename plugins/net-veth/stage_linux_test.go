@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -402,6 +401,7 @@ func TestBadInput(t *testing.T) {
 		bridges []string
 		extra   map[string]string
 		setup   func(th *testHost, s *stage, name string)
+		others  []sdk.Neighbour
 		kind    sdk.ErrorKind
 		want    string
 	}{
@@ -418,17 +418,9 @@ func TestBadInput(t *testing.T) {
 		{desc: "duplicate MAC", bridges: []string{"br0:06:a7:dd:b4:02:f2", "br0:06:a7:dd:b4:02:f2"},
 			kind: sdk.KindInvalidConfig, want: `BRIDGES[1] "br0:06:a7:dd:b4:02:f2": MAC 06:a7:dd:b4:02:f2 is also given in BRIDGES[0]`},
 		{desc: "MAC of a running subhost", bridges: []string{"br0:06:a7:dd:b4:02:f2"},
-			setup: func(th *testHost, s *stage, name string) {
-				dir := filepath.Join(s.runDir, "other")
-				os.MkdirAll(dir, 0o700)
-				os.WriteFile(filepath.Join(dir, "state.json"), []byte(`{"schema":1,"name":"other","status":"running",
-					"record":{"interfaces":[{"host_name":"other0","guest_name":"eth0","mac":"06:A7:DD:B4:02:F2","bridge":"br0"}]}}`), 0o600)
-				// Our own state file does not count.
-				os.MkdirAll(filepath.Join(s.runDir, name), 0o700)
-				os.WriteFile(filepath.Join(s.runDir, name, "state.json"), []byte(`{"name":"`+name+`","status":"running",
-					"record":{"interfaces":[{"mac":"06:a7:dd:b4:02:f3"}]}}`), 0o600)
-			},
-			kind: sdk.KindConflict, want: `BRIDGES[0] "br0:06:a7:dd:b4:02:f2": MAC 06:a7:dd:b4:02:f2 is already used by subhost "other"`},
+			others: []sdk.Neighbour{{Name: "other", Status: "running",
+				Interfaces: []sdk.Interface{{HostName: "other0", GuestName: "eth0", MAC: "06:A7:DD:B4:02:F2", Bridge: "br0"}}}},
+			kind: sdk.KindConflict, want: `BRIDGES[0] "br0:06:a7:dd:b4:02:f2": MAC 06:a7:dd:b4:02:f2 is already used by subhost "other" (running, its eth0)`},
 		{desc: "missing bridge", bridges: []string{"nosuchbr:06:a7:dd:b4:02:f2"},
 			kind: sdk.KindInvalidConfig, want: `config /x/config:2: BRIDGES[0] "nosuchbr:06:a7:dd:b4:02:f2": bridge "nosuchbr" does not exist`},
 		{desc: "not a bridge", bridges: []string{"lo:06:a7:dd:b4:02:f2"},
@@ -468,6 +460,7 @@ config /x/config:2: BRIDGES[1] "nosuchbr:06:00:00:00:00:01": bridge "nosuchbr" d
 			}
 			before := th.linkNames()
 			req := request(name, tc.bridges, tc.extra)
+			req.Others = tc.others
 			want := strings.ReplaceAll(tc.want, "NAME", name)
 			verr := s.Validate(ctx, req)
 			_, uerr := s.Up(ctx, req)
@@ -564,7 +557,7 @@ func TestHelperStage(t *testing.T) {
 	if call == "" {
 		t.Skip("only run by TestInProcessNetns")
 	}
-	s := &stage{runDir: t.TempDir()}
+	s := &stage{}
 	req := request(os.Getenv("NET_VETH_NAME"), []string{"br0:06:00:00:00:04:01"}, nil)
 	var err error
 	switch call {

@@ -187,19 +187,81 @@ func (x *Param) GetRequired() bool {
 	return false
 }
 
+// A config variable a stage reads from the subhost's config.
+type ConfigVar struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Doc           string                 `protobuf:"bytes,2,opt,name=doc,proto3" json:"doc,omitempty"`
+	Default       string                 `protobuf:"bytes,3,opt,name=default,proto3" json:"default,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigVar) Reset() {
+	*x = ConfigVar{}
+	mi := &file_stage_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigVar) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigVar) ProtoMessage() {}
+
+func (x *ConfigVar) ProtoReflect() protoreflect.Message {
+	mi := &file_stage_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigVar.ProtoReflect.Descriptor instead.
+func (*ConfigVar) Descriptor() ([]byte, []int) {
+	return file_stage_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ConfigVar) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ConfigVar) GetDoc() string {
+	if x != nil {
+		return x.Doc
+	}
+	return ""
+}
+
+func (x *ConfigVar) GetDefault() string {
+	if x != nil {
+		return x.Default
+	}
+	return ""
+}
+
 type DescribeResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
 	Summary       string                 `protobuf:"bytes,3,opt,name=summary,proto3" json:"summary,omitempty"`
 	Params        []*Param               `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty"`
+	Vars          []*ConfigVar           `protobuf:"bytes,5,rep,name=vars,proto3" json:"vars,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DescribeResponse) Reset() {
 	*x = DescribeResponse{}
-	mi := &file_stage_proto_msgTypes[2]
+	mi := &file_stage_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -211,7 +273,7 @@ func (x *DescribeResponse) String() string {
 func (*DescribeResponse) ProtoMessage() {}
 
 func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[2]
+	mi := &file_stage_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -224,7 +286,7 @@ func (x *DescribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeResponse.ProtoReflect.Descriptor instead.
 func (*DescribeResponse) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{2}
+	return file_stage_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DescribeResponse) GetName() string {
@@ -255,6 +317,13 @@ func (x *DescribeResponse) GetParams() []*Param {
 	return nil
 }
 
+func (x *DescribeResponse) GetVars() []*ConfigVar {
+	if x != nil {
+		return x.Vars
+	}
+	return nil
+}
+
 // A config variable: a bash scalar has one word and is_array false.
 type Var struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -268,7 +337,7 @@ type Var struct {
 
 func (x *Var) Reset() {
 	*x = Var{}
-	mi := &file_stage_proto_msgTypes[3]
+	mi := &file_stage_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +349,7 @@ func (x *Var) String() string {
 func (*Var) ProtoMessage() {}
 
 func (x *Var) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[3]
+	mi := &file_stage_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +362,7 @@ func (x *Var) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Var.ProtoReflect.Descriptor instead.
 func (*Var) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{3}
+	return file_stage_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Var) GetWords() []string {
@@ -329,7 +398,7 @@ type Subhost struct {
 
 func (x *Subhost) Reset() {
 	*x = Subhost{}
-	mi := &file_stage_proto_msgTypes[4]
+	mi := &file_stage_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -341,7 +410,7 @@ func (x *Subhost) String() string {
 func (*Subhost) ProtoMessage() {}
 
 func (x *Subhost) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[4]
+	mi := &file_stage_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -354,7 +423,7 @@ func (x *Subhost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subhost.ProtoReflect.Descriptor instead.
 func (*Subhost) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{4}
+	return file_stage_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Subhost) GetName() string {
@@ -398,7 +467,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_stage_proto_msgTypes[5]
+	mi := &file_stage_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +479,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[5]
+	mi := &file_stage_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +492,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{5}
+	return file_stage_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Device) GetGuestName() string {
@@ -473,7 +542,7 @@ type Interface struct {
 
 func (x *Interface) Reset() {
 	*x = Interface{}
-	mi := &file_stage_proto_msgTypes[6]
+	mi := &file_stage_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -485,7 +554,7 @@ func (x *Interface) String() string {
 func (*Interface) ProtoMessage() {}
 
 func (x *Interface) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[6]
+	mi := &file_stage_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -498,7 +567,7 @@ func (x *Interface) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interface.ProtoReflect.Descriptor instead.
 func (*Interface) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{6}
+	return file_stage_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Interface) GetHostName() string {
@@ -538,7 +607,6 @@ type BootRecord struct {
 	Hostname       string                 `protobuf:"bytes,5,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	GuestPid       int64                  `protobuf:"varint,6,opt,name=guest_pid,json=guestPid,proto3" json:"guest_pid,omitempty"`
 	GuestStartTime uint64                 `protobuf:"varint,7,opt,name=guest_start_time,json=guestStartTime,proto3" json:"guest_start_time,omitempty"`
-	Console        string                 `protobuf:"bytes,8,opt,name=console,proto3" json:"console,omitempty"`
 	Extra          map[string]string      `protobuf:"bytes,9,rep,name=extra,proto3" json:"extra,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -546,7 +614,7 @@ type BootRecord struct {
 
 func (x *BootRecord) Reset() {
 	*x = BootRecord{}
-	mi := &file_stage_proto_msgTypes[7]
+	mi := &file_stage_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +626,7 @@ func (x *BootRecord) String() string {
 func (*BootRecord) ProtoMessage() {}
 
 func (x *BootRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[7]
+	mi := &file_stage_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +639,7 @@ func (x *BootRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootRecord.ProtoReflect.Descriptor instead.
 func (*BootRecord) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{7}
+	return file_stage_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BootRecord) GetRoot() string {
@@ -623,16 +691,70 @@ func (x *BootRecord) GetGuestStartTime() uint64 {
 	return 0
 }
 
-func (x *BootRecord) GetConsole() string {
+func (x *BootRecord) GetExtra() map[string]string {
 	if x != nil {
-		return x.Console
+		return x.Extra
+	}
+	return nil
+}
+
+// Another subhost that is up on this host, as the runner records it.
+type Neighbour struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Status        string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Interfaces    []*Interface           `protobuf:"bytes,3,rep,name=interfaces,proto3" json:"interfaces,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Neighbour) Reset() {
+	*x = Neighbour{}
+	mi := &file_stage_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Neighbour) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Neighbour) ProtoMessage() {}
+
+func (x *Neighbour) ProtoReflect() protoreflect.Message {
+	mi := &file_stage_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Neighbour.ProtoReflect.Descriptor instead.
+func (*Neighbour) Descriptor() ([]byte, []int) {
+	return file_stage_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Neighbour) GetName() string {
+	if x != nil {
+		return x.Name
 	}
 	return ""
 }
 
-func (x *BootRecord) GetExtra() map[string]string {
+func (x *Neighbour) GetStatus() string {
 	if x != nil {
-		return x.Extra
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Neighbour) GetInterfaces() []*Interface {
+	if x != nil {
+		return x.Interfaces
 	}
 	return nil
 }
@@ -644,13 +766,15 @@ type StageRequest struct {
 	Params        map[string]string      `protobuf:"bytes,3,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Record        *BootRecord            `protobuf:"bytes,4,opt,name=record,proto3" json:"record,omitempty"`
 	State         []byte                 `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	Console       string                 `protobuf:"bytes,6,opt,name=console,proto3" json:"console,omitempty"`
+	Others        []*Neighbour           `protobuf:"bytes,7,rep,name=others,proto3" json:"others,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StageRequest) Reset() {
 	*x = StageRequest{}
-	mi := &file_stage_proto_msgTypes[8]
+	mi := &file_stage_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +786,7 @@ func (x *StageRequest) String() string {
 func (*StageRequest) ProtoMessage() {}
 
 func (x *StageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[8]
+	mi := &file_stage_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +799,7 @@ func (x *StageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StageRequest.ProtoReflect.Descriptor instead.
 func (*StageRequest) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{8}
+	return file_stage_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StageRequest) GetSubhost() *Subhost {
@@ -713,6 +837,20 @@ func (x *StageRequest) GetState() []byte {
 	return nil
 }
 
+func (x *StageRequest) GetConsole() string {
+	if x != nil {
+		return x.Console
+	}
+	return ""
+}
+
+func (x *StageRequest) GetOthers() []*Neighbour {
+	if x != nil {
+		return x.Others
+	}
+	return nil
+}
+
 type Problem struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          ErrorKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=subhost.stage.v1.ErrorKind" json:"kind,omitempty"`
@@ -723,7 +861,7 @@ type Problem struct {
 
 func (x *Problem) Reset() {
 	*x = Problem{}
-	mi := &file_stage_proto_msgTypes[9]
+	mi := &file_stage_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +873,7 @@ func (x *Problem) String() string {
 func (*Problem) ProtoMessage() {}
 
 func (x *Problem) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[9]
+	mi := &file_stage_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +886,7 @@ func (x *Problem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Problem.ProtoReflect.Descriptor instead.
 func (*Problem) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{9}
+	return file_stage_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Problem) GetKind() ErrorKind {
@@ -774,7 +912,7 @@ type ValidateResponse struct {
 
 func (x *ValidateResponse) Reset() {
 	*x = ValidateResponse{}
-	mi := &file_stage_proto_msgTypes[10]
+	mi := &file_stage_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +924,7 @@ func (x *ValidateResponse) String() string {
 func (*ValidateResponse) ProtoMessage() {}
 
 func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[10]
+	mi := &file_stage_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +937,7 @@ func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateResponse.ProtoReflect.Descriptor instead.
 func (*ValidateResponse) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{10}
+	return file_stage_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ValidateResponse) GetProblems() []*Problem {
@@ -820,7 +958,7 @@ type UpResponse struct {
 
 func (x *UpResponse) Reset() {
 	*x = UpResponse{}
-	mi := &file_stage_proto_msgTypes[11]
+	mi := &file_stage_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +970,7 @@ func (x *UpResponse) String() string {
 func (*UpResponse) ProtoMessage() {}
 
 func (x *UpResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[11]
+	mi := &file_stage_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +983,7 @@ func (x *UpResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpResponse.ProtoReflect.Descriptor instead.
 func (*UpResponse) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{11}
+	return file_stage_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpResponse) GetRecord() *BootRecord {
@@ -878,7 +1016,7 @@ type DownResponse struct {
 
 func (x *DownResponse) Reset() {
 	*x = DownResponse{}
-	mi := &file_stage_proto_msgTypes[12]
+	mi := &file_stage_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +1028,7 @@ func (x *DownResponse) String() string {
 func (*DownResponse) ProtoMessage() {}
 
 func (x *DownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[12]
+	mi := &file_stage_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1041,7 @@ func (x *DownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownResponse.ProtoReflect.Descriptor instead.
 func (*DownResponse) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{12}
+	return file_stage_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DownResponse) GetProblems() []*Problem {
@@ -922,7 +1060,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_stage_proto_msgTypes[13]
+	mi := &file_stage_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -934,7 +1072,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[13]
+	mi := &file_stage_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -947,7 +1085,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{13}
+	return file_stage_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CheckResponse) GetProblems() []*Problem {
@@ -967,12 +1105,17 @@ const file_stage_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03doc\x18\x02 \x01(\tR\x03doc\x12\x18\n" +
 	"\adefault\x18\x03 \x01(\tR\adefault\x12\x1a\n" +
-	"\brequired\x18\x04 \x01(\bR\brequired\"\x8b\x01\n" +
+	"\brequired\x18\x04 \x01(\bR\brequired\"K\n" +
+	"\tConfigVar\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03doc\x18\x02 \x01(\tR\x03doc\x12\x18\n" +
+	"\adefault\x18\x03 \x01(\tR\adefault\"\xbc\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x18\n" +
 	"\asummary\x18\x03 \x01(\tR\asummary\x12/\n" +
-	"\x06params\x18\x04 \x03(\v2\x17.subhost.stage.v1.ParamR\x06params\"N\n" +
+	"\x06params\x18\x04 \x03(\v2\x17.subhost.stage.v1.ParamR\x06params\x12/\n" +
+	"\x04vars\x18\x05 \x03(\v2\x1b.subhost.stage.v1.ConfigVarR\x04vars\"N\n" +
 	"\x03Var\x12\x14\n" +
 	"\x05words\x18\x01 \x03(\tR\x05words\x12\x19\n" +
 	"\bis_array\x18\x02 \x01(\bR\aisArray\x12\x16\n" +
@@ -998,7 +1141,7 @@ const file_stage_proto_rawDesc = "" +
 	"\n" +
 	"guest_name\x18\x02 \x01(\tR\tguestName\x12\x10\n" +
 	"\x03mac\x18\x03 \x01(\tR\x03mac\x12\x16\n" +
-	"\x06bridge\x18\x04 \x01(\tR\x06bridge\"\x9d\x03\n" +
+	"\x06bridge\x18\x04 \x01(\tR\x06bridge\"\x89\x03\n" +
 	"\n" +
 	"BootRecord\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\tR\x04root\x122\n" +
@@ -1009,19 +1152,26 @@ const file_stage_proto_rawDesc = "" +
 	"interfaces\x12\x1a\n" +
 	"\bhostname\x18\x05 \x01(\tR\bhostname\x12\x1b\n" +
 	"\tguest_pid\x18\x06 \x01(\x03R\bguestPid\x12(\n" +
-	"\x10guest_start_time\x18\a \x01(\x04R\x0eguestStartTime\x12\x18\n" +
-	"\aconsole\x18\b \x01(\tR\aconsole\x12=\n" +
+	"\x10guest_start_time\x18\a \x01(\x04R\x0eguestStartTime\x12=\n" +
 	"\x05extra\x18\t \x03(\v2'.subhost.stage.v1.BootRecord.ExtraEntryR\x05extra\x1a8\n" +
 	"\n" +
 	"ExtraEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa4\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\b\x10\t\"t\n" +
+	"\tNeighbour\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12;\n" +
+	"\n" +
+	"interfaces\x18\x03 \x03(\v2\x1b.subhost.stage.v1.InterfaceR\n" +
+	"interfaces\"\xf3\x02\n" +
 	"\fStageRequest\x123\n" +
 	"\asubhost\x18\x01 \x01(\v2\x19.subhost.stage.v1.SubhostR\asubhost\x12\x14\n" +
 	"\x05stage\x18\x02 \x01(\tR\x05stage\x12B\n" +
 	"\x06params\x18\x03 \x03(\v2*.subhost.stage.v1.StageRequest.ParamsEntryR\x06params\x124\n" +
 	"\x06record\x18\x04 \x01(\v2\x1c.subhost.stage.v1.BootRecordR\x06record\x12\x14\n" +
-	"\x05state\x18\x05 \x01(\fR\x05state\x1a9\n" +
+	"\x05state\x18\x05 \x01(\fR\x05state\x12\x18\n" +
+	"\aconsole\x18\x06 \x01(\tR\aconsole\x123\n" +
+	"\x06others\x18\a \x03(\v2\x1b.subhost.stage.v1.NeighbourR\x06others\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"T\n" +
@@ -1065,58 +1215,63 @@ func file_stage_proto_rawDescGZIP() []byte {
 }
 
 var file_stage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stage_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_stage_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_stage_proto_goTypes = []any{
 	(ErrorKind)(0),           // 0: subhost.stage.v1.ErrorKind
 	(*DescribeRequest)(nil),  // 1: subhost.stage.v1.DescribeRequest
 	(*Param)(nil),            // 2: subhost.stage.v1.Param
-	(*DescribeResponse)(nil), // 3: subhost.stage.v1.DescribeResponse
-	(*Var)(nil),              // 4: subhost.stage.v1.Var
-	(*Subhost)(nil),          // 5: subhost.stage.v1.Subhost
-	(*Device)(nil),           // 6: subhost.stage.v1.Device
-	(*Interface)(nil),        // 7: subhost.stage.v1.Interface
-	(*BootRecord)(nil),       // 8: subhost.stage.v1.BootRecord
-	(*StageRequest)(nil),     // 9: subhost.stage.v1.StageRequest
-	(*Problem)(nil),          // 10: subhost.stage.v1.Problem
-	(*ValidateResponse)(nil), // 11: subhost.stage.v1.ValidateResponse
-	(*UpResponse)(nil),       // 12: subhost.stage.v1.UpResponse
-	(*DownResponse)(nil),     // 13: subhost.stage.v1.DownResponse
-	(*CheckResponse)(nil),    // 14: subhost.stage.v1.CheckResponse
-	nil,                      // 15: subhost.stage.v1.Subhost.VarsEntry
-	nil,                      // 16: subhost.stage.v1.BootRecord.ExtraEntry
-	nil,                      // 17: subhost.stage.v1.StageRequest.ParamsEntry
+	(*ConfigVar)(nil),        // 3: subhost.stage.v1.ConfigVar
+	(*DescribeResponse)(nil), // 4: subhost.stage.v1.DescribeResponse
+	(*Var)(nil),              // 5: subhost.stage.v1.Var
+	(*Subhost)(nil),          // 6: subhost.stage.v1.Subhost
+	(*Device)(nil),           // 7: subhost.stage.v1.Device
+	(*Interface)(nil),        // 8: subhost.stage.v1.Interface
+	(*BootRecord)(nil),       // 9: subhost.stage.v1.BootRecord
+	(*Neighbour)(nil),        // 10: subhost.stage.v1.Neighbour
+	(*StageRequest)(nil),     // 11: subhost.stage.v1.StageRequest
+	(*Problem)(nil),          // 12: subhost.stage.v1.Problem
+	(*ValidateResponse)(nil), // 13: subhost.stage.v1.ValidateResponse
+	(*UpResponse)(nil),       // 14: subhost.stage.v1.UpResponse
+	(*DownResponse)(nil),     // 15: subhost.stage.v1.DownResponse
+	(*CheckResponse)(nil),    // 16: subhost.stage.v1.CheckResponse
+	nil,                      // 17: subhost.stage.v1.Subhost.VarsEntry
+	nil,                      // 18: subhost.stage.v1.BootRecord.ExtraEntry
+	nil,                      // 19: subhost.stage.v1.StageRequest.ParamsEntry
 }
 var file_stage_proto_depIdxs = []int32{
 	2,  // 0: subhost.stage.v1.DescribeResponse.params:type_name -> subhost.stage.v1.Param
-	15, // 1: subhost.stage.v1.Subhost.vars:type_name -> subhost.stage.v1.Subhost.VarsEntry
-	6,  // 2: subhost.stage.v1.BootRecord.devices:type_name -> subhost.stage.v1.Device
-	7,  // 3: subhost.stage.v1.BootRecord.interfaces:type_name -> subhost.stage.v1.Interface
-	16, // 4: subhost.stage.v1.BootRecord.extra:type_name -> subhost.stage.v1.BootRecord.ExtraEntry
-	5,  // 5: subhost.stage.v1.StageRequest.subhost:type_name -> subhost.stage.v1.Subhost
-	17, // 6: subhost.stage.v1.StageRequest.params:type_name -> subhost.stage.v1.StageRequest.ParamsEntry
-	8,  // 7: subhost.stage.v1.StageRequest.record:type_name -> subhost.stage.v1.BootRecord
-	0,  // 8: subhost.stage.v1.Problem.kind:type_name -> subhost.stage.v1.ErrorKind
-	10, // 9: subhost.stage.v1.ValidateResponse.problems:type_name -> subhost.stage.v1.Problem
-	8,  // 10: subhost.stage.v1.UpResponse.record:type_name -> subhost.stage.v1.BootRecord
-	10, // 11: subhost.stage.v1.UpResponse.problems:type_name -> subhost.stage.v1.Problem
-	10, // 12: subhost.stage.v1.DownResponse.problems:type_name -> subhost.stage.v1.Problem
-	10, // 13: subhost.stage.v1.CheckResponse.problems:type_name -> subhost.stage.v1.Problem
-	4,  // 14: subhost.stage.v1.Subhost.VarsEntry.value:type_name -> subhost.stage.v1.Var
-	1,  // 15: subhost.stage.v1.Stage.Describe:input_type -> subhost.stage.v1.DescribeRequest
-	9,  // 16: subhost.stage.v1.Stage.Validate:input_type -> subhost.stage.v1.StageRequest
-	9,  // 17: subhost.stage.v1.Stage.Up:input_type -> subhost.stage.v1.StageRequest
-	9,  // 18: subhost.stage.v1.Stage.Down:input_type -> subhost.stage.v1.StageRequest
-	9,  // 19: subhost.stage.v1.Stage.Check:input_type -> subhost.stage.v1.StageRequest
-	3,  // 20: subhost.stage.v1.Stage.Describe:output_type -> subhost.stage.v1.DescribeResponse
-	11, // 21: subhost.stage.v1.Stage.Validate:output_type -> subhost.stage.v1.ValidateResponse
-	12, // 22: subhost.stage.v1.Stage.Up:output_type -> subhost.stage.v1.UpResponse
-	13, // 23: subhost.stage.v1.Stage.Down:output_type -> subhost.stage.v1.DownResponse
-	14, // 24: subhost.stage.v1.Stage.Check:output_type -> subhost.stage.v1.CheckResponse
-	20, // [20:25] is the sub-list for method output_type
-	15, // [15:20] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	3,  // 1: subhost.stage.v1.DescribeResponse.vars:type_name -> subhost.stage.v1.ConfigVar
+	17, // 2: subhost.stage.v1.Subhost.vars:type_name -> subhost.stage.v1.Subhost.VarsEntry
+	7,  // 3: subhost.stage.v1.BootRecord.devices:type_name -> subhost.stage.v1.Device
+	8,  // 4: subhost.stage.v1.BootRecord.interfaces:type_name -> subhost.stage.v1.Interface
+	18, // 5: subhost.stage.v1.BootRecord.extra:type_name -> subhost.stage.v1.BootRecord.ExtraEntry
+	8,  // 6: subhost.stage.v1.Neighbour.interfaces:type_name -> subhost.stage.v1.Interface
+	6,  // 7: subhost.stage.v1.StageRequest.subhost:type_name -> subhost.stage.v1.Subhost
+	19, // 8: subhost.stage.v1.StageRequest.params:type_name -> subhost.stage.v1.StageRequest.ParamsEntry
+	9,  // 9: subhost.stage.v1.StageRequest.record:type_name -> subhost.stage.v1.BootRecord
+	10, // 10: subhost.stage.v1.StageRequest.others:type_name -> subhost.stage.v1.Neighbour
+	0,  // 11: subhost.stage.v1.Problem.kind:type_name -> subhost.stage.v1.ErrorKind
+	12, // 12: subhost.stage.v1.ValidateResponse.problems:type_name -> subhost.stage.v1.Problem
+	9,  // 13: subhost.stage.v1.UpResponse.record:type_name -> subhost.stage.v1.BootRecord
+	12, // 14: subhost.stage.v1.UpResponse.problems:type_name -> subhost.stage.v1.Problem
+	12, // 15: subhost.stage.v1.DownResponse.problems:type_name -> subhost.stage.v1.Problem
+	12, // 16: subhost.stage.v1.CheckResponse.problems:type_name -> subhost.stage.v1.Problem
+	5,  // 17: subhost.stage.v1.Subhost.VarsEntry.value:type_name -> subhost.stage.v1.Var
+	1,  // 18: subhost.stage.v1.Stage.Describe:input_type -> subhost.stage.v1.DescribeRequest
+	11, // 19: subhost.stage.v1.Stage.Validate:input_type -> subhost.stage.v1.StageRequest
+	11, // 20: subhost.stage.v1.Stage.Up:input_type -> subhost.stage.v1.StageRequest
+	11, // 21: subhost.stage.v1.Stage.Down:input_type -> subhost.stage.v1.StageRequest
+	11, // 22: subhost.stage.v1.Stage.Check:input_type -> subhost.stage.v1.StageRequest
+	4,  // 23: subhost.stage.v1.Stage.Describe:output_type -> subhost.stage.v1.DescribeResponse
+	13, // 24: subhost.stage.v1.Stage.Validate:output_type -> subhost.stage.v1.ValidateResponse
+	14, // 25: subhost.stage.v1.Stage.Up:output_type -> subhost.stage.v1.UpResponse
+	15, // 26: subhost.stage.v1.Stage.Down:output_type -> subhost.stage.v1.DownResponse
+	16, // 27: subhost.stage.v1.Stage.Check:output_type -> subhost.stage.v1.CheckResponse
+	23, // [23:28] is the sub-list for method output_type
+	18, // [18:23] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_stage_proto_init() }
@@ -1130,7 +1285,7 @@ func file_stage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stage_proto_rawDesc), len(file_stage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

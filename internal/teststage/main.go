@@ -1,4 +1,5 @@
-// Command teststage is a stage plugin for the runner's tests. Its
+// Command teststage is a stage plugin for the runner's integration tests
+// and the CLI's. Its
 // parameters say how to misbehave in Up: behavior = ok | fail | invalid |
 // exit | panic | hang | slow (one second); down = ok | fail. It appends "STAGE CALL" lines to
 // the file named by the parameter log, and contributes Extra[STAGE]=up to

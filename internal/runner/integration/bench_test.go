@@ -1,9 +1,11 @@
-package runner
+package integration
 
 import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/subhost/subhost/internal/runner"
 )
 
 // BenchmarkRunStop4NoopStages measures the runner's own cost: a pipeline
@@ -18,10 +20,10 @@ func BenchmarkRunStop4NoopStages(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		plan := f.plan("bench")
-		if _, err := f.r.Run(ctx, plan, RunOptions{}); err != nil {
+		if _, err := f.r.Run(ctx, plan, runner.RunOptions{}); err != nil {
 			b.Fatal(err)
 		}
-		if err := f.r.Stop(ctx, "bench", StopOptions{Timeout: time.Second}); err != nil {
+		if err := f.r.Stop(ctx, "bench", runner.StopOptions{Timeout: time.Second}); err != nil {
 			b.Fatal(err)
 		}
 	}

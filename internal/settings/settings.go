@@ -1,0 +1,116 @@
+// Package settings holds the global flags every subhost command has, and
+// turns them into a logger and a runner. The supervisor process gets the
+// same struct (as JSON), so a new global flag reaches it without anyone
+// copying arguments by hand.
+package settings
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/subhost/subhost/internal/pipeline"
+	"github.com/subhost/subhost/internal/pluginhost"
+	"github.com/subhost/subhost/internal/runner"
+	"github.com/subhost/subhost/internal/state"
+	"github.com/subhost/subhost/sdk"
+)
+
+// Settings are the global flags.
+type Settings struct {
+	PluginDirs    []string `json:"plugin_dirs,omitempty"`
+	PipelineFiles []string `json:"pipeline_files,omitempty"`
+	LogLevel      string   `json:"log_level,omitempty"`
+	Verbose       int      `json:"verbose,omitempty"`
+	StateDir      string   `json:"state_dir,omitempty"`
+}
+
+// Level is the log level the flags ask for: --log-level, else one step
+// per -v from warn.
+func (s *Settings) Level() hclog.Level {
+	if s.LogLevel != "" {
+		return hclog.LevelFromString(s.LogLevel)
+	}
+	switch {
+	case s.Verbose >= 3:
+		return hclog.Trace
+	case s.Verbose == 2:
+		return hclog.Debug
+	case s.Verbose == 1:
+		return hclog.Info
+	}
+	return hclog.Warn
+}
+
+// Logger logs to standard error at the asked level.
+func (s *Settings) Logger() hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:   "subhost",
+		Level:  s.Level(),
+		Output: os.Stderr,
+		Color:  hclog.AutoColor,
+	})
+}
+
+// StateRoot is where subhost keeps its state.
+func (s *Settings) StateRoot() string {
+	if s.StateDir == "" {
+		return state.DefaultRoot
+	}
+	return s.StateDir
+}
+
+// Pipelines loads the built-in pipelines and the files the flags name.
+func (s *Settings) Pipelines() (*pipeline.Set, error) {
+	return pipeline.Load(pipeline.LoadOptions{Files: s.PipelineFiles})
+}
+
+// PluginHost starts stage plugins, its sockets under the state root.
+func (s *Settings) PluginHost(logger hclog.Logger) (*pluginhost.Host, error) {
+	h := &pluginhost.Host{
+		Dirs:      pluginhost.SearchPath(s.PluginDirs, os.Getenv),
+		SocketDir: filepath.Join(s.StateRoot(), ".plugins"),
+		Logger:    logger,
+		LogLevel:  s.Level().String(),
+	}
+	if v := os.Getenv(sdk.ReattachEnv); v != "" {
+		var err error
+		if h.Reattach, err = sdk.ParseReattach(v); err != nil {
+			return nil, sdk.Invalidf("%s: %v", sdk.ReattachEnv, err)
+		}
+	}
+	return h, nil
+}
+
+// PluginStages gives the runner its stages as plugin processes.
+type PluginStages struct{ *pluginhost.Host }
+
+// Start starts the plugin serving a stage.
+func (p PluginStages) Start(ctx context.Context, stage, path, pin string) (runner.Instance, error) {
+	pl, err := p.Host.Start(ctx, stage, path, pin)
+	if err != nil {
+		return nil, err // not a typed nil inside the interface
+	}
+	return pl, nil
+}
+
+// NewRunner loads the pipelines and sets up the plugin host.
+func (s *Settings) NewRunner() (*runner.Runner, error) {
+	set, err := s.Pipelines()
+	if err != nil {
+		return nil, err
+	}
+	logger := s.Logger()
+	host, err := s.PluginHost(logger)
+	if err != nil {
+		return nil, err
+	}
+	return &runner.Runner{
+		Pipelines: set,
+		Stages:    PluginStages{host},
+		StateRoot: s.StateRoot(),
+		Logger:    logger,
+	}, nil
+}

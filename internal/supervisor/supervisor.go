@@ -1,0 +1,252 @@
+// Package supervisor is the process that supervises one guest,
+// `subhost __supervise`. It runs in a session of its own: it runs the
+// pipeline, owns the console pty, reaps the guest's PID 1 as its child
+// subreaper and tears down when the guest is gone. A foreground
+// `subhost run` starts it (Start), relays the console until the guest's
+// session ends, and waits for it; `--detach` returns once the guest's PID 1
+// runs. The two talk over a pipe of JSON lines (Event).
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/subhost/subhost/internal/console"
+	"github.com/subhost/subhost/internal/runner"
+	"github.com/subhost/subhost/internal/settings"
+	"github.com/subhost/subhost/sdk"
+)
+
+// Command is the hidden subcommand that runs a supervisor.
+const Command = "__supervise"
+
+// LogDir holds each subhost's console log and its supervisor's log.
+const LogDir = "/var/log/subhost"
+
+// ConsoleLogMax caps a console log; it is rotated once, to NAME.log.1.
+const ConsoleLogMax = 4 << 20
+
+// Spec is everything a supervisor needs: the global settings of the
+// command that started it and the subhost. It travels as JSON on the
+// supervisor's standard input, whole, so that a new global flag reaches
+// the supervisor without anyone copying arguments by hand.
+type Spec struct {
+	Settings settings.Settings `json:"settings"`
+	Target   runner.Target     `json:"target"`
+}
+
+// Event is one line of the supervisor's report to the command that
+// started it.
+type Event struct {
+	Progress string `json:"progress,omitempty"`
+	Ready    bool   `json:"ready,omitempty"`
+	PID      int    `json:"pid,omitempty"`
+	Error    string `json:"error,omitempty"`
+	Kind     string `json:"kind,omitempty"`
+	Guest    string `json:"guest,omitempty"`  // how the guest ended
+	Status   string `json:"status,omitempty"` // the subhost's status at the end
+}
+
+// Err turns an error event back into an error of the same kind.
+func (e Event) Err() error {
+	if e.Kind == sdk.KindInvalidConfig.String() {
+		return sdk.Invalidf("%s", e.Error)
+	}
+	return fmt.Errorf("%s", e.Error)
+}
+
+// ConsoleSocket is where a subhost's console is served.
+func ConsoleSocket(stateRoot, name string) string {
+	return filepath.Join(stateRoot, name, "console.sock")
+}
+
+// LogFile is a supervisor's own log.
+func LogFile(name string) string {
+	return filepath.Join(LogDir, name+".supervisor.log")
+}
+
+// Start starts `subhost __supervise` for spec and returns it with the read
+// end of its event pipe.
+func Start(spec Spec) (*exec.Cmd, *os.File, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := os.MkdirAll(LogDir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	logFile, err := os.OpenFile(LogFile(spec.Target.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer logFile.Close()
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer specR.Close()
+	evR, evW, err := os.Pipe()
+	if err != nil {
+		specW.Close()
+		return nil, nil, err
+	}
+	defer evW.Close()
+	// The name on the command line is for ps; the spec is what counts.
+	cmd := exec.Command(self, Command, spec.Target.Name)
+	cmd.Stdin = specR
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.ExtraFiles = []*os.File{evW} // fd 3
+	// Its own session: neither the terminal's signals nor the end of this
+	// process reach the supervisor.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		specW.Close()
+		evR.Close()
+		return nil, nil, err
+	}
+	err = json.NewEncoder(specW).Encode(spec)
+	specW.Close()
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		evR.Close()
+		return nil, nil, fmt.Errorf("hand the supervisor its spec: %w", err)
+	}
+	return cmd, evR, nil
+}
+
+// Main is the supervisor process: it reads its spec from standard input
+// and reports on fd 3, when that is open.
+func Main(ctx context.Context) error {
+	ev := &EventWriter{}
+	if f := os.NewFile(3, "events"); f != nil {
+		if _, err := f.Stat(); err == nil {
+			ev.w = f
+			defer f.Close()
+		}
+	}
+	var spec Spec
+	err := json.NewDecoder(os.Stdin).Decode(&spec)
+	if err != nil {
+		err = fmt.Errorf("read the supervisor's spec from standard input: %w", err)
+	} else {
+		err = Supervise(ctx, spec, ev)
+	}
+	if err != nil {
+		ev.Send(Event{Error: err.Error(), Kind: sdk.KindOf(err).String()})
+	}
+	return err
+}
+
+// Supervise runs the pipeline for spec and supervises its guest until it
+// is gone for good, reporting on ev.
+func Supervise(ctx context.Context, spec Spec, ev *EventWriter) error {
+	if err := runner.BecomeSubreaper(); err != nil {
+		return fmt.Errorf("become child subreaper: %w", err)
+	}
+	r, err := spec.Settings.NewRunner()
+	if err != nil {
+		return err
+	}
+	r.Progress = ev
+	plan, err := r.MakePlan(spec.Target)
+	if err != nil {
+		return err
+	}
+	name := plan.Name
+	con, err := console.New()
+	if err != nil {
+		return err
+	}
+	defer con.Close()
+	if err := con.LogTo(filepath.Join(LogDir, name+".log"), ConsoleLogMax); err != nil {
+		return err
+	}
+	launched := false
+	st, err := r.Run(ctx, plan, runner.RunOptions{
+		Console: con.SlavePath(),
+		Supervise: func(ctx context.Context, sup *runner.Supervision) error {
+			launched = true
+			sup.SetOperation("supervise")
+			con.CloseSlave()
+			serveCtx, stopServing := context.WithCancel(context.Background())
+			defer stopServing()
+			if err := con.Serve(serveCtx, ConsoleSocket(r.StateRoot, name)); err != nil {
+				r.Logger.Error("console socket", "error", err)
+			}
+			readySent := false
+			outcome, err := sup.Loop(ctx, runner.LoopOptions{
+				PowerOff: con.PowerOffRequests(),
+				BeforeReboot: func() error {
+					drainConsole(con)
+					return con.Rearm()
+				},
+				OnGuest: func(pid int) {
+					if !readySent {
+						ev.Send(Event{Ready: true, PID: pid})
+						readySent = true
+					}
+					shedStartupPages()
+				},
+			})
+			drainConsole(con)
+			stopServing()
+			con.Close()
+			if err == nil {
+				ev.Send(Event{Guest: outcome.Guest.String(), Status: outcome.Status})
+			}
+			return err
+		},
+	})
+	if err == nil && !launched {
+		// A pipeline without a guest (no init stage) is done once it is up.
+		ev.Send(Event{Ready: true, Status: st.Status})
+	}
+	return err
+}
+
+// drainConsole waits (briefly) until the console has read everything the
+// guest's last session wrote: PID 1 is reaped before its final output has
+// necessarily been read from the pty, and closing the console then would
+// cut off the end of the session.
+func drainConsole(con *console.Console) {
+	select {
+	case <-con.Done():
+	case <-time.After(2 * time.Second):
+	}
+}
+
+// EventWriter sends events up the pipe; safe for concurrent use, and a
+// no-op without a pipe.
+type EventWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// NewEventWriter sends events to w.
+func NewEventWriter(w io.Writer) *EventWriter { return &EventWriter{w: w} }
+
+// Send writes one event.
+func (ew *EventWriter) Send(e Event) {
+	if ew == nil || ew.w == nil {
+		return
+	}
+	data, _ := json.Marshal(e)
+	ew.mu.Lock()
+	defer ew.mu.Unlock()
+	ew.w.Write(append(data, '\n'))
+}
+
+// Write makes the runner's progress lines events.
+func (ew *EventWriter) Write(p []byte) (int, error) {
+	ew.Send(Event{Progress: string(p)})
+	return len(p), nil
+}
