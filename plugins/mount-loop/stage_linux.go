@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/subhost/subhost/internal/holders"
 	"github.com/subhost/subhost/internal/loopdev"
 	"github.com/subhost/subhost/internal/mountinfo"
 	"github.com/subhost/subhost/internal/version"
@@ -52,6 +52,9 @@ func (s *stage) Describe() sdk.Description {
 		Name:    "mount-loop",
 		Version: version.Version,
 		Summary: "attach the DISKS images to loop devices, mount the first element's partition on HOME/live and give the guest /dev/<dev> and /dev/<dev><part> nodes",
+		Vars: []sdk.ConfigVar{
+			{Name: "DISKS", Doc: "( dev:part:image ... ): each image on a loop device, seen inside as /dev/<dev> and /dev/<dev><part>; the first element's partition is the root (part 0: a bare filesystem); also from the environment"},
+		},
 	}
 }
 
@@ -193,132 +196,14 @@ func unmount(path string) error {
 // Down unmounts live if this subhost's root is mounted there and detaches
 // every loop device on one of its images (from the state and the config)
 // that carries its tag. It never detaches lazily: a busy mount or device
-// is reported with what holds it.
+// is reported with what holds it. Its steps: discover what is this
+// subhost's, unmount its root, detach its devices.
 func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 	log := sdk.Logger(ctx)
-	var st upState
-	if len(req.State) > 0 {
-		if err := json.Unmarshal(req.State, &st); err != nil {
-			log.Warn("ignoring unreadable state", "error", err)
-			st = upState{}
-		}
-	}
-	name := req.Subhost.Name
-	tag := tagPrefix + name
-	if st.Tag != "" {
-		tag = st.Tag
-	}
-	var lives []string
-	if st.Live != "" {
-		lives = append(lives, st.Live)
-	}
-	if h := req.Subhost.Home; filepath.IsAbs(h) {
-		if l := filepath.Join(filepath.Clean(h), "live"); !contains(lives, l) {
-			lives = append(lives, l)
-		}
-	}
-	images := downImages(req, st)
-	// Whatever loop device is mounted on live: with neither state nor
-	// config, its image is still found (its tag decides below).
-	if all, err := loopdev.List(); err == nil {
-		if mounts, err := mountinfo.Self(); err == nil {
-			for _, live := range lives {
-				if top := mountinfo.TopAt(mounts, live); top != nil {
-					for _, d := range all {
-						b := strings.TrimSuffix(d.Backing, " (deleted)")
-						if d.Major == top.Major && d.Minor == top.Minor && filepath.IsAbs(b) && !contains(images, b) {
-							images = append(images, b)
-						}
-					}
-				}
-			}
-		}
-	}
-
-	var errs []error
-	// Our devices on our images, found afresh by backing file and tag.
-	findOurs := func(report bool) []loopdev.Device {
-		var ours []loopdev.Device
-		for _, img := range images {
-			devs, err := loopdev.FindByBacking(img)
-			if err != nil {
-				if report {
-					errs = append(errs, err)
-				}
-				continue
-			}
-			for _, d := range devs {
-				if d.Tag != tag {
-					if report {
-						log.Info("leaving a loop device on this subhost's image that is not its own", "device", d.Path, "image", img, "owner", owner(d.Tag))
-					}
-					continue
-				}
-				ours = append(ours, d)
-			}
-		}
-		return ours
-	}
-	ours := findOurs(true)
-	isOurs := func(major, minor uint32) bool {
-		for _, d := range ours {
-			if d.Major == major && d.Minor == minor {
-				return true
-			}
-		}
-		return false
-	}
-
-	busy := map[string]bool{} // devices left mounted, not to detach
-	for _, live := range lives {
-		for range 16 { // mounts stacked on live, ours on top
-			mounts, err := mountinfo.Self()
-			if err != nil {
-				errs = append(errs, sdk.Internalf("read mount table: %w", err))
-				break
-			}
-			top := mountinfo.TopAt(mounts, live)
-			if top == nil {
-				break
-			}
-			if !isOurs(top.Major, top.Minor) {
-				errs = append(errs, sdk.Conflictf("%s is a mount of %s (%s), not of this subhost's root partition: leaving it", live, top.Source, top.FSType))
-				break
-			}
-			if err := unix.Unmount(live, unix.UMOUNT_NOFOLLOW); err != nil {
-				if errors.Is(err, unix.EBUSY) {
-					errs = append(errs, sdk.Conflictf("unmount %s: busy (not detaching it lazily): %s", live, heldBy(holders.Target{FS: unix.Mkdev(top.Major, top.Minor)}, live, mounts)))
-				} else {
-					errs = append(errs, sdk.Internalf("unmount %s: %w", live, err))
-				}
-				busy[fmt.Sprintf("%d:%d", top.Major, top.Minor)] = true
-				break
-			}
-			log.Info("unmounted", "live", live, "source", top.Source)
-		}
-	}
-
-	// The root device went with its mount (autoclear): look again.
-	mounts, _ := mountinfo.Self()
-	for _, d := range findOurs(false) {
-		if busy[fmt.Sprintf("%d:%d", d.Major, d.Minor)] {
-			continue
-		}
-		if mps := mountinfo.Mountpoints(mounts, d.Major, d.Minor); len(mps) > 0 {
-			errs = append(errs, sdk.Conflictf("loop device %s (%s) is still mounted on %s: not detaching it", d.Path, d.Backing, strings.Join(mps, ", ")))
-			continue
-		}
-		err := loopdev.Detach(d)
-		if errors.Is(err, loopdev.ErrBusy) {
-			errs = append(errs, sdk.Conflictf("%v: %s", err, heldBy(holders.Target{Block: unix.Mkdev(d.Major, d.Minor)}, "", nil)))
-			continue
-		}
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		log.Info("detached loop device", "device", d.Path, "image", d.Backing)
-	}
+	t, errs := discover(req, log)
+	busy, unmountErrs := t.unmount(log)
+	errs = append(errs, unmountErrs...)
+	errs = append(errs, t.detach(busy, log)...)
 	return errors.Join(errs...)
 }
 
@@ -327,13 +212,13 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 func downImages(req *sdk.Request, st upState) []string {
 	var out []string
 	for _, l := range st.Loops {
-		if !contains(out, l.Image) {
+		if !slices.Contains(out, l.Image) {
 			out = append(out, l.Image)
 		}
 	}
 	for _, elem := range req.Subhost.Array("DISKS") {
 		f := strings.SplitN(elem, ":", 3)
-		if len(f) == 3 && filepath.IsAbs(f[2]) && !contains(out, f[2]) {
+		if len(f) == 3 && filepath.IsAbs(f[2]) && !slices.Contains(out, f[2]) {
 			out = append(out, f[2])
 		}
 	}
@@ -383,13 +268,4 @@ func (s *stage) Check(ctx context.Context, req *sdk.Request) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

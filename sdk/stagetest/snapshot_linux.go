@@ -111,6 +111,7 @@ func mounts() ([]string, error) {
 		return nil, err
 	}
 	var out []string
+	netnsSetUp := false
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		// id parent major:minor root mountpoint options ... - fstype source superopts
@@ -119,10 +120,26 @@ func mounts() ([]string, error) {
 		if len(f) < 5 || sep < 0 || sep+2 >= len(f) {
 			continue
 		}
+		if !netnsSetUp && isNetnsSetUp(f[3], f[4], f[sep+1]) {
+			netnsSetUp = true
+			continue
+		}
 		out = append(out, fmt.Sprintf("%s %s %s", f[4], f[sep+1], f[sep+2]))
 	}
 	slices.Sort(out)
 	return out, sc.Err()
+}
+
+// isNetnsSetUp recognises the mount that the first network namespace
+// made on a host leaves behind: iproute2 (and net-veth, which does as it
+// does) bind-mounts /run/netns onto itself, so that the namespaces pinned
+// under it can be made shared. That mount is host set-up, not an object of
+// any subhost, so a test that happens to make the first namespace on a
+// fresh machine has not leaked it. Only that one self-bind is passed over:
+// anything else mounted on /run/netns, and the nsfs mounts of the
+// namespaces in it, still count.
+func isNetnsSetUp(root, mountpoint, fstype string) bool {
+	return mountpoint == "/run/netns" && fstype != "nsfs" && (root == "/netns" || strings.HasSuffix(root, "/run/netns"))
 }
 
 func loops() ([]string, error) {
