@@ -102,3 +102,13 @@ func KindOf(err error) ErrorKind {
 func IsKind(err error, kind ErrorKind) bool {
 	return err != nil && KindOf(err) == kind
 }
+
+// Log keys that the runner and the SDK put on every line about a subhost
+// or a stage call, so that a log can be filtered the same way whichever
+// process wrote a line. Stages add their own keys for their own objects.
+const (
+	LogKeySubhost = "subhost"
+	LogKeyStage   = "stage"
+	LogKeyCall    = "call"
+	LogKeyError   = "error"
+)

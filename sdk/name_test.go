@@ -32,3 +32,16 @@ func TestValidName(t *testing.T) {
 		}
 	}
 }
+
+func TestReservedDevNamesCoverTheGuestsOwnDev(t *testing.T) {
+	for _, name := range []string{"null", "console", "pts", "ptmx", "shm", "kmsg", "log", "initctl"} {
+		if !sdk.IsReservedDevName(name) {
+			t.Errorf("%q is not reserved", name)
+		}
+	}
+	for _, name := range []string{"vda", "vda1", "sdb", "nvme0n1"} {
+		if sdk.IsReservedDevName(name) {
+			t.Errorf("%q is reserved", name)
+		}
+	}
+}

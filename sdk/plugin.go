@@ -89,7 +89,7 @@ func (s *server) Check(ctx context.Context, req *pb.StageRequest) (*pb.CheckResp
 
 func logFailure(r *Request, call string, err error) {
 	if err != nil {
-		logger.Debug("stage call failed", "subhost", r.Subhost.Name, "call", call, "error", err)
+		logger.Debug("stage call failed", LogKeySubhost, r.Subhost.Name, LogKeyCall, call, LogKeyError, err)
 	}
 }
 
@@ -165,7 +165,7 @@ var logger hclog.Logger = hclog.New(&hclog.LoggerOptions{Name: "stage", Level: h
 type loggerKey struct{}
 
 func withLogger(ctx context.Context, r *Request, call string) context.Context {
-	return context.WithValue(ctx, loggerKey{}, logger.With("subhost", r.Subhost.Name, "call", call))
+	return context.WithValue(ctx, loggerKey{}, logger.With(LogKeySubhost, r.Subhost.Name, LogKeyCall, call))
 }
 
 // Logger returns the logger for a stage call: forwarded to the runner's

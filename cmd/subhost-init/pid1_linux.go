@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/guestenv"
 	"github.com/subhost/subhost/internal/guestexit"
 )
 
@@ -282,7 +283,7 @@ func inChildPIDNamespace() (bool, error) {
 func environ(vars ...string) []string {
 	env := os.Environ()
 	if os.Getenv("PATH") == "" {
-		vars = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, vars...)
+		vars = append([]string{"PATH=" + guestenv.Path}, vars...)
 	}
 	for _, v := range vars {
 		name := v[:strings.IndexByte(v, '=')+1]

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/subhost/subhost/internal/devcgroup"
+	"github.com/subhost/subhost/internal/guestenv"
 	"github.com/subhost/subhost/internal/seccompguard"
 	"github.com/subhost/subhost/sdk"
 )
@@ -45,13 +46,9 @@ The command's exit status is subhost's.`,
 			if err != nil {
 				return fmt.Errorf("enter needs util-linux nsenter: %w", err)
 			}
-			termName := os.Getenv("TERM")
-			if termName == "" {
-				termName = "linux"
-			}
 			argv := append([]string{"nsenter", "--target", strconv.Itoa(pid),
 				"--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup", "--root", "--wd", "--"}, command...)
-			env := []string{"container=subhost", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=" + termName, "HOME=/root"}
+			env := guestenv.Base(os.Getenv("TERM"))
 			// What runs in the guest is confined as its PID 1 is: its
 			// device cgroup, the same capabilities dropped and the same
 			// seccomp guard, all kept across nsenter's exec of the command. DropCapabilities locks

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -41,7 +40,7 @@ come down the state is kept, so stop can be run again.`,
 			return err
 		},
 	}
-	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 30*time.Second, "how long the guest gets to power off before it is killed")
+	cmd.Flags().DurationVar(&opts.Timeout, "timeout", runner.DefaultStopTimeout, "how long the guest gets to power off before it is killed")
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "kill the guest at once (and a supervisor that does not finish)")
 	return cmd
 }

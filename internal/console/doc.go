@@ -3,17 +3,25 @@
 // foreground terminal and clients of a root-only unix socket, and the
 // escape sequence that detaches or powers off.
 //
-// Life of a console, as the runner uses it:
+// Life of a console, as the supervisor (package supervisor) uses it:
 //
 //	c, err := console.New()               // pty pair, 24x80, slave held open
-//	c.LogTo("/var/log/subhost/NAME.log", 1<<20)  // optional, --detach
-//	c.Serve(ctx, "/run/subhost/NAME/console.sock") // optional, `subhost console`
-//	// the init stage opens c.SlavePath() by path and binds it on the
-//	// guest's /dev/console; once the guest's PID 1 holds it:
+//	c.LogTo("/var/log/subhost/NAME.log", 4<<20)
+//	// the init stage opens c.SlavePath() (Request.Console) by path and
+//	// binds it on the guest's /dev/console; once the guest's PID 1 holds it:
 //	c.CloseSlave()
-//	res, err := c.Attach(ctx, os.Stdin, os.Stdout, console.AttachOptions{EscapeChar: console.DefaultEscape})
-//	// reboot: reap the old PID 1, c.Rearm(), launch, c.CloseSlave(), Attach
+//	c.Serve(ctx, "/run/subhost/NAME/console.sock")
+//	// reboot: reap the old PID 1, wait for c.Done(), c.Rearm(), launch,
+//	// c.CloseSlave()
 //	c.Close()
+//
+// and as a foreground `subhost run` or `subhost console` attaches to it:
+//
+//	res, err := console.Dial(ctx, "/run/subhost/NAME/console.sock", os.Stdin, os.Stdout,
+//		console.AttachOptions{EscapeChar: console.DefaultEscape})
+//
+// (Attach relays a console to a terminal in the same process; the tests
+// use it.)
 //
 // The runner must not call CloseSlave before the guest holds the slave: once
 // no process has it open the master reports EIO, and that is how the console

@@ -13,6 +13,7 @@ import (
 	"github.com/subhost/subhost/internal/guestexit"
 	"github.com/subhost/subhost/internal/proc"
 	"github.com/subhost/subhost/internal/state"
+	"github.com/subhost/subhost/sdk"
 )
 
 // Supervision is a supervisor's hold on a running guest: the subhost's
@@ -99,7 +100,7 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 			}
 		}
 		outcome := guestexit.Classify(ws)
-		s.r.Logger.Info("guest PID 1 ended", "subhost", s.plan.Name, "pid", pid, "how", guestexit.Describe(ws))
+		s.r.Logger.Info("guest PID 1 ended", sdk.LogKeySubhost, s.plan.Name, "pid", pid, "how", guestexit.Describe(ws))
 		if err := v.resume(); err != nil {
 			return Outcome{Guest: outcome, Status: state.Failed}, err
 		}
@@ -116,7 +117,7 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 				err = v.recordSupervisor()
 			}
 			if err != nil {
-				s.r.Logger.Error("reboot failed", "subhost", s.plan.Name, "error", err)
+				s.r.Logger.Error("reboot failed", sdk.LogKeySubhost, s.plan.Name, sdk.LogKeyError, err)
 				return v.finish(outcome, true, err)
 			}
 			s.lock.Suspend()

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/subhost/subhost/internal/guestenv"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -115,9 +116,6 @@ func checkInitBinary(path string) error {
 	return nil
 }
 
-// reservedDev are the names the stage itself puts in the guest's /dev.
-var reservedDev = []string{"null", "zero", "full", "random", "urandom", "tty", "console", "ptmx", "pts", "shm", "fd", "stdin", "stdout", "stderr"}
-
 var devNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
 // checkRecord checks the boot record fields the stage reads. At Validate
@@ -138,7 +136,7 @@ func checkRecord(req *sdk.Request) error {
 		switch {
 		case !devNameRE.MatchString(d.GuestName):
 			return sdk.Invalidf("boot record device %q: not a plain /dev name", d.GuestName)
-		case slices.Contains(reservedDev, d.GuestName):
+		case sdk.IsReservedDevName(d.GuestName):
 			return sdk.Invalidf("boot record device %q: the name of a standard /dev entry", d.GuestName)
 		case seen[d.GuestName]:
 			return sdk.Invalidf("boot record device %q given twice", d.GuestName)
@@ -158,10 +156,5 @@ func guestArgv(p params) []string {
 // guestEnv is PID 1's whole environment. container=subhost is the
 // systemd container-interface convention guest scripts test.
 func guestEnv(p params) []string {
-	return []string{
-		"container=subhost",
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"TERM=" + p.term,
-		"HOME=/root",
-	}
+	return guestenv.Base(p.term)
 }

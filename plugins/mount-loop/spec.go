@@ -41,16 +41,6 @@ type spec struct {
 // tagPrefix starts the tag of every loop device subhost attaches.
 const tagPrefix = "subhost:"
 
-// reserved are names the guest's /dev needs for itself (the init stage's
-// standard nodes and directories, /dev/log, /dev/kmsg, /dev/initctl): a
-// disk must not take them.
-var reserved = map[string]bool{
-	"null": true, "console": true, "pts": true, "shm": true, "tty": true, "zero": true,
-	"full": true, "random": true, "urandom": true, "ptmx": true, "mqueue": true, "fd": true,
-	"stdin": true, "stdout": true, "stderr": true, "net": true,
-	"log": true, "kmsg": true, "initctl": true, "core": true,
-}
-
 // maxDevName is the kernel's disk name limit (DISK_NAME_LEN less room for
 // a partition number).
 const maxDevName = 24
@@ -129,7 +119,7 @@ func parseDisk(i int, elem string) (disk, error) {
 		return d, fmt.Errorf("partition %q is out of range", part)
 	}
 	d.Part = n
-	if p := d.PartNode(); p != "" && reserved[p] {
+	if p := d.PartNode(); p != "" && sdk.IsReservedDevName(p) {
 		return d, fmt.Errorf("partition node name %q is reserved for the guest's own /dev", p)
 	}
 	if d.Image == "" {
@@ -159,7 +149,7 @@ func checkDevName(dev string) error {
 			return fmt.Errorf("device name %q: only lower-case letters and digits are allowed (like vda)", dev)
 		}
 	}
-	if reserved[dev] {
+	if sdk.IsReservedDevName(dev) {
 		return fmt.Errorf("device name %q is reserved for the guest's own /dev", dev)
 	}
 	if strings.HasPrefix(dev, "tty") || strings.HasPrefix(dev, "pty") {

@@ -72,7 +72,7 @@ func TestParseSpecBad(t *testing.T) {
 		{[]string{"vda1:0:/b", "vda:1:/a"}, `DISKS[1] "vda:1:/a": partition node /dev/vda1 is already the disk of DISKS[0] "vda1:0:/b"`},
 		{[]string{"sda:11:/a", "sda1:1:/b"}, `partition node /dev/sda11 is already the partition node of DISKS[0] "sda:11:/a"`},
 	}
-	for name := range reserved {
+	for _, name := range []string{"null", "console", "pts", "kmsg", "initctl", "log", "core"} {
 		tests = append(tests, struct {
 			disks []string
 			want  string
