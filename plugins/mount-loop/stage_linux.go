@@ -58,8 +58,9 @@ func (s *stage) Describe() sdk.Description {
 	}
 }
 
-// prepare checks the request and the host, changing nothing.
-func (s *stage) prepare(req *sdk.Request) (*spec, []image, []loopSpec, *survey, error) {
+// specAndSurvey reads the request (spec) and the host (survey), changing
+// nothing.
+func (s *stage) specAndSurvey(req *sdk.Request) (*spec, []image, []loopSpec, *survey, error) {
 	sp, err := parseSpec(req)
 	if err != nil {
 		return nil, nil, nil, nil, err
@@ -77,13 +78,13 @@ func (s *stage) prepare(req *sdk.Request) (*spec, []image, []loopSpec, *survey, 
 }
 
 func (s *stage) Validate(ctx context.Context, req *sdk.Request) error {
-	_, _, _, _, err := s.prepare(req)
+	_, _, _, _, err := s.specAndSurvey(req)
 	return err
 }
 
 func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err error) {
 	log := sdk.Logger(ctx)
-	sp, imgs, want, sv, err := s.prepare(req)
+	sp, imgs, want, sv, err := s.specAndSurvey(req)
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,7 @@ func macsInUse(others []sdk.Neighbour) map[string]macUser {
 }
 
 // checkOthers reports every cable whose MAC another subhost uses.
-func checkOthers(p *plan, others []sdk.Neighbour) []error {
+func checkOthers(p *spec, others []sdk.Neighbour) []error {
 	if len(p.cables) == 0 {
 		return nil
 	}

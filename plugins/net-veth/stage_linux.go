@@ -50,14 +50,14 @@ func (s *stage) Describe() sdk.Description {
 }
 
 func (s *stage) Validate(ctx context.Context, req *sdk.Request) error {
-	_, _, err := s.prepare(req)
+	_, _, err := s.specAndSurvey(req)
 	return err
 }
 
-// prepare parses the config and inspects the host, changing nothing. On
+// specAndSurvey parses the config and surveys the host, changing nothing. On
 // success it returns the open namespaces and what already exists.
-func (s *stage) prepare(req *sdk.Request) (*plan, *env, error) {
-	p, errs := parsePlan(req)
+func (s *stage) specAndSurvey(req *sdk.Request) (*spec, *env, error) {
+	p, errs := parseSpec(req)
 	if p == nil {
 		return nil, nil, joinErrors(errs)
 	}
@@ -66,7 +66,7 @@ func (s *stage) prepare(req *sdk.Request) (*plan, *env, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	errs = append(errs, e.inspect(p)...)
+	errs = append(errs, e.surveyLinks(p)...)
 	if len(errs) > 0 {
 		e.close()
 		return nil, nil, joinErrors(errs)
@@ -76,7 +76,7 @@ func (s *stage) prepare(req *sdk.Request) (*plan, *env, error) {
 
 func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err error) {
 	log := sdk.Logger(ctx)
-	p, e, err := s.prepare(req)
+	p, e, err := s.specAndSurvey(req)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +214,7 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 			names = append(names, i.HostName)
 		}
 	}
-	if p, _ := parsePlan(req); p != nil {
+	if p, _ := parseSpec(req); p != nil {
 		for _, n := range p.hostNames(len(req.Subhost.Array("BRIDGES"))) {
 			if !slices.Contains(names, n) && ifNameProblem(n) == "" {
 				names = append(names, n)
@@ -222,7 +222,7 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 		}
 	}
 	path := netnsDir + "/" + name
-	e, err := s.open(&plan{name: name})
+	e, err := s.open(&spec{name: name})
 	if err != nil {
 		return err
 	}
@@ -281,7 +281,7 @@ func (s *stage) Check(ctx context.Context, req *sdk.Request) error {
 		}
 		want = st.Interfaces
 	} else {
-		p, errs := parsePlan(req)
+		p, errs := parseSpec(req)
 		if len(errs) > 0 {
 			return joinErrors(errs)
 		}
@@ -292,7 +292,7 @@ func (s *stage) Check(ctx context.Context, req *sdk.Request) error {
 		return sdk.Invalidf("subhost name %q cannot name a network namespace: %s", name, problem)
 	}
 	path := netnsDir + "/" + name
-	e, err := s.open(&plan{name: name, netns: path})
+	e, err := s.open(&spec{name: name, netns: path})
 	if err != nil {
 		return err
 	}
@@ -359,7 +359,7 @@ type env struct {
 	existing []netlink.Link
 }
 
-func (s *stage) open(p *plan) (*env, error) {
+func (s *stage) open(p *spec) (*env, error) {
 	path := s.hostNetns
 	if path == "" {
 		path = "/proc/self/ns/net"
@@ -422,10 +422,10 @@ func (e *env) close() {
 	}
 }
 
-// inspect compares the host with the plan, changing nothing: every
+// surveyLinks compares the host with the spec, changing nothing: every
 // bridge must exist and be a bridge, and every host end name must be free
 // or already this subhost's matching veth (which Up then adopts).
-func (e *env) inspect(p *plan) []error {
+func (e *env) surveyLinks(p *spec) []error {
 	var errs []error
 	e.bridges = make([]netlink.Link, len(p.cables))
 	e.existing = make([]netlink.Link, len(p.cables))

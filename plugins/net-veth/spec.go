@@ -38,15 +38,15 @@ func (c cable) record() sdk.Interface {
 	return sdk.Interface{HostName: c.host, GuestName: c.guest, MAC: c.mac.String(), Bridge: c.bridge}
 }
 
-// plan is what the config asks of this stage.
-type plan struct {
+// spec is what the config asks of this stage.
+type spec struct {
 	name   string // the subhost's name, also its netns's
 	netns  string // netnsDir/name
 	prefix string // host interface prefix
 	cables []cable
 }
 
-func (p *plan) record() sdk.BootRecord {
+func (p *spec) record() sdk.BootRecord {
 	r := sdk.BootRecord{Netns: p.netns}
 	for _, c := range p.cables {
 		r.Interfaces = append(r.Interfaces, c.record())
@@ -57,7 +57,7 @@ func (p *plan) record() sdk.BootRecord {
 // hostNames lists the host interface names the config gives, whether or
 // not the rest of each element is valid: Down uses it to find what a
 // previous Up may have made.
-func (p *plan) hostNames(n int) []string {
+func (p *spec) hostNames(n int) []string {
 	var out []string
 	for i := 0; i < n; i++ {
 		out = append(out, p.prefix+strconv.Itoa(i))
@@ -65,12 +65,12 @@ func (p *plan) hostNames(n int) []string {
 	return out
 }
 
-// parsePlan reads the subhost name, HOSTIF_PREFIX and BRIDGES. It looks
-// at nothing but the request. The plan holds every element that parsed;
+// parseSpec reads the subhost name, HOSTIF_PREFIX and BRIDGES. It looks
+// at nothing but the request. The spec holds every element that parsed;
 // the errors name every one that did not, one line each.
-func parsePlan(req *sdk.Request) (*plan, []error) {
+func parseSpec(req *sdk.Request) (*spec, []error) {
 	sub := &req.Subhost
-	p := &plan{name: sub.Name, netns: netnsDir + "/" + sub.Name, prefix: sub.Name}
+	p := &spec{name: sub.Name, netns: netnsDir + "/" + sub.Name, prefix: sub.Name}
 	var errs []error
 	if problem := netnsNameProblem(sub.Name); problem != "" {
 		// Without a usable name there is no netns path: stop here.

@@ -50,7 +50,7 @@ func TestParseMAC(t *testing.T) {
 }
 
 func TestParsePlan(t *testing.T) {
-	p, errs := parsePlan(request("web", []string{"br0:06:a7:dd:b4:02:f2", "lan:06:a7:dd:b4:02:f3"}, nil))
+	p, errs := parseSpec(request("web", []string{"br0:06:a7:dd:b4:02:f2", "lan:06:a7:dd:b4:02:f3"}, nil))
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
@@ -66,7 +66,7 @@ func TestParsePlan(t *testing.T) {
 		t.Errorf("interfaces %+v, want %+v", got, want)
 	}
 
-	p, errs = parsePlan(request("a-very-long-name", []string{"br0:06:a7:dd:b4:02:f2"}, map[string]string{"HOSTIF_PREFIX": "sh"}))
+	p, errs = parseSpec(request("a-very-long-name", []string{"br0:06:a7:dd:b4:02:f2"}, map[string]string{"HOSTIF_PREFIX": "sh"}))
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
@@ -74,7 +74,7 @@ func TestParsePlan(t *testing.T) {
 		t.Errorf("host name %q with HOSTIF_PREFIX=sh", p.cables[0].host)
 	}
 
-	p, errs = parsePlan(request("iso", nil, nil))
+	p, errs = parseSpec(request("iso", nil, nil))
 	if len(errs) > 0 || len(p.cables) != 0 || p.record().Netns != "/run/netns/iso" {
 		t.Errorf("no BRIDGES: %+v %v", p, errs)
 	}
@@ -115,7 +115,7 @@ func TestParsePlanBad(t *testing.T) {
 			[]string{`BRIDGES[0] "br0:00:00:00:00:00:00": MAC 00:00:00:00:00:00 is all zeros`,
 				`BRIDGES[1] "bad name:06:a7:dd:b4:02:f2": bridge name "bad name": interface names cannot contain ' '`}},
 	} {
-		_, errs := parsePlan(request(tc.name, tc.bridges, tc.extra))
+		_, errs := parseSpec(request(tc.name, tc.bridges, tc.extra))
 		if len(errs) != len(tc.want) {
 			t.Errorf("%s %q %v: got %d problems %v, want %d", tc.name, tc.bridges, tc.extra, len(errs), errs, len(tc.want))
 			continue
