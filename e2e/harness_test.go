@@ -24,6 +24,7 @@ import (
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/testbin"
 	"github.com/subhost/subhost/internal/testguest"
 	"github.com/subhost/subhost/sdk/stagetest"
 )
@@ -72,26 +73,14 @@ func build() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	plugins := filepath.Join(dir, "plugins")
-	if err := os.Mkdir(plugins, 0o755); err != nil {
+	if err := testbin.Build(filepath.Join(dir, "subhost"), "./cmd/subhost"); err != nil {
 		return dir, err
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
+	root, err := testbin.ModuleRoot()
+	if err != nil {
 		return dir, err
 	}
-	gobuild := func(out, pkg string, env ...string) error {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Dir = ".."
-		cmd.Env = append(os.Environ(), env...)
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s: %v\n%s", pkg, err, msg)
-		}
-		return nil
-	}
-	if err := gobuild(filepath.Join(dir, "subhost"), "./cmd/subhost"); err != nil {
-		return dir, err
-	}
-	stages, err := filepath.Glob("../plugins/*")
+	stages, err := filepath.Glob(filepath.Join(root, "plugins", "*"))
 	if err != nil {
 		return dir, err
 	}
@@ -99,11 +88,11 @@ func build() (string, error) {
 		if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
 			continue
 		}
-		if err := gobuild(filepath.Join(plugins, filepath.Base(p)), "./plugins/"+filepath.Base(p)); err != nil {
+		if err := testbin.Build(filepath.Join(dir, "plugins", filepath.Base(p)), "./plugins/"+filepath.Base(p)); err != nil {
 			return dir, err
 		}
 	}
-	if err := gobuild(filepath.Join(plugins, "subhost-init"), "./cmd/subhost-init", "CGO_ENABLED=0"); err != nil {
+	if err := testbin.Build(filepath.Join(dir, "plugins", "subhost-init"), "./cmd/subhost-init"); err != nil {
 		return dir, err
 	}
 	return dir, nil

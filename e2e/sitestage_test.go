@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subhost/subhost/internal/testbin"
 	"github.com/subhost/subhost/internal/testguest"
 )
 
@@ -28,19 +29,8 @@ import (
 func sitePlugins(t *testing.T, pkgs map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	for name, pkg := range pkgs {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, name), pkg)
-		cmd.Dir = ".."
-		out, err := cmd.CombinedOutput()
-		cancel()
-		if err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-		}
-		if err := os.Chmod(filepath.Join(dir, name), 0o755); err != nil {
+		if err := testbin.Build(filepath.Join(dir, name), pkg); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/internal/guestexit"
+	"github.com/subhost/subhost/internal/testbin"
 	"github.com/subhost/subhost/sdk/stagetest"
 )
 
@@ -93,13 +94,9 @@ func binary(t *testing.T) string {
 			return
 		}
 		bin := filepath.Join(buildDir, "subhost-init")
-		cmd := exec.Command("go", "build", "-o", bin, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-			return
+		if buildErr = testbin.Build(bin, "./cmd/subhost-init"); buildErr == nil {
+			initBin = bin
 		}
-		initBin = bin
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)

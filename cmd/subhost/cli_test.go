@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/subhost/subhost/internal/state"
+	"github.com/subhost/subhost/internal/testbin"
 	"github.com/subhost/subhost/sdk/stagetest"
 )
 
@@ -24,20 +25,10 @@ var binDir string
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "subhost-cli-test-")
 	if err == nil {
-		err = os.Chmod(dir, 0o755)
+		err = testbin.Build(filepath.Join(dir, "subhost"), "./cmd/subhost")
 	}
-	build := func(out, pkg string) {
-		if err != nil {
-			return
-		}
-		if msg, e := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); e != nil {
-			err = fmt.Errorf("build %s: %v\n%s", pkg, e, msg)
-		}
-	}
-	build(filepath.Join(dir, "subhost"), ".")
-	build(filepath.Join(dir, "plugins", "teststage"), "../../internal/teststage")
 	if err == nil {
-		err = os.Chmod(filepath.Join(dir, "plugins"), 0o755)
+		err = testbin.Build(filepath.Join(dir, "plugins", "teststage"), "./internal/teststage")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

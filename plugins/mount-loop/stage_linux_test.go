@@ -21,6 +21,7 @@ import (
 	"github.com/subhost/subhost/internal/imagebuild"
 	"github.com/subhost/subhost/internal/loopdev"
 	"github.com/subhost/subhost/internal/mountinfo"
+	"github.com/subhost/subhost/internal/testbin"
 	"github.com/subhost/subhost/sdk"
 	"github.com/subhost/subhost/sdk/stagetest"
 )
@@ -637,8 +638,5 @@ func TestBuildPlugin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the plugin")
 	}
-	out, err := exec.Command("go", "build", "-o", filepath.Join(t.TempDir(), "mount-loop"), ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	testbin.MustBuild(t, "mount-loop", "./plugins/mount-loop")
 }

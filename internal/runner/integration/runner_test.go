@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/subhost/subhost/internal/runner"
 	"github.com/subhost/subhost/internal/settings"
 	"github.com/subhost/subhost/internal/state"
+	"github.com/subhost/subhost/internal/testbin"
 	"github.com/subhost/subhost/sdk"
 	"github.com/subhost/subhost/sdk/stagetest"
 )
@@ -32,16 +32,7 @@ var pluginDir string
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "subhost-runner-test-")
 	if err == nil {
-		err = os.Chmod(dir, 0o755)
-	}
-	if err == nil {
-		// Built as the Makefile builds the shipped plugins: static, stripped.
-		build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, "teststage"), "../../teststage")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		out, buildErr := build.CombinedOutput()
-		if buildErr != nil {
-			err = fmt.Errorf("build teststage: %v\n%s", buildErr, out)
-		}
+		err = testbin.Build(filepath.Join(dir, "teststage"), "./internal/teststage")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
