@@ -79,12 +79,12 @@ func TestRollbackAtEveryIndex(t *testing.T) {
 	stages := []string{"a", "b", "c", "d"}
 	for i, failing := range stages {
 		for _, how := range []string{"fail", "exit", "panic", "hang", "conflict-root"} {
+			if how == "conflict-root" && i == 0 {
+				continue // a conflict needs a stage before it
+			}
 			t.Run(failing+"-"+how, func(t *testing.T) {
 				behave := map[string]misbehaviour{failing: {up: how}}
 				if how == "conflict-root" {
-					if i == 0 {
-						t.Skip("needs a stage before it")
-					}
 					behave["a"] = misbehaviour{up: "root"}
 				}
 				f := newFixture(t, stages, behave)
