@@ -123,14 +123,7 @@ func (r *Runner) Stop(ctx context.Context, name string, opts StopOptions) error 
 	// A state that cannot be saved does not stop the stop: Down works from
 	// the state in memory, and the error is reported with the rest.
 	saveErr := s.save()
-	// The plugins for Down start while the guest powers off.
-	prestarted := make(chan struct{})
-	go func() {
-		defer close(prestarted)
-		s.startPlugins(ctx, s.owed())
-	}()
-	guestErr := stopGuest(s.st.Record, opts)
-	<-prestarted
+	guestErr := s.powerOff(ctx, s.st.Record, s.owed(), opts)
 	// A guest that would not die (say, one that froze its own cgroup) is
 	// the launching stage's to finish off: its Down still runs.
 	if err := s.downAll(ctx); err != nil {
@@ -206,6 +199,22 @@ func (r *Runner) planFromState(d state.Dir) (*Plan, error) {
 // guestAlive reports whether the recorded guest PID 1 still runs.
 func guestAlive(st *state.State) bool {
 	return st.Record.GuestPID != 0 && proc.Alive(st.Record.GuestPID, st.Record.GuestStartTime)
+}
+
+// powerOff is the first half of every stop, by `subhost stop` or by the
+// supervisor: the guest is asked to power off (then killed), and the
+// plugins that Down will need start meanwhile. The second half is downAll.
+// It takes the record and the owed stages as arguments: the supervisor
+// runs it in a goroutine while it goes on reading the state.
+func (s *session) powerOff(ctx context.Context, rec sdk.BootRecord, owed []int, opts StopOptions) error {
+	prestarted := make(chan struct{})
+	go func() {
+		defer close(prestarted)
+		s.startPlugins(ctx, owed) // failures resurface, per stage, in Down
+	}()
+	err := stopGuest(rec, opts)
+	<-prestarted
+	return err
 }
 
 // stopGuest asks the guest's PID 1 to power off (SIGPWR), waits, then

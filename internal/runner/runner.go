@@ -251,10 +251,22 @@ func (s *session) recordBefore(i int) (sdk.BootRecord, error) {
 // panicked or died is killed, so it can neither keep working nor linger.
 // Its errors do not name the stage: the caller does, once (prefixStage).
 func (s *session) call(ctx context.Context, i int, what string, timeout time.Duration, fn func(context.Context, sdk.Stage) error) error {
+	_, err := callFor(s, ctx, i, what, timeout, func(ctx context.Context, st sdk.Stage) (struct{}, error) {
+		return struct{}{}, fn(ctx, st)
+	})
+	return err
+}
+
+// callFor is call for a stage call that returns a result. The result
+// comes back through the call's own channel: a call abandoned at its
+// timeout may still finish later, and must then write nothing that the
+// runner reads.
+func callFor[T any](s *session, ctx context.Context, i int, what string, timeout time.Duration, fn func(context.Context, sdk.Stage) (T, error)) (T, error) {
+	var zero T
 	ps := s.plan.Stages[i]
 	p, err := s.plugin(ctx, i)
 	if err != nil {
-		return err
+		return zero, err
 	}
 	// An interrupt does not cut a call short at once: a stage in the middle
 	// of making something (a guest being launched) must get to report it,
@@ -278,46 +290,54 @@ func (s *session) call(ctx context.Context, i int, what string, timeout time.Dur
 	// The call runs apart so that a stage that ignores its context (a
 	// plugin stuck in a system call, an in-process stage that hangs)
 	// cannot hold the runner past the timeout.
-	done := make(chan error, 1)
+	type outcome struct {
+		v   T
+		err error
+	}
+	done := make(chan outcome, 1)
 	go func() {
 		defer func() {
 			if v := recover(); v != nil {
-				done <- errPanic{v}
+				done <- outcome{err: errPanic{v}}
 			}
 		}()
-		done <- fn(cctx, p.Stage())
+		v, err := fn(cctx, p.Stage())
+		done <- outcome{v, err}
 	}()
+	var res outcome
 	select {
-	case err = <-done:
+	case res = <-done:
 	case <-cctx.Done():
-		err = cctx.Err()
+		res.err = cctx.Err()
 	}
+	err = res.err
 	elapsed := time.Since(start)
 	s.progress(ps.Name, what, elapsed, err)
 	if err == nil {
-		return nil
+		return res.v, nil
 	}
 	var panicked errPanic
 	switch {
 	case errors.As(err, &panicked):
 		s.forget(ps.Name)
-		return fmt.Errorf("%s panicked: %v; %s killed", what, panicked.v, p.Path())
+		return zero, fmt.Errorf("%s panicked: %v; %s killed", what, panicked.v, p.Path())
 	case errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
 		s.forget(ps.Name)
-		return fmt.Errorf("%s timed out after %s; %s killed", what, timeout, p.Path())
+		return zero, fmt.Errorf("%s timed out after %s; %s killed", what, timeout, p.Path())
 	case ctx.Err() != nil && cctx.Err() != nil:
 		s.forget(ps.Name)
-		return fmt.Errorf("%s interrupted: %w", what, ctx.Err())
+		return zero, fmt.Errorf("%s interrupted: %w", what, ctx.Err())
 	}
 	if _, typed := err.(*sdk.Error); typed || isJoined(err) {
-		return err
+		// A failing Up may still hand back the state of what it made.
+		return res.v, err
 	}
 	switch {
 	case p.Exited() || status.Code(err) == codes.Unavailable:
 		s.forget(ps.Name)
-		return fmt.Errorf("%s died during %s (crashed or was killed)", p.Path(), what)
+		return zero, fmt.Errorf("%s died during %s (crashed or was killed)", p.Path(), what)
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	return res.v, fmt.Errorf("%s: %w", what, err)
 }
 
 // errPanic is a stage call that panicked (only an in-process stage can:
@@ -422,11 +442,8 @@ func (s *session) up(ctx context.Context, i int) error {
 		return err
 	}
 	start := time.Now()
-	var res *sdk.Result
-	err = s.call(ctx, i, "up", s.plan.Stages[i].Timeout, func(ctx context.Context, stg sdk.Stage) error {
-		var err error
-		res, err = stg.Up(ctx, req)
-		return err
+	res, err := callFor(s, ctx, i, "up", s.plan.Stages[i].Timeout, func(ctx context.Context, stg sdk.Stage) (*sdk.Result, error) {
+		return stg.Up(ctx, req)
 	})
 	st.DurationMS = time.Since(start).Milliseconds()
 	if err == nil && res == nil {

@@ -90,9 +90,8 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 					if req, ok := s.dir.TakeStopRequest(); ok {
 						stopOpts = StopOptions{Timeout: time.Duration(req.TimeoutMS) * time.Millisecond, Force: req.Force}
 					}
-					go stopGuest(s.st.Record, stopOpts)
-					// Down's plugins start while the guest powers off.
-					go s.startPlugins(context.Background(), s.owed())
+					// Down follows once the guest is reaped below.
+					go s.powerOff(context.Background(), s.st.Record, s.owed(), stopOpts)
 				}
 				ctx = context.Background() // seen once
 			case <-opts.PowerOff:
