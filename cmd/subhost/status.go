@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,6 +28,9 @@ type report struct {
 	Supervisor int           `json:"supervisor,omitempty"`
 	Error      string        `json:"error,omitempty"`
 	Stages     []stageReport `json:"stages,omitempty"`
+	// Extra is the boot record's site map: what site stages (an exec
+	// stage's script) contributed.
+	Extra map[string]string `json:"extra,omitempty"`
 }
 
 type stageReport struct {
@@ -46,7 +51,7 @@ func describe(root, name string) (report, error) {
 	if err != nil {
 		return report{}, err
 	}
-	r := report{Name: name, Pipeline: st.Pipeline, State: st.Status, Home: st.Home, Error: st.Error}
+	r := report{Name: name, Pipeline: st.Pipeline, State: st.Status, Home: st.Home, Error: st.Error, Extra: st.Record.Extra}
 	guest := st.Record.GuestPID != 0 && proc.Alive(st.Record.GuestPID, st.Record.GuestStartTime)
 	if guest {
 		r.PID = st.Record.GuestPID
@@ -103,6 +108,9 @@ func newStatusCmd() *cobra.Command {
 					fmt.Fprintf(w, ": %s", s.Error)
 				}
 				fmt.Fprintln(w)
+			}
+			for _, k := range slices.Sorted(maps.Keys(r.Extra)) {
+				fmt.Fprintf(w, "  extra %s = %q\n", k, r.Extra[k])
 			}
 			if r.Error != "" {
 				fmt.Fprintf(w, "  error: %s\n", r.Error)

@@ -148,15 +148,8 @@ func (p *Plugin) Kill() {
 // descriptor is what gets executed, so the hash and the permission check
 // hold for exactly the code that runs.
 func openTrusted(path string, hash bool) (*os.File, string, error) {
-	if err := trust.Path(filepath.Dir(path), "plugin directory"); err != nil {
-		return nil, "", err
-	}
-	f, err := os.Open(path)
+	f, err := trust.Open(path, "plugin")
 	if err != nil {
-		return nil, "", sdk.Invalidf("plugin %s: %w", path, err)
-	}
-	if err := trust.File(f, "plugin"); err != nil {
-		f.Close()
 		return nil, "", err
 	}
 	if !hash {

@@ -3,6 +3,7 @@ package trust
 import (
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 
 	"github.com/subhost/subhost/sdk"
@@ -31,6 +32,25 @@ func Path(path, what string) error {
 		return sdk.Invalidf("%s %s: %w", what, path, err)
 	}
 	return check(path, what, fi)
+}
+
+// Open opens a file that root will execute after checking that its
+// directory ("WHAT directory") and the file itself pass the rule: whoever
+// can write the directory can swap the file. It is the rule for plugins and
+// for the scripts the exec stage runs.
+func Open(path, what string) (*os.File, error) {
+	if err := Path(filepath.Dir(path), what+" directory"); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, sdk.Invalidf("%s %s: %w", what, path, err)
+	}
+	if err := File(f, what); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 func check(name, what string, fi fs.FileInfo) error {

@@ -103,3 +103,33 @@ func TestPathMissing(t *testing.T) {
 		t.Fatalf("missing path: %v, want fs.ErrNotExist", err)
 	}
 }
+
+func TestOpen(t *testing.T) {
+	stagetest.RequireRoot(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "hook")
+	if err := os.WriteFile(p, nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(p, "script")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	os.Chmod(p, 0o775)
+	if _, err := Open(p, "script"); err == nil || !strings.HasPrefix(err.Error(), "script "+p+" is writable by group") {
+		t.Errorf("group-writable file: %v", err)
+	}
+	os.Chmod(p, 0o755)
+	os.Chmod(dir, 0o777)
+	if _, err := Open(p, "script"); err == nil || !strings.HasPrefix(err.Error(), "script directory "+dir+" is writable by group") {
+		t.Errorf("world-writable directory: %v", err)
+	}
+	os.Chmod(dir, 0o755)
+	if _, err := Open(filepath.Join(dir, "nope"), "script"); err == nil || !sdk.IsKind(err, sdk.KindInvalidConfig) {
+		t.Errorf("missing file: %v", err)
+	}
+}

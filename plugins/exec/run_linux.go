@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/sdk"
+)
+
+// pipeGrace is how long a script that has exited may leave its standard
+// output and error open (a background process it started still holds
+// them) before they are closed and the call goes on without them.
+const pipeGrace = time.Second
+
+// exitError is a script that ran and did not exit 0.
+type exitError struct {
+	code   int    // the exit status; -1 when a signal ended it
+	status string // "exit status 3", "signal: killed"
+	last   string // its last line of standard error
+}
+
+func (e *exitError) Error() string {
+	if e.last == "" {
+		return e.status + ", with nothing on standard error"
+	}
+	return e.last + " (" + e.status + ")"
+}
+
+// runScript runs script with verb as $1, the request on its standard
+// input and the environment of scriptEnv, in its own process group, and
+// returns its standard output. Every line of its standard error is logged
+// to log.
+// A script that did not exit 0 is an *exitError; one still running shortly
+// before ctx's deadline, or when ctx is cancelled, is killed with its
+// process group.
+func runScript(ctx context.Context, log hclog.Logger, script, verb string, req *sdk.Request) ([]byte, error) {
+	in, err := stdinFor(verb, req)
+	if err != nil {
+		return nil, sdk.Internalf("script %s %s: encode its request: %w", script, verb, err)
+	}
+	stderr := &stderrLog{log: log.With("script", script)}
+	var stdout cappedBuffer
+	cmd := &exec.Cmd{
+		Path:   script,
+		Args:   []string{script, verb},
+		Env:    scriptEnv(req),
+		Dir:    "/",
+		Stdin:  bytes.NewReader(in),
+		Stdout: &stdout,
+		Stderr: stderr,
+		// Its own group, so that a timeout kills its children too; and
+		// SIGKILL if this plugin dies (the runner kills plugins with
+		// their group, which this is not).
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+		WaitDelay:   pipeGrace,
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, startError(script, verb, err)
+	}
+	pid := cmd.Process.Pid
+	// Until it is reaped, the exited script's PID, and so its process
+	// group ID, cannot be reused: killing the group stays safe.
+	exited := make(chan struct{})
+	go func() {
+		waitExited(pid)
+		close(exited)
+	}()
+	var stop <-chan time.Time
+	stopAt, grace := stopTime(ctx)
+	if !stopAt.IsZero() {
+		t := time.NewTimer(time.Until(stopAt))
+		defer t.Stop()
+		stop = t.C
+	}
+	var killed error
+	select {
+	case <-exited:
+	case <-ctx.Done():
+		// The caller has given up and is about to kill this plugin: no
+		// time for a grace period.
+		killGroup(pid, unix.SIGKILL)
+		<-exited
+		killed = sdk.Internalf("script %s %s: the call was cancelled (%v): killed it and its process group", script, verb, context.Cause(ctx))
+	case <-stop:
+		killGroup(pid, unix.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(grace):
+		}
+		killGroup(pid, unix.SIGKILL) // what is left of its group, too
+		<-exited
+		killed = sdk.Internalf("script %s %s: still running after %s, at the stage's timeout: killed it and its process group",
+			script, verb, time.Since(start).Round(100*time.Millisecond))
+	}
+	werr := cmd.Wait()
+	stderr.Flush()
+	if killed != nil {
+		return nil, killed
+	}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(werr, &exit):
+		return nil, &exitError{code: exit.ExitCode(), status: exit.ProcessState.String(), last: stderr.Last()}
+	case errors.Is(werr, exec.ErrWaitDelay):
+		log.Warn("a process the script started still holds its standard output or error; redirect a background process's output", "script", script)
+	case werr != nil:
+		return nil, sdk.Internalf("script %s %s: %w", script, verb, werr)
+	}
+	if stdout.over {
+		return nil, sdk.Invalidf("script %s %s: it printed more than %d bytes on standard output: %s", script, verb, maxStdout, outputShape)
+	}
+	return stdout.buf.Bytes(), nil
+}
+
+// startError explains why a script could not be started: a missing #!
+// line is the usual cause.
+func startError(script, verb string, err error) error {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return sdk.Invalidf("script %s %s: cannot run it: %w", script, verb, err)
+	}
+	hint := ""
+	if errno == syscall.ENOEXEC {
+		hint = " (does it start with a #! line?)"
+	}
+	return sdk.Invalidf("script %s %s: cannot run it: %w%s", script, verb, errno, hint)
+}
+
+// stopTime is when a script still running is stopped, and the grace
+// between SIGTERM and SIGKILL: shortly before the call's deadline, since
+// the runner kills this plugin at the deadline and the script, in a
+// process group of its own, would outlive it. Zero without a deadline.
+func stopTime(ctx context.Context) (time.Time, time.Duration) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return time.Time{}, 0
+	}
+	reserve := min(max(time.Until(deadline)/10, 200*time.Millisecond), 5*time.Second)
+	return deadline.Add(-reserve), reserve / 2
+}
+
+// waitExited returns once process pid has exited, without reaping it.
+func waitExited(pid int) {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return
+		}
+	}
+}
+
+// killGroup signals a script's process group. Its only possible failure,
+// ESRCH, means the group is already gone.
+func killGroup(pgid int, sig unix.Signal) {
+	unix.Kill(-pgid, sig)
+}
