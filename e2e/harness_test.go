@@ -349,6 +349,7 @@ type report struct {
 		Status string `json:"status"`
 		Error  string `json:"error"`
 	} `json:"stages"`
+	Extra map[string]string `json:"extra"`
 }
 
 // status parses `subhost status --json NAME`, failing the test on error.

@@ -9,7 +9,7 @@ import (
 	"github.com/subhost/subhost/sdk"
 )
 
-func TestEnvName(t *testing.T) {
+func TestExecEnvName(t *testing.T) {
 	for in, want := range map[string]string{
 		"greeting":   "GREETING",
 		"hosts-file": "HOSTS_FILE",
@@ -23,7 +23,7 @@ func TestEnvName(t *testing.T) {
 	}
 }
 
-func TestScriptEnv(t *testing.T) {
+func TestExecScriptEnv(t *testing.T) {
 	req := &sdk.Request{
 		Subhost: sdk.Subhost{Name: "web1", Home: "/opt/sub/web1", Vars: map[string]sdk.Var{
 			"DISKS":       {Words: []string{"vda:1:/d/a.raw", "vdb:0:/d/b.raw"}, IsArray: true},
@@ -60,7 +60,7 @@ func TestScriptEnv(t *testing.T) {
 	}
 }
 
-func TestCheckEnv(t *testing.T) {
+func TestExecCheckEnv(t *testing.T) {
 	tests := []struct {
 		name    string
 		req     sdk.Request
@@ -90,7 +90,7 @@ func TestCheckEnv(t *testing.T) {
 	}
 }
 
-func TestStdin(t *testing.T) {
+func TestExecStdin(t *testing.T) {
 	req := &sdk.Request{Subhost: sdk.Subhost{Name: "web1"}, Stage: "dns", State: []byte(`{"n": 1}`)}
 	b, err := stdinFor(verbUp, req)
 	if err != nil {
@@ -110,7 +110,7 @@ func TestStdin(t *testing.T) {
 	}
 }
 
-func TestParseOutput(t *testing.T) {
+func TestExecParseOutput(t *testing.T) {
 	good := []struct {
 		out   string
 		extra map[string]string
@@ -158,7 +158,7 @@ func TestParseOutput(t *testing.T) {
 	}
 }
 
-func TestStderrLog(t *testing.T) {
+func TestExecStderrLog(t *testing.T) {
 	var logged []string
 	s := &stderrLog{log: captureLogger(&logged)}
 	s.Write([]byte("first\r\nsec"))

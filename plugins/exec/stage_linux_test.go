@@ -59,7 +59,7 @@ func request(script string, params map[string]string) *sdk.Request {
 	}
 }
 
-func TestConformance(t *testing.T) {
+func TestExecConformance(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "marker")
 	req := request(copyScript(t, "testdata/marker.sh"), map[string]string{"marker": marker})
 	req.Record = sdk.BootRecord{Root: "/opt/sub/exectest/live"}
@@ -69,7 +69,7 @@ func TestConformance(t *testing.T) {
 // TestExampleConformance runs the example of examples/exec-stage, a hosts
 // file kept by a shell script, through the conformance sequence; the file
 // ends as it began, with another subhost's line kept.
-func TestExampleConformance(t *testing.T) {
+func TestExecExampleConformance(t *testing.T) {
 	hosts := filepath.Join(t.TempDir(), "hosts")
 	const other = "198.18.7.7 other.sub.example.org other # subhost other\n"
 	if err := os.WriteFile(hosts, []byte(other), 0o644); err != nil {
@@ -116,7 +116,8 @@ func readFile(t *testing.T, p string) string {
 // TestScriptSees checks what the script gets: the verb, its fixed
 // environment with parameters and config variables, the request on
 // standard input with its previous state, and / as working directory.
-func TestScriptSees(t *testing.T) {
+func TestExecScriptSees(t *testing.T) {
+	stagetest.NoLeaks(t)
 	out := t.TempDir()
 	script := scriptIn(t, "dump.sh", `#!/bin/sh
 env >"$SUBHOST_PARAM_OUT/env.$1"
@@ -187,7 +188,8 @@ exit 0
 // TestScriptFails checks how a script's failures reach the runner: the
 // last line of its standard error, every line logged, its exit status,
 // and the kind that decides the runner's exit code.
-func TestScriptFails(t *testing.T) {
+func TestExecScriptFails(t *testing.T) {
+	stagetest.NoLeaks(t)
 	script := scriptIn(t, "fail.sh", `#!/bin/sh
 case $1 in
 validate) [ -n "$SUBHOST_PARAM_BAD" ] && { echo "parameter bad: no thanks" >&2; exit 2; } ;;
@@ -241,7 +243,7 @@ func callVerb(ctx context.Context, s sdk.Stage, verb string, req *sdk.Request) e
 
 // TestStderrLogged checks that every standard error line reaches the log,
 // named after the script.
-func TestStderrLogged(t *testing.T) {
+func TestExecStderrLogged(t *testing.T) {
 	script := scriptIn(t, "talk.sh", "#!/bin/sh\necho one >&2\necho two >&2\n")
 	var lines []string
 	if _, err := runScript(context.Background(), captureLogger(&lines), script, verbUp, request(script, nil)); err != nil {
@@ -314,7 +316,8 @@ func waitFile(t *testing.T, p string, n int) {
 // TestTimeoutKillsGroup runs a hanging script, with children, through RPC
 // with a deadline as the runner sets one: the call fails before the
 // deadline, naming the script, and nothing of it is left.
-func TestTimeoutKillsGroup(t *testing.T) {
+func TestExecTimeoutKillsGroup(t *testing.T) {
+	stagetest.NoLeaks(t)
 	pids := filepath.Join(t.TempDir(), "pids")
 	script := scriptIn(t, "hang.sh", hangScript)
 	s := stagetest.Serve(t, &stage{})
@@ -333,7 +336,8 @@ func TestTimeoutKillsGroup(t *testing.T) {
 
 // TestCancelKillsGroup cancels a call (the runner interrupted): the script
 // and its children are killed at once.
-func TestCancelKillsGroup(t *testing.T) {
+func TestExecCancelKillsGroup(t *testing.T) {
+	stagetest.NoLeaks(t)
 	pids := filepath.Join(t.TempDir(), "pids")
 	script := scriptIn(t, "hang.sh", hangScript)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -351,7 +355,8 @@ func TestCancelKillsGroup(t *testing.T) {
 
 // TestBackgroundKeepsOutput: a script that leaves a background process
 // holding its standard output does not hang the call.
-func TestBackgroundKeepsOutput(t *testing.T) {
+func TestExecBackgroundKeepsOutput(t *testing.T) {
+	stagetest.NoLeaks(t)
 	pids := filepath.Join(t.TempDir(), "pids")
 	script := scriptIn(t, "bg.sh", `#!/bin/sh
 sleep 60 &
@@ -377,8 +382,9 @@ echo '{"extra": {"bg": "started"}}'
 
 // TestRefused checks the trust rule and the parameter: each bad script is
 // refused as bad input before anything runs.
-func TestRefused(t *testing.T) {
+func TestExecRefused(t *testing.T) {
 	stagetest.RequireRoot(t) // chown
+	stagetest.NoLeaks(t)
 	ran := filepath.Join(t.TempDir(), "ran")
 	body := "#!/bin/sh\ntouch " + ran + "\n"
 	tests := []struct {
