@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/subhost/subhost/internal/trust"
+	"github.com/subhost/subhost/internal/version"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -17,7 +18,7 @@ var _ sdk.Stage = (*stage)(nil)
 func (*stage) Describe() sdk.Description {
 	return sdk.Description{
 		Name:    "exec",
-		Version: "1.0.0",
+		Version: version.Version,
 		Summary: "run a site's executable (a shell script) with the verb validate, up, down or check",
 		Params: []sdk.Param{{
 			Name:     paramScript,
