@@ -10,7 +10,7 @@
 //	}
 //
 // Each call (validate, up, down, check) runs the script once with the
-// verb as $1, from /, in its own process group, with:
+// verb as $1, from /, in a process group of its own, with:
 //
 //   - a fixed environment, nothing inherited: PATH, SUBHOST_NAME,
 //     SUBHOST_HOME, SUBHOST_STAGE (the block's name), SUBHOST_ROOT,
@@ -35,10 +35,13 @@
 // The script is killed with its whole process group (SIGTERM, then
 // SIGKILL after a short grace) shortly before the call's deadline, so that
 // it is gone before the runner kills this plugin for the stage's timeout,
-// and at once when the caller cancels the call. It also gets SIGKILL if
-// this plugin dies. A process the script moved to another process group
-// or session (a daemon it started) is out of reach: that is how a script
-// leaves a daemon running on purpose.
+// and at once when the caller cancels the call. Its group is led by a
+// guard, this executable re-run with guardArg, which kills the group if
+// this plugin dies mid-call (the runner kills plugins with their own
+// group, not the script's). What a script that has exited leaves running
+// in the background is left alone, and a process it moved to another
+// process group or session is out of reach: that is how a script starts
+// a daemon.
 //
 // The script runs as root, so it and its directory must pass the rule for
 // plugins (internal/trust: owned by root, not writable by group or

@@ -34,18 +34,22 @@ func (e *exitError) Error() string {
 }
 
 // runScript runs script with verb as $1, the request on its standard
-// input and the environment of scriptEnv, in its own process group, and
-// returns its standard output. Every line of its standard error is logged
-// to log.
-// A script that did not exit 0 is an *exitError; one still running shortly
-// before ctx's deadline, or when ctx is cancelled, is killed with its
-// process group.
+// input and the environment of scriptEnv, in a process group of its own
+// (led by a guard), and returns its standard output. Every line of its
+// standard error is logged to log. A script that did not exit 0 is an
+// *exitError; one still running shortly before ctx's deadline, or when
+// ctx is cancelled, is killed with its process group.
 func runScript(ctx context.Context, log hclog.Logger, script, verb string, req *sdk.Request) ([]byte, error) {
 	in, err := stdinFor(verb, req)
 	if err != nil {
 		return nil, sdk.Internalf("script %s %s: encode its request: %w", script, verb, err)
 	}
 	stderr := &stderrLog{log: log.With("script", script)}
+	g, err := startGuard()
+	if err != nil {
+		return nil, err
+	}
+	defer g.stop()
 	var stdout cappedBuffer
 	cmd := &exec.Cmd{
 		Path:   script,
@@ -55,24 +59,17 @@ func runScript(ctx context.Context, log hclog.Logger, script, verb string, req *
 		Stdin:  bytes.NewReader(in),
 		Stdout: &stdout,
 		Stderr: stderr,
-		// Its own group, so that a timeout kills its children too; and
-		// SIGKILL if this plugin dies (the runner kills plugins with
-		// their group, which this is not).
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+		// The guard's group (see guard_linux.go); and SIGKILL if this
+		// plugin dies.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pgid: g.pgid(), Pdeathsig: syscall.SIGKILL},
 		WaitDelay:   pipeGrace,
 	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, startError(script, verb, err)
 	}
-	pid := cmd.Process.Pid
-	// Until it is reaped, the exited script's PID, and so its process
-	// group ID, cannot be reused: killing the group stays safe.
-	exited := make(chan struct{})
-	go func() {
-		waitExited(pid)
-		close(exited)
-	}()
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
 	var stop <-chan time.Time
 	stopAt, grace := stopTime(ctx)
 	if !stopAt.IsZero() {
@@ -80,27 +77,27 @@ func runScript(ctx context.Context, log hclog.Logger, script, verb string, req *
 		defer t.Stop()
 		stop = t.C
 	}
-	var killed error
+	var werr, killed error
 	select {
-	case <-exited:
+	case werr = <-waited:
 	case <-ctx.Done():
 		// The caller has given up and is about to kill this plugin: no
 		// time for a grace period.
-		killGroup(pid, unix.SIGKILL)
-		<-exited
+		g.kill(unix.SIGKILL)
+		werr = <-waited
 		killed = sdk.Internalf("script %s %s: the call was cancelled (%v): killed it and its process group", script, verb, context.Cause(ctx))
 	case <-stop:
-		killGroup(pid, unix.SIGTERM)
+		g.kill(unix.SIGTERM)
 		select {
-		case <-exited:
+		case werr = <-waited:
 		case <-time.After(grace):
+			g.kill(unix.SIGKILL)
+			werr = <-waited
 		}
-		killGroup(pid, unix.SIGKILL) // what is left of its group, too
-		<-exited
+		g.kill(unix.SIGKILL) // what is left of its group, too
 		killed = sdk.Internalf("script %s %s: still running after %s, at the stage's timeout: killed it and its process group",
 			script, verb, time.Since(start).Round(100*time.Millisecond))
 	}
-	werr := cmd.Wait()
 	stderr.Flush()
 	if killed != nil {
 		return nil, killed
@@ -145,21 +142,4 @@ func stopTime(ctx context.Context) (time.Time, time.Duration) {
 	}
 	reserve := min(max(time.Until(deadline)/10, 200*time.Millisecond), 5*time.Second)
 	return deadline.Add(-reserve), reserve / 2
-}
-
-// waitExited returns once process pid has exited, without reaping it.
-func waitExited(pid int) {
-	var info unix.Siginfo
-	for {
-		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if err != unix.EINTR {
-			return
-		}
-	}
-}
-
-// killGroup signals a script's process group. Its only possible failure,
-// ESRCH, means the group is already gone.
-func killGroup(pgid int, sig unix.Signal) {
-	unix.Kill(-pgid, sig)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -291,13 +292,15 @@ func gone(t *testing.T, pids []int) {
 }
 
 // hangScript starts a child that ignores SIGTERM and one that does not,
-// writes all three PIDs, and hangs.
+// writes their PIDs, its own and its process group's (the guard's), and
+// hangs.
 const hangScript = `#!/bin/sh
 (trap '' TERM; exec sleep 300) &
 echo $! >"$SUBHOST_PARAM_PIDS"
 sleep 300 &
 echo $! >>"$SUBHOST_PARAM_PIDS"
 echo $$ >>"$SUBHOST_PARAM_PIDS"
+cut -d' ' -f5 /proc/$$/stat >>"$SUBHOST_PARAM_PIDS"
 echo "waiting for rack 7" >&2
 wait
 `
@@ -343,7 +346,7 @@ func TestExecCancelKillsGroup(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
-		waitFile(t, pids, 3)
+		waitFile(t, pids, 4)
 		cancel()
 	}()
 	_, err := runScript(ctx, hclog.NewNullLogger(), script, verbUp, request(script, map[string]string{"pids": pids}))
@@ -424,4 +427,34 @@ func TestExecRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dyingPluginEnv, set to "SCRIPT\nPIDFILE", makes the test binary a
+// plugin stand-in that runs the script's up until it is killed.
+const dyingPluginEnv = "SUBHOST_EXEC_TEST_DYING_PLUGIN"
+
+func dyingPlugin(v string) {
+	script, pids, _ := strings.Cut(v, "\n")
+	runScript(context.Background(), hclog.NewNullLogger(), script, verbUp, request(script, map[string]string{"pids": pids}))
+	os.Exit(0)
+}
+
+// TestExecPluginDeathKillsGroup kills a plugin in the middle of a call as
+// the runner does (SIGKILL to the plugin's process group, which is not
+// the script's): the script's group guard kills the script and its
+// children.
+func TestExecPluginDeathKillsGroup(t *testing.T) {
+	stagetest.NoLeaks(t)
+	pids := filepath.Join(t.TempDir(), "pids")
+	script := scriptIn(t, "hang.sh", hangScript)
+	plugin := exec.Command(os.Args[0])
+	plugin.Env = append(os.Environ(), dyingPluginEnv+"="+script+"\n"+pids)
+	plugin.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := plugin.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, pids, 4)
+	syscall.Kill(-plugin.Process.Pid, syscall.SIGKILL)
+	plugin.Wait()
+	gone(t, pidsOf(t, pids))
 }
