@@ -133,7 +133,7 @@ pipeline "e2e-exec" {
 
 // siteScript logs its calls and does in up what its parameter mode says:
 // fail, print garbage, or hang with two children (one deaf to SIGTERM)
-// after writing the PIDs of all three.
+// after writing the PIDs of all three and of its group's leader.
 const siteScript = `#!/bin/sh
 echo "$1 $SUBHOST_NAME" >>"$SUBHOST_PARAM_LOG"
 [ "$1" = up ] || exit 0
@@ -152,6 +152,7 @@ hang)
 	sleep 300 &
 	echo $! >>"$SUBHOST_PARAM_PIDS"
 	echo $$ >>"$SUBHOST_PARAM_PIDS"
+	cut -d' ' -f5 /proc/$$/stat >>"$SUBHOST_PARAM_PIDS"
 	wait
 	;;
 esac
