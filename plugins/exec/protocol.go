@@ -97,19 +97,16 @@ func scriptEnv(req *sdk.Request) []string {
 }
 
 // scriptInput is the JSON on the script's standard input: the request as
-// every stage gets it, with the verb, and the state as the JSON the
-// script printed (not base64, as sdk.Request would have it).
+// every stage gets it (sdk.Request), with the verb, and the state as the
+// JSON the script printed (not base64, as sdk.Request would have it).
 type scriptInput struct {
-	Verb    string            `json:"verb"`
-	Subhost sdk.Subhost       `json:"subhost"`
-	Stage   string            `json:"stage"`
-	Params  map[string]string `json:"params,omitempty"`
-	Record  sdk.BootRecord    `json:"record"`
-	State   json.RawMessage   `json:"state,omitempty"`
+	Verb string `json:"verb"`
+	*sdk.Request
+	State json.RawMessage `json:"state,omitempty"` // hides Request.State
 }
 
 func stdinFor(verb string, req *sdk.Request) ([]byte, error) {
-	in := scriptInput{Verb: verb, Subhost: req.Subhost, Stage: req.Stage, Params: req.Params, Record: req.Record}
+	in := scriptInput{Verb: verb, Request: req}
 	// The state is what this stage kept from the script's output, so it is
 	// JSON; anything else (a state from another plugin that ran this
 	// stage before) is not passed on.

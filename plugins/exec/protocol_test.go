@@ -91,7 +91,8 @@ func TestExecCheckEnv(t *testing.T) {
 }
 
 func TestExecStdin(t *testing.T) {
-	req := &sdk.Request{Subhost: sdk.Subhost{Name: "web1"}, Stage: "dns", State: []byte(`{"n": 1}`)}
+	req := &sdk.Request{Subhost: sdk.Subhost{Name: "web1"}, Stage: "dns", State: []byte(`{"n": 1}`),
+		Others: []sdk.Neighbour{{Name: "web2", Status: "running"}}}
 	b, err := stdinFor(verbUp, req)
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +102,8 @@ func TestExecStdin(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The state is the JSON the script printed, not base64.
-	if got["verb"] != "up" || got["stage"] != "dns" || !reflect.DeepEqual(got["state"], map[string]any{"n": 1.0}) {
+	if got["verb"] != "up" || got["stage"] != "dns" || !reflect.DeepEqual(got["state"], map[string]any{"n": 1.0}) ||
+		!reflect.DeepEqual(got["others"], []any{map[string]any{"name": "web2", "status": "running"}}) {
 		t.Errorf("stdin %s", b)
 	}
 	req.State = []byte("not json")

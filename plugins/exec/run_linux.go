@@ -14,6 +14,9 @@ import (
 	"github.com/subhost/subhost/sdk"
 )
 
+// logKeyScript names the script in log lines, beside the SDK's keys.
+const logKeyScript = "script"
+
 // pipeGrace is how long a script that has exited may leave its standard
 // output and error open (a background process it started still holds
 // them) before they are closed and the call goes on without them.
@@ -44,7 +47,7 @@ func runScript(ctx context.Context, log hclog.Logger, script, verb string, req *
 	if err != nil {
 		return nil, sdk.Internalf("script %s %s: encode its request: %w", script, verb, err)
 	}
-	stderr := &stderrLog{log: log.With("script", script)}
+	stderr := &stderrLog{log: log.With(logKeyScript, script)}
 	g, err := startGuard()
 	if err != nil {
 		return nil, err
@@ -107,7 +110,7 @@ func runScript(ctx context.Context, log hclog.Logger, script, verb string, req *
 	case errors.As(werr, &exit):
 		return nil, &exitError{code: exit.ExitCode(), status: exit.ProcessState.String(), last: stderr.Last()}
 	case errors.Is(werr, exec.ErrWaitDelay):
-		log.Warn("a process the script started still holds its standard output or error; redirect a background process's output", "script", script)
+		log.Warn("a process the script started still holds its standard output or error; redirect a background process's output", logKeyScript, script)
 	case werr != nil:
 		return nil, sdk.Internalf("script %s %s: %w", script, verb, werr)
 	}
