@@ -69,8 +69,9 @@ exit 0
 
 // TestExecStage boots a guest through mount-loop → net-veth → a shell
 // script → init: the script sees the subhost's facts and its parameters,
-// what it prints reaches `status --json`, `subhost stage hook check` runs
-// its check, and stop runs its down with its state.
+// what it prints reaches `status --json`, `subhost stage hook
+// check|down|up` run its check, down and up, and stop runs its down with
+// its state.
 func TestExecStage(t *testing.T) {
 	e := newEnv(t)
 	ns := e.netns("198.18.24.1/24")
@@ -124,6 +125,28 @@ pipeline "e2e-exec" {
 		t.Errorf("stage hook check did not run the script's check: %q", got)
 	}
 
+	// Down and up again, alone: the extra goes and comes back.
+	os.Remove(log)
+	if o, er, code := e.run(append(site, "stage", "hook", "down", "--pipeline", "e2e-exec", n)...); code != 0 {
+		t.Errorf("stage hook down: exit %d: %s%s", code, o, er)
+	}
+	if got = calls(t, log); !called(got, "down "+n+" ") || !called(got, "down got its state") {
+		t.Errorf("stage hook down did not run the script's down with its state: %q", got)
+	}
+	if st = e.status(n); st.Extra["hook"] != "" {
+		t.Errorf("extra after stage hook down: %v, want none", st.Extra)
+	}
+	if o, er, code := e.run(append(site, "stage", "hook", "up", "--pipeline", "e2e-exec", n)...); code != 0 {
+		t.Errorf("stage hook up: exit %d: %s%s", code, o, er)
+	}
+	if got = calls(t, log); !called(got, "up "+n+" ") {
+		t.Errorf("stage hook up did not run the script's up: %q", got)
+	}
+	if st = e.status(n); st.State != "running" || st.Extra["hook"] != "was-here" {
+		t.Errorf("status after stage hook up: %s, extra %v", st.State, st.Extra)
+	}
+
+	os.Remove(log)
 	e.mustRun("", "stop", n)
 	e.clean(n)
 	if got = calls(t, log); !called(got, "down "+n+" stage=hook root="+filepath.Join(h, "live")) || !called(got, "down got its state") {
