@@ -35,12 +35,19 @@ func Path(path, what string) error {
 }
 
 // Open opens a file that root will execute after checking that its
-// directory ("WHAT directory") and the file itself pass the rule: whoever
-// can write the directory can swap the file. It is the rule for plugins and
+// directory ("WHAT directory"), the directory a symlink leads to, and the
+// file itself pass the rule: whoever can write a directory can swap the
+// file. It is the rule for plugins and
 // for the scripts the exec stage runs.
 func Open(path, what string) (*os.File, error) {
 	if err := Path(filepath.Dir(path), what+" directory"); err != nil {
 		return nil, err
+	}
+	// A symlink leads to a file whose own directory counts too.
+	if real, err := filepath.EvalSymlinks(path); err == nil && filepath.Dir(real) != filepath.Dir(filepath.Clean(path)) {
+		if err := Path(filepath.Dir(real), what+" directory"); err != nil {
+			return nil, err
+		}
 	}
 	f, err := os.Open(path)
 	if err != nil {

@@ -129,6 +129,22 @@ func TestOpen(t *testing.T) {
 		t.Errorf("world-writable directory: %v", err)
 	}
 	os.Chmod(dir, 0o755)
+	// A symlink in a good directory to a file in a world-writable one.
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, os.ModeSticky|0o777)
+	if err := os.WriteFile(filepath.Join(open, "hook"), nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(filepath.Join(open, "hook"), link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(link, "script"); err == nil || !strings.HasPrefix(err.Error(), "script directory "+open+" is writable by group") {
+		t.Errorf("symlink to a file in a world-writable directory: %v", err)
+	}
 	if _, err := Open(filepath.Join(dir, "nope"), "script"); err == nil || !sdk.IsKind(err, sdk.KindInvalidConfig) {
 		t.Errorf("missing file: %v", err)
 	}

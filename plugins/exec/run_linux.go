@@ -84,8 +84,8 @@ func runScript(ctx context.Context, log hclog.Logger, script, verb string, req *
 	select {
 	case werr = <-waited:
 	case <-ctx.Done():
-		// The caller has given up and is about to kill this plugin: no
-		// time for a grace period.
+		// The caller has given up (interrupted) and is about to kill this
+		// plugin: no time for a grace period.
 		g.kill(unix.SIGKILL)
 		werr = <-waited
 		killed = sdk.Internalf("script %s %s: the call was cancelled (%v): killed it and its process group", script, verb, context.Cause(ctx))
@@ -115,7 +115,7 @@ func runScript(ctx context.Context, log hclog.Logger, script, verb string, req *
 		return nil, sdk.Internalf("script %s %s: %w", script, verb, werr)
 	}
 	if stdout.over {
-		return nil, sdk.Invalidf("script %s %s: it printed more than %d bytes on standard output: %s", script, verb, maxStdout, outputShape)
+		return nil, sdk.Internalf("script %s %s: it printed more than %d bytes on standard output: %s", script, verb, maxStdout, outputShape)
 	}
 	return stdout.buf.Bytes(), nil
 }
@@ -135,9 +135,9 @@ func startError(script, verb string, err error) error {
 }
 
 // stopTime is when a script still running is stopped, and the grace
-// between SIGTERM and SIGKILL: shortly before the call's deadline, since
-// the runner kills this plugin at the deadline and the script, in a
-// process group of its own, would outlive it. Zero without a deadline.
+// between SIGTERM and SIGKILL: shortly before the call's deadline, so that
+// the call still returns an error that names the script before the runner
+// gives up on this plugin and kills it. Zero without a deadline.
 func stopTime(ctx context.Context) (time.Time, time.Duration) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
