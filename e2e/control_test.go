@@ -357,12 +357,12 @@ func TestControlBridges(t *testing.T) {
 
 func testControlBridges(t *testing.T, fromEnv bool) {
 	e := newEnv(t)
-	ns := e.netns("198.18.21.1/24")
+	ns, sub := e.testnet()
 	testguest.Bridge(t, ns, "br1", "")
 	c := newControlTree(e)
 	base := c.busybox("base")
 	n := e.name("cbr")
-	const mac0, mac1 = "06:a7:dd:b4:21:02", "06:a7:dd:b4:21:03"
+	mac0, mac1 := fmt.Sprintf("06:a7:dd:b4:%02x:02", sub), fmt.Sprintf("06:a7:dd:b4:%02x:03", sub)
 	bridges := fmt.Sprintf("br0:%s br1:%s", strings.ToUpper(mac0), mac1)
 	config := fmt.Sprintf("BASE=%s\nBRIDGES=( %s )", base.Dir, bridges)
 	if fromEnv {
@@ -373,8 +373,8 @@ func testControlBridges(t *testing.T, fromEnv bool) {
 
 	out := c.session(ns, n, strings.Join([]string{
 		"cat /sys/class/net/eth0/address /sys/class/net/eth1/address",
-		"ip addr add 198.18.21.2/24 dev eth0",
-		"ping -c 1 -W 5 198.18.21.1 >/dev/null && echo ping-ok",
+		fmt.Sprintf("ip addr add 198.18.%d.2/24 dev eth0", sub),
+		fmt.Sprintf("ping -c 1 -W 5 198.18.%d.1 >/dev/null && echo ping-ok", sub),
 		"exit",
 	}, "\n")+"\n")
 	for _, want := range []string{mac0, mac1, "ping-ok"} {

@@ -74,7 +74,7 @@ exit 0
 // its state.
 func TestExecStage(t *testing.T) {
 	e := newEnv(t)
-	ns := e.netns("198.18.24.1/24")
+	ns, _ := e.testnet()
 	hooks := hookDir(t, map[string]string{"greet.sh": greetScript})
 	log := filepath.Join(t.TempDir(), "calls")
 	site := []string{"--pipeline-file", pipelineFile(t, fmt.Sprintf(`

@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -149,6 +150,27 @@ func (e *env) name(tag string) string {
 // netns makes a throwaway network namespace with bridge br0 (cidr on it)
 // named after the test. Subhosts started in it are stopped before it is
 // deleted.
+// lastSubnet hands every test network of the package a /24 of its own:
+// 198.18.S.0/24, S from 21 up, so that no two tests share addresses or
+// the MACs derived from S (tests run one after another, but a leftover
+// of one must never answer for another).
+var lastSubnet atomic.Int32
+
+func nextSubnet() int {
+	s := 20 + int(lastSubnet.Add(1))
+	if s > 254 {
+		panic("e2e: out of test subnets in 198.18.0.0/16")
+	}
+	return s
+}
+
+// testnet is a fresh throwaway netns whose br0 is 198.18.S.1/24, and S.
+func (e *env) testnet() (string, int) {
+	e.t.Helper()
+	s := nextSubnet()
+	return e.netns(fmt.Sprintf("198.18.%d.1/24", s)), s
+}
+
 func (e *env) netns(cidr string) string {
 	e.t.Helper()
 	b := make([]byte, 3)

@@ -25,14 +25,15 @@ type guest struct {
 }
 
 // newGuest prepares (does not boot) a pretend-boot guest in a fresh netns
-// with br0 = 198.18.S.1/24; the guest serves HTTP on 198.18.S.2 from rcS.
+// with br0 = 198.18.S.1/24 (S its own, from nextSubnet); the guest serves
+// HTTP on 198.18.S.2 from rcS.
 // mod, when not nil, adds to the root before it is imaged.
-func (e *env) newGuest(tag string, s int, mod func(r *testguest.Root)) *guest {
+func (e *env) newGuest(tag string, mod func(r *testguest.Root)) *guest {
 	e.t.Helper()
-	g := &guest{e: e, name: e.name(tag), subnet3: fmt.Sprintf("198.18.%d", s)}
+	ns, s := e.testnet()
+	g := &guest{e: e, name: e.name(tag), subnet3: fmt.Sprintf("198.18.%d", s), ns: ns}
 	g.ip = g.subnet3 + ".2"
 	g.mac = fmt.Sprintf("06:a7:dd:b4:%02x:02", s)
-	g.ns = e.netns(g.subnet3 + ".1/24")
 	g.root = testguest.BusyboxRoot(e.t, filepath.Join(e.t.TempDir(), "root"))
 	g.root.Serve("eth0", g.ip+"/24")
 	if mod != nil {
@@ -105,7 +106,7 @@ func (g *guest) mustEnter(args ...string) string {
 // and /dev/vdc are block devices holding what their images hold.
 func TestPretendBootDisks(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("disks", 21, func(r *testguest.Root) { r.WriteFile("marker", "image A\n", 0o644) })
+	g := e.newGuest("disks", func(r *testguest.Root) { r.WriteFile("marker", "image A\n", 0o644) })
 	b := t.TempDir()
 	os.WriteFile(filepath.Join(b, "marker"), []byte("image B\n"), 0o644)
 	imgB := testguest.Image(t, b, "gpt")
@@ -164,8 +165,8 @@ func TestPretendBootDisks(t *testing.T) {
 // ports of br0 and br1.
 func TestPretendBootBridges(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("brs", 22, nil)
-	testguest.Bridge(t, g.ns, "br1", "198.18.23.1/24")
+	g := e.newGuest("brs", nil)
+	testguest.Bridge(t, g.ns, "br1", fmt.Sprintf("198.18.%d.1/24", nextSubnet()))
 	mac1 := "06:a7:dd:b4:23:02"
 	g.config = strings.Replace(g.config, "BRIDGES=( br0:"+g.mac+" )", "BRIDGES=( br0:"+g.mac+" br1:"+mac1+" )", 1)
 	g.home = e.home(g.config)
@@ -199,7 +200,7 @@ func TestPretendBootBridges(t *testing.T) {
 // the console), and the guest answers over its bridge from the test netns.
 func TestPretendBootServes(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("serve", 24, nil)
+	g := e.newGuest("serve", nil)
 	g.boot()
 	g.serves()
 	e.waitFor("rc 2", 5*time.Second, func() bool { return e.guestHas(g.name, "/root/rc2-ran") })
@@ -227,7 +228,7 @@ func TestPretendBootServes(t *testing.T) {
 // the guest off, and pretend-boot (on_exit = down) tears everything down.
 func TestPretendBootInitctlPowerOff(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("ictl", 25, nil)
+	g := e.newGuest("ictl", nil)
 	g.boot()
 	g.enter("sh", "-c", "echo x >/run/initctl")
 	e.clean(g.name)
@@ -237,7 +238,7 @@ func TestPretendBootInitctlPowerOff(t *testing.T) {
 // tears everything down.
 func TestPretendBootPowerOff(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("poff", 26, nil)
+	g := e.newGuest("poff", nil)
 	g.boot()
 	g.enter("poweroff")
 	e.clean(g.name)
@@ -252,7 +253,7 @@ func TestPretendBootPowerOff(t *testing.T) {
 // the same address with the same MAC.
 func TestPretendBootReboot(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("rboot", 27, nil)
+	g := e.newGuest("rboot", nil)
 	g.boot()
 	g.serves()
 	before := e.status(g.name)
@@ -287,7 +288,7 @@ func TestPretendBootReboot(t *testing.T) {
 // (rc 0 runs) and leaves the host clean.
 func TestPretendBootStop(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("stop", 28, nil)
+	g := e.newGuest("stop", nil)
 	g.boot()
 	pid := e.status(g.name).PID
 	out := e.mustRun("", "stop", g.name)
@@ -311,7 +312,7 @@ func TestPretendBootStop(t *testing.T) {
 // stop's --timeout, and stop completes with the host clean.
 func TestPretendBootStopTimeout(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("hang", 29, func(r *testguest.Root) { r.Script(0, "S01hang", "sleep 1000") })
+	g := e.newGuest("hang", func(r *testguest.Root) { r.Script(0, "S01hang", "sleep 1000") })
 	g.boot()
 	pid := e.status(g.name).PID
 	t0 := time.Now()

@@ -93,7 +93,7 @@ func siteGuest(t *testing.T, e *env, ns string) (name, home, img string, site []
 // guest boots with /etc/motd written, and stop runs motd's Down too.
 func TestSiteStagePipeline(t *testing.T) {
 	e := newEnv(t)
-	ns := e.netns("198.18.22.1/24")
+	ns, _ := e.testnet()
 	n, _, img, _ := siteGuest(t, e, ns)
 
 	if got, err := e.guestFile(n, "/etc/motd"); err != nil || got != motdText+"\n" {
@@ -217,7 +217,7 @@ func stageOp(t *testing.T, e *env, site []string, pipeline, op, name string, env
 // each prints its request and result as JSON and acts on the live guest.
 func TestStageCommandLive(t *testing.T) {
 	e := newEnv(t)
-	ns := e.netns("198.18.23.1/24")
+	ns, _ := e.testnet()
 	n, h, _, site := siteGuest(t, e, ns)
 
 	r, stderr, code := stageOp(t, e, site, "e2e-site", "check", n)

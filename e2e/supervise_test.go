@@ -33,7 +33,7 @@ func gone(pid int) bool {
 // still running.
 func TestDetachedConsoleEnterStatus(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("det", 30, func(r *testguest.Root) { r.ConsoleShell() })
+	g := e.newGuest("det", func(r *testguest.Root) { r.ConsoleShell() })
 	e.mustRun(g.ns, g.runArgs("--detach")...)
 
 	// No waiting: run --detach has returned, so PID 1 must be running.
@@ -98,7 +98,7 @@ func TestDetachedConsoleEnterStatus(t *testing.T) {
 // `subhost stop` still kills the guest and brings every stage down.
 func TestSupervisorKilled(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("skill", 31, nil)
+	g := e.newGuest("skill", nil)
 	g.boot()
 	r := e.status(g.name)
 	if r.Supervisor == 0 {
@@ -121,7 +121,7 @@ func TestSupervisorKilled(t *testing.T) {
 // sends) is a graceful stop: rc 0 runs, everything comes down.
 func TestSupervisorSIGTERM(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("sterm", 32, nil)
+	g := e.newGuest("sterm", nil)
 	g.boot()
 	r := e.status(g.name)
 	if err := syscall.Kill(r.Supervisor, syscall.SIGTERM); err != nil {
@@ -141,7 +141,7 @@ func TestSupervisorSIGTERM(t *testing.T) {
 // is clean.
 func TestForegroundRunPty(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("fg", 33, func(r *testguest.Root) { r.ConsoleShell() })
+	g := e.newGuest("fg", func(r *testguest.Root) { r.ConsoleShell() })
 	c := e.startPty(g.ns, g.runArgs()...)
 	at := c.expect(0, "testguest: rcS done", 15*time.Second)
 	at = c.expect(at, "testguest: rc 2", 10*time.Second)
@@ -170,7 +170,7 @@ func TestForegroundRunPty(t *testing.T) {
 // outside the guest root changes, the boot is refused (exit 1, a clear
 // error) or confined, and the host is clean afterwards.
 func TestHostileRoots(t *testing.T) {
-	for i, tc := range []struct {
+	for _, tc := range []struct {
 		path    string // symlink in the guest root
 		target  string // under the outside directory
 		isDir   bool
@@ -194,7 +194,7 @@ func TestHostileRoots(t *testing.T) {
 				os.WriteFile(target, []byte("host file\n"), 0o755)
 			}
 			before := treeOf(t, out)
-			g := e.newGuest("evil", 40+i, func(r *testguest.Root) {
+			g := e.newGuest("evil", func(r *testguest.Root) {
 				if err := os.RemoveAll(r.Path(tc.path)); err != nil {
 					t.Fatal(err)
 				}
@@ -253,7 +253,7 @@ func treeOf(t *testing.T, dir string) string {
 // sockets and anonymous inodes.
 func TestGuestPID1Fds(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("fds", 34, nil)
+	g := e.newGuest("fds", nil)
 	g.boot()
 	pid := e.status(g.name).PID
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
@@ -288,7 +288,7 @@ func TestGuestPID1Fds(t *testing.T) {
 // still allowed.
 func TestSeccompRemount(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("secc", 35, func(r *testguest.Root) {
+	g := e.newGuest("secc", func(r *testguest.Root) {
 		r.RcS(
 			"mount -o remount,ro / 2>/run/remount.err; echo $? >/run/remount.rc",
 			"mkdir -p /mnt/b && mount --bind /tmp /mnt/b && mount -o remount,bind,ro /mnt/b 2>/run/bindro.err; echo $? >/run/bindro.rc",
@@ -342,7 +342,7 @@ func mountOpts(t *testing.T, dir string) []string {
 // makes only that image read-only.
 func TestEnterConfined(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("enter", 36, nil)
+	g := e.newGuest("enter", nil)
 	g.boot()
 	pid := e.status(g.name).PID
 	host, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
