@@ -49,6 +49,7 @@ func requestToProto(r *Request) *pb.StageRequest {
 		Record:  recordToProto(r.Record),
 		State:   r.State,
 		Console: r.Console,
+		Changes: r.Changes,
 	}
 	for _, n := range r.Others {
 		out.Others = append(out.Others, &pb.Neighbour{Name: n.Name, Status: n.Status, Interfaces: interfacesToProto(n.Interfaces)})
@@ -65,6 +66,7 @@ func requestFromProto(p *pb.StageRequest) *Request {
 		Record:  recordFromProto(p.GetRecord()),
 		State:   p.GetState(),
 		Console: p.GetConsole(),
+		Changes: p.GetChanges(),
 	}
 	for _, n := range p.GetOthers() {
 		r.Others = append(r.Others, Neighbour{Name: n.GetName(), Status: n.GetStatus(), Interfaces: interfacesFromProto(n.GetInterfaces())})
@@ -86,6 +88,10 @@ func recordToProto(r BootRecord) *pb.BootRecord {
 		GuestPid:       int64(r.GuestPID),
 		GuestStartTime: r.GuestStartTime,
 		Extra:          r.Extra,
+		DevicePolicy:   r.DevicePolicy,
+	}
+	for _, c := range r.Cgroups {
+		out.Cgroups = append(out.Cgroups, &pb.Cgroup{Hierarchy: c.Hierarchy, Dir: c.Dir, Guest: c.Guest})
 	}
 	for _, d := range r.Devices {
 		out.Devices = append(out.Devices, &pb.Device{GuestName: d.GuestName, HostPath: d.HostPath, Major: d.Major, Minor: d.Minor, ReadOnly: d.ReadOnly})
@@ -118,6 +124,10 @@ func recordFromProto(p *pb.BootRecord) BootRecord {
 		GuestPID:       int(p.GetGuestPid()),
 		GuestStartTime: p.GetGuestStartTime(),
 		Extra:          p.GetExtra(),
+		DevicePolicy:   p.GetDevicePolicy(),
+	}
+	for _, c := range p.GetCgroups() {
+		out.Cgroups = append(out.Cgroups, Cgroup{Hierarchy: c.GetHierarchy(), Dir: c.GetDir(), Guest: c.GetGuest()})
 	}
 	for _, d := range p.GetDevices() {
 		out.Devices = append(out.Devices, Device{GuestName: d.GetGuestName(), HostPath: d.GetHostPath(), Major: d.GetMajor(), Minor: d.GetMinor(), ReadOnly: d.GetReadOnly()})

@@ -2,10 +2,14 @@ package sdk
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/subhost/subhost/sdk/internal/stagepb"
 )
@@ -87,6 +91,19 @@ func (s *server) Check(ctx context.Context, req *pb.StageRequest) (*pb.CheckResp
 	return &pb.CheckResponse{Problems: problemsToProto(err)}, nil
 }
 
+// Update serves the optional Updater: a stage without it says so in the
+// response rather than as a transport error.
+func (s *server) Update(ctx context.Context, req *pb.StageRequest) (*pb.UpdateResponse, error) {
+	u, ok := s.impl.(Updater)
+	if !ok {
+		return &pb.UpdateResponse{Unsupported: true}, nil
+	}
+	r := requestFromProto(req)
+	applied, err := u.Update(withLogger(ctx, r, "update"), r)
+	logFailure(r, "update", err)
+	return &pb.UpdateResponse{Problems: problemsToProto(err), Applied: applied}, nil
+}
+
 func logFailure(r *Request, call string, err error) {
 	if err != nil {
 		logger.Debug("stage call failed", LogKeySubhost, r.Subhost.Name, LogKeyCall, call, LogKeyError, err)
@@ -146,6 +163,38 @@ func (c *client) Check(ctx context.Context, req *Request) error {
 		return err
 	}
 	return problemsFromProto(resp.GetProblems())
+}
+
+// Update asks the plugin to change settings in place. A plugin that does
+// not implement it, or predates the call, gives ErrUnsupported.
+func (c *client) Update(ctx context.Context, req *Request) ([]string, error) {
+	resp, err := c.rpc.Update(ctx, requestToProto(req))
+	if status.Code(err) == codes.Unimplemented {
+		return nil, ErrUnsupported
+	}
+	if err != nil {
+		return nil, err
+	}
+	if resp.GetUnsupported() {
+		return nil, ErrUnsupported
+	}
+	return resp.GetApplied(), problemsFromProto(resp.GetProblems())
+}
+
+// ErrUnsupported is Update's answer from a stage that cannot change a
+// running subhost's settings.
+var ErrUnsupported = fmt.Errorf("the stage cannot change settings in place: %w", errors.ErrUnsupported)
+
+// Update changes settings of a running subhost through s, which may be a
+// dispensed plugin or an in-process stage: ErrUnsupported when s cannot.
+func Update(ctx context.Context, s Stage, req *Request) ([]string, error) {
+	if c, ok := s.(*client); ok {
+		return c.Update(ctx, req)
+	}
+	if u, ok := s.(Updater); ok {
+		return u.Update(ctx, req)
+	}
+	return nil, ErrUnsupported
 }
 
 // DescribeContext asks a dispensed stage to describe itself within ctx,

@@ -52,6 +52,21 @@ func (r *BootRecord) Merge(add BootRecord) error {
 			out.Interfaces = append(out.Interfaces, i)
 		}
 	}
+	for _, c := range add.Cgroups {
+		for _, have := range out.Cgroups {
+			if have.Hierarchy == c.Hierarchy && have != c {
+				return Conflictf("boot record: cgroup of hierarchy %q given twice", c.Hierarchy)
+			}
+		}
+		if !contains(out.Cgroups, c) {
+			out.Cgroups = append(out.Cgroups, c)
+		}
+	}
+	for _, d := range add.DevicePolicy {
+		if !contains(out.DevicePolicy, d) {
+			out.DevicePolicy = append(out.DevicePolicy, d)
+		}
+	}
 	for k, v := range add.Extra {
 		if have, ok := out.Extra[k]; ok && have != v {
 			return Conflictf("boot record: extra %q already set to %q, a stage sets %q", k, have, v)
@@ -78,6 +93,8 @@ func (r *BootRecord) clone() BootRecord {
 	out := *r
 	out.Devices = append([]Device(nil), r.Devices...)
 	out.Interfaces = append([]Interface(nil), r.Interfaces...)
+	out.Cgroups = append([]Cgroup(nil), r.Cgroups...)
+	out.DevicePolicy = append([]string(nil), r.DevicePolicy...)
 	if r.Extra != nil {
 		out.Extra = make(map[string]string, len(r.Extra))
 		for k, v := range r.Extra {

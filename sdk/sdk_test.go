@@ -58,9 +58,13 @@ func fullRequest() *sdk.Request {
 			GuestPID:       4242,
 			GuestStartTime: 987654321,
 			Extra:          map[string]string{"site": "x"},
+			Cgroups: []sdk.Cgroup{{Hierarchy: "memory", Dir: "/sys/fs/cgroup/memory/subhost/web1", Guest: "/sys/fs/cgroup/memory/subhost/web1/guest"},
+				{Hierarchy: "cgroup2", Dir: "/sys/fs/cgroup/unified/subhost/web1", Guest: "/sys/fs/cgroup/unified/subhost/web1/guest"}},
+			DevicePolicy: []string{"cgroup1-devices", "cgroup2-bpf"},
 		},
 		State:   []byte(`{"opaque":true}`),
 		Console: "/dev/pts/9",
+		Changes: map[string]string{"MEMORY_MAX": "2G"},
 	}
 }
 
@@ -134,6 +138,37 @@ func TestRoundTripOfEveryFieldByReflection(t *testing.T) {
 	impl.desc = &d
 	if got := s.Describe(); !reflect.DeepEqual(got, d) {
 		t.Errorf("Describe: got %+v, want %+v", got, d)
+	}
+}
+
+// updateStage is echoStage with the optional Update.
+type updateStage struct{ echoStage }
+
+func (u *updateStage) Update(_ context.Context, r *sdk.Request) ([]string, error) {
+	u.got = r
+	return []string{"MEMORY_MAX"}, u.fail
+}
+
+// TestUpdateOptional: Update reaches a stage that implements it with
+// every field, and one that does not says ErrUnsupported, not a
+// transport error.
+func TestUpdateOptional(t *testing.T) {
+	ctx := context.Background()
+	want := fullRequest()
+	impl := &updateStage{}
+	applied, err := sdk.Update(ctx, stagetest.Serve(t, impl), want)
+	if err != nil || !reflect.DeepEqual(applied, []string{"MEMORY_MAX"}) {
+		t.Fatalf("Update: %v %v", applied, err)
+	}
+	if !reflect.DeepEqual(impl.got, want) {
+		t.Errorf("Update: the stage got\n%+v\nwant\n%+v", impl.got, want)
+	}
+	impl.fail = sdk.Invalidf("MEMORY_MAX: bad")
+	if _, err := sdk.Update(ctx, stagetest.Serve(t, impl), want); sdk.KindOf(err) != sdk.KindInvalidConfig {
+		t.Errorf("Update failing: %v, want an invalid-config error", err)
+	}
+	if _, err := sdk.Update(ctx, stagetest.Serve(t, &echoStage{}), want); !errors.Is(err, sdk.ErrUnsupported) || !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("Update of a stage without it: %v, want ErrUnsupported", err)
 	}
 }
 

@@ -31,6 +31,16 @@ type Stage interface {
 	Check(ctx context.Context, req *Request) error
 }
 
+// Updater is implemented by a stage that can change a running
+// subhost's settings in place (`subhost set NAME KEY=VALUE...`); it is
+// optional. Update gets the subhost's request with Changes set, checks
+// every change it knows before applying any (an unknown key is not its
+// business: it leaves it out), and returns the keys it applied. A stage
+// without it answers ErrUnsupported through the RPC.
+type Updater interface {
+	Update(ctx context.Context, req *Request) (applied []string, err error)
+}
+
 // Description is what a stage says about itself.
 type Description struct {
 	Name    string  `json:"name"`
@@ -79,6 +89,10 @@ type Request struct {
 	// can refuse what one of them holds (a MAC address) without reading
 	// the runner's private state.
 	Others []Neighbour `json:"others,omitempty"`
+	// Changes, in an Update only, are the settings to change in the
+	// running subhost: config variable names and values as the config
+	// would spell them (MEMORY_MAX=2G).
+	Changes map[string]string `json:"changes,omitempty"`
 }
 
 // Neighbour is another subhost on the same host.
@@ -183,6 +197,24 @@ type BootRecord struct {
 	GuestStartTime uint64 `json:"guest_start_time,omitempty"`
 	// Extra is for site stages.
 	Extra map[string]string `json:"extra,omitempty"`
+	// Cgroups are the guest's cgroups, one per hierarchy: the guest's
+	// PID 1 and whatever enters the guest join each Guest.
+	Cgroups []Cgroup `json:"cgroups,omitempty"`
+	// DevicePolicy names what keeps the guest to its own devices
+	// ("cgroup1-devices", "cgroup2-bpf"); empty when nothing does.
+	DevicePolicy []string `json:"device_policy,omitempty"`
+}
+
+// Cgroup is a subhost's cgroup in one hierarchy.
+type Cgroup struct {
+	// Hierarchy names it by its controllers ("memory", "cpu,cpuacct"),
+	// or "cgroup2".
+	Hierarchy string `json:"hierarchy"`
+	// Dir is the host path of the cgroup that holds the limits.
+	Dir string `json:"dir"`
+	// Guest is the host path of the guest's own cgroup below Dir, the
+	// root of the guest's cgroup namespace.
+	Guest string `json:"guest"`
 }
 
 // Device is a node in the guest's /dev.

@@ -608,8 +608,13 @@ type BootRecord struct {
 	GuestPid       int64                  `protobuf:"varint,6,opt,name=guest_pid,json=guestPid,proto3" json:"guest_pid,omitempty"`
 	GuestStartTime uint64                 `protobuf:"varint,7,opt,name=guest_start_time,json=guestStartTime,proto3" json:"guest_start_time,omitempty"`
 	Extra          map[string]string      `protobuf:"bytes,9,rep,name=extra,proto3" json:"extra,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The guest's cgroups, one per hierarchy (the cgroup stage's).
+	Cgroups []*Cgroup `protobuf:"bytes,10,rep,name=cgroups,proto3" json:"cgroups,omitempty"`
+	// What keeps the guest to its devices ("cgroup1-devices",
+	// "cgroup2-bpf"); empty when nothing does.
+	DevicePolicy  []string `protobuf:"bytes,11,rep,name=device_policy,json=devicePolicy,proto3" json:"device_policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BootRecord) Reset() {
@@ -698,6 +703,84 @@ func (x *BootRecord) GetExtra() map[string]string {
 	return nil
 }
 
+func (x *BootRecord) GetCgroups() []*Cgroup {
+	if x != nil {
+		return x.Cgroups
+	}
+	return nil
+}
+
+func (x *BootRecord) GetDevicePolicy() []string {
+	if x != nil {
+		return x.DevicePolicy
+	}
+	return nil
+}
+
+type Cgroup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "memory", "cpu,cpuacct", "cgroup2"...
+	Hierarchy string `protobuf:"bytes,1,opt,name=hierarchy,proto3" json:"hierarchy,omitempty"`
+	// Host path of the cgroup holding the limits (subhost/NAME).
+	Dir string `protobuf:"bytes,2,opt,name=dir,proto3" json:"dir,omitempty"`
+	// Host path of the guest's own cgroup below it, its cgroup
+	// namespace's root.
+	Guest         string `protobuf:"bytes,3,opt,name=guest,proto3" json:"guest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Cgroup) Reset() {
+	*x = Cgroup{}
+	mi := &file_stage_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Cgroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Cgroup) ProtoMessage() {}
+
+func (x *Cgroup) ProtoReflect() protoreflect.Message {
+	mi := &file_stage_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Cgroup.ProtoReflect.Descriptor instead.
+func (*Cgroup) Descriptor() ([]byte, []int) {
+	return file_stage_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Cgroup) GetHierarchy() string {
+	if x != nil {
+		return x.Hierarchy
+	}
+	return ""
+}
+
+func (x *Cgroup) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *Cgroup) GetGuest() string {
+	if x != nil {
+		return x.Guest
+	}
+	return ""
+}
+
 // Another subhost that is up on this host, as the runner records it.
 type Neighbour struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -710,7 +793,7 @@ type Neighbour struct {
 
 func (x *Neighbour) Reset() {
 	*x = Neighbour{}
-	mi := &file_stage_proto_msgTypes[9]
+	mi := &file_stage_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +805,7 @@ func (x *Neighbour) String() string {
 func (*Neighbour) ProtoMessage() {}
 
 func (x *Neighbour) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[9]
+	mi := &file_stage_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +818,7 @@ func (x *Neighbour) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Neighbour.ProtoReflect.Descriptor instead.
 func (*Neighbour) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{9}
+	return file_stage_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Neighbour) GetName() string {
@@ -760,21 +843,23 @@ func (x *Neighbour) GetInterfaces() []*Interface {
 }
 
 type StageRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subhost       *Subhost               `protobuf:"bytes,1,opt,name=subhost,proto3" json:"subhost,omitempty"`
-	Stage         string                 `protobuf:"bytes,2,opt,name=stage,proto3" json:"stage,omitempty"`
-	Params        map[string]string      `protobuf:"bytes,3,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Record        *BootRecord            `protobuf:"bytes,4,opt,name=record,proto3" json:"record,omitempty"`
-	State         []byte                 `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
-	Console       string                 `protobuf:"bytes,6,opt,name=console,proto3" json:"console,omitempty"`
-	Others        []*Neighbour           `protobuf:"bytes,7,rep,name=others,proto3" json:"others,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Subhost *Subhost               `protobuf:"bytes,1,opt,name=subhost,proto3" json:"subhost,omitempty"`
+	Stage   string                 `protobuf:"bytes,2,opt,name=stage,proto3" json:"stage,omitempty"`
+	Params  map[string]string      `protobuf:"bytes,3,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Record  *BootRecord            `protobuf:"bytes,4,opt,name=record,proto3" json:"record,omitempty"`
+	State   []byte                 `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	Console string                 `protobuf:"bytes,6,opt,name=console,proto3" json:"console,omitempty"`
+	Others  []*Neighbour           `protobuf:"bytes,7,rep,name=others,proto3" json:"others,omitempty"`
+	// Update only: the settings to change, KEY=VALUE as in the config.
+	Changes       map[string]string `protobuf:"bytes,10,rep,name=changes,proto3" json:"changes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StageRequest) Reset() {
 	*x = StageRequest{}
-	mi := &file_stage_proto_msgTypes[10]
+	mi := &file_stage_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +871,7 @@ func (x *StageRequest) String() string {
 func (*StageRequest) ProtoMessage() {}
 
 func (x *StageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[10]
+	mi := &file_stage_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +884,7 @@ func (x *StageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StageRequest.ProtoReflect.Descriptor instead.
 func (*StageRequest) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{10}
+	return file_stage_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StageRequest) GetSubhost() *Subhost {
@@ -851,6 +936,13 @@ func (x *StageRequest) GetOthers() []*Neighbour {
 	return nil
 }
 
+func (x *StageRequest) GetChanges() map[string]string {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
 type Problem struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          ErrorKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=subhost.stage.v1.ErrorKind" json:"kind,omitempty"`
@@ -861,7 +953,7 @@ type Problem struct {
 
 func (x *Problem) Reset() {
 	*x = Problem{}
-	mi := &file_stage_proto_msgTypes[11]
+	mi := &file_stage_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +965,7 @@ func (x *Problem) String() string {
 func (*Problem) ProtoMessage() {}
 
 func (x *Problem) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[11]
+	mi := &file_stage_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +978,7 @@ func (x *Problem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Problem.ProtoReflect.Descriptor instead.
 func (*Problem) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{11}
+	return file_stage_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Problem) GetKind() ErrorKind {
@@ -912,7 +1004,7 @@ type ValidateResponse struct {
 
 func (x *ValidateResponse) Reset() {
 	*x = ValidateResponse{}
-	mi := &file_stage_proto_msgTypes[12]
+	mi := &file_stage_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1016,7 @@ func (x *ValidateResponse) String() string {
 func (*ValidateResponse) ProtoMessage() {}
 
 func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[12]
+	mi := &file_stage_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1029,7 @@ func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateResponse.ProtoReflect.Descriptor instead.
 func (*ValidateResponse) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{12}
+	return file_stage_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ValidateResponse) GetProblems() []*Problem {
@@ -958,7 +1050,7 @@ type UpResponse struct {
 
 func (x *UpResponse) Reset() {
 	*x = UpResponse{}
-	mi := &file_stage_proto_msgTypes[13]
+	mi := &file_stage_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1062,7 @@ func (x *UpResponse) String() string {
 func (*UpResponse) ProtoMessage() {}
 
 func (x *UpResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[13]
+	mi := &file_stage_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1075,7 @@ func (x *UpResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpResponse.ProtoReflect.Descriptor instead.
 func (*UpResponse) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{13}
+	return file_stage_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpResponse) GetRecord() *BootRecord {
@@ -1016,7 +1108,7 @@ type DownResponse struct {
 
 func (x *DownResponse) Reset() {
 	*x = DownResponse{}
-	mi := &file_stage_proto_msgTypes[14]
+	mi := &file_stage_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1120,7 @@ func (x *DownResponse) String() string {
 func (*DownResponse) ProtoMessage() {}
 
 func (x *DownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[14]
+	mi := &file_stage_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1133,7 @@ func (x *DownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownResponse.ProtoReflect.Descriptor instead.
 func (*DownResponse) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{14}
+	return file_stage_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DownResponse) GetProblems() []*Problem {
@@ -1060,7 +1152,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_stage_proto_msgTypes[15]
+	mi := &file_stage_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1072,7 +1164,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[15]
+	mi := &file_stage_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1085,12 +1177,74 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{15}
+	return file_stage_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CheckResponse) GetProblems() []*Problem {
 	if x != nil {
 		return x.Problems
+	}
+	return nil
+}
+
+type UpdateResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Problems []*Problem             `protobuf:"bytes,1,rep,name=problems,proto3" json:"problems,omitempty"`
+	// The stage does not implement Update.
+	Unsupported bool `protobuf:"varint,2,opt,name=unsupported,proto3" json:"unsupported,omitempty"`
+	// The keys of the request's changes this stage applied.
+	Applied       []string `protobuf:"bytes,3,rep,name=applied,proto3" json:"applied,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateResponse) Reset() {
+	*x = UpdateResponse{}
+	mi := &file_stage_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateResponse) ProtoMessage() {}
+
+func (x *UpdateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stage_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateResponse.ProtoReflect.Descriptor instead.
+func (*UpdateResponse) Descriptor() ([]byte, []int) {
+	return file_stage_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *UpdateResponse) GetProblems() []*Problem {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+func (x *UpdateResponse) GetUnsupported() bool {
+	if x != nil {
+		return x.Unsupported
+	}
+	return false
+}
+
+func (x *UpdateResponse) GetApplied() []string {
+	if x != nil {
+		return x.Applied
 	}
 	return nil
 }
@@ -1141,7 +1295,7 @@ const file_stage_proto_rawDesc = "" +
 	"\n" +
 	"guest_name\x18\x02 \x01(\tR\tguestName\x12\x10\n" +
 	"\x03mac\x18\x03 \x01(\tR\x03mac\x12\x16\n" +
-	"\x06bridge\x18\x04 \x01(\tR\x06bridge\"\x89\x03\n" +
+	"\x06bridge\x18\x04 \x01(\tR\x06bridge\"\xe2\x03\n" +
 	"\n" +
 	"BootRecord\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\tR\x04root\x122\n" +
@@ -1153,17 +1307,24 @@ const file_stage_proto_rawDesc = "" +
 	"\bhostname\x18\x05 \x01(\tR\bhostname\x12\x1b\n" +
 	"\tguest_pid\x18\x06 \x01(\x03R\bguestPid\x12(\n" +
 	"\x10guest_start_time\x18\a \x01(\x04R\x0eguestStartTime\x12=\n" +
-	"\x05extra\x18\t \x03(\v2'.subhost.stage.v1.BootRecord.ExtraEntryR\x05extra\x1a8\n" +
+	"\x05extra\x18\t \x03(\v2'.subhost.stage.v1.BootRecord.ExtraEntryR\x05extra\x122\n" +
+	"\acgroups\x18\n" +
+	" \x03(\v2\x18.subhost.stage.v1.CgroupR\acgroups\x12#\n" +
+	"\rdevice_policy\x18\v \x03(\tR\fdevicePolicy\x1a8\n" +
 	"\n" +
 	"ExtraEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\b\x10\t\"t\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\b\x10\t\"N\n" +
+	"\x06Cgroup\x12\x1c\n" +
+	"\thierarchy\x18\x01 \x01(\tR\thierarchy\x12\x10\n" +
+	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x14\n" +
+	"\x05guest\x18\x03 \x01(\tR\x05guest\"t\n" +
 	"\tNeighbour\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12;\n" +
 	"\n" +
 	"interfaces\x18\x03 \x03(\v2\x1b.subhost.stage.v1.InterfaceR\n" +
-	"interfaces\"\xf3\x02\n" +
+	"interfaces\"\xf6\x03\n" +
 	"\fStageRequest\x123\n" +
 	"\asubhost\x18\x01 \x01(\v2\x19.subhost.stage.v1.SubhostR\asubhost\x12\x14\n" +
 	"\x05stage\x18\x02 \x01(\tR\x05stage\x12B\n" +
@@ -1171,8 +1332,13 @@ const file_stage_proto_rawDesc = "" +
 	"\x06record\x18\x04 \x01(\v2\x1c.subhost.stage.v1.BootRecordR\x06record\x12\x14\n" +
 	"\x05state\x18\x05 \x01(\fR\x05state\x12\x18\n" +
 	"\aconsole\x18\x06 \x01(\tR\aconsole\x123\n" +
-	"\x06others\x18\a \x03(\v2\x1b.subhost.stage.v1.NeighbourR\x06others\x1a9\n" +
+	"\x06others\x18\a \x03(\v2\x1b.subhost.stage.v1.NeighbourR\x06others\x12E\n" +
+	"\achanges\x18\n" +
+	" \x03(\v2+.subhost.stage.v1.StageRequest.ChangesEntryR\achanges\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
+	"\fChangesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"T\n" +
 	"\aProblem\x12/\n" +
@@ -1188,19 +1354,24 @@ const file_stage_proto_rawDesc = "" +
 	"\fDownResponse\x125\n" +
 	"\bproblems\x18\x01 \x03(\v2\x19.subhost.stage.v1.ProblemR\bproblems\"F\n" +
 	"\rCheckResponse\x125\n" +
-	"\bproblems\x18\x01 \x03(\v2\x19.subhost.stage.v1.ProblemR\bproblems*\x92\x01\n" +
+	"\bproblems\x18\x01 \x03(\v2\x19.subhost.stage.v1.ProblemR\bproblems\"\x83\x01\n" +
+	"\x0eUpdateResponse\x125\n" +
+	"\bproblems\x18\x01 \x03(\v2\x19.subhost.stage.v1.ProblemR\bproblems\x12 \n" +
+	"\vunsupported\x18\x02 \x01(\bR\vunsupported\x12\x18\n" +
+	"\aapplied\x18\x03 \x03(\tR\aapplied*\x92\x01\n" +
 	"\tErrorKind\x12\x1a\n" +
 	"\x16ERROR_KIND_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19ERROR_KIND_INVALID_CONFIG\x10\x01\x12\x17\n" +
 	"\x13ERROR_KIND_CONFLICT\x10\x02\x12\x18\n" +
 	"\x14ERROR_KIND_NOT_FOUND\x10\x03\x12\x17\n" +
-	"\x13ERROR_KIND_INTERNAL\x10\x042\x80\x03\n" +
+	"\x13ERROR_KIND_INTERNAL\x10\x042\xcc\x03\n" +
 	"\x05Stage\x12Q\n" +
 	"\bDescribe\x12!.subhost.stage.v1.DescribeRequest\x1a\".subhost.stage.v1.DescribeResponse\x12N\n" +
 	"\bValidate\x12\x1e.subhost.stage.v1.StageRequest\x1a\".subhost.stage.v1.ValidateResponse\x12B\n" +
 	"\x02Up\x12\x1e.subhost.stage.v1.StageRequest\x1a\x1c.subhost.stage.v1.UpResponse\x12F\n" +
 	"\x04Down\x12\x1e.subhost.stage.v1.StageRequest\x1a\x1e.subhost.stage.v1.DownResponse\x12H\n" +
-	"\x05Check\x12\x1e.subhost.stage.v1.StageRequest\x1a\x1f.subhost.stage.v1.CheckResponseB1Z/github.com/subhost/subhost/sdk/internal/stagepbb\x06proto3"
+	"\x05Check\x12\x1e.subhost.stage.v1.StageRequest\x1a\x1f.subhost.stage.v1.CheckResponse\x12J\n" +
+	"\x06Update\x12\x1e.subhost.stage.v1.StageRequest\x1a .subhost.stage.v1.UpdateResponseB1Z/github.com/subhost/subhost/sdk/internal/stagepbb\x06proto3"
 
 var (
 	file_stage_proto_rawDescOnce sync.Once
@@ -1215,7 +1386,7 @@ func file_stage_proto_rawDescGZIP() []byte {
 }
 
 var file_stage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stage_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_stage_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_stage_proto_goTypes = []any{
 	(ErrorKind)(0),           // 0: subhost.stage.v1.ErrorKind
 	(*DescribeRequest)(nil),  // 1: subhost.stage.v1.DescribeRequest
@@ -1227,51 +1398,59 @@ var file_stage_proto_goTypes = []any{
 	(*Device)(nil),           // 7: subhost.stage.v1.Device
 	(*Interface)(nil),        // 8: subhost.stage.v1.Interface
 	(*BootRecord)(nil),       // 9: subhost.stage.v1.BootRecord
-	(*Neighbour)(nil),        // 10: subhost.stage.v1.Neighbour
-	(*StageRequest)(nil),     // 11: subhost.stage.v1.StageRequest
-	(*Problem)(nil),          // 12: subhost.stage.v1.Problem
-	(*ValidateResponse)(nil), // 13: subhost.stage.v1.ValidateResponse
-	(*UpResponse)(nil),       // 14: subhost.stage.v1.UpResponse
-	(*DownResponse)(nil),     // 15: subhost.stage.v1.DownResponse
-	(*CheckResponse)(nil),    // 16: subhost.stage.v1.CheckResponse
-	nil,                      // 17: subhost.stage.v1.Subhost.VarsEntry
-	nil,                      // 18: subhost.stage.v1.BootRecord.ExtraEntry
-	nil,                      // 19: subhost.stage.v1.StageRequest.ParamsEntry
+	(*Cgroup)(nil),           // 10: subhost.stage.v1.Cgroup
+	(*Neighbour)(nil),        // 11: subhost.stage.v1.Neighbour
+	(*StageRequest)(nil),     // 12: subhost.stage.v1.StageRequest
+	(*Problem)(nil),          // 13: subhost.stage.v1.Problem
+	(*ValidateResponse)(nil), // 14: subhost.stage.v1.ValidateResponse
+	(*UpResponse)(nil),       // 15: subhost.stage.v1.UpResponse
+	(*DownResponse)(nil),     // 16: subhost.stage.v1.DownResponse
+	(*CheckResponse)(nil),    // 17: subhost.stage.v1.CheckResponse
+	(*UpdateResponse)(nil),   // 18: subhost.stage.v1.UpdateResponse
+	nil,                      // 19: subhost.stage.v1.Subhost.VarsEntry
+	nil,                      // 20: subhost.stage.v1.BootRecord.ExtraEntry
+	nil,                      // 21: subhost.stage.v1.StageRequest.ParamsEntry
+	nil,                      // 22: subhost.stage.v1.StageRequest.ChangesEntry
 }
 var file_stage_proto_depIdxs = []int32{
 	2,  // 0: subhost.stage.v1.DescribeResponse.params:type_name -> subhost.stage.v1.Param
 	3,  // 1: subhost.stage.v1.DescribeResponse.vars:type_name -> subhost.stage.v1.ConfigVar
-	17, // 2: subhost.stage.v1.Subhost.vars:type_name -> subhost.stage.v1.Subhost.VarsEntry
+	19, // 2: subhost.stage.v1.Subhost.vars:type_name -> subhost.stage.v1.Subhost.VarsEntry
 	7,  // 3: subhost.stage.v1.BootRecord.devices:type_name -> subhost.stage.v1.Device
 	8,  // 4: subhost.stage.v1.BootRecord.interfaces:type_name -> subhost.stage.v1.Interface
-	18, // 5: subhost.stage.v1.BootRecord.extra:type_name -> subhost.stage.v1.BootRecord.ExtraEntry
-	8,  // 6: subhost.stage.v1.Neighbour.interfaces:type_name -> subhost.stage.v1.Interface
-	6,  // 7: subhost.stage.v1.StageRequest.subhost:type_name -> subhost.stage.v1.Subhost
-	19, // 8: subhost.stage.v1.StageRequest.params:type_name -> subhost.stage.v1.StageRequest.ParamsEntry
-	9,  // 9: subhost.stage.v1.StageRequest.record:type_name -> subhost.stage.v1.BootRecord
-	10, // 10: subhost.stage.v1.StageRequest.others:type_name -> subhost.stage.v1.Neighbour
-	0,  // 11: subhost.stage.v1.Problem.kind:type_name -> subhost.stage.v1.ErrorKind
-	12, // 12: subhost.stage.v1.ValidateResponse.problems:type_name -> subhost.stage.v1.Problem
-	9,  // 13: subhost.stage.v1.UpResponse.record:type_name -> subhost.stage.v1.BootRecord
-	12, // 14: subhost.stage.v1.UpResponse.problems:type_name -> subhost.stage.v1.Problem
-	12, // 15: subhost.stage.v1.DownResponse.problems:type_name -> subhost.stage.v1.Problem
-	12, // 16: subhost.stage.v1.CheckResponse.problems:type_name -> subhost.stage.v1.Problem
-	5,  // 17: subhost.stage.v1.Subhost.VarsEntry.value:type_name -> subhost.stage.v1.Var
-	1,  // 18: subhost.stage.v1.Stage.Describe:input_type -> subhost.stage.v1.DescribeRequest
-	11, // 19: subhost.stage.v1.Stage.Validate:input_type -> subhost.stage.v1.StageRequest
-	11, // 20: subhost.stage.v1.Stage.Up:input_type -> subhost.stage.v1.StageRequest
-	11, // 21: subhost.stage.v1.Stage.Down:input_type -> subhost.stage.v1.StageRequest
-	11, // 22: subhost.stage.v1.Stage.Check:input_type -> subhost.stage.v1.StageRequest
-	4,  // 23: subhost.stage.v1.Stage.Describe:output_type -> subhost.stage.v1.DescribeResponse
-	13, // 24: subhost.stage.v1.Stage.Validate:output_type -> subhost.stage.v1.ValidateResponse
-	14, // 25: subhost.stage.v1.Stage.Up:output_type -> subhost.stage.v1.UpResponse
-	15, // 26: subhost.stage.v1.Stage.Down:output_type -> subhost.stage.v1.DownResponse
-	16, // 27: subhost.stage.v1.Stage.Check:output_type -> subhost.stage.v1.CheckResponse
-	23, // [23:28] is the sub-list for method output_type
-	18, // [18:23] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	20, // 5: subhost.stage.v1.BootRecord.extra:type_name -> subhost.stage.v1.BootRecord.ExtraEntry
+	10, // 6: subhost.stage.v1.BootRecord.cgroups:type_name -> subhost.stage.v1.Cgroup
+	8,  // 7: subhost.stage.v1.Neighbour.interfaces:type_name -> subhost.stage.v1.Interface
+	6,  // 8: subhost.stage.v1.StageRequest.subhost:type_name -> subhost.stage.v1.Subhost
+	21, // 9: subhost.stage.v1.StageRequest.params:type_name -> subhost.stage.v1.StageRequest.ParamsEntry
+	9,  // 10: subhost.stage.v1.StageRequest.record:type_name -> subhost.stage.v1.BootRecord
+	11, // 11: subhost.stage.v1.StageRequest.others:type_name -> subhost.stage.v1.Neighbour
+	22, // 12: subhost.stage.v1.StageRequest.changes:type_name -> subhost.stage.v1.StageRequest.ChangesEntry
+	0,  // 13: subhost.stage.v1.Problem.kind:type_name -> subhost.stage.v1.ErrorKind
+	13, // 14: subhost.stage.v1.ValidateResponse.problems:type_name -> subhost.stage.v1.Problem
+	9,  // 15: subhost.stage.v1.UpResponse.record:type_name -> subhost.stage.v1.BootRecord
+	13, // 16: subhost.stage.v1.UpResponse.problems:type_name -> subhost.stage.v1.Problem
+	13, // 17: subhost.stage.v1.DownResponse.problems:type_name -> subhost.stage.v1.Problem
+	13, // 18: subhost.stage.v1.CheckResponse.problems:type_name -> subhost.stage.v1.Problem
+	13, // 19: subhost.stage.v1.UpdateResponse.problems:type_name -> subhost.stage.v1.Problem
+	5,  // 20: subhost.stage.v1.Subhost.VarsEntry.value:type_name -> subhost.stage.v1.Var
+	1,  // 21: subhost.stage.v1.Stage.Describe:input_type -> subhost.stage.v1.DescribeRequest
+	12, // 22: subhost.stage.v1.Stage.Validate:input_type -> subhost.stage.v1.StageRequest
+	12, // 23: subhost.stage.v1.Stage.Up:input_type -> subhost.stage.v1.StageRequest
+	12, // 24: subhost.stage.v1.Stage.Down:input_type -> subhost.stage.v1.StageRequest
+	12, // 25: subhost.stage.v1.Stage.Check:input_type -> subhost.stage.v1.StageRequest
+	12, // 26: subhost.stage.v1.Stage.Update:input_type -> subhost.stage.v1.StageRequest
+	4,  // 27: subhost.stage.v1.Stage.Describe:output_type -> subhost.stage.v1.DescribeResponse
+	14, // 28: subhost.stage.v1.Stage.Validate:output_type -> subhost.stage.v1.ValidateResponse
+	15, // 29: subhost.stage.v1.Stage.Up:output_type -> subhost.stage.v1.UpResponse
+	16, // 30: subhost.stage.v1.Stage.Down:output_type -> subhost.stage.v1.DownResponse
+	17, // 31: subhost.stage.v1.Stage.Check:output_type -> subhost.stage.v1.CheckResponse
+	18, // 32: subhost.stage.v1.Stage.Update:output_type -> subhost.stage.v1.UpdateResponse
+	27, // [27:33] is the sub-list for method output_type
+	21, // [21:27] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_stage_proto_init() }
@@ -1285,7 +1464,7 @@ func file_stage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stage_proto_rawDesc), len(file_stage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	Stage_Up_FullMethodName       = "/subhost.stage.v1.Stage/Up"
 	Stage_Down_FullMethodName     = "/subhost.stage.v1.Stage/Down"
 	Stage_Check_FullMethodName    = "/subhost.stage.v1.Stage/Check"
+	Stage_Update_FullMethodName   = "/subhost.stage.v1.Stage/Update"
 )
 
 // StageClient is the client API for Stage service.
@@ -40,6 +41,12 @@ type StageClient interface {
 	Up(ctx context.Context, in *StageRequest, opts ...grpc.CallOption) (*UpResponse, error)
 	Down(ctx context.Context, in *StageRequest, opts ...grpc.CallOption) (*DownResponse, error)
 	Check(ctx context.Context, in *StageRequest, opts ...grpc.CallOption) (*CheckResponse, error)
+	// Update changes a running subhost's settings in place (subhost set):
+	// the request's changes hold the KEY=VALUE pairs. Optional: a stage
+	// that does not implement it answers unsupported (and a plugin built
+	// before it existed answers gRPC Unimplemented; the runner treats both
+	// alike).
+	Update(ctx context.Context, in *StageRequest, opts ...grpc.CallOption) (*UpdateResponse, error)
 }
 
 type stageClient struct {
@@ -100,6 +107,16 @@ func (c *stageClient) Check(ctx context.Context, in *StageRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *stageClient) Update(ctx context.Context, in *StageRequest, opts ...grpc.CallOption) (*UpdateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateResponse)
+	err := c.cc.Invoke(ctx, Stage_Update_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StageServer is the server API for Stage service.
 // All implementations must embed UnimplementedStageServer
 // for forward compatibility.
@@ -109,6 +126,12 @@ type StageServer interface {
 	Up(context.Context, *StageRequest) (*UpResponse, error)
 	Down(context.Context, *StageRequest) (*DownResponse, error)
 	Check(context.Context, *StageRequest) (*CheckResponse, error)
+	// Update changes a running subhost's settings in place (subhost set):
+	// the request's changes hold the KEY=VALUE pairs. Optional: a stage
+	// that does not implement it answers unsupported (and a plugin built
+	// before it existed answers gRPC Unimplemented; the runner treats both
+	// alike).
+	Update(context.Context, *StageRequest) (*UpdateResponse, error)
 	mustEmbedUnimplementedStageServer()
 }
 
@@ -133,6 +156,9 @@ func (UnimplementedStageServer) Down(context.Context, *StageRequest) (*DownRespo
 }
 func (UnimplementedStageServer) Check(context.Context, *StageRequest) (*CheckResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Check not implemented")
+}
+func (UnimplementedStageServer) Update(context.Context, *StageRequest) (*UpdateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Update not implemented")
 }
 func (UnimplementedStageServer) mustEmbedUnimplementedStageServer() {}
 func (UnimplementedStageServer) testEmbeddedByValue()               {}
@@ -245,6 +271,24 @@ func _Stage_Check_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Stage_Update_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StageServer).Update(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Stage_Update_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StageServer).Update(ctx, req.(*StageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Stage_ServiceDesc is the grpc.ServiceDesc for Stage service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -271,6 +315,10 @@ var Stage_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Check",
 			Handler:    _Stage_Check_Handler,
+		},
+		{
+			MethodName: "Update",
+			Handler:    _Stage_Update_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
