@@ -40,6 +40,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "subhost-init: must run as PID 1 of a subhost's PID namespace (this is PID %d); doing nothing\n", pid)
 		return 2
 	}
+	reserveThreads()
 	p := newPID1(*timeout)
 	if *mode == "shell" {
 		return p.shellMode(*shell)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/subhost/subhost/internal/devcgroup"
+	"github.com/subhost/subhost/internal/cgroups"
 	"github.com/subhost/subhost/internal/guestenv"
 	"github.com/subhost/subhost/internal/seccompguard"
 	"github.com/subhost/subhost/sdk"
@@ -55,7 +55,7 @@ The command's exit status is subhost's.`,
 			// this goroutine to its thread; the exec must come from it.
 			// The guest's device cgroup too (its cgroup namespace is
 			// entered by nsenter --cgroup, after this joined the cgroups).
-			if _, err := devcgroup.JoinGuest(args[0]); err != nil {
+			if _, err := cgroups.JoinGuest(args[0]); err != nil {
 				return err
 			}
 			if err := seccompguard.DropCapabilities(); err != nil {

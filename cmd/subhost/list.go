@@ -32,13 +32,13 @@ func newListCmd() *cobra.Command {
 				return writeJSON(cmd.OutOrStdout(), reports)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSTATE\tPID\tUPTIME\tPIPELINE\tHOME")
+			fmt.Fprintln(tw, "NAME\tSTATE\tPID\tUPTIME\tMEMORY\tPIPELINE\tHOME")
 			for _, r := range reports {
 				pid := "-"
 				if r.PID != 0 {
 					pid = fmt.Sprint(r.PID)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.State, pid, dash(r.Uptime), r.Pipeline, r.Home)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.State, pid, dash(r.Uptime), memoryColumn(r), r.Pipeline, r.Home)
 			}
 			return tw.Flush()
 		},

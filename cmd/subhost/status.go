@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/subhost/subhost/internal/cgroups"
 	"github.com/subhost/subhost/internal/proc"
 	"github.com/subhost/subhost/internal/state"
 	"github.com/subhost/subhost/sdk"
@@ -31,6 +32,10 @@ type report struct {
 	// Extra is the boot record's site map: what site stages (an exec
 	// stage's script) contributed.
 	Extra map[string]string `json:"extra,omitempty"`
+	// Limits and Usage are read from the recorded cgroups while they
+	// exist.
+	Limits *cgroups.InForce `json:"limits,omitempty"`
+	Usage  *cgroups.Usage   `json:"usage,omitempty"`
 }
 
 type stageReport struct {
@@ -68,6 +73,10 @@ func describe(root, name string) (report, error) {
 		if r.Error == "" {
 			r.Error = "the guest is gone but its stages are up: run `subhost stop " + name + "`"
 		}
+	}
+	if len(st.Record.Cgroups) > 0 && cgroupsExist(st.Record.Cgroups) {
+		l, u := cgroups.ReadInForce(st.Record.Cgroups), cgroups.ReadUsage(st.Record.Cgroups)
+		r.Limits, r.Usage = &l, &u
 	}
 	for _, s := range st.Stages {
 		r.Stages = append(r.Stages, stageReport{Name: s.Name, Plugin: s.Plugin, Status: s.Status, DurationMS: s.DurationMS, Error: s.Error})
@@ -112,6 +121,7 @@ func newStatusCmd() *cobra.Command {
 			for _, k := range slices.Sorted(maps.Keys(r.Extra)) {
 				fmt.Fprintf(w, "  extra %s = %q\n", k, r.Extra[k])
 			}
+			writeResources(w, r)
 			if r.Error != "" {
 				fmt.Fprintf(w, "  error: %s\n", r.Error)
 			}

@@ -9,6 +9,7 @@ pipeline "pretend-boot" {
 
   stage "mount-loop" {}
   stage "net-veth" {}
+  stage "cgroup" {}
   stage "init" {
     mode = "sysv"
   }
@@ -21,6 +22,7 @@ pipeline "control" {
 
   stage "mount-overlay" {}
   stage "net-veth" {}
+  stage "cgroup" {}
   stage "init" {
     mode = "shell"
   }

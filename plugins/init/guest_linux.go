@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/subhost/subhost/internal/devcgroup"
+	"github.com/subhost/subhost/internal/cgroups"
 	"github.com/subhost/subhost/internal/guestroot"
 	"github.com/subhost/subhost/internal/seccompguard"
 )
@@ -128,7 +128,7 @@ func bootGuest() error {
 // nor any hierarchy's root. The order matters: a namespace made before
 // the join would be rooted at the host's cgroups.
 func enterCgroups(dirs []string) error {
-	if err := devcgroup.Join(dirs); err != nil {
+	if err := cgroups.Join(dirs); err != nil {
 		return err
 	}
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {

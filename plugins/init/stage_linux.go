@@ -9,7 +9,7 @@ import (
 	"slices"
 	"syscall"
 
-	"github.com/subhost/subhost/internal/devcgroup"
+	"github.com/subhost/subhost/internal/cgroups"
 	"github.com/subhost/subhost/internal/guestroot"
 	"github.com/subhost/subhost/internal/version"
 	"github.com/subhost/subhost/sdk"
@@ -57,6 +57,9 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	if err := checkDevices(rec.Devices); err != nil {
 		return nil, err
 	}
+	if err := checkDevicePolicy(req); err != nil {
+		return nil, err
+	}
 	recPath, err := launchRecordPath(req.Subhost)
 	if err != nil {
 		return nil, err
@@ -96,20 +99,6 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	}
 	log.Debug("subhost-init in the guest root", "path", "/sbin/subhost-init", "rewritten", wrote)
 
-	place, err := devcgroup.Setup(req.Subhost.Name, rec.Devices)
-	if errors.Is(err, devcgroup.ErrBusy) {
-		return nil, sdk.Conflictf("%w", err)
-	}
-	if err != nil {
-		return nil, sdk.Internalf("the guest's cgroups: %w", err)
-	}
-	if !place.Devices {
-		log.Warn("no cgroup v1 devices controller on this host: the guest's device policy is NOT applied, it can open any host device it has a node for (cgroup v2 needs a BPF device program, not implemented yet)")
-	}
-	if len(place.Unplaced) > 0 {
-		log.Warn("cgroup hierarchies not mounted here: the guest's cgroup namespace shows their root", "hierarchies", place.Unplaced)
-	}
-
 	cfg := guestConfig{
 		Root:     rec.Root,
 		Hostname: req.Subhost.Name,
@@ -117,7 +106,7 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 		Console:  req.Console,
 		Argv:     guestArgv(p),
 		Env:      guestEnv(p),
-		Cgroups:  place.Dirs,
+		Cgroups:  cgroups.GuestDirs(rec.Cgroups),
 	}
 	pid, start, err := launch(ctx, cfg, rec.Netns, req.Console, func(pid int, start uint64) error {
 		lr := launchRecord{Name: req.Subhost.Name, Home: req.Subhost.Home, PID: pid, StartTime: start, Root: rec.Root}
@@ -129,9 +118,6 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	if err != nil {
 		// launch reaped whatever it started.
 		removeLaunchRecord(recPath)
-		if rerr := devcgroup.Remove(req.Subhost.Name); rerr != nil {
-			log.Warn("remove the guest's cgroups", "error", rerr)
-		}
 		return nil, err
 	}
 	log.Info("guest started", "pid", pid, "root", rec.Root, "mode", p.mode)
@@ -201,8 +187,12 @@ func (*stage) Down(ctx context.Context, req *sdk.Request) error {
 
 	var errs []error
 	// A guest that froze its own cgroup would not die of SIGKILL.
-	if len(guests) > 0 && devcgroup.ValidName(req.Subhost.Name) == nil {
-		if err := devcgroup.Thaw(req.Subhost.Name); err != nil {
+	if len(guests) > 0 {
+		var dirs []string
+		for _, c := range req.Record.Cgroups {
+			dirs = append(dirs, c.Dir)
+		}
+		if err := cgroups.Thaw(dirs); err != nil {
 			log.Warn("thaw the guest's cgroups", "error", err)
 		}
 	}
@@ -215,18 +205,6 @@ func (*stage) Down(ctx context.Context, req *sdk.Request) error {
 	if pathErr == nil && (!haveLR || !alive(lr.PID, lr.StartTime)) {
 		if err := removeLaunchRecord(recPath); err != nil {
 			errs = append(errs, fmt.Errorf("remove the launch record: %w", err))
-		}
-	}
-	// The cgroups go once every guest is gone (not before: they would
-	// not), whether or not any was recorded. A name that cannot name a
-	// cgroup never had any.
-	if len(errs) == 0 && devcgroup.ValidName(req.Subhost.Name) == nil {
-		err := devcgroup.Remove(req.Subhost.Name)
-		if errors.Is(err, devcgroup.ErrBusy) {
-			return sdk.Conflictf("%w", err)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("remove the guest's cgroups: %w", err))
 		}
 	}
 	if len(errs) > 0 {
@@ -253,6 +231,16 @@ func (*stage) Check(ctx context.Context, req *sdk.Request) error {
 		return sdk.NotFoundf("guest pid %d is not running", st.PID)
 	}
 	return nil
+}
+
+// checkDevicePolicy refuses to boot a guest that nothing keeps to its own
+// devices: a pipeline without the cgroup stage (or a site's equivalent
+// that records one), unless the config opts out with DEVICE_POLICY=none.
+func checkDevicePolicy(req *sdk.Request) error {
+	if len(req.Record.DevicePolicy) > 0 || req.Subhost.Scalar("DEVICE_POLICY") == "none" {
+		return nil
+	}
+	return sdk.Invalidf("the boot record carries no device policy, so the guest could open any host device: put the cgroup stage before init in the pipeline, or set DEVICE_POLICY=none in the config (unsafe)")
 }
 
 // checkDevices compares each device's host node, when it still exists,

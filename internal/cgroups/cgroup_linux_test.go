@@ -1,4 +1,4 @@
-package devcgroup
+package cgroups
 
 import (
 	"errors"

@@ -40,4 +40,4 @@
 // policy is not applied there. Cgroup v2 has no device files; its device
 // controller is a BPF_PROG_TYPE_CGROUP_DEVICE program attached to the
 // guest's cgroup, the next step.
-package devcgroup
+package cgroups

@@ -1,0 +1,750 @@
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/internal/mountinfo"
+	"github.com/subhost/subhost/sdk"
+)
+
+// ErrBusy is returned when a subhost's cgroup still holds processes
+// after Remove killed them.
+var ErrBusy = errors.New("cgroup still holds processes")
+
+// Device policies, as the boot record names them.
+const (
+	PolicyV1Devices = "cgroup1-devices"
+	PolicyV2BPF     = "cgroup2-bpf"
+)
+
+// Placement is where a guest goes and what binds it.
+type Placement struct {
+	Cgroups      []sdk.Cgroup
+	DevicePolicy []string
+	// Unplaced names the hierarchies of the caller that are mounted
+	// nowhere here: the guest's cgroup namespace shows their root.
+	Unplaced []string
+}
+
+// hierarchy is one cgroup hierarchy the caller is a member of.
+type hierarchy struct {
+	membership
+	// mount is where the hierarchy's root is mounted, "" when nowhere in
+	// the caller's mount namespace.
+	mount string
+}
+
+func (h hierarchy) has(ctrl string) bool { return !h.v2() && slices.Contains(h.controllers, ctrl) }
+func (h hierarchy) devices() bool        { return h.has("devices") }
+func (h hierarchy) cpuset() bool         { return h.has("cpuset") }
+
+// The kernel's tables hierarchies reads; tests make up other hosts.
+var (
+	procCgroup    = "/proc/self/cgroup"
+	procMountinfo = "/proc/self/mountinfo"
+)
+
+// hierarchies lists the hierarchies the caller is a member of, each with
+// a mount of its root.
+func hierarchies() ([]hierarchy, error) {
+	data, err := os.ReadFile(procCgroup)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := parseCgroupFile(string(data))
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := mountinfo.Read(procMountinfo)
+	if err != nil {
+		return nil, err
+	}
+	var out []hierarchy
+	for _, m := range ms {
+		h := hierarchy{membership: m}
+		for _, e := range mounts {
+			if e.Root == "/" && m.matches(e.FSType, e.Super) {
+				h.mount = e.Mountpoint
+				break
+			}
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// The subhost's cgroups sit at a fixed place under each hierarchy's
+// root, never below the caller's own cgroup (which may be a service
+// manager's, or nested, as memory:/process_api/... on the build host).
+func (h hierarchy) nameDir(name string) string  { return filepath.Join(h.mount, Dir, name) }
+func (h hierarchy) guestDir(name string) string { return filepath.Join(h.mount, Dir, name, Guest) }
+
+// plan is where each limit goes on this host.
+type plan struct {
+	settings map[string][]setting // by hierarchy name
+	enable   []string             // cgroup v2 controllers to enable for the subhost's cgroup
+}
+
+// planFor decides which hierarchy applies each of l's limits: the cgroup
+// v1 hierarchy with the controller, else the cgroup2 tree when its root
+// offers it. A limit given explicitly that no hierarchy can apply is an
+// error naming the variable; the PIDS_MAX default is then skipped.
+func planFor(hs []hierarchy, l Limits) (plan, error) {
+	p := plan{settings: map[string][]setting{}}
+	var v2 *hierarchy
+	var v2ctrls []string
+	for i, h := range hs {
+		if h.v2() && h.mount != "" {
+			v2 = &hs[i]
+			if b, err := os.ReadFile(filepath.Join(h.mount, "cgroup.controllers")); err == nil {
+				v2ctrls = strings.Fields(string(b))
+			}
+		}
+	}
+	v1 := func(ctrl string) *hierarchy {
+		for i, h := range hs {
+			if h.mount != "" && h.has(ctrl) {
+				return &hs[i]
+			}
+		}
+		return nil
+	}
+	ioFile := ""
+	if h := v1("blkio"); h != nil {
+		for _, f := range []string{"blkio.weight", "blkio.bfq.weight"} {
+			if _, err := os.Stat(filepath.Join(h.mount, f)); err == nil {
+				ioFile = f
+				break
+			}
+		}
+	}
+	v2s := l.v2Settings()
+	for _, s := range l.v1Settings(ioFile) {
+		if h := v1(s.Controller); h != nil {
+			if s.File == "" {
+				return p, varErrorf(s.Var, "%s: this host's blkio controller has no weight file (neither blkio.weight nor blkio.bfq.weight: no I/O scheduler with weights); unset it here", s.Var)
+			}
+			// The root cgroup has every v1 file but pids.max: one missing
+			// is a feature the kernel lacks (swap accounting, CFS
+			// bandwidth).
+			if _, err := os.Stat(filepath.Join(h.mount, s.File)); err != nil && s.Controller != "pids" {
+				return p, varErrorf(s.Var, "%s: this host's %s controller has no %s", s.Var, s.Controller, s.File)
+			}
+			if s.Var == "MEMORY_SWAP_MAX" && l.MemoryMax == 0 {
+				return p, varErrorf("MEMORY_SWAP_MAX", "MEMORY_SWAP_MAX: cgroup v1 limits memory and swap together: set MEMORY_MAX too")
+			}
+			p.settings[h.name()] = appendOnce(p.settings[h.name()], s)
+			continue
+		}
+		// No v1 hierarchy: the v2 equivalents of this variable.
+		for _, s2 := range v2s {
+			if s2.Var != s.Var {
+				continue
+			}
+			if v2 == nil || !slices.Contains(v2ctrls, s2.Controller) {
+				if !l.Given(s.Var) {
+					break // a default the host cannot apply
+				}
+				return p, varErrorf(s.Var, "%s: no %s controller on this host (neither a cgroup v1 hierarchy nor the cgroup2 tree offers it)", s.Var, s2.Controller)
+			}
+			p.settings[v2.name()] = appendOnce(p.settings[v2.name()], s2)
+			if !slices.Contains(p.enable, s2.Controller) {
+				p.enable = append(p.enable, s2.Controller)
+			}
+		}
+	}
+	if l.CPUSet != "" {
+		if err := checkCPUSet(hs, l.CPUSet); err != nil {
+			return p, err
+		}
+	}
+	return p, nil
+}
+
+// VarError is a limit the host cannot apply; Var names the variable.
+type VarError struct {
+	Var string
+	msg string
+}
+
+func (e *VarError) Error() string { return e.msg }
+
+func varErrorf(v, format string, args ...any) error {
+	return &VarError{Var: v, msg: fmt.Sprintf(format, args...)}
+}
+
+func appendOnce(list []setting, s setting) []setting {
+	if slices.Contains(list, s) {
+		return list
+	}
+	return append(list, s)
+}
+
+// checkCPUSet refuses CPUs the host's root cpuset lacks.
+func checkCPUSet(hs []hierarchy, want string) error {
+	have := ""
+	for _, h := range hs {
+		switch {
+		case h.mount == "":
+		case h.cpuset():
+			b, _ := os.ReadFile(filepath.Join(h.mount, "cpuset.cpus"))
+			have = string(b)
+		case h.v2() && have == "":
+			b, _ := os.ReadFile(filepath.Join(h.mount, "cpuset.cpus.effective"))
+			have = string(b)
+		}
+	}
+	if strings.TrimSpace(have) == "" {
+		b, err := os.ReadFile("/sys/devices/system/cpu/online")
+		if err != nil {
+			return nil
+		}
+		have = string(b)
+	}
+	host, err := ParseCPUList(have)
+	if err != nil {
+		return nil
+	}
+	cpus, _ := ParseCPUList(want)
+	for _, c := range cpus {
+		if !slices.Contains(host, c) {
+			return varErrorf("CPUSET_CPUS", "CPUSET_CPUS=%q: this host has no CPU %d (it has %s)", want, c, strings.TrimSpace(have))
+		}
+	}
+	return nil
+}
+
+// CheckHost checks, without changing anything, that this host can apply
+// l: each error names the variable.
+func CheckHost(l Limits) error {
+	hs, err := hierarchies()
+	if err != nil {
+		return fmt.Errorf("list cgroup hierarchies: %w", err)
+	}
+	_, err = planFor(hs, l)
+	return err
+}
+
+// Setup makes subhost name's cgroups, Dir/NAME with l's limits and the
+// device policy, and Dir/NAME/Guest for the guest, in every mounted
+// hierarchy. Cgroups that exist but hold no process (a previous boot's)
+// are made afresh; ones that hold processes (a running guest) are
+// adopted: the limits are written again and the device policy checked.
+// A host where no device policy can be applied is an error unless l
+// opts out. On error, what Setup made is removed.
+func Setup(name string, l Limits, disks []sdk.Device) (p Placement, err error) {
+	if err := ValidName(name); err != nil {
+		return p, err
+	}
+	hs, err := hierarchies()
+	if err != nil {
+		return p, fmt.Errorf("list cgroup hierarchies: %w", err)
+	}
+	pl, err := planFor(hs, l)
+	if err != nil {
+		return p, sdk.Invalidf("%w", err)
+	}
+	adopt := false
+	for _, h := range hs {
+		if h.mount != "" && populated(h.nameDir(name)) {
+			adopt = true
+		}
+	}
+	if !adopt {
+		if err := remove(hs, name); err != nil {
+			return p, err
+		}
+		defer func() {
+			if err != nil {
+				remove(hs, name)
+				p = Placement{}
+			}
+		}()
+	}
+	rules := Rules(disks)
+	if l.NoDevicePolicy {
+		rules = nil
+	}
+	for _, h := range hs {
+		if h.mount == "" {
+			p.Unplaced = append(p.Unplaced, h.name())
+			continue
+		}
+		if err := makeDirs(h, name, rules, pl); err != nil {
+			return p, fmt.Errorf("cgroup %s: %w", h.name(), err)
+		}
+		p.Cgroups = append(p.Cgroups, sdk.Cgroup{Hierarchy: h.name(), Dir: h.nameDir(name), Guest: h.guestDir(name)})
+		switch {
+		case rules == nil:
+		case h.devices():
+			p.DevicePolicy = append(p.DevicePolicy, PolicyV1Devices)
+		case h.v2():
+			if err := ensureDeviceProgram(h.nameDir(name), rules); err != nil {
+				return p, fmt.Errorf("cgroup2 device program on %s: %w", h.nameDir(name), err)
+			}
+			p.DevicePolicy = append(p.DevicePolicy, PolicyV2BPF)
+		}
+	}
+	if rules != nil && len(p.DevicePolicy) == 0 {
+		return p, errors.New("no device policy can be applied on this host (no cgroup v1 devices hierarchy and no cgroup2 mount): set DEVICE_POLICY=none to boot without one, which lets the guest open any host device")
+	}
+	return p, nil
+}
+
+// makeDirs makes Dir, Dir/NAME and Dir/NAME/Guest in h (any may exist),
+// writes the limits pl gives h on Dir/NAME and, in the devices
+// hierarchy, gives Dir/NAME and the guest's cgroup the rules. Those of
+// Dir/NAME are written before the guest's cgroup is made: the kernel
+// refuses to change a device cgroup's default once it has a child.
+func makeDirs(h hierarchy, name string, rules []string, pl plan) error {
+	top := filepath.Join(h.mount, Dir)
+	// Another subhost's Remove may take Dir away once it is empty,
+	// between the two mkdirs: try again.
+	fresh := false
+	for try := 0; ; try++ {
+		err := os.Mkdir(top, 0o755)
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if err := inheritCpuset(h, top); err != nil {
+			return err
+		}
+		err = os.Mkdir(h.nameDir(name), 0o755)
+		if err == nil {
+			fresh = true
+			break
+		}
+		if errors.Is(err, fs.ErrExist) {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) || try == 2 {
+			return err
+		}
+	}
+	if err := inheritCpuset(h, h.nameDir(name)); err != nil {
+		return err
+	}
+	if h.v2() {
+		if err := enableControllers(h.mount, name, pl.enable); err != nil {
+			return err
+		}
+	}
+	if err := writeSettings(h.nameDir(name), pl.settings[h.name()]); err != nil {
+		return err
+	}
+	if h.devices() && rules != nil {
+		if fresh {
+			if err := applyRules(h.nameDir(name), rules); err != nil {
+				return err
+			}
+		} else if err := checkRules(h.nameDir(name), rules); err != nil {
+			return err
+		}
+	}
+	err := os.Mkdir(h.guestDir(name), 0o755)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := inheritCpuset(h, h.guestDir(name)); err != nil {
+		return err
+	}
+	if h.devices() && rules != nil {
+		// Inherited from Dir/NAME already; written again so that the
+		// guest's own list does not rest on that.
+		return applyRules(h.guestDir(name), rules)
+	}
+	return nil
+}
+
+// enableControllers enables, in cgroup v2, the controllers the limits
+// need for Dir and Dir/NAME (and no other: the fs2 manager of
+// opencontainers/cgroups enables every one offered, which on a hybrid
+// host's controller-less tree means none, and on a v2 host more than
+// the subhost asked for).
+func enableControllers(mount, name string, ctrls []string) error {
+	for _, dir := range []string{mount, filepath.Join(mount, Dir)} {
+		for _, c := range ctrls {
+			if err := writeFile(filepath.Join(dir, "cgroup.subtree_control"), "+"+c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writeSettings writes each setting. A write the kernel refuses for its
+// order (v1's memory+swap below memory, a cpuset narrower than its
+// child's) is tried again after the others.
+func writeSettings(dir string, ss []setting) error {
+	pending := slices.Clone(ss)
+	for len(pending) > 0 {
+		var failed []setting
+		var firstErr error
+		for _, s := range pending {
+			if err := writeFile(filepath.Join(dir, s.File), s.Value); err != nil {
+				failed = append(failed, s)
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s: %w", s.Var, err)
+				}
+			}
+		}
+		if len(failed) == len(pending) {
+			return firstErr
+		}
+		pending = failed
+	}
+	return nil
+}
+
+// inheritCpuset gives a new cgroup v1 cpuset its parent's CPUs and memory
+// nodes: it starts with none, and no process can join it so.
+func inheritCpuset(h hierarchy, dir string) error {
+	if !h.cpuset() {
+		return nil
+	}
+	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+		cur, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(string(cur)) != "" {
+			continue
+		}
+		parent, err := os.ReadFile(filepath.Join(filepath.Dir(dir), f))
+		if err != nil {
+			return err
+		}
+		if err := writeFile(filepath.Join(dir, f), strings.TrimSpace(string(parent))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyRules denies every device in the device cgroup dir, then allows
+// rules, and checks that devices.list is exactly rules.
+func applyRules(dir string, rules []string) error {
+	if err := writeFile(filepath.Join(dir, "devices.deny"), "a"); err != nil {
+		return err
+	}
+	for _, r := range rules {
+		if err := writeFile(filepath.Join(dir, "devices.allow"), r); err != nil {
+			return err
+		}
+	}
+	return checkRules(dir, rules)
+}
+
+// checkRules compares dir's devices.list with rules.
+func checkRules(dir string, rules []string) error {
+	data, err := os.ReadFile(filepath.Join(dir, "devices.list"))
+	if err != nil {
+		return err
+	}
+	got := strings.Fields(strings.ReplaceAll(string(data), " ", "_"))
+	want := make([]string, len(rules))
+	for i, r := range rules {
+		want[i] = strings.ReplaceAll(r, " ", "_")
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		return fmt.Errorf("%s/devices.list is %q, want %q", dir, data, strings.Join(rules, "\n"))
+	}
+	return nil
+}
+
+// writeFile writes s to a cgroup file in one write(2): the kernel takes
+// one rule, or one PID, per write.
+func writeFile(path, s string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(s)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %q to %s: %w", s, path, err)
+	}
+	return nil
+}
+
+// Join moves the calling process, every thread of it, into each of dirs
+// (the boot record's guest cgroups). Its children inherit them.
+func Join(dirs []string) error {
+	for _, d := range dirs {
+		if err := writeFile(filepath.Join(d, "cgroup.procs"), "0"); err != nil {
+			return fmt.Errorf("join cgroup: %w", err)
+		}
+	}
+	return nil
+}
+
+// GuestDirs lists the guest cgroups of a boot record.
+func GuestDirs(cgs []sdk.Cgroup) []string {
+	var out []string
+	for _, c := range cgs {
+		out = append(out, c.Guest)
+	}
+	return out
+}
+
+// JoinGuest moves the calling process into the cgroups of subhost name's
+// guest, in every hierarchy, those that exist (none where the cgroup
+// stage has not run): what a command run inside a guest from outside it
+// needs to be confined and counted as the guest is. It returns the
+// cgroups joined.
+func JoinGuest(name string) ([]string, error) {
+	if err := ValidName(name); err != nil {
+		return nil, err
+	}
+	hs, err := hierarchies()
+	if err != nil {
+		return nil, fmt.Errorf("list cgroup hierarchies: %w", err)
+	}
+	var dirs []string
+	for _, h := range hs {
+		if h.mount == "" {
+			continue
+		}
+		if fi, err := os.Stat(h.guestDir(name)); err == nil && fi.IsDir() {
+			dirs = append(dirs, h.guestDir(name))
+		}
+	}
+	return dirs, Join(dirs)
+}
+
+// Paths lists the cgroup directories of subhost name that exist.
+func Paths(name string) ([]string, error) {
+	if err := ValidName(name); err != nil {
+		return nil, err
+	}
+	hs, err := hierarchies()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, h := range hs {
+		if _, err := os.Stat(h.nameDir(name)); h.mount != "" && err == nil {
+			out = append(out, h.nameDir(name))
+		}
+	}
+	return out, nil
+}
+
+// Remove takes subhost name's cgroups away in every hierarchy: it thaws
+// them, kills every process left in them (a guest's stragglers, or
+// commands entered into it), and removes them with any cgroups the
+// guest made below its own, then Dir once it is empty. Not found is
+// success.
+func Remove(name string) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	hs, err := hierarchies()
+	if err != nil {
+		return fmt.Errorf("list cgroup hierarchies: %w", err)
+	}
+	var dirs []string
+	for _, h := range hs {
+		if h.mount != "" {
+			dirs = append(dirs, h.nameDir(name))
+		}
+	}
+	thawErr := Thaw(dirs)
+	killAll(dirs)
+	return errors.Join(thawErr, remove(hs, name))
+}
+
+func remove(hs []hierarchy, name string) error {
+	var errs []error
+	deadline := time.Now().Add(3 * time.Second)
+	for _, h := range hs {
+		if h.mount == "" {
+			continue
+		}
+		if err := removeTree(h.nameDir(name), deadline); err != nil {
+			errs = append(errs, fmt.Errorf("cgroup %s: %w", h.name(), err))
+			continue
+		}
+		// Fails while another subhost's cgroup is there.
+		unix.Rmdir(filepath.Join(h.mount, Dir))
+	}
+	return errors.Join(errs...)
+}
+
+// removeTree removes the cgroup dir and every cgroup below it, deepest
+// first (a cgroup with children cannot be removed). A guest may have
+// made any tree of its own below its cgroup. While one still holds
+// processes, it tries again until deadline.
+func removeTree(dir string, deadline time.Time) error {
+	for {
+		err := rmdirAll(dir)
+		if !errors.Is(err, unix.EBUSY) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("remove %s: %w", dir, ErrBusy)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func rmdirAll(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := rmdirAll(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	return nil
+}
+
+// walk calls f for dir and every cgroup below it that exists.
+func walk(dir string, f func(string)) {
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			f(path)
+		}
+		return nil
+	})
+}
+
+// populated reports whether any process is in dir or below it.
+func populated(dir string) bool {
+	found := false
+	walk(dir, func(d string) {
+		if b, err := os.ReadFile(filepath.Join(d, "cgroup.procs")); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			found = true
+		}
+	})
+	return found
+}
+
+// killAll SIGKILLs every process in dirs and below, until none is left
+// or a few seconds have passed. Each PID read is in the subhost's own
+// cgroup: a PID that moved on was reaped and reused only if it left the
+// cgroup, and then it is not read here.
+func killAll(dirs []string) {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		any := false
+		for _, dir := range dirs {
+			walk(dir, func(d string) {
+				// cgroup v2 kills a whole subtree in one write (5.14).
+				if writeFile(filepath.Join(d, "cgroup.kill"), "1") == nil {
+					return
+				}
+				b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+				if err != nil {
+					return
+				}
+				for _, f := range strings.Fields(string(b)) {
+					if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+						any = true
+						syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+			})
+		}
+		if !any || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Thaw thaws every cgroup in dirs and below them: in the v1 freezer
+// (freezer.state) and in cgroup v2 (cgroup.freeze). A guest's root may
+// freeze its own cgroup (or one it made below it), and a frozen process
+// does not die of SIGKILL until it is thawed: stopping a guest thaws
+// first. A self-frozen child stays frozen when its parent thaws, so each
+// one is thawed. Nothing there is success.
+func Thaw(dirs []string) error {
+	var errs []error
+	for _, dir := range dirs {
+		walk(dir, func(path string) {
+			for file, value := range map[string]string{"freezer.state": "THAWED", "cgroup.freeze": "0"} {
+				err := writeFile(filepath.Join(path, file), value)
+				if err != nil && !errors.Is(err, fs.ErrNotExist) {
+					errs = append(errs, fmt.Errorf("thaw %s: %w", path, err))
+				}
+			}
+		})
+	}
+	return errors.Join(errs...)
+}
+
+// Apply writes the limits l gives explicitly (Set, not the defaults) to
+// subhost name's existing cgroups: a running subhost's limits changed
+// in place. Errors name the variable.
+func Apply(name string, l Limits) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	hs, err := hierarchies()
+	if err != nil {
+		return fmt.Errorf("list cgroup hierarchies: %w", err)
+	}
+	pl, err := planFor(hs, l)
+	if err != nil {
+		return sdk.Invalidf("%w", err)
+	}
+	for _, h := range hs {
+		ss := pl.settings[h.name()]
+		if len(ss) == 0 {
+			continue
+		}
+		if _, err := os.Stat(h.nameDir(name)); err != nil {
+			return sdk.NotFoundf("subhost %q has no cgroup in %s: is it running?", name, h.name())
+		}
+		var rest []setting
+		for _, s := range ss {
+			if s.Controller != "cpuset" || h.v2() {
+				rest = append(rest, s)
+				continue
+			}
+			// A v1 cpuset is never wider than its parent: widen the
+			// subhost's first, narrow the guest's first.
+			up := writeFile(filepath.Join(h.nameDir(name), s.File), s.Value)
+			down := writeFile(filepath.Join(h.guestDir(name), s.File), s.Value)
+			if up != nil {
+				up = writeFile(filepath.Join(h.nameDir(name), s.File), s.Value)
+			}
+			if err := errors.Join(up, down); err != nil {
+				return fmt.Errorf("%s: %w", s.Var, err)
+			}
+		}
+		if err := writeSettings(h.nameDir(name), rest); err != nil {
+			return err
+		}
+	}
+	return nil
+}

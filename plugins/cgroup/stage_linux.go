@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"slices"
+	"sort"
+
+	"github.com/subhost/subhost/internal/cgroups"
+	"github.com/subhost/subhost/internal/version"
+	"github.com/subhost/subhost/sdk"
+)
+
+type stage struct{}
+
+var (
+	_ sdk.Stage   = (*stage)(nil)
+	_ sdk.Updater = (*stage)(nil)
+)
+
+func (*stage) Describe() sdk.Description {
+	return sdk.Description{
+		Name:    "cgroup",
+		Version: version.Version,
+		Summary: "the guest's cgroups: resource limits (MEMORY_MAX, PIDS_MAX, CPU_MAX...) and the device policy, on cgroup v1 and v2",
+	}
+}
+
+// limits reads and checks the config and the host: everything Up would
+// refuse, without changing anything.
+func limits(req *sdk.Request) (cgroups.Limits, error) {
+	if len(req.Params) > 0 {
+		for name := range req.Params {
+			return cgroups.Limits{}, sdk.Invalidf("unknown parameter %q (the cgroup stage takes its settings from the config: %v)", name, cgroups.Vars)
+		}
+	}
+	if err := cgroups.ValidName(req.Subhost.Name); err != nil {
+		return cgroups.Limits{}, sdk.Invalidf("%v", err)
+	}
+	l, err := cgroups.FromConfig(req.Subhost)
+	if err != nil {
+		return l, err
+	}
+	if err := cgroups.CheckHost(l); err != nil {
+		var ve *cgroups.VarError
+		if errors.As(err, &ve) {
+			return l, sdk.Invalidf("%s: %v", req.Subhost.Where(ve.Var), err)
+		}
+		return l, sdk.Internalf("%w", err)
+	}
+	return l, nil
+}
+
+func (*stage) Validate(ctx context.Context, req *sdk.Request) error {
+	_, err := limits(req)
+	return err
+}
+
+// Up makes subhost/NAME (limits, device policy) and subhost/NAME/guest in
+// every hierarchy and records them. The boot record's devices, from the
+// mount stage before it, are the disks the device policy allows.
+func (*stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
+	l, err := limits(req)
+	if err != nil {
+		return nil, err
+	}
+	p, err := cgroups.Setup(req.Subhost.Name, l, req.Record.Devices)
+	if sdk.KindOf(err) == sdk.KindInvalidConfig {
+		return nil, err
+	}
+	if err != nil {
+		return nil, sdk.Internalf("the guest's cgroups: %w", err)
+	}
+	log := sdk.Logger(ctx)
+	if len(p.Unplaced) > 0 {
+		log.Warn("cgroup hierarchies not mounted here: the guest's cgroup namespace shows their root", "hierarchies", p.Unplaced)
+	}
+	if l.NoDevicePolicy {
+		log.Warn("DEVICE_POLICY=none: the guest can open any host device it has a node for")
+	}
+	log.Debug("cgroups made", "device_policy", p.DevicePolicy, "cgroups", len(p.Cgroups))
+	return &sdk.Result{Record: sdk.BootRecord{Cgroups: p.Cgroups, DevicePolicy: p.DevicePolicy}}, nil
+}
+
+// Down thaws, kills what is left in and removes the subhost's cgroups in
+// every hierarchy, found again from the name: it needs no state.
+func (*stage) Down(ctx context.Context, req *sdk.Request) error {
+	if cgroups.ValidName(req.Subhost.Name) != nil {
+		return nil // such a name never had a cgroup
+	}
+	err := cgroups.Remove(req.Subhost.Name)
+	if errors.Is(err, cgroups.ErrBusy) {
+		return sdk.Conflictf("%w", err)
+	}
+	if err != nil {
+		return sdk.Internalf("%w", err)
+	}
+	return nil
+}
+
+// Check reports whether the recorded cgroups exist and hold the limits
+// the config gives.
+func (*stage) Check(ctx context.Context, req *sdk.Request) error {
+	cgs := req.Record.Cgroups
+	if len(cgs) == 0 {
+		return sdk.NotFoundf("no cgroup is recorded")
+	}
+	for _, c := range cgs {
+		if !exists(c.Dir) || !exists(c.Guest) {
+			return sdk.NotFoundf("cgroup %s is gone", c.Guest)
+		}
+	}
+	l, err := cgroups.FromConfig(req.Subhost)
+	if err != nil {
+		return err
+	}
+	if d := cgroups.Compare(cgs, l); d != "" {
+		return sdk.Conflictf("the limits in force differ from the config: %s", d)
+	}
+	for _, c := range cgs {
+		if c.Hierarchy != "cgroup2" || !slices.Contains(req.Record.DevicePolicy, cgroups.PolicyV2BPF) {
+			continue
+		}
+		if ok, err := cgroups.DeviceProgramAttached(c.Dir); err != nil || !ok {
+			return sdk.NotFoundf("no device program on %s (%v)", c.Dir, err)
+		}
+	}
+	return nil
+}
+
+// Update applies the cgroup variables among req.Changes to the running
+// subhost's cgroups, every one checked before any is written. The
+// config file is not changed: it governs the next boot.
+func (*stage) Update(ctx context.Context, req *sdk.Request) ([]string, error) {
+	var l cgroups.Limits
+	var applied []string
+	keys := make([]string, 0, len(req.Changes))
+	for k := range req.Changes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		known, err := l.Set(k, req.Changes[k])
+		if err != nil {
+			return nil, sdk.Invalidf("%w", err)
+		}
+		if !known {
+			continue
+		}
+		if k == "DEVICE_POLICY" {
+			return nil, sdk.Invalidf("DEVICE_POLICY cannot change while the subhost runs: edit the config and boot again")
+		}
+		applied = append(applied, k)
+	}
+	if len(applied) == 0 {
+		return nil, nil
+	}
+	if err := cgroups.Apply(req.Subhost.Name, l); err != nil {
+		if sdk.KindOf(err) != sdk.KindInternal {
+			return nil, err
+		}
+		return nil, sdk.Internalf("%w", err)
+	}
+	return applied, nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
