@@ -1,7 +1,6 @@
 package cgroups
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -77,6 +76,14 @@ func joined(t *testing.T, dirs []string, script string) (*exec.Cmd, func() strin
 	return cmd, func() string { stdin.Close(); cmd.Wait(); return out.String() }
 }
 
+func dirsOf(p Placement) []string {
+	var out []string
+	for _, c := range p.Cgroups {
+		out = append(out, c.Dir)
+	}
+	return out
+}
+
 func TestSetupJoinRemove(t *testing.T) {
 	stagetest.RequireRoot(t)
 	stagetest.NoLeaks(t)
@@ -84,11 +91,11 @@ func TestSetupJoinRemove(t *testing.T) {
 	name := testName(t)
 
 	disks := []sdk.Device{{GuestName: "vda", Major: 7, Minor: 250, ReadOnly: true}}
-	p, err := Setup(name, disks)
+	p, err := Setup(name, Defaults(), disks)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.Devices || len(p.Unplaced) > 0 {
+	if len(p.Unplaced) > 0 || !slices.Contains(p.DevicePolicy, PolicyV1Devices) {
 		t.Errorf("placement %+v", p)
 	}
 	hs, _ := hierarchies()
@@ -96,14 +103,24 @@ func TestSetupJoinRemove(t *testing.T) {
 		if h.mount == "" {
 			continue
 		}
-		_, err := os.Stat(h.guestDir(name))
-		if placed := h.devices() || h.atRoot(); placed != (err == nil) || placed != slices.Contains(p.Dirs, h.guestDir(name)) {
-			t.Errorf("%s (caller at %s): placed %v, guest dir: %v, dirs %q", h.name(), h.path, placed, err, p.Dirs)
+		// Every mounted hierarchy, at its root, whatever the caller's
+		// own cgroup in it.
+		want := sdk.Cgroup{Hierarchy: h.name(), Dir: filepath.Join(h.mount, "subhost", name), Guest: filepath.Join(h.mount, "subhost", name, "guest")}
+		if !slices.Contains(p.Cgroups, want) {
+			t.Errorf("%s (caller at %s): not placed at %+v: %+v", h.name(), h.path, want, p.Cgroups)
+		}
+		if _, err := os.Stat(want.Guest); err != nil {
+			t.Error(err)
+		}
+		if h.has("pids") {
+			if b, _ := os.ReadFile(filepath.Join(want.Dir, "pids.max")); strings.TrimSpace(string(b)) != "16384" {
+				t.Errorf("pids.max %q, want the default 16384", b)
+			}
 		}
 		if !h.devices() {
 			continue
 		}
-		for _, dir := range []string{h.nameDir(name), h.guestDir(name)} {
+		for _, dir := range []string{want.Dir, want.Guest} {
 			b, err := os.ReadFile(filepath.Join(dir, "devices.list"))
 			if err != nil {
 				t.Fatal(err)
@@ -119,24 +136,22 @@ func TestSetupJoinRemove(t *testing.T) {
 	// make the list wider (its cgroup namespace would hide the parent;
 	// here the parent's list alone refuses it).
 	var devDir string
-	for _, d := range p.Dirs {
+	for _, d := range GuestDirs(p.Cgroups) {
 		if _, err := os.Stat(filepath.Join(d, "devices.allow")); err == nil {
 			devDir = d
 		}
 	}
-	_, wait := joined(t, p.Dirs, fmt.Sprintf(`
+	_, wait := joined(t, GuestDirs(p.Cgroups), fmt.Sprintf(`
 (echo x > /dev/null) && echo null:ok
 (: < /dev/loop-control) && echo loop-control:ok
 (: < /dev/kmsg) && echo kmsg:ok
 (echo a > %[1]s/devices.allow) && echo allow-all:ok
 (echo 'c 10:237 rwm' > %[1]s/devices.allow) && echo allow-loop-control:ok
 `, devDir))
-	// While it runs, the cgroups cannot be removed or made afresh.
-	if err := Remove(name); !errors.Is(err, ErrBusy) {
-		t.Errorf("Remove with a process inside: %v, want ErrBusy", err)
-	}
-	if _, err := Setup(name, disks); !errors.Is(err, ErrBusy) {
-		t.Errorf("Setup with a process inside: %v, want ErrBusy", err)
+	// While it runs, Setup adopts the cgroups (a hibernated subhost's
+	// guest, a reboot) instead of making them afresh.
+	if q, err := Setup(name, Defaults(), disks); err != nil || !slices.Equal(q.Cgroups, p.Cgroups) {
+		t.Errorf("Setup with a process inside: %+v %v, want the same cgroups adopted", q, err)
 	}
 	out := wait()
 	if !strings.Contains(out, "null:ok") || strings.Count(out, ":ok") != 1 {
@@ -144,7 +159,7 @@ func TestSetupJoinRemove(t *testing.T) {
 	}
 
 	// A second Setup, the first's guest gone, starts afresh.
-	if _, err := Setup(name, nil); err != nil {
+	if _, err := Setup(name, Defaults(), nil); err != nil {
 		t.Fatalf("Setup again: %v", err)
 	}
 	if err := Remove(name); err != nil {
@@ -159,23 +174,28 @@ func TestSetupJoinRemove(t *testing.T) {
 	}
 }
 
-// TestRemoveNested: a guest's own cgroups below its cgroup go too.
-func TestRemoveNested(t *testing.T) {
+// TestRemoveKillsAndNested: Remove kills what is left in the cgroups,
+// and removes a guest's own cgroups below its cgroup.
+func TestRemoveKillsAndNested(t *testing.T) {
 	stagetest.RequireRoot(t)
 	stagetest.NoLeaks(t)
 	needDevices(t)
 	name := testName(t)
-	p, err := Setup(name, nil)
+	p, err := Setup(name, Defaults(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range p.Dirs {
+	for _, d := range GuestDirs(p.Cgroups) {
 		if err := os.MkdirAll(filepath.Join(d, "a", "b", "c"), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
+	cmd, _ := joined(t, GuestDirs(p.Cgroups), "")
 	if err := Remove(name); err != nil {
 		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("the process left in the cgroups: %v, want killed", err)
 	}
 	if left, _ := Paths(name); len(left) > 0 {
 		t.Errorf("after Remove: %q", left)
@@ -199,6 +219,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if dir := os.Getenv(openEnv); dir != "" {
+		openDevices(dir)
+	}
 	os.Exit(m.Run())
 }
 
@@ -221,12 +244,12 @@ func TestJoinGuest(t *testing.T) {
 	if out := run(); !strings.Contains(out, "joined 0 <nil>") || !strings.Contains(out, "/dev/loop-control: <nil>") {
 		t.Errorf("JoinGuest before Setup:\n%s", out)
 	}
-	p, err := Setup(name, nil)
+	p, err := Setup(name, Defaults(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := run()
-	if !strings.Contains(out, fmt.Sprintf("joined %d <nil>", len(p.Dirs))) || !strings.Contains(out, "/dev/null: <nil>") ||
+	if !strings.Contains(out, fmt.Sprintf("joined %d <nil>", len(p.Cgroups))) || !strings.Contains(out, "/dev/null: <nil>") ||
 		!strings.Contains(out, "/dev/loop-control: open /dev/loop-control: operation not permitted") {
 		t.Errorf("JoinGuest after Setup:\n%s", out)
 	}
@@ -264,42 +287,64 @@ func fakeHost(t *testing.T, cgroup, mountinfo string) {
 	}
 }
 
-// TestSetupCgroupV2Only: on a cgroup v2 host, no device policy, and the
-// guest is placed below the root when the caller is at it, not when it
-// is in a cgroup of its own. The "cgroup2 mount" is a plain directory.
+// TestSetupCgroupV2Only: on a cgroup v2 host, subhost/NAME is made at the
+// root of the cgroup2 tree even when the caller sits in a service's
+// cgroup, and with no way to apply a device policy (the "cgroup2 mount"
+// here is a plain directory, where no BPF program attaches), the setup
+// fails unless DEVICE_POLICY=none, and leaves nothing.
 func TestSetupCgroupV2Only(t *testing.T) {
 	mnt := t.TempDir()
 	info := "30 1 0:26 / " + mnt + " rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
+	var none Limits
+	none.Set("DEVICE_POLICY", "none")
 
-	fakeHost(t, "0::/\n", info)
-	p, err := Setup("v2guest", []sdk.Device{{GuestName: "vda", Major: 7, Minor: 1}})
+	fakeHost(t, "0::/system.slice/subhost.service\n", info)
+	p, err := Setup("v2guest", none, []sdk.Device{{GuestName: "vda", Major: 7, Minor: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := filepath.Join(mnt, "subhost", "v2guest", "guest")
-	if p.Devices || len(p.Unplaced) > 0 || !slices.Equal(p.Dirs, []string{want}) {
-		t.Errorf("placement %+v, want no devices and dirs [%s]", p, want)
+	want := sdk.Cgroup{Hierarchy: "cgroup2", Dir: filepath.Join(mnt, "subhost", "v2guest"), Guest: filepath.Join(mnt, "subhost", "v2guest", "guest")}
+	if len(p.DevicePolicy) > 0 || len(p.Unplaced) > 0 || !slices.Equal(p.Cgroups, []sdk.Cgroup{want}) {
+		t.Errorf("placement %+v, want no device policy and cgroups [%+v]", p, want)
 	}
-	if fi, err := os.Stat(want); err != nil || !fi.IsDir() {
+	if fi, err := os.Stat(want.Guest); err != nil || !fi.IsDir() {
 		t.Errorf("guest dir: %v", err)
 	}
-	if err := Remove("v2guest"); err != nil {
+	if err := remove([]hierarchy{{membership: membership{id: "0", path: "/"}, mount: mnt}}, "v2guest"); err != nil {
 		t.Fatal(err)
 	}
 	if left, _ := os.ReadDir(mnt); len(left) > 0 {
-		t.Errorf("after Remove: %v", left)
+		t.Errorf("after remove: %v", left)
 	}
 
-	fakeHost(t, "0::/system.slice/subhost.service\n", info)
-	p, err = Setup("v2guest", nil)
-	if err != nil || p.Devices || len(p.Dirs) > 0 || len(p.Unplaced) > 0 {
-		t.Errorf("in a service's cgroup: %+v %v, want nothing placed", p, err)
+	// The program cannot attach to a plain directory: the boot fails.
+	if _, err := Setup("v2guest", Defaults(), nil); err == nil || !strings.Contains(err.Error(), "cgroup2 device program") {
+		t.Errorf("Setup where the device program cannot attach: %v", err)
+	}
+	if left, _ := os.ReadDir(mnt); len(left) > 0 {
+		t.Errorf("after a failed Setup: %v", left)
+	}
+	// A host with neither v1 devices nor cgroup2: no device policy at
+	// all, which only DEVICE_POLICY=none accepts.
+	fakeHost(t, "3:memory:/\n", "30 1 0:26 / "+mnt+" rw - cgroup cgroup rw,memory\n")
+	if _, err := Setup("v2guest", Defaults(), nil); err == nil || !strings.Contains(err.Error(), "DEVICE_POLICY=none") {
+		t.Errorf("Setup without a way to apply a device policy: %v", err)
+	}
+	if left, _ := os.ReadDir(mnt); len(left) > 0 {
+		t.Errorf("after a failed Setup: %v", left)
 	}
 
 	// Not mounted at all: nothing placed, and said so.
 	fakeHost(t, "5:devices:/\n0::/\n", "")
-	p, err = Setup("v2guest", nil)
-	if err != nil || p.Devices || len(p.Dirs) > 0 || !slices.Equal(p.Unplaced, []string{"devices", "cgroup2"}) {
+	p, err = Setup("v2guest", none, nil)
+	if err != nil || len(p.Cgroups) > 0 || !slices.Equal(p.Unplaced, []string{"devices", "cgroup2"}) {
 		t.Errorf("nothing mounted: %+v %v", p, err)
+	}
+}
+
+func writeTestFile(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,7 +19,7 @@ func TestThawLetsAFrozenGuestDie(t *testing.T) {
 	stagetest.NoLeaks(t)
 	needDevices(t)
 	name := testName(t)
-	p, err := Setup(name, nil)
+	p, err := Setup(name, Defaults(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +27,7 @@ func TestThawLetsAFrozenGuestDie(t *testing.T) {
 	var freezer string
 	hs, _ := hierarchies()
 	for _, h := range hs {
-		if h.mount != "" && !h.v2() && slices.Contains(h.controllers, "freezer") && slices.Contains(p.Dirs, h.guestDir(name)) {
+		if h.mount != "" && h.has("freezer") {
 			freezer = h.guestDir(name)
 		}
 	}
@@ -42,7 +41,7 @@ func TestThawLetsAFrozenGuestDie(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- sleep.Wait() }()
 	defer sleep.Process.Kill()
-	for _, d := range p.Dirs {
+	for _, d := range GuestDirs(p.Cgroups) {
 		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(sleep.Process.Pid)), 0); err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +60,7 @@ func TestThawLetsAFrozenGuestDie(t *testing.T) {
 		}
 	}
 	sleep.Process.Kill()
-	if err := Thaw(name); err != nil {
+	if err := Thaw(dirsOf(p)); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(state); strings.TrimSpace(string(b)) != "THAWED" {
@@ -75,7 +74,7 @@ func TestThawLetsAFrozenGuestDie(t *testing.T) {
 	if err := Remove(name); err != nil {
 		t.Errorf("Remove: %v", err)
 	}
-	if err := Thaw(name); err != nil {
+	if err := Thaw(dirsOf(p)); err != nil {
 		t.Errorf("Thaw with nothing there: %v", err)
 	}
 }
