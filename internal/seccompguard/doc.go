@@ -4,7 +4,7 @@
 //
 // A guest runs as real root in the host's user namespace. Where cgroup v1
 // has a devices controller, plugins/init also puts it in a device cgroup
-// (internal/devcgroup); this filter does not rely on that. Its root may be an rbind of a host directory, whose
+// (internal/cgroups); this filter does not rely on that. Its root may be an rbind of a host directory, whose
 // superblock is the host's: Debian's shutdown runs `mount -o remount,ro /`,
 // and that would make the host's filesystem read-only. Two layers, both
 // applied just before the guest's PID 1 is executed and inherited by

@@ -2,14 +2,11 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +14,7 @@ import (
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
-	"github.com/subhost/subhost/internal/devcgroup"
+	"github.com/subhost/subhost/internal/cgroups"
 	"github.com/subhost/subhost/internal/loopdev"
 	"github.com/subhost/subhost/sdk"
 	"github.com/subhost/subhost/sdk/stagetest"
@@ -42,7 +39,7 @@ func deviceCgroup(t *testing.T) bool {
 // noCgroups fails the test if subhost name has cgroups left.
 func noCgroups(t *testing.T, name, when string) {
 	t.Helper()
-	left, err := devcgroup.Paths(name)
+	left, err := cgroups.Paths(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,8 +74,8 @@ func testLoop(t *testing.T, marker string, ro bool) *loopdev.Device {
 // what it was given and reach no other device: not a host loop device the
 // test attached (by a devtmpfs, or a node in its image), not
 // loop-control, not the host's console, whatever it writes to its device
-// cgroup. Down then removes the cgroups, the guest's own child included;
-// a second boot on the same record makes them afresh.
+// cgroup. The cgroups (made here as the cgroup stage would) stay after
+// the guest ends, and a second boot on the same record uses them again.
 func TestDevicePolicy(t *testing.T) {
 	stagetest.RequireRoot(t)
 	stagetest.NoLeaks(t)
@@ -137,6 +134,7 @@ func TestDevicePolicy(t *testing.T) {
 		{GuestName: "vdc", HostPath: ro.Path, Major: ro.Major, Minor: ro.Minor, ReadOnly: true},
 		{GuestName: "vdd", HostPath: rw.Path, Major: rw.Major, Minor: rw.Minor},
 	}
+	placeCgroups(t, req)
 	res := upGuest(t, &stage{}, req)
 	if ws, ok := reap(t, res.Record.GuestPID, 20*time.Second); !ok || !ws.Exited() || ws.ExitStatus() != 0 {
 		t.Errorf("devprobe ended with %v", ws)
@@ -185,7 +183,7 @@ func TestDevicePolicy(t *testing.T) {
 	if got := r["devices-cgroup-after-join"]; !strings.HasSuffix(got, ":devices:/sub") {
 		t.Errorf("guest's devices cgroup after joining its child: %q, want /sub", got)
 	}
-	wantList := devcgroup.Rules(req.Record.Devices)
+	wantList := cgroups.Rules(req.Record.Devices)
 	gotList := strings.Split(strings.TrimSpace(r["devices.list"]), "\n")
 	slices.Sort(wantList)
 	slices.Sort(gotList)
@@ -223,10 +221,10 @@ func TestDevicePolicy(t *testing.T) {
 		t.Logf("the guest said:\n%s", b)
 	}
 
-	// The guest is gone, its cgroups (and the child it made) stay until
-	// Down, as a hibernating subhost's do; a new boot makes them afresh.
-	if left, _ := devcgroup.Paths(req.Subhost.Name); len(left) == 0 {
-		t.Error("the cgroups are gone before Down")
+	// The guest is gone, its cgroups (and the child it made) stay, as a
+	// hibernating subhost's do; a new boot goes into them again.
+	if left, _ := cgroups.Paths(req.Subhost.Name); len(left) == 0 {
+		t.Error("the cgroups are gone")
 	}
 	os.Remove(filepath.Join(root, "devprobe.json"))
 	again := *req
@@ -244,7 +242,6 @@ func TestDevicePolicy(t *testing.T) {
 	if err := (&stage{}).Down(ctx(t), &after); err != nil {
 		t.Fatalf("Down: %v", err)
 	}
-	noCgroups(t, req.Subhost.Name, "after Down")
 }
 
 // hostRootDisk names the block device (as in /dev) that holds the host's
@@ -295,51 +292,4 @@ func placedHierarchies() ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// TestDownRemovesLeftoverCgroups: Down with nothing recorded removes the
-// cgroups a subhost of that name left, and refuses, with a conflict,
-// those that still hold a process.
-func TestDownRemovesLeftoverCgroups(t *testing.T) {
-	stagetest.RequireRoot(t)
-	stagetest.NoLeaks(t)
-	if !deviceCgroup(t) {
-		t.Skip("no cgroup v1 devices hierarchy")
-	}
-	root := scratchRoot(t, "exit")
-	req := guestRequest(t, root, nil)
-	p, err := devcgroup.Setup(req.Subhost.Name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range p.Dirs {
-		if err := os.MkdirAll(filepath.Join(d, "made", "by", "guest"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// A process in them: Down cannot remove them, and says why.
-	cmd := exec.Command("/bin/sh", "-c", "read x")
-	stdin, _ := cmd.StdinPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range p.Dirs {
-		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	err = (&stage{}).Down(ctx(t), &sdk.Request{Subhost: req.Subhost, Stage: "init", Params: req.Params})
-	if sdk.KindOf(err) != sdk.KindConflict || !strings.Contains(err.Error(), "still runs") {
-		t.Errorf("Down with a process in the cgroups: %v, want a conflict", err)
-	}
-	stdin.Close()
-	cmd.Wait()
-
-	c, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := (&stage{}).Down(c, &sdk.Request{Subhost: req.Subhost, Stage: "init", Params: req.Params}); err != nil {
-		t.Fatalf("Down: %v", err)
-	}
-	noCgroups(t, req.Subhost.Name, "after Down from an empty state")
 }

@@ -36,43 +36,33 @@
 //
 // The guest is root with CAP_SYS_ADMIN and CAP_MKNOD: a device node is
 // all it needs to open a host device, and `mount -t devtmpfs` gives it
-// one for each. What it may open is a device cgroup's business
-// (internal/devcgroup). Before launching, Up makes
-// /sys/fs/cgroup/devices/subhost/NAME, which denies every device but an
-// allow-list (null, zero, full, random, urandom, tty, ptmx, every pty
-// slave 136:*, tun, fuse, all "rwm"; each boot record disk, "r" when
-// read-only, else "rw"), and its child NAME/guest with the same list;
-// and NAME/guest in each other cgroup hierarchy in which the plugin sits
-// at the root. The launcher joins them itself, after making the disk
-// nodes (the list grants no block mknod) and before anything of the
-// guest's runs, and only then unshares a cgroup namespace, on the thread
-// that will exec subhost-init (a cgroup namespace is a thread's): rooted
-// at NAME/guest, the guest sees its cgroup as "/", and neither sees nor
-// can widen NAME's list, which binds it (a v1 device cgroup never allows
-// more than its parent); nor does it see any hierarchy's root, whose
-// release_agent would run a program of its choosing on the host. A
-// namespace unshared before the join would be rooted at the host's
-// cgroups. The console is a 136:N node of the host's devpts, bound on
-// /dev/console; 136:* does not open other host ptys, since a pty slave is
-// found from the devpts inode it is opened through (a 136:N node made
-// elsewhere gives EIO), every devpts mount is a new instance, and the
-// console is the only host devpts entry the guest has. The host's own
-// console, c 5:1, is not in the list. A read-only disk is read-only
-// twice: its loop device is attached read-only by the mount stage, and
-// the cgroup grants only "r" (the node's 0440 does not stop root).
+// one for each. What it may open is the device policy's business, which
+// the cgroup stage (plugins/cgroup, internal/cgroups) applies before init
+// runs, together with the resource limits: on subhost/NAME of every
+// hierarchy, the guest's own cgroup being subhost/NAME/guest. init only
+// places the guest there: the launcher joins the boot record's guest
+// cgroups itself, after making the disk nodes (the allow-list grants no
+// block mknod) and before anything of the guest's runs, and only then
+// unshares a cgroup namespace, on the thread that will exec subhost-init
+// (a cgroup namespace is a thread's): rooted at NAME/guest, the guest
+// sees its cgroup as "/", and neither sees nor can change the limits and
+// device policy of NAME, which bind it; nor does it see any hierarchy's
+// root, whose release_agent would run a program of its choosing on the
+// host. A namespace unshared before the join would be rooted at the
+// host's cgroups. A reboot's new guest goes into the same cgroups.
 //
-// Up makes the cgroups afresh on each launch (a reboot's, or one after a
-// hibernation), removing any a previous guest left, with any cgroups
-// that guest made below its own; cgroups that still hold processes are
-// a conflict (a guest of that name still runs). Down removes them once
-// every guest it stopped is gone, and also when nothing is recorded, so
-// it cleans what a lost state left. On a host with no cgroup v1 devices
-// controller (cgroup v2 only), the boot goes on with a warning and no
-// device policy: cgroup v2's device control is a
-// BPF_PROG_TYPE_CGROUP_DEVICE program attached to the guest's cgroup,
-// which is the next step. Names with a dot, "tasks",
-// "notify_on_release" and "release_agent" cannot name a cgroup and are
-// refused by Validate.
+// Up refuses (invalid config) a boot record that carries no device
+// policy, which a pipeline without the cgroup stage gives, unless the
+// config sets DEVICE_POLICY=none: a guest with no device policy could
+// open any host device. The console is a 136:N node of the host's
+// devpts, bound on /dev/console; the allow-list's 136:* does not open
+// other host ptys, since a pty slave is found from the devpts inode it is
+// opened through. A read-only disk is read-only twice: its loop device
+// is attached read-only by the mount stage, and the device policy grants
+// only "r". Down thaws the recorded cgroups before it stops the guest (a
+// frozen process does not die of SIGKILL); the cgroup stage removes
+// them. Names with a dot, "tasks", "notify_on_release" and
+// "release_agent" cannot name a cgroup and are refused by Validate.
 //
 // State is {"pid":N,"start_time":T,"root":"/path"}; the record gets
 // guest_pid, guest_start_time and hostname. Up with a state naming a live

@@ -60,6 +60,7 @@ func TestGuard(t *testing.T) {
 	root := scratchRoot(t, "exit")
 	req := guestRequest(t, root, map[string]string{"init_binary": probe})
 	req.Record.Devices = []sdk.Device{{GuestName: "vdc", HostPath: dev.Path, Major: dev.Major, Minor: dev.Minor, ReadOnly: true}}
+	placeCgroups(t, req)
 	res := upGuest(t, &stage{}, req)
 	if ws, ok := reap(t, res.Record.GuestPID, 20*time.Second); !ok || !ws.Exited() || ws.ExitStatus() != 0 {
 		t.Errorf("guardprobe ended with %v", ws)

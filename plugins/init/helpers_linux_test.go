@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/cgroups"
 	"github.com/subhost/subhost/internal/testguest/initprobe"
 	"github.com/subhost/subhost/sdk"
 )
@@ -137,14 +138,35 @@ func guestRequest(t *testing.T, root string, params map[string]string) *sdk.Requ
 		if path, err := launchRecordPath(sub); err == nil {
 			removeLaunchRecord(path)
 		}
+		// The cgroup stage's Down, after init's.
+		if err := cgroups.Remove(sub.Name); err != nil {
+			t.Errorf("remove the cgroups: %v", err)
+		}
 		noCgroups(t, sub.Name, "at the end of the test")
 	})
-	return &sdk.Request{
+	req := &sdk.Request{
 		Subhost: sub,
 		Stage:   "init",
 		Params:  p,
 		Record:  sdk.BootRecord{Root: root},
 	}
+	placeCgroups(t, req)
+	return req
+}
+
+// placeCgroups makes the guest's cgroups as the cgroup stage would (for
+// the record's devices) and records them and the device policy, which
+// init requires.
+func placeCgroups(t *testing.T, req *sdk.Request) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return
+	}
+	p, err := cgroups.Setup(req.Subhost.Name, cgroups.Defaults(), req.Record.Devices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Record.Cgroups, req.Record.DevicePolicy = p.Cgroups, p.DevicePolicy
 }
 
 func ctx(t *testing.T) context.Context {

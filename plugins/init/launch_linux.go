@@ -38,7 +38,7 @@ type guestConfig struct {
 	Console string   `json:"console,omitempty"`
 	Argv    []string `json:"argv"`
 	Env     []string `json:"env"`
-	// Cgroups are the guest's cgroups (devcgroup.Placement.Dirs), which
+	// Cgroups are the guest's cgroups (the boot record's, Guest of each), which
 	// the launcher joins before it unshares its cgroup namespace.
 	Cgroups []string `json:"cgroups,omitempty"`
 }

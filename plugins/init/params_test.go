@@ -113,3 +113,21 @@ func TestParams(t *testing.T) {
 		t.Errorf("defaults: %+v", p)
 	}
 }
+
+// TestNoDevicePolicyRefused: a boot record without a device policy (a
+// pipeline without the cgroup stage) boots only with DEVICE_POLICY=none.
+func TestNoDevicePolicyRefused(t *testing.T) {
+	req := validRequest()
+	if err := checkDevicePolicy(req); sdk.KindOf(err) != sdk.KindInvalidConfig || !strings.Contains(err.Error(), "no device policy") || !strings.Contains(err.Error(), "DEVICE_POLICY=none") {
+		t.Errorf("no device policy: %v", err)
+	}
+	req.Subhost.Vars = map[string]sdk.Var{"DEVICE_POLICY": {Words: []string{"none"}}}
+	if err := checkDevicePolicy(req); err != nil {
+		t.Errorf("DEVICE_POLICY=none: %v", err)
+	}
+	req = validRequest()
+	req.Record.DevicePolicy = []string{"cgroup2-bpf"}
+	if err := checkDevicePolicy(req); err != nil {
+		t.Errorf("with a device policy: %v", err)
+	}
+}

@@ -45,6 +45,7 @@ func TestGuestView(t *testing.T) {
 		{GuestName: "vdb", HostPath: "/dev/loop0", Major: maj0, Minor: min0},
 		{GuestName: "vdb1", HostPath: "/dev/loop1", Major: maj1, Minor: min1, ReadOnly: true},
 	}
+	placeCgroups(t, req)
 	res := upGuest(t, &stage{}, req)
 	if res.Record.Hostname != "tguest" || res.Record.GuestPID <= 1 || res.Record.GuestStartTime == 0 {
 		t.Errorf("record %+v", res.Record)
