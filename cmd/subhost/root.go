@@ -49,7 +49,7 @@ through a pipeline of stage plugins.`,
 		newRunCmd(), newStopCmd(), newStatusCmd(), newListCmd(),
 		newStageCmd(), newPipelinesCmd(), newPluginsCmd(), newVersionCmd(),
 		newImageCmd(), newControlUsageCmd(), newSuperviseCmd(),
-		newConsoleCmd(), newEnterCmd(), newDescribeCmd(),
+		newConsoleCmd(), newEnterCmd(), newDescribeCmd(), newSetCmd(),
 	)
 	return root
 }

@@ -214,8 +214,18 @@ func ReadUsage(cgs []sdk.Cgroup) Usage {
 				if v, ok := readInt(at("memory.max_usage_in_bytes")); ok {
 					u.MemoryPeak = ptr(v)
 				}
-				if v, ok := keyed(at("memory.oom_control"))["oom_kill"]; ok {
-					u.OOMKills = ptr(v)
+				// v1 counts OOM kills in each cgroup alone, not with
+				// its children's: the guest's are below.
+				var kills int64
+				found := false
+				walk(d, func(dir string) {
+					if v, ok := keyed(filepath.Join(dir, "memory.oom_control"))["oom_kill"]; ok {
+						kills += v
+						found = true
+					}
+				})
+				if found {
+					u.OOMKills = ptr(kills)
 				}
 			case "pids":
 				if v, ok := readInt(at("pids.current")); ok {
