@@ -79,4 +79,3 @@ func (r *Runner) Update(ctx context.Context, name string, changes map[string]str
 	}
 	return applied, nil
 }
-
