@@ -265,21 +265,22 @@ func ReadUsage(cgs []sdk.Cgroup) Usage {
 func Compare(cgs []sdk.Cgroup, l Limits) string {
 	f := ReadInForce(cgs)
 	var diffs []string
-	bytes := func(name string, want int64, got *int64) {
+	// Memory limits are page-aligned by v1, so compared in pages.
+	limit := func(name string, want int64, got *int64, unit int64) {
 		switch {
 		case want == 0:
 		case want == Unlimited && got != nil:
 			diffs = append(diffs, fmt.Sprintf("%s is %d, want max", name, *got))
 		case want > 0 && got == nil:
 			diffs = append(diffs, fmt.Sprintf("%s is max, want %d", name, want))
-		case want > 0 && *got/4096 != want/4096:
+		case want > 0 && *got/unit != want/unit:
 			diffs = append(diffs, fmt.Sprintf("%s is %d, want %d", name, *got, want))
 		}
 	}
-	bytes("MEMORY_MAX", l.MemoryMax, f.MemoryMax)
-	bytes("MEMORY_HIGH", l.MemoryHigh, f.MemoryHigh)
+	limit("MEMORY_MAX", l.MemoryMax, f.MemoryMax, 4096)
+	limit("MEMORY_HIGH", l.MemoryHigh, f.MemoryHigh, 4096)
 	if anyLimit(cgs, "pids") {
-		bytes("PIDS_MAX", l.PidsMax, f.PidsMax)
+		limit("PIDS_MAX", l.PidsMax, f.PidsMax, 1)
 	}
 	if l.CPUQuota > 0 && (f.CPUMax == nil || int64(*f.CPUMax*CPUPeriod+0.5) != l.CPUQuota) {
 		diffs = append(diffs, fmt.Sprintf("CPU_MAX is %v, want %v", deref(f.CPUMax), float64(l.CPUQuota)/CPUPeriod))

@@ -23,6 +23,7 @@ type Snapshot struct {
 	Netns   []string // entries of /run/netns
 	Links   []string // network interfaces of the current network namespace
 	Plugins []string // "PID CMDLINE" of every running stage plugin process
+	Cgroups []string // directories under subhost/ in every mounted cgroup hierarchy
 }
 
 // Take reads the host's current objects.
@@ -44,6 +45,9 @@ func Take() (Snapshot, error) {
 	if s.Plugins, err = pluginProcesses(); err != nil {
 		return s, err
 	}
+	if s.Cgroups, err = subhostCgroups(); err != nil {
+		return s, err
+	}
 	return s, nil
 }
 
@@ -60,6 +64,7 @@ func (s Snapshot) Diff(before Snapshot) []string {
 		{"netns", before.Netns, s.Netns},
 		{"link", before.Links, s.Links},
 		{"plugin process", before.Plugins, s.Plugins},
+		{"cgroup", before.Cgroups, s.Cgroups},
 	} {
 		for _, x := range k.is {
 			if !slices.Contains(k.was, x) {
@@ -203,4 +208,31 @@ func pluginProcesses() ([]string, error) {
 		out = append(out, filepath.Base(d)+" "+strings.TrimSpace(string(bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}))))
 	}
 	return out, nil
+}
+
+// subhostCgroups lists every directory under subhost/ at the root of each
+// mounted cgroup hierarchy (v1 and cgroup2), where subhosts' cgroups live.
+func subhostCgroups() ([]string, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		sep := slices.Index(f, "-")
+		if len(f) < 5 || sep < 0 || sep+1 >= len(f) || f[3] != "/" || (f[sep+1] != "cgroup" && f[sep+1] != "cgroup2") {
+			continue
+		}
+		top := filepath.Join(f[4], "subhost")
+		filepath.WalkDir(top, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() && path != top {
+				out = append(out, path)
+			}
+			return nil
+		})
+	}
+	slices.Sort(out)
+	return slices.Compact(out), sc.Err()
 }
