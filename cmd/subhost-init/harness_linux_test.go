@@ -28,6 +28,8 @@ import (
 const (
 	launchEnv      = "SUBHOST_INIT_TEST_ROOT"
 	dropSysBootEnv = "SUBHOST_INIT_TEST_DROP_SYS_BOOT"
+	// cgroupEnv names a cgroup directory the launcher joins first.
+	cgroupEnv = "SUBHOST_INIT_TEST_CGROUP"
 )
 
 var (
@@ -68,6 +70,11 @@ func launch(root string) {
 	for name, dev := range map[string]uint64{"null": unix.Mkdev(1, 3), "zero": unix.Mkdev(1, 5)} {
 		if err := unix.Mknod(filepath.Join(root, "dev", name), unix.S_IFCHR|0o666, int(dev)); err != nil {
 			fail("mknod "+name, err)
+		}
+	}
+	if dir := os.Getenv(cgroupEnv); dir != "" {
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte("0"), 0); err != nil {
+			fail("join "+dir, err)
 		}
 	}
 	if os.Getenv(dropSysBootEnv) != "" {
