@@ -26,18 +26,21 @@ const pollCleanEvery = time.Millisecond
 
 // Targets from the issue.
 const (
-	targetRatio  = 2.0
-	targetRSSMB  = 15.0
-	settleBefore = 250 * time.Millisecond // guest up, before memory is read
+	targetRatio = 2.0
+	// targetStageMS is what the cgroup stage may add to the median boot.
+	targetStageMS = 5.0
+	targetRSSMB   = 15.0
+	settleBefore  = 250 * time.Millisecond // guest up, before memory is read
 )
 
 type options struct {
-	n        int
-	bin      string
-	busybox  string
-	keepLogs bool
-	logLevel string
-	verbose  bool
+	n         int
+	bin       string
+	busybox   string
+	keepLogs  bool
+	logLevel  string
+	verbose   bool
+	beforeBin string
 }
 
 func main() {
@@ -47,6 +50,7 @@ func main() {
 	flag.StringVar(&o.busybox, "busybox", "/bin/busybox", "a statically linked busybox (Debian: busybox-static)")
 	flag.BoolVar(&o.keepLogs, "keep-logs", false, "keep the subhost's console and supervisor logs in /var/log/subhost")
 	flag.BoolVar(&o.verbose, "v", false, "print every round")
+	flag.StringVar(&o.beforeBin, "before-bin", "", "another build's bin directory (say, main's before a change): each round also boots and stops the same guest with it, for a before/after comparison in one run")
 	flag.StringVar(&o.logLevel, "log-level", "", "pass --log-level to subhost run and stop (with -keep-logs, for profiling: debug or trace)")
 	flag.Parse()
 	if flag.NArg() != 0 || o.n < 1 {
@@ -68,16 +72,18 @@ func main() {
 
 // bench holds one benchmark run and what it must undo.
 type bench struct {
-	opts       options
-	subhost    string // absolute path of bin/subhost
-	scratch    string // tmpfs mount point holding everything else
-	name       string // the subhost's name
-	netns      string // the test network namespace holding br0
-	home       string
-	image      string
-	fl         *floor
-	logDirMade bool
-	undo       []func() error
+	opts    options
+	subhost string // absolute path of bin/subhost
+	scratch string // tmpfs mount point holding everything else
+	name    string // the subhost's name
+	netns   string // the test network namespace holding br0
+	home    string
+	image   string
+	// subhostBefore is -before-bin's subhost, "" without it.
+	subhostBefore string
+	fl            *floor
+	logDirMade    bool
+	undo          []func() error
 }
 
 // stageTime is one stage's Up duration as the runner recorded it.
@@ -89,7 +95,8 @@ type stageTime struct {
 // sample is one measured round.
 type sample struct {
 	floor, boot, detach, stop, stopCmd time.Duration
-	bootAt, stopAt                     time.Time // wall clock, to read beside the logs
+	before                             time.Duration // boot with -before-bin's build
+	bootAt, stopAt                     time.Time     // wall clock, to read beside the logs
 	supRSS, supAnon, treeRSS           int64
 	treeProcs                          int
 	stages                             []stageTime
@@ -181,6 +188,11 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 	b.undo = append(b.undo, b.stopSubhostIfUp)
+	if b.opts.beforeBin != "" {
+		if b.subhostBefore, err = filepath.Abs(filepath.Join(b.opts.beforeBin, "subhost")); err != nil {
+			return err
+		}
+	}
 
 	fmt.Printf("subhost bench: %d rounds (+1 warm-up), busybox guest on a 64M MBR image on tmpfs, pipeline pretend-boot, 1 bridge in netns %s\n", b.opts.n, b.netns)
 	fmt.Printf("load average before: %s (%d CPUs)\n", loadavg(), numCPU())
@@ -214,6 +226,11 @@ func (b *bench) round(ctx context.Context) (sample, error) {
 	if s.floor, err = b.fl.run(ctx, b.name); err != nil {
 		return s, err
 	}
+	if b.subhostBefore != "" {
+		if s.before, err = b.bootBefore(ctx); err != nil {
+			return s, fmt.Errorf("with %s: %w", b.subhostBefore, err)
+		}
+	}
 	if err := b.boot(ctx, &s); err != nil {
 		return s, err
 	}
@@ -234,6 +251,18 @@ func (b *bench) inNet(args ...string) *exec.Cmd {
 
 // boot times `subhost run --detach` until the marker, and until the
 // command returns.
+// bootBefore times a boot with -before-bin's build, and stops it.
+func (b *bench) bootBefore(ctx context.Context) (time.Duration, error) {
+	after := b.subhost
+	b.subhost = b.subhostBefore
+	defer func() { b.subhost = after }()
+	var s, discard sample
+	if err := b.boot(ctx, &s); err != nil {
+		return 0, err
+	}
+	return s.boot, b.stopOnce(ctx, &discard)
+}
+
 func (b *bench) boot(ctx context.Context, s *sample) error {
 	marker := filepath.Join(b.home, "live", MarkerPath)
 	cmd := b.inNet("run", "--detach", "--pipeline", "pretend-boot", "--home", b.home, b.name)

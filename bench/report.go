@@ -60,6 +60,10 @@ func report(w io.Writer, samples []sample) {
 	}
 	row("floor: unshare+pivot_root -> rcS done", floor, "ms")
 	row("boot: run --detach -> rcS done", boot, "ms")
+	before := durations(samples, func(s sample) time.Duration { return s.before })
+	if before.median > 0 {
+		row("  the same with -before-bin's build", before, "ms")
+	}
 	row("  run --detach returned", detach, "ms")
 	row("stop: stop -> host clean", stop, "ms")
 	row("  stop returned", stopCmd, "ms")
@@ -72,6 +76,10 @@ func report(w io.Writer, samples []sample) {
 		ratio = boot.median / floor.median
 	}
 	fmt.Fprintf(w, "\nboot/floor (medians): %.2fx  (target < %.0fx: %s)\n", ratio, targetRatio, verdict(ratio < targetRatio))
+	if before.median > 0 {
+		d := boot.median - before.median
+		fmt.Fprintf(w, "this build vs -before-bin's: %+.1f ms on the median boot  (target for a new stage: <= +%.0f ms: %s)\n", d, targetStageMS, verdict(d <= targetStageMS))
+	}
 	fmt.Fprintf(w, "supervisor VmRSS median: %.1f MB  (target < %.0f MB: %s)\n", sup.median, targetRSSMB, verdict(sup.median < targetRSSMB))
 	procs := make([]float64, len(samples))
 	for i, s := range samples {
