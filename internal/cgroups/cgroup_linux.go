@@ -244,7 +244,7 @@ func CheckHost(l Limits) error {
 // A host where no device policy can be applied is an error unless l
 // opts out. On error, what Setup made is removed.
 func Setup(name string, l Limits, disks []sdk.Device) (p Placement, err error) {
-	if err := ValidName(name); err != nil {
+	if err := sdk.ValidName(name); err != nil {
 		return p, err
 	}
 	hs, err := hierarchies()
@@ -511,7 +511,7 @@ func GuestDirs(cgs []sdk.Cgroup) []string {
 // needs to be confined and counted as the guest is. It returns the
 // cgroups joined.
 func JoinGuest(name string) ([]string, error) {
-	if err := ValidName(name); err != nil {
+	if err := sdk.ValidName(name); err != nil {
 		return nil, err
 	}
 	hs, err := hierarchies()
@@ -532,7 +532,7 @@ func JoinGuest(name string) ([]string, error) {
 
 // Paths lists the cgroup directories of subhost name that exist.
 func Paths(name string) ([]string, error) {
-	if err := ValidName(name); err != nil {
+	if err := sdk.ValidName(name); err != nil {
 		return nil, err
 	}
 	hs, err := hierarchies()
@@ -554,7 +554,7 @@ func Paths(name string) ([]string, error) {
 // guest made below its own, then Dir once it is empty. Not found is
 // success.
 func Remove(name string) error {
-	if err := ValidName(name); err != nil {
+	if err := sdk.ValidName(name); err != nil {
 		return err
 	}
 	hs, err := hierarchies()
@@ -706,7 +706,7 @@ func Thaw(dirs []string) error {
 // subhost name's existing cgroups: a running subhost's limits changed
 // in place. Errors name the variable.
 func Apply(name string, l Limits) error {
-	if err := ValidName(name); err != nil {
+	if err := sdk.ValidName(name); err != nil {
 		return err
 	}
 	hs, err := hierarchies()

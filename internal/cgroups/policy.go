@@ -69,12 +69,6 @@ func Rules(disks []sdk.Device) []string {
 	return out
 }
 
-// ValidName checks that a subhost name can name its cgroup directory: a
-// single path component that no cgroup control file has (control files
-// are "tasks", "notify_on_release", "release_agent" and names with a
-// dot, such as "cgroup.procs" or "devices.allow").
-func ValidName(name string) error { return sdk.ValidName(name) }
-
 // membership is one line of /proc/PID/cgroup: a hierarchy (its ID, 0 for
 // cgroup v2, and its controllers, e.g. "cpu,cpuacct" or "name=systemd")
 // and the process's cgroup in it.

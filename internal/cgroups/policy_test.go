@@ -47,19 +47,6 @@ func TestStandard(t *testing.T) {
 	}
 }
 
-func TestValidName(t *testing.T) {
-	for _, ok := range []string{"web1", "a", "my-guest_2", "TASKS"} {
-		if err := ValidName(ok); err != nil {
-			t.Errorf("ValidName(%q): %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"", ".", "..", "a/b", "cgroup.procs", "devices.allow", "tasks", "notify_on_release", "release_agent", "a\nb", "a\x00"} {
-		if err := ValidName(bad); err == nil {
-			t.Errorf("ValidName(%q) accepted it", bad)
-		}
-	}
-}
-
 func TestParseCgroupFile(t *testing.T) {
 	ms, err := parseCgroupFile("12:cpu,cpuacct:/\n5:devices:/system.slice/x.service\n1:name=systemd:/user.slice\n0::/init.scope\n")
 	if err != nil {

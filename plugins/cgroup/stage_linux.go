@@ -24,6 +24,17 @@ func (*stage) Describe() sdk.Description {
 		Name:    "cgroup",
 		Version: version.Version,
 		Summary: "the guest's cgroups: resource limits (MEMORY_MAX, PIDS_MAX, CPU_MAX...) and the device policy, on cgroup v1 and v2",
+		Vars: []sdk.ConfigVar{
+			{Name: "MEMORY_MAX", Doc: "hard memory limit, tmpfs and page cache included; K, M, G, T suffixes, or max"},
+			{Name: "MEMORY_HIGH", Doc: "memory throttle point (cgroup v1: the soft limit)"},
+			{Name: "MEMORY_SWAP_MAX", Doc: "swap the guest may use (cgroup v1: MEMORY_MAX is then required)"},
+			{Name: "PIDS_MAX", Default: "16384", Doc: "processes and threads; max for none"},
+			{Name: "CPU_MAX", Doc: "CPUs as a decimal, e.g. 0.5 or 1.5 (a quota over 100 ms)"},
+			{Name: "CPU_WEIGHT", Doc: "relative CPU share, 1-10000 (100 is the default)"},
+			{Name: "CPUSET_CPUS", Doc: "the CPUs the guest runs on, e.g. 0-3,6"},
+			{Name: "IO_WEIGHT", Doc: "relative I/O share, 1-10000 (needs io.weight, blkio.weight or blkio.bfq.weight)"},
+			{Name: "DEVICE_POLICY", Doc: "none: boot without a device policy (unsafe: the guest can open any host device)"},
+		},
 	}
 }
 
@@ -35,8 +46,8 @@ func limits(req *sdk.Request) (cgroups.Limits, error) {
 			return cgroups.Limits{}, sdk.Invalidf("unknown parameter %q (the cgroup stage takes its settings from the config: %v)", name, cgroups.Vars)
 		}
 	}
-	if err := cgroups.ValidName(req.Subhost.Name); err != nil {
-		return cgroups.Limits{}, sdk.Invalidf("%v", err)
+	if err := sdk.ValidName(req.Subhost.Name); err != nil {
+		return cgroups.Limits{}, err
 	}
 	l, err := cgroups.FromConfig(req.Subhost)
 	if err != nil {
@@ -86,7 +97,7 @@ func (*stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 // Down thaws, kills what is left in and removes the subhost's cgroups in
 // every hierarchy, found again from the name: it needs no state.
 func (*stage) Down(ctx context.Context, req *sdk.Request) error {
-	if cgroups.ValidName(req.Subhost.Name) != nil {
+	if sdk.ValidName(req.Subhost.Name) != nil {
 		return nil // such a name never had a cgroup
 	}
 	err := cgroups.Remove(req.Subhost.Name)
