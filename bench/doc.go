@@ -40,6 +40,10 @@
 //   - memory: VmRSS of the `subhost __supervise` process, and the sum over
 //     its whole process tree minus the guest's PID 1 and its descendants;
 //     per-stage Up durations from `subhost status --json`.
+//   - before (with -before-bin DIR, the bin/ of another build, say the
+//     commit before a change): the same guest booted and stopped with that
+//     build first, in the same round, so that a change's cost is read from
+//     one run whatever the machine's load does meanwhile.
 //   - stop: `subhost stop` until the host is clean: no mount under HOME,
 //     no loop device backed by the image, no netns NAME, no state
 //     directory and no supervisor process (also: until the command
@@ -47,7 +51,8 @@
 //
 // The report gives median, minimum and maximum of each, the ratio of the
 // median boot to the median floor (target: under 2) and the supervisor's
-// median VmRSS (target: under 15 MB). Everything the benchmark makes is
+// median VmRSS (target: under 15 MB), and with -before-bin the difference
+// of the median boots (target for a new stage: at most 5 ms). Everything the benchmark makes is
 // removed on exit, also on SIGINT/SIGTERM, and it checks that nothing of
 // its own is left behind.
 package main
