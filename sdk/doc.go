@@ -14,6 +14,16 @@
 //
 //	func main() { sdk.Main(motd{}) }
 //
+// A stage may also implement Updater, to change a running subhost's
+// settings in place (`subhost set NAME KEY=VALUE...`): the runner calls
+// Update on every stage that is up, with the changes in Request.Changes
+// and the recorded boot record; each returns the keys it applied and
+// leaves the others alone, and a key no stage applied is refused. A stage
+// without Update (or a plugin built before the call existed, which
+// answers gRPC Unimplemented) is reported as ErrUnsupported and skipped;
+// nothing else is needed to stay compatible. The config file is never
+// changed: it governs the next boot.
+//
 // The runner imports this package too; nothing else is shared between the
 // runner and its plugins. sdk/stagetest serves a stage in-process through
 // real RPC for tests.
