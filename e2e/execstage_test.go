@@ -89,6 +89,7 @@ pipeline "e2e-exec" {
     log           = %q
     greeting-text = "hello"
   }
+  stage "cgroup" {}
   stage "init" {
     mode = "sysv"
   }

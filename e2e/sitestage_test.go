@@ -63,6 +63,7 @@ pipeline "e2e-site" {
   stage "motd" {
     text = "Welcome to a subhost of example.org; \"be nice\""
   }
+  stage "cgroup" {}
   stage "init" {
     mode = "sysv"
   }
@@ -130,6 +131,7 @@ pipeline "e2e-swap" {
   stage "net-veth" {
     plugin = "netstub"
   }
+  stage "cgroup" {}
   stage "init" {
     mode = "sysv"
   }

@@ -14,6 +14,7 @@ pipeline "site" {
     domain     = "sub.example.org"
     timeout    = "10s"
   }
+  stage "cgroup" {}
   stage "init" {
     mode = "sysv"
   }
