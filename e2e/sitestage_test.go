@@ -105,7 +105,7 @@ func TestSiteStagePipeline(t *testing.T) {
 	for _, s := range r.Stages {
 		stages = append(stages, s.Name+":"+s.Status)
 	}
-	if want := "mount-loop:up net-veth:up motd:up init:up"; strings.Join(stages, " ") != want || r.State != "running" {
+	if want := "mount-loop:up net-veth:up motd:up cgroup:up init:up"; strings.Join(stages, " ") != want || r.State != "running" {
 		t.Errorf("status: %s, stages %v; want running, %s", r.State, stages, want)
 	}
 
@@ -153,7 +153,7 @@ func TestStageSwap(t *testing.T) {
 	e.mustRun("", append(site, "run", "--detach", "--pipeline", "e2e-swap", "--home", h, n)...)
 
 	st := e.status(n)
-	if len(st.Stages) != 3 || st.Stages[1].Name != "net-veth" || st.Stages[1].Plugin != "netstub" {
+	if len(st.Stages) != 4 || st.Stages[1].Name != "net-veth" || st.Stages[1].Plugin != "netstub" {
 		t.Errorf("stages %+v: want net-veth run by netstub", st.Stages)
 	}
 	// The guest's PID 1 is in /run/netns/NAME, netstub's namespace.
