@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/subhost/subhost/internal/cgroups"
 )
 
 // resources is what `status --json` says of a subhost's cgroups.
@@ -64,6 +66,17 @@ func TestLimits(t *testing.T) {
 	g.home = e.home(g.config)
 	g.boot()
 	pid1 := e.status(g.name).PID
+
+	// The device policy on the guest's cgroup2 too, wherever one is
+	// mounted (the unified tree of this hybrid host).
+	for _, d := range cgroupDirs(g.name) {
+		if _, err := os.Stat(filepath.Join(d, "cgroup.controllers")); err != nil {
+			continue // a v1 hierarchy
+		}
+		if ok, err := cgroups.DeviceProgramAttached(d); !ok || err != nil {
+			t.Errorf("no device program on the guest's cgroup2 %s: %v", d, err)
+		}
+	}
 
 	r := g.resources()
 	if r.Limits.PidsMax == nil || *r.Limits.PidsMax != 40 || r.Limits.MemoryMax == nil || *r.Limits.MemoryMax != 64<<20 ||
