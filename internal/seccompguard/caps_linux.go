@@ -34,6 +34,10 @@ var Dropped = []struct {
 	{unix.CAP_SYS_TIME, "CAP_SYS_TIME", "the clock is the host's: settimeofday, clock_settime, adjtimex"},
 	{unix.CAP_WAKE_ALARM, "CAP_WAKE_ALARM", "timers that wake the host from suspend"},
 	{unix.CAP_BLOCK_SUSPEND, "CAP_BLOCK_SUSPEND", "keeping the host from suspending"},
+	// CAP_SYS_ADMIN, kept, also grants what these two do; the seccomp
+	// filter refuses bpf(2) and perf_event_open(2) themselves.
+	{unix.CAP_BPF, "CAP_BPF", "loading eBPF programs into the host kernel: tracing that reads any memory, hooks on the host's cgroups and devices"},
+	{unix.CAP_PERFMON, "CAP_PERFMON", "perf events of the whole machine: kernel addresses, other processes' samples, kprobes"},
 	{unix.CAP_SYSLOG, "CAP_SYSLOG", "the host kernel's log (syslog(2), /dev/kmsg under dmesg_restrict) and kernel addresses in /proc"},
 	{unix.CAP_MAC_ADMIN, "CAP_MAC_ADMIN", "changing the host's LSM policy (AppArmor, SELinux, Smack)"},
 	{unix.CAP_MAC_OVERRIDE, "CAP_MAC_OVERRIDE", "bypassing the host's LSM policy"},

@@ -15,8 +15,10 @@
 //     remount changes only that one mount's flags and stays allowed),
 //     fspick(2), loop-device ioctls, FIFREEZE/FITHAW/FS_IOC_SHUTDOWN and
 //     XFS's by-handle ioctls, mknod of block devices, open_by_handle_at,
-//     kexec, module loading and removal, and swapon/swapoff. The reason
-//     for each is beside its rule in filter.go.
+//     kexec, module loading and removal, swapon/swapoff, bpf,
+//     perf_event_open, the keyring calls (keyctl, add_key, request_key),
+//     fanotify_init and, unless the host lets everyone use it,
+//     userfaultfd. The reason for each is beside its rule in filter.go.
 //   - DropCapabilities takes the capabilities in Dropped out of every
 //     set, the bounding set included (caps_linux.go says why for each).
 //

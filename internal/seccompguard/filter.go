@@ -63,6 +63,13 @@ const (
 	callDeleteModule
 	callSwapon
 	callSwapoff
+	callBPF
+	callPerfEventOpen
+	callKeyctl
+	callAddKey
+	callRequestKey
+	callFanotifyInit
+	callUserfaultfd
 	numCalls
 )
 
@@ -71,6 +78,8 @@ var callNames = [numCalls]string{
 	callOpenByHandleAt: "open_by_handle_at", callKexecLoad: "kexec_load", callKexecFileLoad: "kexec_file_load",
 	callInitModule: "init_module", callFinitModule: "finit_module", callDeleteModule: "delete_module",
 	callSwapon: "swapon", callSwapoff: "swapoff",
+	callBPF: "bpf", callPerfEventOpen: "perf_event_open", callKeyctl: "keyctl", callAddKey: "add_key",
+	callRequestKey: "request_key", callFanotifyInit: "fanotify_init", callUserfaultfd: "userfaultfd",
 }
 
 func (c call) String() string { return callNames[c] }
@@ -90,6 +99,9 @@ const (
 	// denyBlockNode fails a mknod whose mode (in args[argMode]) makes a
 	// block device.
 	denyBlockNode
+	// denyUnlessOptedIn fails every use of the call with EPERM unless
+	// Options allow it (see optedIn).
+	denyUnlessOptedIn
 )
 
 // rules is the guard, one entry per call, each with its reason. A guest
@@ -146,6 +158,52 @@ var rules = []struct {
 	// processes' memory, and swapoff could take the host's swap away.
 	{call: callSwapon, check: denyCall},
 	{call: callSwapoff, check: denyCall},
+	// eBPF programs and maps are the host kernel's, not the guest's:
+	// with CAP_SYS_ADMIN (CAP_BPF is dropped, but SYS_ADMIN implies it)
+	// a guest could load tracing programs that read any process's
+	// memory and the kernel's (bpf_probe_read_kernel), attach to the
+	// host's cgroups or its network devices, and pin objects in a
+	// bpffs that outlive it.
+	{call: callBPF, check: denyCall},
+	// perf events see the whole machine: kernel addresses and samples of
+	// every process's registers and stacks (the kernel's own hardening,
+	// perf_event_paranoid, does not apply to root), kprobes and
+	// tracepoints in the host kernel, and a long record of local
+	// privilege escalation bugs.
+	{call: callPerfEventOpen, check: denyCall},
+	// The kernel keyrings are not namespaced: the guest's root would
+	// share the host root's user keyring (and its session and persistent
+	// keyrings), read or replace the keys that the host's NFS, CIFS,
+	// dm-crypt, fscrypt or ecryptfs use, and fill the host's key quota.
+	{call: callKeyctl, check: denyCall},
+	{call: callAddKey, check: denyCall},
+	{call: callRequestKey, check: denyCall},
+	// fanotify with CAP_SYS_ADMIN watches a whole mount or filesystem
+	// (FAN_MARK_FILESYSTEM): on an rbind root that is the host's
+	// filesystem, every host process's opens and writes, with
+	// descriptors to the files; permission events could even stall the
+	// host's processes. inotify (per inode, no descriptors) stays.
+	{call: callFanotifyInit, check: denyCall},
+	// userfaultfd stops a kernel thread at a page fault for as long as
+	// its caller wants: the standard way to widen a kernel race into a
+	// reliable exploit. A host that limits it to privileged users
+	// (vm.unprivileged_userfaultfd=0, the default) means to keep it from
+	// untrusted code, and the guest's root is privileged only by
+	// accident of being root; a host that allows it to everyone gets
+	// it in guests too (Options.AllowUserfaultfd).
+	{call: callUserfaultfd, check: denyUnlessOptedIn},
+}
+
+// Options adjust the guard to the host's own policy.
+type Options struct {
+	// AllowUserfaultfd lets userfaultfd(2) through, for a host whose
+	// vm.unprivileged_userfaultfd is 1 (HostOptions reads it).
+	AllowUserfaultfd bool
+}
+
+// optedIn reports whether opt lets a denyUnlessOptedIn call through.
+func (opt Options) optedIn(c call) bool {
+	return c == callUserfaultfd && opt.AllowUserfaultfd
 }
 
 // deniedIoctls are the requests denyIoctls matches by type and number
@@ -186,12 +244,16 @@ var (
 		callKexecLoad:     {246, 528}, // 528: x32's kexec_load
 		callKexecFileLoad: {320}, callInitModule: {175}, callFinitModule: {313}, callDeleteModule: {176},
 		callSwapon: {167}, callSwapoff: {168},
+		callBPF: {321}, callPerfEventOpen: {298}, callKeyctl: {250}, callAddKey: {248}, callRequestKey: {249},
+		callFanotifyInit: {300}, callUserfaultfd: {323},
 	}}
 	i386 = abi{name: "i386", auditArch: auditArchI386, littleEndian: true, nr: [numCalls][]uint32{
 		callMount: {21}, callFspick: {433}, callIoctl: {54}, callMknod: {14}, callMknodat: {297},
 		callOpenByHandleAt: {342}, callKexecLoad: {283}, // no kexec_file_load
 		callInitModule: {128}, callFinitModule: {350}, callDeleteModule: {129},
 		callSwapon: {87}, callSwapoff: {115},
+		callBPF: {357}, callPerfEventOpen: {336}, callKeyctl: {288}, callAddKey: {286}, callRequestKey: {287},
+		callFanotifyInit: {338}, callUserfaultfd: {374},
 	}}
 	aarch64 = abi{name: "aarch64", auditArch: auditArchAarch64, littleEndian: true, nr: genericNumbers}
 	riscv64 = abi{name: "riscv64", auditArch: auditArchRISCV64, littleEndian: true, nr: genericNumbers}
@@ -200,6 +262,8 @@ var (
 		callOpenByHandleAt: {371}, callKexecLoad: {347}, callKexecFileLoad: {401},
 		callInitModule: {128}, callFinitModule: {379}, callDeleteModule: {129},
 		callSwapon: {87}, callSwapoff: {115},
+		callBPF: {386}, callPerfEventOpen: {364}, callKeyctl: {311}, callAddKey: {309}, callRequestKey: {310},
+		callFanotifyInit: {367}, callUserfaultfd: {388},
 	}}
 	// asm-generic/unistd.h, which has no mknod.
 	genericNumbers = [numCalls][]uint32{
@@ -207,11 +271,13 @@ var (
 		callOpenByHandleAt: {265}, callKexecLoad: {104}, callKexecFileLoad: {294},
 		callInitModule: {105}, callFinitModule: {273}, callDeleteModule: {106},
 		callSwapon: {224}, callSwapoff: {225},
+		callBPF: {280}, callPerfEventOpen: {241}, callKeyctl: {219}, callAddKey: {217}, callRequestKey: {218},
+		callFanotifyInit: {262}, callUserfaultfd: {282},
 	}
 )
 
 // Program returns the guard's BPF program for a GOARCH.
-func Program(goarch string) ([]bpf.Instruction, error) {
+func Program(goarch string, opt Options) ([]bpf.Instruction, error) {
 	list, ok := abis[goarch]
 	if !ok {
 		return nil, fmt.Errorf("seccomp guard: architecture %q is not supported", goarch)
@@ -229,8 +295,11 @@ func Program(goarch string) ([]bpf.Instruction, error) {
 			a.ins(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: ^uint32(x32SyscallBit)})
 		}
 		for _, r := range rules {
+			if r.check == denyUnlessOptedIn && opt.optedIn(r.call) {
+				continue
+			}
 			to := "deny"
-			if r.check != denyCall {
+			if r.check != denyCall && r.check != denyUnlessOptedIn {
 				to = x.name + "." + r.call.String()
 			}
 			for _, nr := range x.nr[r.call] {
@@ -239,7 +308,7 @@ func Program(goarch string) ([]bpf.Instruction, error) {
 		}
 		a.ja("allow")
 		for _, r := range rules {
-			if r.check == denyCall || len(x.nr[r.call]) == 0 {
+			if r.check == denyCall || r.check == denyUnlessOptedIn || len(x.nr[r.call]) == 0 {
 				continue
 			}
 			a.label(x.name + "." + r.call.String())

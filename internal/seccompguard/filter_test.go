@@ -112,7 +112,8 @@ var callCases = func() []callCase {
 		{"another call", -2, args(3, msRemount), retAllow},
 	}
 	for _, c := range []call{callOpenByHandleAt, callKexecLoad, callKexecFileLoad, callInitModule,
-		callFinitModule, callDeleteModule, callSwapon, callSwapoff} {
+		callFinitModule, callDeleteModule, callSwapon, callSwapoff, callBPF, callPerfEventOpen, callKeyctl,
+		callAddKey, callRequestKey, callFanotifyInit, callUserfaultfd} {
 		cases = append(cases, callCase{c.String(), c, [6]uint64{}, deny})
 	}
 	return cases
@@ -120,7 +121,7 @@ var callCases = func() []callCase {
 
 func TestProgram(t *testing.T) {
 	for goarch, list := range abis {
-		prog, err := Program(goarch)
+		prog, err := Program(goarch, Options{})
 		if err != nil {
 			t.Fatalf("%s: %v", goarch, err)
 		}
@@ -200,14 +201,42 @@ func TestNumbersComplete(t *testing.T) {
 	}
 }
 
+// TestProgramUserfaultfd checks that Options.AllowUserfaultfd lets
+// userfaultfd(2), and only that, through on every ABI.
+func TestProgramUserfaultfd(t *testing.T) {
+	for goarch, list := range abis {
+		prog, err := Program(goarch, Options{AllowUserfaultfd: true})
+		if err != nil {
+			t.Fatalf("%s: %v", goarch, err)
+		}
+		vm, err := bpf.NewVM(prog)
+		if err != nil {
+			t.Fatalf("%s: %v", goarch, err)
+		}
+		for _, x := range list {
+			for _, c := range []call{callUserfaultfd, callBPF, callKeyctl} {
+				want := uint32(deny)
+				if c == callUserfaultfd {
+					want = retAllow
+				}
+				for _, nr := range x.nr[c] {
+					if got := run(t, vm, x.auditArch, nr, [6]uint64{}); got != want {
+						t.Errorf("%s/%s: %s (nr %d) with userfaultfd allowed: got %#x, want %#x", goarch, x.name, c, nr, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestProgramUnsupported(t *testing.T) {
-	if _, err := Program("sparc64"); err == nil {
+	if _, err := Program("sparc64", Options{}); err == nil {
 		t.Fatal("Program(sparc64) succeeded")
 	}
 }
 
 func ExampleProgram() {
-	prog, _ := Program("arm64")
+	prog, _ := Program("arm64", Options{})
 	fmt.Println(len(prog) > 0)
 	// Output: true
 }

@@ -2,7 +2,9 @@ package seccompguard
 
 import (
 	"fmt"
+	"os"
 	"runtime"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/net/bpf"
@@ -13,7 +15,7 @@ import (
 // (SECCOMP_FILTER_FLAG_TSYNC). It is inherited across fork and execve and
 // cannot be removed. The caller must hold CAP_SYS_ADMIN.
 func Install() error {
-	prog, err := Program(runtime.GOARCH)
+	prog, err := Program(runtime.GOARCH, HostOptions())
 	if err != nil {
 		return err
 	}
@@ -36,4 +38,13 @@ func Install() error {
 		return fmt.Errorf("seccomp guard: install: thread %d could not be synchronized", r1)
 	}
 	return nil
+}
+
+// HostOptions follows the host's own policy: userfaultfd(2) is let
+// through only where vm.unprivileged_userfaultfd allows it to everyone.
+// A host without the sysctl (a kernel older than 5.2, or without
+// userfaultfd) gets the stricter guard.
+func HostOptions() Options {
+	b, err := os.ReadFile("/proc/sys/vm/unprivileged_userfaultfd")
+	return Options{AllowUserfaultfd: err == nil && strings.TrimSpace(string(b)) == "1"}
 }

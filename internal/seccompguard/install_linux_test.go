@@ -157,6 +157,18 @@ func guardedChild(dir string, install bool) error {
 	// kernel, not by the guard.
 	say("reboot", errnoRes(unix.Syscall6(unix.SYS_REBOOT, 1, 2, unix.LINUX_REBOOT_CMD_CAD_OFF, 0, 0, 0)))
 
+	// Invalid arguments everywhere: unguarded, the kernel refuses each
+	// before doing anything (an unknown bpf command, a NULL perf
+	// attribute or key type, an unknown keyctl operation, fanotify and
+	// userfaultfd flags no kernel knows).
+	say("bpf", errnoRes(unix.Syscall(unix.SYS_BPF, 0xdead, 0, 0)))
+	say("perf_event_open", errnoRes(unix.Syscall6(unix.SYS_PERF_EVENT_OPEN, 0, 0, ^uintptr(0), ^uintptr(0), 0, 0)))
+	say("keyctl", errnoRes(unix.Syscall6(unix.SYS_KEYCTL, 0xdead, 0, 0, 0, 0, 0)))
+	say("add_key", errnoRes(unix.Syscall6(unix.SYS_ADD_KEY, 0, 0, 0, 0, 0, 0)))
+	say("request_key", errnoRes(unix.Syscall6(unix.SYS_REQUEST_KEY, 0, 0, 0, 0, 0, 0)))
+	say("fanotify_init", errnoRes(unix.Syscall(unix.SYS_FANOTIFY_INIT, 0xdead0000, 0, 0)))
+	say("userfaultfd", errnoRes(unix.Syscall(unix.SYS_USERFAULTFD, 0xdead0000, 0, 0)))
+
 	// Last: unguarded, the remount makes the scratch tmpfs read-only.
 	say("remount-ro", res(unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")))
 	_, err = unix.Fspick(unix.AT_FDCWD, dir, 0)
@@ -197,6 +209,11 @@ func TestInstall(t *testing.T) {
 		"open_by_handle_at": "EPERM", "init_module": "EPERM", "finit_module": "EPERM", "delete_module": "EPERM",
 		"kexec_load": "EPERM", "kexec_file_load": "EPERM", "swapon": "EPERM", "swapoff": "EPERM",
 		"reboot": "EINVAL",
+		"bpf": "EPERM", "perf_event_open": "EPERM", "keyctl": "EPERM", "add_key": "EPERM", "request_key": "EPERM",
+		"fanotify_init": "EPERM", "userfaultfd": "EPERM",
+	}
+	if HostOptions().AllowUserfaultfd {
+		want["userfaultfd"] = "EINVAL"
 	}
 	checkReport(t, out, want)
 }
@@ -214,6 +231,8 @@ func TestInstallControl(t *testing.T) {
 		"FIFREEZE": "ENOTSUP", "FS_IOC_SHUTDOWN": "ENOTTY",
 		"mknodat-block": "ok", "open_by_handle_at": "ok",
 		"swapon": "ENOENT", "swapoff": "ENOENT",
+		"bpf": "EINVAL", "perf_event_open": "EFAULT", "keyctl": "ENOTSUP", "add_key": "EFAULT",
+		"request_key": "EFAULT", "fanotify_init": "EINVAL", "userfaultfd": "EINVAL",
 	}
 	if len(abis[runtime.GOARCH][0].nr[callMknod]) > 0 {
 		want["mknod-block"] = "ok"

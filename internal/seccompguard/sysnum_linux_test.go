@@ -28,6 +28,13 @@ func TestNativeNumbers(t *testing.T) {
 		callDeleteModule:   unix.SYS_DELETE_MODULE,
 		callSwapon:         unix.SYS_SWAPON,
 		callSwapoff:        unix.SYS_SWAPOFF,
+		callBPF:            unix.SYS_BPF,
+		callPerfEventOpen:  unix.SYS_PERF_EVENT_OPEN,
+		callKeyctl:         unix.SYS_KEYCTL,
+		callAddKey:         unix.SYS_ADD_KEY,
+		callRequestKey:     unix.SYS_REQUEST_KEY,
+		callFanotifyInit:   unix.SYS_FANOTIFY_INIT,
+		callUserfaultfd:    unix.SYS_USERFAULTFD,
 	} {
 		checkNumber(t, native, c, want)
 	}

@@ -148,6 +148,15 @@ func main() {
 	_, err = unix.Adjtimex(&tx)
 	r["adjtimex"] = res(err)
 
+	// Kernel-wide interfaces, with arguments that the kernel itself
+	// would refuse: an unknown bpf command, a NULL perf attribute, an
+	// unknown keyctl operation.
+	r["bpf"] = errnoRes(unix.Syscall(unix.SYS_BPF, 0xdead, 0, 0))
+	r["perf_event_open"] = errnoRes(unix.Syscall6(unix.SYS_PERF_EVENT_OPEN, 0, 0, ^uintptr(0), ^uintptr(0), 0, 0))
+	r["keyctl"] = errnoRes(unix.Syscall6(unix.SYS_KEYCTL, 0xdead, 0, 0, 0, 0, 0))
+	r["add_key"] = errnoRes(unix.Syscall6(unix.SYS_ADD_KEY, 0, 0, 0, 0, 0, 0))
+	r["fanotify_init"] = errnoRes(unix.Syscall(unix.SYS_FANOTIFY_INIT, 0xdead0000, 0, 0))
+
 	// What the guest keeps: mounts of its own, bind remounts, its
 	// hostname, reboot(2) (wrong magic: the kernel refuses it, not the
 	// guard).
