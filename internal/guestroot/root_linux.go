@@ -47,7 +47,7 @@ func (r *Root) Path() string { return r.path }
 func (r *Root) File() *os.File { return r.dir }
 
 // Reopen opens the root's path again, so that r names whatever is mounted
-// on it now (after BindSelf, the new mount).
+// on it now (after CloneSelf, the new mount).
 func (r *Root) Reopen() error {
 	n, err := Open(r.path)
 	if err != nil {
@@ -60,17 +60,6 @@ func (r *Root) Reopen() error {
 	r.dir.Close()
 	*r = *n
 	return nil
-}
-
-// BindSelf bind-mounts the root onto itself (recursively) and reopens it,
-// so that it is a mount point, as pivot_root requires. Call it only in a
-// private mount namespace whose / is already a slave.
-func (r *Root) BindSelf() error {
-	p := fdPath(r.dir)
-	if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return &MountError{Source: r.path, Target: "/", Flags: unix.MS_BIND | unix.MS_REC, Err: err}
-	}
-	return r.Reopen()
 }
 
 // Inside checks, through /proc/self/fd, that f is the root or below it.

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,6 +59,10 @@ func TestGuard(t *testing.T) {
 	})
 
 	root := scratchRoot(t, "exit")
+	// As the mount stages mount a guest root on the host: nosuid, nodev.
+	if err := unix.Mount("", root, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		t.Fatal(err)
+	}
 	req := guestRequest(t, root, map[string]string{"init_binary": probe})
 	req.Record.Devices = []sdk.Device{{GuestName: "vdc", HostPath: dev.Path, Major: dev.Major, Minor: dev.Minor, ReadOnly: true}}
 	placeCgroups(t, req)
@@ -82,15 +87,34 @@ func TestGuard(t *testing.T) {
 		"FIFREEZE": "EPERM", "FS_IOC_SHUTDOWN": "EPERM", "open_by_handle_at": "EPERM",
 		"init_module": "EPERM", "kexec_load": "EPERM", "swapon": "EPERM", "adjtimex": "EPERM",
 		"remount-ro": "EPERM",
-		"bpf": "EPERM", "perf_event_open": "EPERM", "keyctl": "EPERM", "add_key": "EPERM", "fanotify_init": "EPERM",
+		"bpf":        "EPERM", "perf_event_open": "EPERM", "keyctl": "EPERM", "add_key": "EPERM", "fanotify_init": "EPERM",
 		// Allowed.
 		"read-disk": "guard marker", "BLKGETSIZE64": "ok", "mknod-loop-control": "ok", "mknod-char": "ok",
 		"bind-remount-ro": "ok", "mount-tmpfs": "ok", "sethostname": "ok", "reboot": "EINVAL",
+
+		// Host-wide kernel knobs are read-only, the guest's own
+		// namespaces' are not (each write puts the current value back).
+		"wb:kernel/core_pattern": "EROFS", "wb:vm/swappiness": "EROFS",
+		"wb:kernel/pid_max": "EROFS", "wb:fs/file-max": "EROFS",
+		"wb:net/ipv4/ip_forward": "ok", "wb:kernel/hostname": "ok", "wb:kernel/domainname": "ok",
+		"wb:kernel/shmmax": "ok", "wb:kernel/msgmnb": "ok", "wb:kernel/sem": "ok", "wb:fs/mqueue/msg_max": "ok",
+		// Masked: they read as /dev/null.
+		"read:/proc/keys": "0", "read:/proc/timer_list": "0",
+		// setuid works inside: the guest's root is its own clone of the
+		// host's nosuid mount.
+		"suid-euid": "0",
 	}
-	if deviceCgroup(t) {
-		// The device cgroup refuses the node before the guard can refuse
-		// its requests (the guard's own tests cover those).
-		want["mknod-loop-control"], want["LOOP_CTL_GET_FREE"] = "EPERM", ""
+	// What this kernel may lack (CONFIG_MODULES, CONFIG_PROC_KCORE,
+	// CONFIG_MAGIC_SYSRQ, firmware tables).
+	for _, o := range []struct{ host, key, want string }{
+		{"/proc/sys/kernel/modprobe", "wb:kernel/modprobe", "EROFS"},
+		{"/proc/sysrq-trigger", "open-w:sysrq-trigger", "EROFS"},
+		{"/proc/kcore", "read:/proc/kcore", "0"},
+		{"/sys/firmware", "entries:/sys/firmware", "0"},
+	} {
+		if _, err := os.Stat(o.host); err == nil {
+			want[o.key] = o.want
+		}
 	}
 	for k, w := range want {
 		if r[k] != w {
@@ -115,8 +139,23 @@ func TestGuard(t *testing.T) {
 			}
 		}
 	}
+	if o := r["root-mount-options"]; o == "" || hasOpt(o, "nosuid") {
+		t.Errorf("the guest's / is mounted %q: want its own clone, without nosuid", o)
+	}
 	if t.Failed() {
 		t.Logf("the guest said:\n%s", b)
+	}
+	// The same setuid-root file, from the host side, as uid 65534: the
+	// host's mount is nosuid, so it gets no root.
+	for d := root; d != "/tmp" && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil { // t.TempDir's are 0700
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(filepath.Join(root, "suidprobe"), "euid")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := cmd.Output(); err != nil || string(out) != "65534" {
+		t.Errorf("the guest's setuid-root file run from the host as uid 65534: euid %q (%v), want 65534", out, err)
 	}
 
 	// The loop device still serves the same file, read-only.

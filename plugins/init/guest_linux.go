@@ -67,10 +67,13 @@ func bootGuest() error {
 	if err != nil {
 		return err
 	}
-	if err := root.BindSelf(); err != nil {
+	if err := root.CloneSelf(); err != nil {
 		return err
 	}
 	if err := mountGuest(root, cfg); err != nil {
+		return err
+	}
+	if err := protectKernelFiles(root); err != nil {
 		return err
 	}
 	// After the disk nodes were made (the guest's device cgroup allows no

@@ -18,7 +18,7 @@
 //
 // For DISKS[0] (vda:1:IMG) the stage attaches:
 //   - the root partition, read-write with LO_FLAGS_AUTOCLEAR, mounted on
-//     live (nodev; the filesystem type read from its superblock by
+//     live (nosuid, nodev: the guest sees a clone where setuid works; the filesystem type read from its superblock by
 //     internal/fsdetect: ext2/3/4, XFS, Btrfs, F2FS or FAT) while the stage
 //     holds the device open, so the kernel frees the device when live is
 //     unmounted;

@@ -43,9 +43,12 @@ type loopState struct {
 	ReadOnly  bool   `json:"read_only,omitempty"`
 }
 
-// mountFlags for the root: no device nodes from the (tenant-controlled)
-// image work; the guest gets its /dev from the init stage's tmpfs.
-const mountFlags = unix.MS_NODEV
+// mountFlags for the root on the host side: no device node and no
+// setuid program from the (tenant-controlled) image works for the host's
+// users. The guest does not see this mount but a clone that the init
+// stage makes in its own mount namespace, where setuid works; its /dev
+// is the init stage's tmpfs.
+const mountFlags = unix.MS_NODEV | unix.MS_NOSUID
 
 func (s *stage) Describe() sdk.Description {
 	return sdk.Description{

@@ -152,12 +152,12 @@ func TestKinds(t *testing.T) {
 			if err != nil || string(b) != "guest-"+table+"\n" {
 				t.Errorf("live/etc/hostname: %q %v", b, err)
 			}
-			// live is writable, and nodev.
+			// live is writable, nosuid and nodev.
 			if err := os.WriteFile(filepath.Join(live, "written"), []byte("x"), 0o644); err != nil {
 				t.Errorf("write to live: %v", err)
 			}
 			var sfs unix.Statfs_t
-			if err := unix.Statfs(live, &sfs); err != nil || sfs.Flags&unix.ST_NODEV == 0 || sfs.Flags&unix.ST_RDONLY != 0 {
+			if err := unix.Statfs(live, &sfs); err != nil || sfs.Flags&unix.ST_NODEV == 0 || sfs.Flags&unix.ST_NOSUID == 0 || sfs.Flags&unix.ST_RDONLY != 0 {
 				t.Errorf("live mount flags %#x %v", sfs.Flags, err)
 			}
 			wantNodes := []string{"vda", "vda1"}

@@ -16,7 +16,9 @@
 // filesystem, no partition table) the image is attached to an autoclear
 // loop device and mounted on mnt (nosuid, nodev, noexec: the host does not
 // run the tenant's programs from there), and root and work inside it are
-// used instead of HOME's.
+// used instead of HOME's. live is nosuid and nodev on the host: the
+// guest's own view of it is a clone (made by the init stage) where setuid
+// works.
 //
 // The tenant controls the files in root and the image's content, so:
 // root and work inside the image are opened without following any symlink

@@ -68,7 +68,7 @@ func mountOverlay(l *layout, target *dir) error {
 	if err := set("create", unix.FsconfigCreate(fsfd)); err != nil {
 		return err
 	}
-	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, liveAttrs)
 	if err != nil {
 		return fsError(fsfd, fmt.Sprintf("mount overlay on %q: fsmount", target.path), err)
 	}
@@ -79,20 +79,27 @@ func mountOverlay(l *layout, target *dir) error {
 	return nil
 }
 
+// liveAttrs are live's flags on the host side: the guest's root holds
+// files the tenant made, and a setuid-root program or a device node
+// planted there must not work for the host's users. The guest does not
+// see this mount but a clone of it that the init stage's launcher makes
+// in the guest's own mount namespace, where setuid works.
+const liveAttrs = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
+
 // mountRbind mounts a recursive bind of src on target, cloned through
-// src's descriptor. clearAttrs drops nosuid, nodev and noexec from the
-// copy: mnt has them (the image's files are the tenant's), live must not.
-func mountRbind(src, target *dir, clearAttrs bool) error {
+// src's descriptor, with liveAttrs on its top mount and without noexec
+// (which mnt has: the host runs nothing of the image's, the guest does).
+// Mounts below it are copies of mounts the host has at src already, with
+// their flags.
+func mountRbind(src, target *dir) error {
 	tfd, err := unix.OpenTree(src.fd, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE|unix.AT_EMPTY_PATH)
 	if err != nil {
 		return sdk.Internalf("bind %q on %q: open_tree: %w", src.path, target.path, err)
 	}
 	defer unix.Close(tfd)
-	if clearAttrs {
-		attr := unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC}
-		if err := unix.MountSetattr(tfd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
-			return sdk.Internalf("bind %q on %q: mount_setattr: %w", src.path, target.path, err)
-		}
+	attr := unix.MountAttr{Attr_set: liveAttrs, Attr_clr: unix.MOUNT_ATTR_NOEXEC}
+	if err := unix.MountSetattr(tfd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		return sdk.Internalf("bind %q on %q: mount_setattr: %w", src.path, target.path, err)
 	}
 	if err := unix.MoveMount(tfd, "", target.fd, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
 		return sdk.Internalf("bind %q on %q: move_mount: %w", src.path, target.path, err)
@@ -103,7 +110,8 @@ func mountRbind(src, target *dir, clearAttrs bool) error {
 // mountImage attaches the image to a loop device (autoclear: the kernel
 // frees it with its last user) and mounts it on target, nosuid, nodev and
 // noexec: the host has no business running the tenant's programs from
-// mnt; the guest sees them through live, which has none of those flags.
+// mnt; the guest sees them through its own clone of live, where setuid
+// and exec work.
 func mountImage(img *imageFile, target *dir) (*loopdev.Device, error) {
 	dev, hold, err := loopdev.Attach(img.path, loopdev.Options{Autoclear: true})
 	if err != nil {

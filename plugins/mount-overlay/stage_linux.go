@@ -107,7 +107,7 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err er
 		if p.overlay() {
 			err = mountOverlay(p.layout, p.live)
 		} else {
-			err = mountRbind(p.upper, p.live, p.image != nil)
+			err = mountRbind(p.upper, p.live)
 		}
 		if err != nil {
 			return nil, err

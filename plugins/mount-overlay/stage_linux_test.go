@@ -185,6 +185,7 @@ func TestRbind(t *testing.T) {
 	write(t, filepath.Join(home, "root", "etc", "hostname"), "rb\n")
 
 	up(t, req)
+	hostSafe(t, filepath.Join(home, "live"))
 	if got := read(t, filepath.Join(home, "live", "etc", "hostname")); got != "rb\n" {
 		t.Errorf("live shows %q", got)
 	}
@@ -250,6 +251,7 @@ func TestOverlay(t *testing.T) {
 			if top := mountinfo.TopAt(ms, live); top == nil || top.FSType != "overlay" || !strings.Contains(top.Super, "redirect_dir=nofollow") {
 				t.Errorf("live mount: %+v", top)
 			}
+			hostSafe(t, live)
 			down(t, req)
 		})
 	}
@@ -281,6 +283,7 @@ func TestImage(t *testing.T) {
 			if withBase && read(t, filepath.Join(live, "from-base")) != "base" {
 				t.Error("live does not show the base")
 			}
+			hostSafe(t, live)
 			// mnt is noexec; live must not be.
 			if out, err := exec.Command(filepath.Join(live, "run.sh")).CombinedOutput(); err != nil || string(out) != "ran\n" {
 				t.Errorf("run a program from live: %v: %s", err, out)
@@ -794,5 +797,19 @@ func TestDownLeavesForeignMounts(t *testing.T) {
 	}
 	if got := mountsUnder(t, req.Subhost.Home); len(got) != 2 {
 		t.Errorf("mounts after Down: %q, want the two foreign ones", got)
+	}
+}
+
+// hostSafe checks that the guest root at live is nosuid and nodev on the
+// host: a setuid program or device node the tenant put there does nothing
+// for the host's users.
+func hostSafe(t *testing.T, live string) {
+	t.Helper()
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(live, &sfs); err != nil {
+		t.Fatal(err)
+	}
+	if sfs.Flags&unix.ST_NOSUID == 0 || sfs.Flags&unix.ST_NODEV == 0 {
+		t.Errorf("%s is mounted with flags %#x, want nosuid and nodev", live, sfs.Flags)
 	}
 }

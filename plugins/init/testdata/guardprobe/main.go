@@ -12,7 +12,9 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -46,6 +48,11 @@ func ioctl(fd int, req uint, arg uintptr) string {
 var mknodNr = map[string]uintptr{"amd64": 133, "386": 14, "arm": 14}
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "euid" {
+		// Run as the setuid copy: say what it became.
+		os.Stdout.WriteString(strconv.Itoa(os.Geteuid()))
+		os.Exit(0)
+	}
 	r := map[string]string{}
 	defer func() {
 		b, _ := json.MarshalIndent(r, "", " ")
@@ -157,6 +164,9 @@ func main() {
 	r["add_key"] = errnoRes(unix.Syscall6(unix.SYS_ADD_KEY, 0, 0, 0, 0, 0, 0))
 	r["fanotify_init"] = errnoRes(unix.Syscall(unix.SYS_FANOTIFY_INIT, 0xdead0000, 0, 0))
 
+	kernelFiles(r)
+	setuid(r)
+
 	// What the guest keeps: mounts of its own, bind remounts, its
 	// hostname, reboot(2) (wrong magic: the kernel refuses it, not the
 	// guard).
@@ -172,4 +182,86 @@ func main() {
 	name, _ := os.Hostname()
 	r["sethostname"] = res(unix.Sethostname([]byte(name)))
 	r["reboot"] = errnoRes(unix.Syscall6(unix.SYS_REBOOT, 1, 2, unix.LINUX_REBOOT_CMD_CAD_OFF, 0, 0, 0))
+}
+
+// writeBack writes a /proc/sys knob's current value back to it: harmless
+// whether or not the write is allowed.
+func writeBack(path string) string {
+	v, err := os.ReadFile(path)
+	if err != nil {
+		return "read: " + res(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return res(err)
+	}
+	defer f.Close()
+	_, err = f.Write(v)
+	return res(err)
+}
+
+// kernelFiles tries the host-wide kernel files that must be read-only or
+// masked, and the guest's own namespaces' sysctls that must stay
+// writable. "wb:" entries write a knob's value back; "read:" ones read
+// the first bytes of a masked file (none when masked).
+func kernelFiles(r map[string]string) {
+	for _, k := range []string{
+		"kernel/core_pattern", "kernel/modprobe", "vm/swappiness", "kernel/pid_max", "fs/file-max",
+		"net/ipv4/ip_forward", "kernel/hostname", "kernel/domainname", "kernel/shmmax", "kernel/msgmnb",
+		"kernel/sem", "fs/mqueue/msg_max",
+	} {
+		r["wb:"+k] = writeBack("/proc/sys/" + k)
+	}
+	// Opened for writing only, never written.
+	f, err := os.OpenFile("/proc/sysrq-trigger", os.O_WRONLY, 0)
+	if err == nil {
+		f.Close()
+	}
+	r["open-w:sysrq-trigger"] = res(err)
+	for _, p := range []string{"/proc/kcore", "/proc/keys", "/proc/timer_list"} {
+		f, err := os.Open(p)
+		if err != nil {
+			r["read:"+p] = res(err)
+			continue
+		}
+		buf := make([]byte, 16)
+		n, _ := f.Read(buf)
+		f.Close()
+		r["read:"+p] = strconv.Itoa(n)
+	}
+	if ents, err := os.ReadDir("/sys/firmware"); err == nil {
+		r["entries:/sys/firmware"] = strconv.Itoa(len(ents))
+	}
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) > 5 && f[4] == "/" {
+				r["root-mount-options"] = f[5]
+			}
+		}
+	}
+}
+
+// setuid plants a setuid-root copy of this program at /suidprobe and runs
+// it as uid 65534: inside the guest, setuid works as on a real machine.
+// The test runs the same file from the host side.
+func setuid(r map[string]string) {
+	self, err := os.ReadFile("/proc/self/exe")
+	if err == nil {
+		err = os.WriteFile("/suidprobe", self, 0o755)
+	}
+	if err == nil {
+		err = unix.Chmod("/suidprobe", 0o4755) // os.Chmod wants os.ModeSetuid
+	}
+	if err != nil {
+		r["suid-euid"] = "plant: " + res(err)
+		return
+	}
+	cmd := exec.Command("/suidprobe", "euid")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.Output()
+	if err != nil {
+		r["suid-euid"] = "run: " + err.Error()
+		return
+	}
+	r["suid-euid"] = string(out)
 }
