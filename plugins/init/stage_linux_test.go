@@ -95,8 +95,17 @@ func TestGuestView(t *testing.T) {
 		}
 	}
 	for at := range m {
-		if _, ok := wantMounts[at]; !ok {
+		if _, ok := wantMounts[at]; !ok && !kernelFileMount(at) {
 			t.Errorf("unexpected guest mount at %s (%s)", at, m[at].fstype)
+		}
+	}
+	// /proc/sys is read-only but for the guest's own namespaces' entries.
+	if !hasOpt(m["/proc/sys"].opts, "ro") {
+		t.Errorf("/proc/sys is not read-only: %q", m["/proc/sys"].opts)
+	}
+	for _, at := range []string{"/proc/sys/net", "/proc/sys/kernel/hostname", "/proc/sys/kernel/shmmax", "/proc/sys/fs/mqueue"} {
+		if m[at].fstype != "proc" || !hasOpt(m[at].opts, "rw") {
+			t.Errorf("guest mount at %s: %+v, want a writable proc", at, m[at])
 		}
 	}
 	if !hasOpt(m["/sys"].opts, "ro") {
@@ -487,4 +496,23 @@ func TestConformance(t *testing.T) {
 		}
 	})
 	stagetest.Conformance(t, &stage{}, guestRequest(t, root, nil))
+}
+
+// kernelFileMount reports whether the guest mount at is one of those
+// that make kernel files read-only or masked (kernelfiles.go).
+func kernelFileMount(at string) bool {
+	if at == "/proc/sys" || strings.HasPrefix(at, "/proc/sys/") {
+		return true
+	}
+	for _, f := range readOnlyKernelFiles {
+		if f.path == at {
+			return true
+		}
+	}
+	for _, f := range maskedKernelFiles {
+		if f.path == at {
+			return true
+		}
+	}
+	return false
 }
