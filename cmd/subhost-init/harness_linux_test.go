@@ -205,7 +205,9 @@ func boot(t *testing.T, root string, env []string, args ...string) *guest {
 	g.cmd.Env = append([]string{launchEnv + "=" + root}, env...)
 	g.cmd.Stdin, g.cmd.Stdout, g.cmd.Stderr = pts, pts, pts
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC,
+		// A network namespace of its own, as a subhost has: PID 1's
+		// enter socket is abstract, one per network namespace.
+		Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET,
 		Setsid:     true,
 		Setctty:    true,
 		Ctty:       0,

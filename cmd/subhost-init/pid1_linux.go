@@ -62,6 +62,10 @@ type pid1 struct {
 	tracked  map[int]bool
 	exited   map[int]unix.WaitStatus
 	out      sync.Mutex
+	// procs guards entered, which other goroutines fill (enter_linux.go):
+	// a command they start is in it before reap can collect it.
+	procs   sync.Mutex
+	entered map[int]chan unix.WaitStatus
 }
 
 func newPID1(timeout time.Duration) *pid1 {
@@ -72,6 +76,7 @@ func newPID1(timeout time.Duration) *pid1 {
 		requests: make(chan request, 1),
 		tracked:  map[int]bool{},
 		exited:   map[int]unix.WaitStatus{},
+		entered:  map[int]chan unix.WaitStatus{},
 	}
 	unix.Umask(0o022) // as sysvinit: scripts inherit it
 	_ = os.Chdir("/")
@@ -139,6 +144,8 @@ func (p *pid1) start(argv []string, env []string, ctty bool) (int, error) {
 // reap collects every child that has ended: the ones we started and
 // every orphan the kernel handed to PID 1.
 func (p *pid1) reap() {
+	p.procs.Lock()
+	defer p.procs.Unlock()
 	for {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
@@ -151,6 +158,10 @@ func (p *pid1) reap() {
 		if p.tracked[pid] {
 			delete(p.tracked, pid)
 			p.exited[pid] = ws
+		}
+		if ch, ok := p.entered[pid]; ok {
+			delete(p.entered, pid)
+			ch <- ws
 		}
 	}
 }

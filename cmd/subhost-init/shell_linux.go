@@ -14,6 +14,7 @@ func (p *pid1) shellMode(shell string) int {
 	// The FIFO too: a guest's shutdown or telinit ends the session as a
 	// signal does, instead of failing for want of /run/initctl.
 	p.openInitctl()
+	p.serveEnter()
 	sh := shell
 	if ok, why := executable(sh); !ok {
 		if sh == "/bin/sh" {

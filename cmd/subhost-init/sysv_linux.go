@@ -24,6 +24,7 @@ type step struct {
 // sysvMode boots the guest's sysvinit scripts and waits for shutdown.
 func (p *pid1) sysvMode() int {
 	p.openInitctl()
+	p.serveEnter()
 	prev := "N"
 	var req request
 	stopped := false

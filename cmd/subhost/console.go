@@ -42,15 +42,15 @@ powers the guest off.`,
 	}
 }
 
-// guestPID returns the running guest's PID 1.
-func guestPID(name string) (int, error) {
+// guestPID returns the running guest's PID 1 and its start time.
+func guestPID(name string) (int, uint64, error) {
 	st, err := state.Dir{Root: g.StateDir, Name: name}.Load()
 	if err != nil {
-		return 0, fmt.Errorf("subhost %s is not running", name)
+		return 0, 0, fmt.Errorf("subhost %s is not running", name)
 	}
 	pid := st.Record.GuestPID
 	if pid == 0 || !proc.Alive(pid, st.Record.GuestStartTime) {
-		return 0, fmt.Errorf("subhost %s has no running guest (%s)", name, st.Status)
+		return 0, 0, fmt.Errorf("subhost %s has no running guest (%s)", name, st.Status)
 	}
-	return pid, nil
+	return pid, st.Record.GuestStartTime, nil
 }

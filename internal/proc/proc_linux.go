@@ -114,3 +114,7 @@ func (p *Process) WaitExit(d time.Duration) bool {
 
 // Close releases the pidfd.
 func (p *Process) Close() error { return unix.Close(p.fd) }
+
+// FD is the pidfd, valid until Close: for setns(2) into the process's
+// namespaces.
+func (p *Process) FD() int { return p.fd }

@@ -1,0 +1,119 @@
+package guestexec
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNoServer: the guest's PID 1 does not listen (an init older than
+// this subhost, or not subhost-init).
+var ErrNoServer = errors.New("the guest's init does not accept commands (is it an older subhost-init? reboot the guest)")
+
+// Client is a connection to a guest's PID 1.
+type Client struct{ fd int }
+
+// Dial connects to PID 1 of the guest whose network namespace netns (an
+// open descriptor: a pidfd of a guest process, or its /proc/PID/ns/net)
+// is. Only the socket is made in that namespace, from a thread that is
+// then thrown away; the caller stays where it was.
+func Dial(netns int) (*Client, error) {
+	type result struct {
+		fd  int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		if err := unix.Setns(netns, unix.CLONE_NEWNET); err != nil {
+			done <- result{-1, fmt.Errorf("join the guest's network namespace: %w", err)}
+			return
+		}
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			done <- result{-1, err}
+			return
+		}
+		err = unix.Connect(fd, &unix.SockaddrUnix{Name: SocketName})
+		if errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOENT) {
+			unix.Close(fd)
+			done <- result{-1, ErrNoServer}
+			return
+		}
+		if err != nil {
+			unix.Close(fd)
+			done <- result{-1, fmt.Errorf("connect to the guest's init: %w", err)}
+			return
+		}
+		done <- result{fd, nil}
+	}()
+	r := <-done
+	if r.err != nil {
+		return nil, r.err
+	}
+	return &Client{fd: r.fd}, nil
+}
+
+// Start sends the request with its descriptors (req.Files() of them) and
+// waits until the command runs (its PID in the guest) or could not be
+// started. The caller may close its copies of files once Start returns.
+func (c *Client) Start(req Request, files []*os.File) (int, error) {
+	if len(files) != req.Files() {
+		return 0, fmt.Errorf("%d descriptors for the command, want %d", len(files), req.Files())
+	}
+	if err := req.check(); err != nil {
+		return 0, err
+	}
+	if err := send(c.fd, clientMsg{Request: &req}, files); err != nil {
+		return 0, fmt.Errorf("send the request to the guest's init: %w", err)
+	}
+	ev, err := c.next()
+	if err != nil {
+		return 0, err
+	}
+	if ev.Error != "" {
+		return 0, fmt.Errorf("the guest's init: %s", ev.Error)
+	}
+	if !ev.Started {
+		return 0, errors.New("the guest's init answered out of turn")
+	}
+	return ev.PID, nil
+}
+
+// Signal sends sig to the command's process group.
+func (c *Client) Signal(sig syscall.Signal) error {
+	return send(c.fd, clientMsg{Signal: int(sig)}, nil)
+}
+
+// Wait waits for the command to end.
+func (c *Client) Wait() (Event, error) {
+	ev, err := c.next()
+	if err != nil {
+		return Event{}, err
+	}
+	if !ev.Exited {
+		return Event{}, errors.New("the guest's init answered out of turn")
+	}
+	return ev, nil
+}
+
+func (c *Client) next() (Event, error) {
+	var ev Event
+	files, err := recv(c.fd, &ev, 0)
+	closeAll(files)
+	if errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET) {
+		return Event{}, errors.New("the guest's init went away (the guest is shutting down?)")
+	}
+	if err != nil {
+		return Event{}, fmt.Errorf("read from the guest's init: %w", err)
+	}
+	return ev, nil
+}
+
+// Close hangs up: a command still running gets SIGHUP.
+func (c *Client) Close() error { return unix.Close(c.fd) }

@@ -1,0 +1,171 @@
+package guestexec
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Listener is PID 1's socket.
+type Listener struct {
+	fd int
+	// allow judges a connecting peer; hostPeer unless a test says
+	// otherwise.
+	allow func(*unix.Ucred) error
+}
+
+// Listen binds SocketName in the calling process's network namespace.
+// PID 1 calls it before it starts anything, so no guest process can
+// take the name first.
+func Listen() (*Listener, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("enter socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: SocketName}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("enter socket: bind %s: %w", SocketName, err)
+	}
+	if err := unix.Listen(fd, 16); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("enter socket: listen: %w", err)
+	}
+	return &Listener{fd: fd, allow: hostPeer}, nil
+}
+
+// hostPeer accepts root outside the guest's PID namespace: SO_PEERCRED
+// gives PID 0 for a process this namespace cannot see. Guest processes,
+// root or not, are refused: they have no business asking PID 1 for
+// anything.
+func hostPeer(c *unix.Ucred) error {
+	if c.Uid != 0 || c.Pid != 0 {
+		return fmt.Errorf("refused: only the host's root may enter (peer pid %d uid %d)", c.Pid, c.Uid)
+	}
+	return nil
+}
+
+// Close stops listening.
+func (l *Listener) Close() error { return unix.Close(l.fd) }
+
+// Conn is one accepted request.
+type Conn struct {
+	fd      int
+	Request Request
+	// Files are the command's descriptors: one terminal (Request.TTY)
+	// or stdin, stdout, stderr. The caller closes them once the command
+	// holds them.
+	Files []*os.File
+}
+
+// Accept waits for the next acceptable request. A refused or malformed
+// one is answered with an Error event and dropped, and Accept waits on.
+func (l *Listener) Accept() (*Conn, error) {
+	for {
+		nfd, _, err := unix.Accept4(l.fd, unix.SOCK_CLOEXEC)
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.ECONNABORTED) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("enter socket: accept: %w", err)
+		}
+		c := &Conn{fd: nfd}
+		if err := l.read(c); err != nil {
+			_ = c.Send(Event{Error: err.Error()})
+			c.Close()
+			continue
+		}
+		return c, nil
+	}
+}
+
+func (l *Listener) read(c *Conn) error {
+	cred, err := unix.GetsockoptUcred(c.fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil {
+		return fmt.Errorf("peer credentials: %w", err)
+	}
+	if err := l.allow(cred); err != nil {
+		return err
+	}
+	var m clientMsg
+	files, err := recv(c.fd, &m, 3)
+	if err != nil {
+		return fmt.Errorf("read the request: %w", err)
+	}
+	c.Files = files
+	switch {
+	case m.Request == nil:
+		err = errors.New("the first message is not a request")
+	case len(files) != m.Request.Files():
+		err = fmt.Errorf("the request came with %d descriptors, want %d", len(files), m.Request.Files())
+	default:
+		err = m.Request.check()
+	}
+	if err != nil {
+		closeAll(files)
+		c.Files = nil
+		return err
+	}
+	c.Request = *m.Request
+	return nil
+}
+
+// Send sends ev to the client; a client that went away is not an error
+// worth more than the return value.
+func (c *Conn) Send(ev Event) error { return send(c.fd, ev, nil) }
+
+// Signals calls fn with each signal the client sends, until it hangs up
+// (then it returns nil) or sends something else.
+func (c *Conn) Signals(fn func(syscall.Signal)) error {
+	for {
+		var m clientMsg
+		files, err := recv(c.fd, &m, 0)
+		closeAll(files)
+		if errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if m.Signal <= 0 || m.Signal > 64 {
+			return fmt.Errorf("unexpected message from the client")
+		}
+		fn(syscall.Signal(m.Signal))
+	}
+}
+
+// Close closes the connection (not Files). The shutdown wakes a
+// Signals blocked on it in another goroutine.
+func (c *Conn) Close() error {
+	_ = unix.Shutdown(c.fd, unix.SHUT_RDWR)
+	return unix.Close(c.fd)
+}
+
+// LookPath finds a command as execvp would with env's PATH (inside the
+// guest: PID 1 calls it).
+func LookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: command not found", name)
+}

@@ -1,0 +1,83 @@
+package guestexec
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// send writes one message with files attached (SCM_RIGHTS).
+func send(fd int, v any, files []*os.File) error {
+	b, err := marshal(v)
+	if err != nil {
+		return err
+	}
+	var oob []byte
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+		oob = unix.UnixRights(fds...)
+	}
+	for {
+		err = unix.Sendmsg(fd, b, oob, nil, unix.MSG_NOSIGNAL)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// recv reads one message into v, with at most maxFiles descriptors
+// attached (more, or a truncated message, is an error, and every
+// descriptor received is closed). io.EOF: the peer hung up.
+func recv(fd int, v any, maxFiles int) ([]*os.File, error) {
+	buf := make([]byte, maxMessage+1)
+	oob := make([]byte, unix.CmsgSpace(4*max(maxFiles, 1)))
+	var n, oobn, flags int
+	var err error
+	for {
+		n, oobn, flags, _, err = unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	var files []*os.File
+	if oobn > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return nil, fmt.Errorf("control message: %w", err)
+		}
+		for _, m := range msgs {
+			fds, err := unix.ParseUnixRights(&m)
+			if err != nil {
+				continue
+			}
+			for _, fd := range fds {
+				files = append(files, os.NewFile(uintptr(fd), "received"))
+			}
+		}
+	}
+	switch {
+	case flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 || n > maxMessage:
+		closeAll(files)
+		return nil, errors.New("message too long, or too many descriptors")
+	case len(files) > maxFiles:
+		closeAll(files)
+		return nil, fmt.Errorf("%d descriptors, want at most %d", len(files), maxFiles)
+	case n == 0 && len(files) == 0:
+		return nil, io.EOF
+	}
+	if err := json.Unmarshal(buf[:n], v); err != nil {
+		closeAll(files)
+		return nil, fmt.Errorf("decode message: %w", err)
+	}
+	return files, nil
+}
