@@ -209,7 +209,7 @@ func TestInstall(t *testing.T) {
 		"open_by_handle_at": "EPERM", "init_module": "EPERM", "finit_module": "EPERM", "delete_module": "EPERM",
 		"kexec_load": "EPERM", "kexec_file_load": "EPERM", "swapon": "EPERM", "swapoff": "EPERM",
 		"reboot": "EINVAL",
-		"bpf": "EPERM", "perf_event_open": "EPERM", "keyctl": "EPERM", "add_key": "EPERM", "request_key": "EPERM",
+		"bpf":    "EPERM", "perf_event_open": "EPERM", "keyctl": "EPERM", "add_key": "EPERM", "request_key": "EPERM",
 		"fanotify_init": "EPERM", "userfaultfd": "EPERM",
 	}
 	if HostOptions().AllowUserfaultfd {
