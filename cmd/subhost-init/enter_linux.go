@@ -25,7 +25,13 @@ func (p *pid1) serveEnter() {
 				p.say("%v; subhost enter will not work", err)
 				return
 			}
-			go p.runEntered(c)
+			go func() {
+				if err := c.ReadRequest(); err != nil {
+					c.Close()
+					return
+				}
+				p.runEntered(c)
+			}()
 		}
 	}()
 }

@@ -69,10 +69,13 @@ func (c *Client) Start(req Request, files []*os.File) (int, error) {
 	if err := req.check(); err != nil {
 		return 0, err
 	}
-	if err := send(c.fd, clientMsg{Request: &req}, files); err != nil {
-		return 0, fmt.Errorf("send the request to the guest's init: %w", err)
-	}
+	sendErr := send(c.fd, clientMsg{Request: &req}, files)
+	// A refusal may come before the request is sent: the server's
+	// answer is still there to read.
 	ev, err := c.next()
+	if sendErr != nil && (err != nil || ev.Error == "") {
+		return 0, fmt.Errorf("send the request to the guest's init: %w", sendErr)
+	}
 	if err != nil {
 		return 0, err
 	}

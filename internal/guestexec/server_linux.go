@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -55,9 +56,11 @@ func hostPeer(c *unix.Ucred) error {
 // Close stops listening.
 func (l *Listener) Close() error { return unix.Close(l.fd) }
 
-// Conn is one accepted request.
+// Conn is one accepted connection.
 type Conn struct {
-	fd      int
+	fd    int
+	allow func(*unix.Ucred) error
+	// Request, once ReadRequest has returned nil.
 	Request Request
 	// Files are the command's descriptors: one terminal (Request.TTY)
 	// or stdin, stdout, stderr. The caller closes them once the command
@@ -65,8 +68,13 @@ type Conn struct {
 	Files []*os.File
 }
 
-// Accept waits for the next acceptable request. A refused or malformed
-// one is answered with an Error event and dropped, and Accept waits on.
+// requestTimeout bounds how long a client may take to send its request:
+// a guest process that connects and says nothing must not hold anything.
+const requestTimeout = 5 * time.Second
+
+// Accept waits for the next connection. Read its request with
+// ReadRequest, in a goroutine of its own: a slow client must not hold up
+// the next one.
 func (l *Listener) Accept() (*Conn, error) {
 	for {
 		nfd, _, err := unix.Accept4(l.fd, unix.SOCK_CLOEXEC)
@@ -76,45 +84,60 @@ func (l *Listener) Accept() (*Conn, error) {
 		if err != nil {
 			return nil, fmt.Errorf("enter socket: accept: %w", err)
 		}
-		c := &Conn{fd: nfd}
-		if err := l.read(c); err != nil {
-			_ = c.Send(Event{Error: err.Error()})
-			c.Close()
-			continue
-		}
-		return c, nil
+		return &Conn{fd: nfd, allow: l.allow}, nil
 	}
 }
 
-func (l *Listener) read(c *Conn) error {
-	cred, err := unix.GetsockoptUcred(c.fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+// ReadRequest reads the client's request and checks it and the client.
+// A refused or malformed request is answered with an Error event and
+// returned as an error; the caller then closes c.
+func (c *Conn) ReadRequest() error {
+	err := c.readRequest()
 	if err != nil {
-		return fmt.Errorf("peer credentials: %w", err)
+		_ = c.Send(Event{Error: err.Error()})
 	}
-	if err := l.allow(cred); err != nil {
+	return err
+}
+
+func (c *Conn) readRequest() error {
+	tv := unix.NsecToTimeval(requestTimeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return err
 	}
+	// Read before judging the peer: a refused client then reads the
+	// refusal, rather than a reset connection.
 	var m clientMsg
 	files, err := recv(c.fd, &m, 3)
 	if err != nil {
 		return fmt.Errorf("read the request: %w", err)
 	}
-	c.Files = files
-	switch {
-	case m.Request == nil:
-		err = errors.New("the first message is not a request")
-	case len(files) != m.Request.Files():
-		err = fmt.Errorf("the request came with %d descriptors, want %d", len(files), m.Request.Files())
-	default:
-		err = m.Request.check()
-	}
+	err = c.check(&m, len(files))
 	if err != nil {
 		closeAll(files)
-		c.Files = nil
 		return err
 	}
-	c.Request = *m.Request
-	return nil
+	c.Request, c.Files = *m.Request, files
+	tv = unix.Timeval{} // signals may come at any time
+	return unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+}
+
+// check judges the client and its request m, which came with files
+// descriptors.
+func (c *Conn) check(m *clientMsg, files int) error {
+	cred, err := unix.GetsockoptUcred(c.fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil {
+		return fmt.Errorf("peer credentials: %w", err)
+	}
+	if err := c.allow(cred); err != nil {
+		return err
+	}
+	switch {
+	case m.Request == nil:
+		return errors.New("the first message is not a request")
+	case files != m.Request.Files():
+		return fmt.Errorf("the request came with %d descriptors, want %d", files, m.Request.Files())
+	}
+	return m.Request.check()
 }
 
 // Send sends ev to the client; a client that went away is not an error

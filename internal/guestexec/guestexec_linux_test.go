@@ -1,0 +1,229 @@
+package guestexec
+
+import (
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/sdk/stagetest"
+)
+
+// listenInNewNetns listens in a network namespace of the test's own (as
+// PID 1 does in the guest's) and returns the listener and a descriptor of
+// that namespace for Dial.
+func listenInNewNetns(t *testing.T) (*Listener, int) {
+	t.Helper()
+	type result struct {
+		l   *Listener
+		ns  int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			done <- result{err: err}
+			return
+		}
+		ns, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		l, err := Listen()
+		done <- result{l, ns, err}
+	}()
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Cleanup(func() { r.l.Close(); unix.Close(r.ns) })
+	return r.l, r.ns
+}
+
+func pipes(t *testing.T) (ours, theirs [3]*os.File) {
+	t.Helper()
+	for i := range 3 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			ours[i], theirs[i] = w, r
+		} else {
+			ours[i], theirs[i] = r, w
+		}
+		t.Cleanup(func() { r.Close(); w.Close() })
+	}
+	return ours, theirs
+}
+
+// TestRoundTrip: the request and its three pipes reach the server, the
+// command's output and the client's signal go through, the exit status
+// comes back.
+func TestRoundTrip(t *testing.T) {
+	stagetest.RequireRoot(t)
+	l, ns := listenInNewNetns(t)
+	l.allow = func(*unix.Ucred) error { return nil } // the test is its own peer
+	served := make(chan string, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			err = c.ReadRequest()
+		}
+		if err != nil {
+			served <- err.Error()
+			return
+		}
+		defer c.Close()
+		c.Send(Event{Started: true, PID: 42})
+		in, _ := io.ReadAll(c.Files[0])
+		c.Files[1].WriteString("out:" + strings.Join(c.Request.Argv, " "))
+		c.Files[2].WriteString("err:" + string(in))
+		closeAll(c.Files)
+		var got syscall.Signal
+		c.Signals(func(s syscall.Signal) {
+			got = s
+			c.Send(Event{Exited: true, Signal: int(s)})
+		})
+		served <- "signal " + got.String()
+	}()
+
+	c, err := Dial(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ours, theirs := pipes(t)
+	pid, err := c.Start(Request{Argv: []string{"echo", "hi"}, Env: []string{"A=b"}}, theirs[:])
+	if err != nil || pid != 42 {
+		t.Fatalf("Start: pid %d, %v", pid, err)
+	}
+	for _, f := range theirs {
+		f.Close()
+	}
+	ours[0].WriteString("input")
+	ours[0].Close()
+	out, _ := io.ReadAll(ours[1])
+	errOut, _ := io.ReadAll(ours[2])
+	if string(out) != "out:echo hi" || string(errOut) != "err:input" {
+		t.Errorf("stdout %q, stderr %q", out, errOut)
+	}
+	if err := c.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := c.Wait()
+	if err != nil || ev.ExitCode() != 128+int(syscall.SIGUSR1) {
+		t.Errorf("Wait: %+v %v", ev, err)
+	}
+	c.Close()
+	if s := <-served; s != "signal user defined signal 1" {
+		t.Errorf("server: %s", s)
+	}
+}
+
+// TestRefusesGuestPeers: a peer inside PID 1's own PID namespace (here:
+// any process the test can see) gets a refusal, and nothing runs.
+func TestRefusesGuestPeers(t *testing.T) {
+	stagetest.RequireRoot(t)
+	l, ns := listenInNewNetns(t)
+	accepted := make(chan *Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil && c.ReadRequest() == nil {
+			accepted <- c
+		}
+	}()
+	c, err := Dial(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, theirs := pipes(t)
+	_, err = c.Start(Request{Argv: []string{"id"}}, theirs[:])
+	if err == nil || !strings.Contains(err.Error(), "refused: only the host's root may enter") {
+		t.Errorf("Start from a visible peer: %v, want refused", err)
+	}
+	select {
+	case conn := <-accepted:
+		t.Errorf("Accept returned a refused peer's request %+v", conn.Request)
+	default:
+	}
+}
+
+// TestBadRequests: requests PID 1 must not act on are answered with one
+// clear error each.
+func TestBadRequests(t *testing.T) {
+	stagetest.RequireRoot(t)
+	l, ns := listenInNewNetns(t)
+	l.allow = func(*unix.Ucred) error { return nil }
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			if c.ReadRequest() == nil {
+				c.Send(Event{Error: "accepted a bad request"})
+			}
+			c.Close()
+		}
+	}()
+	_, theirs := pipes(t)
+	for _, tc := range []struct {
+		name  string
+		msg   clientMsg
+		files []*os.File
+		want  string
+	}{
+		{"tty with three descriptors", clientMsg{Request: &Request{Argv: []string{"sh"}, TTY: true}}, theirs[:], "came with 3 descriptors, want 1"},
+		{"pipes with one descriptor", clientMsg{Request: &Request{Argv: []string{"sh"}}}, theirs[:1], "came with 1 descriptors, want 3"},
+		{"no command", clientMsg{Request: &Request{}}, theirs[:], "no command"},
+		{"bad environment", clientMsg{Request: &Request{Argv: []string{"sh"}, Env: []string{"NOEQUALS"}}}, theirs[:], `"NOEQUALS" is not NAME=value`},
+		{"a signal first", clientMsg{Signal: 9}, nil, "the first message is not a request"},
+	} {
+		c, err := Dial(ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := send(c.fd, tc.msg, tc.files); err != nil {
+			t.Fatalf("%s: send: %v", tc.name, err)
+		}
+		ev, err := c.next()
+		if err != nil || !strings.Contains(ev.Error, tc.want) {
+			t.Errorf("%s: %+v %v, want an error saying %q", tc.name, ev, err, tc.want)
+		}
+		c.Close()
+	}
+}
+
+// TestNoServer: a guest whose PID 1 does not listen gets ErrNoServer.
+func TestNoServer(t *testing.T) {
+	stagetest.RequireRoot(t)
+	l, ns := listenInNewNetns(t)
+	l.Close()
+	if _, err := Dial(ns); err != ErrNoServer {
+		t.Errorf("Dial with nobody listening: %v, want ErrNoServer", err)
+	}
+}
+
+func TestLookPath(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(dir+"/tool", nil, 0o755)
+	os.WriteFile(dir+"/data", nil, 0o644)
+	env := []string{"PATH=/nonexistent:" + dir}
+	if p, err := LookPath("tool", env); err != nil || p != dir+"/tool" {
+		t.Errorf("LookPath(tool): %q %v", p, err)
+	}
+	if _, err := LookPath("data", env); err == nil {
+		t.Error("LookPath found a file that is not executable")
+	}
+	if p, err := LookPath("/bin/x", env); err != nil || p != "/bin/x" {
+		t.Errorf("LookPath(/bin/x): %q %v", p, err)
+	}
+}
