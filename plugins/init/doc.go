@@ -13,8 +13,12 @@
 //     it must outlive the plugin. Once the plugin exits, the guest is the
 //     child of the runner, a child subreaper, which supervises it.
 //   - The child, PID 1 of the new PID namespace, makes / rslave before
-//     anything is mounted, bind-mounts the root onto itself, and mounts
-//     /proc, /sys (read-only, its netns's view), a tmpfs /dev with only
+//     anything is mounted, mounts a clone of the root onto itself (the
+//     mount stages mount it nosuid on the host; the clone lets setuid
+//     work inside), and mounts /proc (with /proc/sys read-only but for the
+//     guest's own namespaces' entries, and host-wide kernel files
+//     read-only or masked: kernelfiles.go), /sys (read-only, its netns's
+//     view), a tmpfs /dev with only
 //     null, zero, full, random, urandom, tty, a new devpts instance with
 //     ptmx, shm, the fd/stdin/stdout/stderr links, the boot record's disk
 //     nodes and the console pty bound on /dev/console, and a tmpfs /run.
