@@ -81,6 +81,9 @@ func scan() {
 			if unix.Stat(exe, &via) != nil {
 				continue // gone since
 			}
+			if again, err := os.Readlink(exe); err != nil || again != target {
+				continue // it executed something else meanwhile: look again next round
+			}
 			if unix.Stat(target, &at) == nil && at.Dev == via.Dev && at.Ino == via.Ino {
 				continue // the guest's own file
 			}
