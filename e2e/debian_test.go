@@ -59,8 +59,8 @@ func TestDebianGuestLeavesHostSysctls(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := e.name("deb")
-	ns := e.netns("198.18.38.1/24")
-	home := e.home(fmt.Sprintf("DISKS=( vda:1:%s )\nBRIDGES=( br0:06:a7:dd:b4:26:02 )", img))
+	ns, subnet := e.testnet()
+	home := e.home(fmt.Sprintf("DISKS=( vda:1:%s )\nBRIDGES=( br0:06:a7:dd:b4:%02x:02 )", img, subnet))
 	e.mustRun(ns, "run", "--pipeline", "pretend-boot", "--home", home, "--detach", name)
 
 	// rcS (procps among it) is done once subhost-init goes on to rc 2.

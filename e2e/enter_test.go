@@ -26,7 +26,7 @@ func TestEnterHandsOverNothingOfTheHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := e.newGuest("hent", 37, func(r *testguest.Root) {
+	g := e.newGuest("hent", func(r *testguest.Root) {
 		r.WriteFile("bin/enterprobe", string(probe), 0o755)
 		r.RcS("/bin/enterprobe scan </dev/null >/dev/null 2>&1 &")
 	})
