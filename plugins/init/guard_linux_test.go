@@ -14,6 +14,7 @@ import (
 
 	"github.com/subhost/subhost/internal/loopdev"
 	"github.com/subhost/subhost/internal/seccompguard"
+	"github.com/subhost/subhost/internal/testbin"
 	"github.com/subhost/subhost/sdk"
 	"github.com/subhost/subhost/sdk/stagetest"
 )
@@ -24,13 +25,7 @@ func buildProbe(t *testing.T) string { return buildTestdata(t, "guardprobe") }
 // buildTestdata builds the command testdata/name statically.
 func buildTestdata(t *testing.T, name string) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), name)
-	cmd := exec.Command("go", "build", "-o", out, "./testdata/"+name)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", name, err, b)
-	}
-	return out
+	return testbin.MustBuild(t, name, "./plugins/init/testdata/"+name)
 }
 
 // TestGuard boots testdata/guardprobe with a read-only loop device as

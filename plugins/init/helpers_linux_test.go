@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/internal/cgroups"
+	"github.com/subhost/subhost/internal/testbin"
 	"github.com/subhost/subhost/internal/testguest/initprobe"
 	"github.com/subhost/subhost/sdk"
 )
@@ -64,11 +64,7 @@ func testInit(t *testing.T) string {
 			return
 		}
 		testInitPath = filepath.Join(testInitDir, "testinit")
-		cmd := exec.Command("go", "build", "-o", testInitPath, "./testdata/testinit")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			testInitErr = fmt.Errorf("build testinit: %v\n%s", err, out)
-		}
+		testInitErr = testbin.Build(testInitPath, "./plugins/init/testdata/testinit")
 	})
 	if testInitErr != nil {
 		t.Fatal(testInitErr)

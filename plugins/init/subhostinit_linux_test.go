@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/subhost/subhost/internal/guestexit"
+	"github.com/subhost/subhost/internal/testbin"
 	"github.com/subhost/subhost/sdk/stagetest"
 )
 
@@ -19,13 +19,7 @@ import (
 func TestBootWithSubhostInit(t *testing.T) {
 	stagetest.RequireRoot(t)
 	stagetest.NoLeaks(t)
-	initBin := filepath.Join(t.TempDir(), "subhost-init")
-	build := exec.Command("go", "build", "-o", initBin, "../../cmd/subhost-init")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build subhost-init: %v\n%s", err, out)
-	}
-	os.Chmod(initBin, 0o755)
+	initBin := testbin.MustBuild(t, "subhost-init", "./cmd/subhost-init")
 
 	root := scratchRoot(t, "")
 	if err := os.MkdirAll(filepath.Join(root, "etc/init.d"), 0o755); err != nil {

@@ -45,7 +45,7 @@ type state struct {
 }
 
 func (s *stage) Validate(ctx context.Context, req *sdk.Request) error {
-	p, err := survey(req.Subhost)
+	p, err := specAndSurvey(req.Subhost)
 	if err != nil {
 		return err
 	}
@@ -55,7 +55,7 @@ func (s *stage) Validate(ctx context.Context, req *sdk.Request) error {
 
 func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err error) {
 	log := sdk.Logger(ctx)
-	p, err := survey(req.Subhost)
+	p, err := specAndSurvey(req.Subhost)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +145,7 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err er
 }
 
 func (s *stage) Check(ctx context.Context, req *sdk.Request) error {
-	p, err := survey(req.Subhost)
+	p, err := specAndSurvey(req.Subhost)
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 	if err != nil {
 		return sdk.Internalf("home %q: %w", sp.home, err)
 	}
-	p := &plan{layout: &layout{spec: sp, home: home}}
+	p := &survey{layout: &layout{spec: sp, home: home}}
 	defer p.close()
 	p.image = &imageFile{path: filepath.Join(home.path, sp.name+".img")}
 	mounts, err := mountinfo.Self()
@@ -229,7 +229,7 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 // ownLive reports whether mount m on live is this subhost's: an overlay
 // whose upper layer is HOME/root or root in the image on mnt, or a bind of
 // one of those.
-func (p *plan) ownLive(m *mountinfo.Entry, mounts []mountinfo.Entry, mntOurs bool) (bool, error) {
+func (p *survey) ownLive(m *mountinfo.Entry, mounts []mountinfo.Entry, mntOurs bool) (bool, error) {
 	var uppers []*dir
 	defer func() {
 		for _, d := range uppers {
@@ -267,7 +267,7 @@ func (p *plan) ownLive(m *mountinfo.Entry, mounts []mountinfo.Entry, mntOurs boo
 
 // unmountImage unmounts mnt if the image is mounted there, then detaches
 // every loop device backed by the image. It keeps going past errors.
-func (p *plan) unmountImage() []error {
+func (p *survey) unmountImage() []error {
 	var errs []error
 	loops, err := loopdev.FindByBacking(p.image.path)
 	if err != nil {

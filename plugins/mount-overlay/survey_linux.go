@@ -8,10 +8,10 @@ import (
 	"github.com/subhost/subhost/sdk"
 )
 
-// plan is a subhost's opened tree checked against the host's mounts and
+// survey is a subhost's opened tree checked against the host's mounts and
 // loop devices, with what of it already exists (a hibernated subhost's
 // mounts, adopted by Up).
-type plan struct {
+type survey struct {
 	*layout
 	mounts []mountinfo.Entry
 	// mntMounted: the image is mounted on mnt (image variant).
@@ -20,16 +20,16 @@ type plan struct {
 	liveMounted bool
 }
 
-func (p *plan) kind() string {
+func (p *survey) kind() string {
 	if p.overlay() {
 		return "overlay"
 	}
 	return "rbind"
 }
 
-// survey opens the subhost's tree and checks it and the host, changing
+// specAndSurvey opens the subhost's tree and checks it and the host, changing
 // nothing: what Validate does, and what Up and Check start with.
-func survey(s sdk.Subhost) (*plan, error) {
+func specAndSurvey(s sdk.Subhost) (*survey, error) {
 	sp, err := parseSpec(s)
 	if err != nil {
 		return nil, err
@@ -38,7 +38,7 @@ func survey(s sdk.Subhost) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &plan{layout: l}
+	p := &survey{layout: l}
 	if err := p.refresh(); err != nil {
 		l.close()
 		return nil, err
@@ -46,8 +46,8 @@ func survey(s sdk.Subhost) (*plan, error) {
 	return p, nil
 }
 
-// refresh rereads the host's mounts and checks the plan against them.
-func (p *plan) refresh() error {
+// refresh rereads the host's mounts and checks the survey against them.
+func (p *survey) refresh() error {
 	mounts, err := mountinfo.Self()
 	if err != nil {
 		return sdk.Internalf("read mountinfo: %w", err)
@@ -84,7 +84,7 @@ func (p *plan) refresh() error {
 // surveyImage checks the image's loop devices: each must be mounted only
 // on our mnt (the image mounted twice would be corrupted), and whatever
 // is on mnt must be the image. When it is, the layers inside are opened.
-func (p *plan) surveyImage() error {
+func (p *survey) surveyImage() error {
 	loops, err := p.imageLoops()
 	if err != nil {
 		return err
@@ -128,7 +128,7 @@ func (p *plan) surveyImage() error {
 // imageLoops finds the image's loop devices. One that is attached but
 // not mounted may be an autoclear device the kernel is still freeing
 // after an unmount: give it a moment before counting it.
-func (p *plan) imageLoops() ([]loopdev.Device, error) {
+func (p *survey) imageLoops() ([]loopdev.Device, error) {
 	for deadline := time.Now().Add(300 * time.Millisecond); ; time.Sleep(50 * time.Millisecond) {
 		loops, err := loopdev.FindByBacking(p.image.path)
 		if err != nil {
@@ -149,6 +149,6 @@ func (p *plan) imageLoops() ([]loopdev.Device, error) {
 	}
 }
 
-func (p *plan) devMounted(d loopdev.Device) bool {
+func (p *survey) devMounted(d loopdev.Device) bool {
 	return len(mountinfo.Mountpoints(p.mounts, d.Major, d.Minor)) > 0
 }
