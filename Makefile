@@ -11,7 +11,7 @@ LDFLAGS := -s -w -X github.com/subhost/subhost/internal/version.Version=$(VERSIO
 # the host's libc, and each plugin starts half a millisecond sooner.
 export CGO_ENABLED := 0
 
-.PHONY: all build deps test generate install demo bench clean vet
+.PHONY: all build deps test generate install demo bench clean vet deb
 
 all: build
 
@@ -29,8 +29,9 @@ build:
 	@chmod 0755 $(BIN) $(BIN)/plugins
 
 # What the tests use from Debian: a static busybox for guest roots,
-# mkfs.ext4 -d, ip, losetup/nsenter/unshare, pgrep.
-TEST_DEBS := busybox-static e2fsprogs iproute2 util-linux procps
+# mkfs.ext4 -d, ip, losetup/nsenter/unshare, pgrep; lintian for the
+# package's test (dpkg-deb comes with dpkg).
+TEST_DEBS := busybox-static e2fsprogs iproute2 util-linux procps lintian
 
 deps:
 	@bash scripts/deps.sh $(TEST_DEBS)
@@ -64,6 +65,11 @@ install: build
 	ln -sf subhost $(DESTDIR)$(PREFIX)/bin/pretend-boot
 	ln -sf subhost $(DESTDIR)$(PREFIX)/bin/control
 	install -m 0755 $(BIN)/plugins/* $(DESTDIR)$(PREFIX)/lib/subhost/plugins/
+
+# bin/subhost_VERSION_ARCH.deb, with dpkg-deb from a tree staged out of
+# `make build` (scripts/mkdeb.sh says why not dpkg-buildpackage).
+deb: build
+	bash scripts/mkdeb.sh $(BIN) $(BIN) $(VERSION)
 
 # Boots a busybox subhost, shows it serving over a bridge, cleans up (root).
 demo:

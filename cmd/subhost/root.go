@@ -44,12 +44,14 @@ through a pipeline of stage plugins.`,
 	pf.CountVarP(&g.Verbose, "verbose", "v", "more detail (-v info, -vv debug, -vvv trace)")
 	pf.StringVar(&g.StateDir, "state-dir", state.DefaultRoot, "where subhost keeps its state")
 	pf.MarkHidden("state-dir")
+	pf.StringVar(&g.EtcDir, "etc-dir", settings.DefaultEtc(), "the site's configuration: pipelines/, plugins/ and autostart/ (also $"+settings.EtcDirEnv+")")
 
 	root.AddCommand(
 		newRunCmd(), newStopCmd(), newStatusCmd(), newListCmd(),
 		newStageCmd(), newPipelinesCmd(), newPluginsCmd(), newVersionCmd(),
 		newImageCmd(), newControlUsageCmd(), newSuperviseCmd(),
-		newConsoleCmd(), newEnterCmd(), newDescribeCmd(), newSetCmd(),
+		newConsoleCmd(), newEnterCmd(), newDescribeCmd(), newSetCmd(), newManCmd(),
+		newEnableCmd(), newDisableCmd(), newAutostartCmd(),
 	)
 	return root
 }

@@ -19,16 +19,21 @@ import (
 
 // report is one subhost as status and list show it.
 type report struct {
-	Name       string        `json:"name"`
-	Pipeline   string        `json:"pipeline,omitempty"`
-	State      string        `json:"state"`
-	PID        int           `json:"pid,omitempty"`
-	Uptime     string        `json:"uptime,omitempty"`
-	UptimeS    int64         `json:"uptime_s,omitempty"`
-	Home       string        `json:"home,omitempty"`
-	Supervisor int           `json:"supervisor,omitempty"`
-	Error      string        `json:"error,omitempty"`
-	Stages     []stageReport `json:"stages,omitempty"`
+	Name       string `json:"name"`
+	Pipeline   string `json:"pipeline,omitempty"`
+	State      string `json:"state"`
+	PID        int    `json:"pid,omitempty"`
+	Started    string `json:"started,omitempty"` // the guest's start, RFC 3339 with nanoseconds
+	Uptime     string `json:"uptime,omitempty"`
+	UptimeS    int64  `json:"uptime_s,omitempty"`
+	Home       string `json:"home,omitempty"`
+	Supervisor int    `json:"supervisor,omitempty"`
+	Error      string `json:"error,omitempty"`
+	// Restarts counts the guest's restarts by RESTART= since the
+	// subhost was brought up.
+	Restarts  int              `json:"restarts"`
+	Autostart *autostartReport `json:"autostart,omitempty"`
+	Stages    []stageReport    `json:"stages,omitempty"`
 	// Extra is the boot record's site map: what site stages (an exec
 	// stage's script) contributed.
 	Extra map[string]string `json:"extra,omitempty"`
@@ -37,6 +42,16 @@ type report struct {
 	Limits *cgroups.InForce `json:"limits,omitempty"`
 	Usage  *cgroups.Usage   `json:"usage,omitempty"`
 }
+
+// autostartReport is a subhost's enrolment, when it has one.
+type autostartReport struct {
+	Order int    `json:"order"`
+	Group string `json:"group,omitempty"`
+}
+
+// startedFormat is RFC 3339 with all nine digits of the nanoseconds, so
+// that the strings sort as the times do (RFC3339Nano drops trailing zeros).
+const startedFormat = "2006-01-02T15:04:05.000000000Z07:00"
 
 type stageReport struct {
 	Name       string `json:"name"`
@@ -49,6 +64,16 @@ type stageReport struct {
 // describe reads a subhost's state and checks it against the living
 // processes: a state that says running over a dead guest is a failure.
 func describe(root, name string) (report, error) {
+	r, err := describeState(root, name)
+	if err == nil {
+		if e, err := autostartDir().Get(name); err == nil {
+			r.Autostart = &autostartReport{Order: e.Order, Group: e.Group}
+		}
+	}
+	return r, err
+}
+
+func describeState(root, name string) (report, error) {
 	st, err := state.Dir{Root: root, Name: name}.Load()
 	if errors.Is(err, state.ErrNoState) {
 		return report{Name: name, State: state.Stopped}, nil
@@ -56,11 +81,12 @@ func describe(root, name string) (report, error) {
 	if err != nil {
 		return report{}, err
 	}
-	r := report{Name: name, Pipeline: st.Pipeline, State: st.Status, Home: st.Home, Error: st.Error, Extra: st.Record.Extra}
+	r := report{Name: name, Pipeline: st.Pipeline, State: st.Status, Home: st.Home, Error: st.Error, Extra: st.Record.Extra, Restarts: st.Restarts}
 	guest := st.Record.GuestPID != 0 && proc.Alive(st.Record.GuestPID, st.Record.GuestStartTime)
 	if guest {
 		r.PID = st.Record.GuestPID
 		if !st.GuestStarted.IsZero() {
+			r.Started = st.GuestStarted.UTC().Format(startedFormat)
 			up := time.Since(st.GuestStarted).Truncate(time.Second)
 			r.Uptime, r.UptimeS = up.String(), int64(up.Seconds())
 		}
@@ -110,6 +136,19 @@ func newStatusCmd() *cobra.Command {
 			fmt.Fprintln(w)
 			if r.Pipeline != "" {
 				fmt.Fprintf(w, "  pipeline %s, home %s\n", r.Pipeline, r.Home)
+			}
+			if r.Started != "" {
+				fmt.Fprintf(w, "  guest started %s\n", r.Started)
+			}
+			if r.Restarts > 0 {
+				fmt.Fprintf(w, "  restarted %d time(s) by RESTART=\n", r.Restarts)
+			}
+			if a := r.Autostart; a != nil {
+				fmt.Fprintf(w, "  autostart: order %d", a.Order)
+				if a.Group != "" {
+					fmt.Fprintf(w, ", group %s", a.Group)
+				}
+				fmt.Fprintln(w)
 			}
 			for _, s := range r.Stages {
 				fmt.Fprintf(w, "  %-16s %s", s.Name, s.Status)

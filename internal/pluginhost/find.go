@@ -15,7 +15,8 @@ import (
 // PathEnv lists extra plugin directories, colon-separated.
 const PathEnv = "SUBHOST_PLUGIN_PATH"
 
-// SiteDir is where a site drops its own plugins.
+// SiteDir is where a site drops its own plugins, under the default etc
+// directory (subhost --etc-dir moves it).
 const SiteDir = "/etc/subhost/plugins"
 
 // notPlugins are executables that live beside the plugins but are not
@@ -25,10 +26,11 @@ var notPlugins = []string{"subhost-init"}
 var pluginName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 
 // SearchPath returns the plugin directories in the order they are
-// searched: --plugin-dir, $SUBHOST_PLUGIN_PATH, /etc/subhost/plugins, then
-// the directory installed beside the subhost binary
-// (PREFIX/lib/subhost/plugins, or bin/plugins in a build tree).
-func SearchPath(flagDirs []string, getenv func(string) string) []string {
+// searched: --plugin-dir, $SUBHOST_PLUGIN_PATH, the site's directory
+// (siteDir, usually SiteDir), then the directory installed beside the
+// subhost binary (PREFIX/lib/subhost/plugins, or bin/plugins in a build
+// tree).
+func SearchPath(flagDirs []string, siteDir string, getenv func(string) string) []string {
 	dirs := slices.Clone(flagDirs)
 	if p := getenv(PathEnv); p != "" {
 		for _, d := range strings.Split(p, ":") {
@@ -37,7 +39,7 @@ func SearchPath(flagDirs []string, getenv func(string) string) []string {
 			}
 		}
 	}
-	dirs = append(dirs, SiteDir)
+	dirs = append(dirs, siteDir)
 	if exe, err := os.Executable(); err == nil {
 		if exe, err = filepath.EvalSymlinks(exe); err == nil {
 			bin := filepath.Dir(exe)

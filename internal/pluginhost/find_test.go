@@ -11,7 +11,7 @@ import (
 
 func TestSearchPathOrder(t *testing.T) {
 	env := map[string]string{PathEnv: "/env/a::/env/b"}
-	dirs := SearchPath([]string{"/flag"}, func(k string) string { return env[k] })
+	dirs := SearchPath([]string{"/flag"}, SiteDir, func(k string) string { return env[k] })
 	want := []string{"/flag", "/env/a", "/env/b", SiteDir}
 	if !slices.Equal(dirs[:4], want) {
 		t.Errorf("search path %v, want it to start with %v", dirs, want)

@@ -25,6 +25,35 @@ type Settings struct {
 	LogLevel      string   `json:"log_level,omitempty"`
 	Verbose       int      `json:"verbose,omitempty"`
 	StateDir      string   `json:"state_dir,omitempty"`
+	// EtcDir holds the site's pipelines/, plugins/ and autostart/.
+	EtcDir string `json:"etc_dir,omitempty"`
+}
+
+// EtcDirEnv names the etc directory when --etc-dir is not given.
+const EtcDirEnv = "SUBHOST_ETC_DIR"
+
+// DefaultEtcDir is the etc directory when neither --etc-dir nor
+// $SUBHOST_ETC_DIR names one.
+const DefaultEtcDir = "/etc/subhost"
+
+// DefaultEtc is $SUBHOST_ETC_DIR, else DefaultEtcDir: the --etc-dir flag's
+// default.
+func DefaultEtc() string {
+	if d := os.Getenv(EtcDirEnv); d != "" {
+		return d
+	}
+	return DefaultEtcDir
+}
+
+// AutostartDir holds the enrolments of `subhost enable`.
+func (s *Settings) AutostartDir() string { return filepath.Join(s.Etc(), "autostart") }
+
+// Etc is the etc directory.
+func (s *Settings) Etc() string {
+	if s.EtcDir == "" {
+		return DefaultEtcDir
+	}
+	return s.EtcDir
 }
 
 // Level is the log level the flags ask for: --log-level, else one step
@@ -62,15 +91,16 @@ func (s *Settings) StateRoot() string {
 	return s.StateDir
 }
 
-// Pipelines loads the built-in pipelines and the files the flags name.
+// Pipelines loads the built-in pipelines, ETC/pipelines/*.hcl and the
+// files the flags name.
 func (s *Settings) Pipelines() (*pipeline.Set, error) {
-	return pipeline.Load(pipeline.LoadOptions{Files: s.PipelineFiles})
+	return pipeline.Load(pipeline.LoadOptions{Dirs: []string{filepath.Join(s.Etc(), "pipelines")}, Files: s.PipelineFiles})
 }
 
 // PluginHost starts stage plugins, its sockets under the state root.
 func (s *Settings) PluginHost(logger hclog.Logger) (*pluginhost.Host, error) {
 	h := &pluginhost.Host{
-		Dirs:      pluginhost.SearchPath(s.PluginDirs, os.Getenv),
+		Dirs:      pluginhost.SearchPath(s.PluginDirs, filepath.Join(s.Etc(), "plugins"), os.Getenv),
 		SocketDir: filepath.Join(s.StateRoot(), ".plugins"),
 		Logger:    logger,
 		LogLevel:  s.Level().String(),

@@ -64,6 +64,9 @@ type State struct {
 	GuestStarted        time.Time `json:"guest_started,omitzero"`
 	Updated             time.Time `json:"updated"`
 	Error               string    `json:"error,omitempty"`
+	// Restarts counts the guest's restarts by the config's RESTART=
+	// policy (not the guest's own reboots).
+	Restarts int `json:"restarts,omitempty"`
 }
 
 // Stage is one stage's part of the state.
