@@ -1,0 +1,174 @@
+package autostart
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeOps records starts and stops; each takes hold, and the most that
+// ran at once is kept.
+type fakeOps struct {
+	hold    time.Duration
+	fail    map[string]bool
+	running map[string]bool
+	bridges map[string][]string
+	present func(bridge string) bool
+
+	mu      sync.Mutex
+	now     int
+	maxNow  int
+	order   []string
+	stopArg map[string]string
+}
+
+func (f *fakeOps) Running(name string) bool { return f.running[name] }
+func (f *fakeOps) Bridges(e Entry) ([]string, error) {
+	return f.bridges[e.Name], nil
+}
+func (f *fakeOps) BridgeExists(b string) bool { return f.present == nil || f.present(b) }
+
+func (f *fakeOps) do(name string) error {
+	f.mu.Lock()
+	f.now++
+	f.maxNow = max(f.maxNow, f.now)
+	f.order = append(f.order, name)
+	f.mu.Unlock()
+	time.Sleep(f.hold)
+	f.mu.Lock()
+	f.now--
+	f.mu.Unlock()
+	if f.fail[name] {
+		return errors.New("broken")
+	}
+	return nil
+}
+
+func (f *fakeOps) Start(_ context.Context, e Entry) error { return f.do(e.Name) }
+
+func (f *fakeOps) Stop(_ context.Context, name string, timeout time.Duration, force bool) error {
+	f.mu.Lock()
+	if f.stopArg == nil {
+		f.stopArg = map[string]string{}
+	}
+	f.stopArg[name] = fmt.Sprintf("%s/%v", timeout, force)
+	f.mu.Unlock()
+	return f.do(name)
+}
+
+func TestStartInOrderEqualOrdersInParallel(t *testing.T) {
+	ops := &fakeOps{hold: 50 * time.Millisecond}
+	entries := []Entry{{Name: "c", Order: 30}, {Name: "a", Order: 20}, {Name: "b1", Order: 10}, {Name: "b2", Order: 10}, {Name: "b3", Order: 10}}
+	rs := Start(context.Background(), entries, ops, StartOptions{Parallel: 2})
+	if Failed(rs) != 0 {
+		t.Fatalf("results %+v", rs)
+	}
+	first := ops.order[:3]
+	slices.Sort(first)
+	if !slices.Equal(first, []string{"b1", "b2", "b3"}) || ops.order[3] != "a" || ops.order[4] != "c" {
+		t.Errorf("start order %v, want b* (order 10), then a, then c", ops.order)
+	}
+	if ops.maxNow != 2 {
+		t.Errorf("at most %d started at once, want --parallel 2", ops.maxNow)
+	}
+}
+
+func TestStartGroupAndIdempotence(t *testing.T) {
+	ops := &fakeOps{running: map[string]bool{"a": true}}
+	entries := []Entry{{Name: "a", Group: "web"}, {Name: "b", Group: "web"}, {Name: "c", Group: "db"}}
+	rs := Start(context.Background(), entries, ops, StartOptions{Group: "web", Parallel: 1})
+	if len(rs) != 2 || rs[0].Skipped != "already running" || rs[1].Skipped != "" || rs[1].Err != nil {
+		t.Errorf("results %+v, want a skipped (running) and b started; c not in group", rs)
+	}
+	if !slices.Equal(ops.order, []string{"b"}) {
+		t.Errorf("started %v, want only b", ops.order)
+	}
+}
+
+func TestStartOneFailureDoesNotStopTheRest(t *testing.T) {
+	ops := &fakeOps{fail: map[string]bool{"a": true}}
+	entries := []Entry{{Name: "a", Order: 1}, {Name: "b", Order: 2}}
+	rs := Start(context.Background(), entries, ops, StartOptions{Parallel: 1})
+	if Failed(rs) != 1 || rs[0].Err == nil || rs[1].Err != nil {
+		t.Errorf("results %+v, want a failed and b started", rs)
+	}
+}
+
+func TestStartDelayBeforeNextOrder(t *testing.T) {
+	ops := &fakeOps{}
+	entries := []Entry{{Name: "a", Order: 1, Delay: 300 * time.Millisecond}, {Name: "b", Order: 2}}
+	var at []time.Time
+	var mu sync.Mutex
+	rs := Start(context.Background(), entries, ops, StartOptions{Parallel: 1, Report: func(Result) {
+		mu.Lock()
+		at = append(at, time.Now())
+		mu.Unlock()
+	}})
+	if Failed(rs) != 0 || len(at) != 2 {
+		t.Fatalf("results %+v", rs)
+	}
+	// Order, not timing, is asserted elsewhere; a delay is a lower bound.
+	if gap := at[1].Sub(at[0]); gap < 300*time.Millisecond {
+		t.Errorf("b started %s after a, want at least a's delay 300ms", gap)
+	}
+}
+
+func TestStartWaitsForBridgesBounded(t *testing.T) {
+	appear := time.Now().Add(300 * time.Millisecond)
+	ops := &fakeOps{
+		bridges: map[string][]string{"late": {"br-late"}, "never": {"br-none"}},
+		present: func(b string) bool { return b == "br-late" && time.Now().After(appear) },
+	}
+	entries := []Entry{{Name: "late", Order: 1}, {Name: "never", Order: 1}}
+	rs := Start(context.Background(), entries, ops, StartOptions{Parallel: 2, BridgeWait: time.Second})
+	if rs[0].Err != nil {
+		t.Errorf("late: %v, want started once br-late appeared", rs[0].Err)
+	}
+	if rs[1].Err == nil || !strings.Contains(rs[1].Err.Error(), "bridge br-none does not exist after waiting 1s") {
+		t.Errorf("never: %v, want a clear error naming the bridge", rs[1].Err)
+	}
+	if !slices.Equal(ops.order, []string{"late"}) {
+		t.Errorf("started %v, want only late", ops.order)
+	}
+}
+
+func TestStopAllReverseOrderUnenrolledFirst(t *testing.T) {
+	ops := &fakeOps{}
+	up := []Up{{Name: "b", Order: 10}, {Name: "hand", Order: Unenrolled}, {Name: "c", Order: 30}, {Name: "a", Order: 20}}
+	rs := StopAll(context.Background(), up, ops, StopOptions{Timeout: 5 * time.Second, Total: time.Minute, Parallel: 1})
+	if Failed(rs) != 0 {
+		t.Fatalf("results %+v", rs)
+	}
+	if !slices.Equal(ops.order, []string{"hand", "c", "a", "b"}) {
+		t.Errorf("stop order %v, want hand (not enrolled), c, a, b", ops.order)
+	}
+	if ops.stopArg["b"] != "5s/false" {
+		t.Errorf("b stopped with %s, want the timeout 5s, not forced", ops.stopArg["b"])
+	}
+}
+
+// When the total runs short, the guests left are killed at once, and a
+// stop still going at the total is reported, not waited for.
+func TestStopAllBoundedByTotal(t *testing.T) {
+	ops := &fakeOps{hold: 200 * time.Millisecond}
+	up := []Up{{Name: "a", Order: 2}, {Name: "b", Order: 1}}
+	rs := StopAll(context.Background(), up, ops, StopOptions{Timeout: time.Minute, Total: ForceReserve + 100*time.Millisecond, Parallel: 1})
+	if rs[0].Err != nil || !strings.HasSuffix(ops.stopArg["a"], "/false") {
+		t.Errorf("a: %v with %s, want stopped with the total's remainder", rs[0].Err, ops.stopArg["a"])
+	}
+	if ops.stopArg["b"] != "0s/true" {
+		t.Errorf("b stopped with %s, want forced once the reserve was reached", ops.stopArg["b"])
+	}
+
+	slow := &fakeOps{hold: time.Hour}
+	t0 := time.Now()
+	rs = StopAll(context.Background(), []Up{{Name: "stuck"}}, slow, StopOptions{Total: 200 * time.Millisecond, Parallel: 1})
+	if rs[0].Err == nil || time.Since(t0) > 10*time.Second {
+		t.Errorf("a stop that never ends: %v after %s, want an error at the total", rs[0].Err, time.Since(t0))
+	}
+}
