@@ -37,16 +37,25 @@ func (t *targetFlags) target(name string) runner.Target {
 
 func newRunCmd() *cobra.Command {
 	var t targetFlags
-	var detach bool
+	var detach, supervise bool
 	cmd := &cobra.Command{
-		Use:   "run [--pipeline P] [--home DIR] [--config FILE] [--detach] NAME",
+		Use:   "run [--pipeline P] [--home DIR] [--config FILE] [--detach | --supervise] NAME",
 		Short: "Bring a subhost up and boot its guest",
 		Long: `Bring every stage of the pipeline up in order, then boot the guest with its
 console on this terminal. On any failure every stage that was started is
-brought down again, in reverse, and the host is left as it was.`,
+brought down again, in reverse, and the host is left as it was.
+
+--supervise is the mode for service managers (systemd's subhost@.service,
+start-stop-daemon, runit): subhost stays in the foreground as the guest's
+supervisor, the console goes to its log only, READY=1 goes to
+$NOTIFY_SOCKET once the guest's PID 1 runs, SIGTERM powers the guest off
+and tears down (exit 0), and the exit status is 1 when the guest crashed.`,
 		Args:              exactArgs(1, "NAME"),
 		ValidArgsFunction: completeNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if supervise && detach {
+				return usageError{fmt.Errorf("--detach and --supervise exclude each other")}
+			}
 			// Check what can be checked here, so that bad input is
 			// reported before a supervisor starts.
 			r, err := newRunner()
@@ -56,11 +65,15 @@ brought down again, in reverse, and the host is left as it was.`,
 			if _, err := r.MakePlan(t.target(args[0])); err != nil {
 				return err
 			}
+			if supervise {
+				return runSupervised(cmd.Context(), t.target(args[0]))
+			}
 			return runSubhost(cmd, t.target(args[0]), detach)
 		},
 	}
 	t.register(cmd, "pretend-boot")
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "run in the background; return once the guest's PID 1 runs")
+	cmd.Flags().BoolVar(&supervise, "supervise", false, "stay in the foreground as the guest's supervisor, for a service manager (no console relay; READY=1 on $NOTIFY_SOCKET)")
 	return cmd
 }
 

@@ -26,6 +26,8 @@ type Plan struct {
 	Pipeline *pipeline.Pipeline
 	Subhost  sdk.Subhost
 	Stages   []PlannedStage
+	// Restart is the config's RESTART= policy.
+	Restart RestartPolicy
 }
 
 // PlannedStage is a pipeline stage with its plugin found.
@@ -84,6 +86,9 @@ func (r *Runner) MakePlan(t Target) (*Plan, error) {
 		Name:     t.Name,
 		Pipeline: pl,
 		Subhost:  sdk.Subhost{Name: t.Name, Home: home, ConfigFile: cfgPath, Vars: vars},
+	}
+	if plan.Restart, err = restartPolicy(plan.Subhost); err != nil {
+		return nil, err
 	}
 	for _, s := range pl.Stages {
 		path, err := r.Stages.Resolve(s.Plugin)

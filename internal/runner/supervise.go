@@ -68,6 +68,8 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 	// subhost; it takes it back (and the state as they left it) to act.
 	s.lock.Suspend()
 	stopping := false
+	powerOffAsked := false // by the console: not a failure to restart from
+	var limiter restartLimiter
 	for {
 		pid := s.st.Record.GuestPID
 		if opts.OnGuest != nil {
@@ -95,6 +97,7 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 				}
 				ctx = context.Background() // seen once
 			case <-opts.PowerOff:
+				powerOffAsked = true
 				go stopGuest(s.st.Record, StopOptions{Timeout: DefaultStopTimeout})
 			}
 		}
@@ -110,7 +113,15 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 		s.st.Supervisor, s.st.SupervisorStartTime = 0, 0
 		launcher := s.st.Launcher()
 		s.st.ForgetGuest()
-		if outcome == guestexit.Reboot && !stopping {
+		restart := !stopping && !powerOffAsked && s.plan.Restart.wants(outcome)
+		if restart {
+			if err := limiter.allow(time.Now()); err != nil {
+				return v.giveUp(outcome, fmt.Errorf("%s=%s: %w; last end: %s", RestartVar, s.plan.Restart, err, guestexit.Describe(ws)))
+			}
+			s.st.Restarts++
+			s.r.Logger.Warn("restarting the guest", "subhost", s.plan.Name, "policy", s.plan.Restart, "restarts", s.st.Restarts)
+		}
+		if (outcome == guestexit.Reboot || restart) && !stopping {
 			err := v.reboot(launcher, opts)
 			if err == nil {
 				err = v.recordSupervisor()
@@ -124,6 +135,16 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 		}
 		return v.finish(outcome, stopping || s.plan.Pipeline.OnExit != "keep", nil)
 	}
+}
+
+// giveUp ends supervision after too many restarts: the stages stay up
+// (`subhost stop` takes them down) and the state says why, for status.
+func (v *Supervision) giveUp(guest guestexit.Outcome, reason error) (Outcome, error) {
+	s := v.s
+	s.r.Logger.Error("not restarting the guest", "subhost", s.plan.Name, "reason", reason)
+	s.st.Status = state.Failed
+	s.st.Error = reason.Error()
+	return Outcome{Guest: guest, Status: state.Failed}, errors.Join(reason, s.save())
 }
 
 // resume takes the lock back and reloads the state, which another

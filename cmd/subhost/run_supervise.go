@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/subhost/subhost/internal/guestexit"
+	"github.com/subhost/subhost/internal/runner"
+	"github.com/subhost/subhost/internal/sdnotify"
+	"github.com/subhost/subhost/internal/supervisor"
+)
+
+// runSupervised is `run --supervise`: this process, in the foreground, is
+// the guest's supervisor, for a service manager (systemd's Type=notify,
+// start-stop-daemon, runit, a scheduler's exec driver). The console is
+// not relayed: it goes to the console log. READY=1 goes to $NOTIFY_SOCKET
+// once the guest's PID 1 runs; SIGTERM (the context) is an orderly stop:
+// power off, then the pipeline's teardown, and exit 0. A guest that
+// crashed (and was not restarted) makes the exit status 1.
+func runSupervised(ctx context.Context, t runner.Target) error {
+	n := &serviceNotifier{name: t.Name}
+	err := supervisor.Supervise(ctx, supervisor.Spec{Settings: g, Target: t}, supervisor.NewEventWriter(n))
+	if err != nil {
+		return err
+	}
+	last := n.lastEvent()
+	if last.Guest == guestexit.Crashed.String() && ctx.Err() == nil {
+		return fmt.Errorf("subhost %s: the guest crashed; it is %s (console log: %s)", t.Name, last.Status, supervisor.LogDir+"/"+t.Name+".log")
+	}
+	return nil
+}
+
+// serviceNotifier reads the supervisor's events: progress to standard
+// error (the service's log), readiness and the end to the service manager.
+type serviceNotifier struct {
+	name string
+	mu   sync.Mutex
+	last supervisor.Event
+}
+
+func (n *serviceNotifier) Write(p []byte) (int, error) {
+	var e supervisor.Event
+	if err := json.Unmarshal(p, &e); err != nil {
+		return len(p), nil
+	}
+	n.mu.Lock()
+	if e.Guest != "" || e.Status != "" || e.Error != "" {
+		n.last = e
+	}
+	n.mu.Unlock()
+	switch {
+	case e.Progress != "":
+		fmt.Fprint(os.Stderr, e.Progress)
+	case e.Ready:
+		status := fmt.Sprintf("STATUS=subhost %s running, guest pid %d", n.name, e.PID)
+		if e.PID == 0 {
+			status = fmt.Sprintf("STATUS=subhost %s is %s", n.name, e.Status)
+		}
+		n.notify("READY=1", fmt.Sprintf("MAINPID=%d", os.Getpid()), status)
+		fmt.Fprintln(os.Stderr, status[len("STATUS="):])
+	case e.Guest != "":
+		n.notify("STOPPING=1", fmt.Sprintf("STATUS=subhost %s: guest %s; %s", n.name, e.Guest, e.Status))
+		fmt.Fprintf(os.Stderr, "subhost %s: guest %s; %s\n", n.name, e.Guest, e.Status)
+	}
+	return len(p), nil
+}
+
+func (n *serviceNotifier) notify(lines ...string) {
+	if _, err := sdnotify.Notify(lines...); err != nil {
+		fmt.Fprintf(os.Stderr, "subhost: %v\n", err)
+	}
+}
+
+func (n *serviceNotifier) lastEvent() supervisor.Event {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.last
+}
