@@ -56,6 +56,9 @@ and tears down (exit 0), and the exit status is 1 when the guest crashed.`,
 			if supervise && detach {
 				return usageError{fmt.Errorf("--detach and --supervise exclude each other")}
 			}
+			if supervise {
+				enrolledDefaults(cmd, &t, args[0])
+			}
 			// Check what can be checked here, so that bad input is
 			// reported before a supervisor starts.
 			r, err := newRunner()

@@ -7,6 +7,8 @@ import (
 	"os"
 	"sync"
 
+	"github.com/spf13/cobra"
+
 	"github.com/subhost/subhost/internal/guestexit"
 	"github.com/subhost/subhost/internal/runner"
 	"github.com/subhost/subhost/internal/sdnotify"
@@ -31,6 +33,22 @@ func runSupervised(ctx context.Context, t runner.Target) error {
 		return fmt.Errorf("subhost %s: the guest crashed; it is %s (console log: %s)", t.Name, last.Status, supervisor.LogDir+"/"+t.Name+".log")
 	}
 	return nil
+}
+
+// enrolledDefaults takes the pipeline and home of an enrolled subhost
+// (subhost enable) when the command line does not give them, so that
+// subhost@NAME.service needs nothing but the name.
+func enrolledDefaults(cmd *cobra.Command, t *targetFlags, name string) {
+	e, err := autostartDir().Get(name)
+	if err != nil {
+		return
+	}
+	if !cmd.Flags().Changed("pipeline") && e.Pipeline != "" {
+		t.pipeline = e.Pipeline
+	}
+	if !cmd.Flags().Changed("home") && e.Home != "" {
+		t.home = e.Home
+	}
 }
 
 // serviceNotifier reads the supervisor's events: progress to standard
