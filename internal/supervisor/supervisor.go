@@ -190,6 +190,10 @@ func Supervise(ctx context.Context, spec Spec, ev *EventWriter) error {
 					return con.Rearm()
 				},
 				OnGuest: func(pid int) {
+					// Rearm held the slave for the new guest across a
+					// reboot or restart; the guest has it open now, and
+					// its session must be able to end.
+					con.CloseSlave()
 					if !readySent {
 						ev.Send(Event{Ready: true, PID: pid})
 						readySent = true

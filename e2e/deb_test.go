@@ -1,0 +1,191 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/subhost/subhost/internal/testguest"
+)
+
+// buildDeb builds the package from the test's binaries with the script
+// `make deb` runs, and returns its path.
+func buildDeb(t *testing.T) string {
+	t.Helper()
+	out := t.TempDir()
+	cmd := exec.Command("bash", "../scripts/mkdeb.sh", binDir, out, "1.2.3-test")
+	msg, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("mkdeb.sh: %v\n%s", err, msg)
+	}
+	deb := strings.TrimSpace(string(msg))
+	if filepath.Base(deb) != "subhost_1.2.3+test_"+debArch(t)+".deb" {
+		t.Fatalf("mkdeb.sh made %q", deb)
+	}
+	return deb
+}
+
+func debArch(t *testing.T) string {
+	out, err := exec.Command("dpkg", "--print-architecture").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestDebPackage: the package holds the binary and the old script names,
+// every plugin and subhost-init, the init script (LSB header, valid sh),
+// its defaults (a conffile), both systemd units, man pages in section 8;
+// lintian reports no error; the unpacked binary finds its plugins beside
+// it in usr/lib/subhost/plugins; the unpacked init script starts, reports
+// and stops an enrolled subhost against a scratch etc directory, and the
+// pre-removal script of an upgrade leaves the running guest alone.
+func TestDebPackage(t *testing.T) {
+	e := newEnv(t)
+	deb := buildDeb(t)
+	contents, err := exec.Command("dpkg-deb", "-c", deb).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{
+		"usr/bin/subhost", "usr/bin/pretend-boot -> subhost", "usr/bin/control -> subhost",
+		"usr/lib/subhost/plugins/mount-loop", "usr/lib/subhost/plugins/mount-overlay", "usr/lib/subhost/plugins/net-veth",
+		"usr/lib/subhost/plugins/init", "usr/lib/subhost/plugins/subhost-init",
+		"etc/init.d/subhost", "etc/default/subhost",
+		"usr/lib/systemd/system/subhost.service", "usr/lib/systemd/system/subhost@.service",
+		"usr/share/man/man8/subhost.8.gz", "usr/share/man/man8/subhost-run.8.gz", "usr/share/man/man8/subhost-autostart-start.8.gz",
+		"usr/share/doc/subhost/copyright", "usr/share/lintian/overrides/subhost",
+	} {
+		if !strings.Contains(string(contents), " ./"+f+"\n") {
+			t.Errorf("the package lacks /%s", f)
+		}
+	}
+	conffiles, _ := exec.Command("dpkg-deb", "-I", deb, "conffiles").Output()
+	if !strings.Contains(string(conffiles), "/etc/default/subhost\n") {
+		t.Errorf("/etc/default/subhost is not a conffile: %q", conffiles)
+	}
+
+	t.Run("lintian", func(t *testing.T) {
+		if _, err := exec.LookPath("lintian"); err != nil {
+			if os.Getenv("SUBHOST_TEST_REQUIRE_ROOT") == "1" {
+				t.Fatal("lintian is not installed (make deps)")
+			}
+			t.Skip("lintian is not installed (make deps)")
+		}
+		out, _ := exec.Command("lintian", deb).CombinedOutput()
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, "E: ") {
+				t.Errorf("lintian: %s", l)
+			}
+		}
+	})
+
+	pkg := filepath.Join(t.TempDir(), "pkg")
+	if out, err := exec.Command("dpkg-deb", "-x", deb, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb -x: %v: %s", err, out)
+	}
+	ctrl := filepath.Join(t.TempDir(), "DEBIAN")
+	if out, err := exec.Command("dpkg-deb", "-e", deb, ctrl).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb -e: %v: %s", err, out)
+	}
+	initScript := filepath.Join(pkg, "etc/init.d/subhost")
+	if out, err := exec.Command("sh", "-n", initScript).CombinedOutput(); err != nil {
+		t.Errorf("the init script is not valid sh: %s", out)
+	}
+	if b, _ := os.ReadFile(initScript); !strings.Contains(string(b), "### BEGIN INIT INFO") || !strings.Contains(string(b), "Required-Start:    $network $remote_fs $syslog") {
+		t.Errorf("the init script has no LSB header with Required-Start")
+	}
+
+	bin := filepath.Join(pkg, "usr/bin/subhost")
+	etc := filepath.Join(t.TempDir(), "etc")
+	out, err := exec.Command(bin, "--etc-dir", etc, "plugins").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), filepath.Join(pkg, "usr/lib/subhost/plugins/net-veth")) {
+		t.Errorf("the unpacked subhost does not list its plugins from usr/lib/subhost/plugins: %v\n%s", err, out)
+	}
+
+	// The init script, against a scratch etc directory and state.
+	g := e.newGuest("deb", 64, nil)
+	if out, err := exec.Command(bin, "--etc-dir", etc, "enable", "--home", g.home, "--order", "5", g.name).CombinedOutput(); err != nil {
+		t.Fatalf("enable: %v: %s", err, out)
+	}
+	defaults := filepath.Join(t.TempDir(), "defaults")
+	os.WriteFile(defaults, []byte("DAEMON="+bin+"\nSUBHOST_ETC_DIR="+etc+"\nSUBHOST_OPTS=\"--state-dir "+e.state+"\"\nSTOP_TIMEOUT=5s\n"), 0o644)
+	script := func(args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command("nsenter", append([]string{"--net=" + testguest.NetnsPath(g.ns), "--", "sh", initScript}, args...)...)
+		cmd.Env = append(os.Environ(), "SUBHOST_DEFAULTS="+defaults)
+		out, err := cmd.CombinedOutput()
+		return string(out), exitCode(err)
+	}
+	if out, code := script("status"); code != 3 {
+		t.Errorf("init script status before start: exit %d, want 3 (not running)\n%s", code, out)
+	}
+	if out, code := script("start"); code != 0 {
+		t.Fatalf("init script start: exit %d\n%s", code, out)
+	}
+	if r := e.status(g.name); r.State != "running" {
+		t.Errorf("after init script start %s is %s", g.name, r.State)
+	}
+	if out, code := script("status"); code != 0 || !strings.Contains(out, g.name) {
+		t.Errorf("init script status: exit %d, want 0 listing %s\n%s", code, g.name, out)
+	}
+	pid := e.status(g.name).PID
+	cmd := exec.Command("sh", filepath.Join(ctrl, "prerm"), "upgrade", "1.2.4")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("prerm upgrade: %v: %s", err, out)
+	}
+	if r := e.status(g.name); r.State != "running" || r.PID != pid {
+		t.Errorf("prerm upgrade touched the guest: %s, pid %d (was %d)", r.State, r.PID, pid)
+	}
+	if out, code := script("stop"); code != 0 {
+		t.Errorf("init script stop: exit %d\n%s", code, out)
+	}
+	e.clean(g.name)
+	if out, code := script("status"); code != 3 {
+		t.Errorf("init script status after stop: exit %d, want 3\n%s", code, out)
+	}
+}
+
+// TestStateSchema1Stop: a state.json in the committed schema 1 layout (as
+// the binary of a previous package wrote it) is read by this binary,
+// shown (its guest is gone: failed), and stopped: every stage's Down runs
+// from it and the state goes.
+func TestStateSchema1Stop(t *testing.T) {
+	e := newEnv(t)
+	name := e.name("compt")
+	scratch := t.TempDir()
+	data, err := os.ReadFile("../internal/state/testdata/schema1-running.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := strings.NewReplacer("/work/wt-hostops/bin/plugins", filepath.Join(binDir, "plugins"), "/tmp/fixkHsg", scratch, "fixsub", name)
+	var st map[string]any
+	if err := json.Unmarshal([]byte(r.Replace(string(data))), &st); err != nil {
+		t.Fatal(err)
+	}
+	// The stages' own states are opaque bytes (base64): they name the
+	// subhost and its paths too.
+	for _, s := range st["stages"].([]any) {
+		stage := s.(map[string]any)
+		raw, _ := base64.StdEncoding.DecodeString(stage["state"].(string))
+		stage["state"] = base64.StdEncoding.EncodeToString([]byte(r.Replace(string(raw))))
+	}
+	out, _ := json.Marshal(st)
+	if err := os.MkdirAll(filepath.Join(e.state, name), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.state, name, "state.json"), out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if rep := e.status(name); rep.State != "failed" || rep.Pipeline != "pretend-boot" || len(rep.Stages) != 3 {
+		t.Errorf("the schema 1 state reads as %+v, want failed (its guest is gone) with 3 stages", rep)
+	}
+	e.mustRun("", "stop", name)
+	if _, err := os.Stat(filepath.Join(e.state, name, "state.json")); !os.IsNotExist(err) {
+		t.Errorf("stop left the state: %v", err)
+	}
+}
