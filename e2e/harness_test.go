@@ -314,11 +314,17 @@ func (e *env) start(args ...string) *bg { return e.startIn("", args...) }
 // startIn is start under `nsenter --net=/run/netns/NS` when ns is not empty.
 func (e *env) startIn(ns string, args ...string) *bg {
 	e.t.Helper()
-	b := &bg{done: make(chan struct{})}
-	b.Cmd = e.command(context.Background(), ns, args...)
+	return e.startCmd(e.command(context.Background(), ns, args...))
+}
+
+// startCmd starts a command made by command (its environment perhaps
+// added to) in the background, like start.
+func (e *env) startCmd(cmd *exec.Cmd) *bg {
+	e.t.Helper()
+	b := &bg{Cmd: cmd, done: make(chan struct{})}
 	b.Cmd.Stdout, b.Cmd.Stderr = &b.Stdout, &b.Stderr
 	if err := b.Cmd.Start(); err != nil {
-		e.t.Fatalf("start subhost %s: %v", strings.Join(args, " "), err)
+		e.t.Fatalf("start %s: %v", strings.Join(cmd.Args, " "), err)
 	}
 	go func() { b.err = b.Cmd.Wait(); close(b.done) }()
 	e.t.Cleanup(func() {

@@ -62,24 +62,10 @@ func (l *notifyListener) waitFor(t *testing.T, want string, d time.Duration) str
 // startSupervised starts `run --supervise` for g with NOTIFY_SOCKET set.
 func (g *guest) startSupervised(l *notifyListener) *bg {
 	g.e.t.Helper()
-	b := &bg{done: make(chan struct{})}
 	args := append([]string{"run", "--supervise", "--pipeline", "pretend-boot", "--home", g.home}, g.name)
-	b.Cmd = g.e.command(context.Background(), g.ns, args...)
-	b.Cmd.Env = append(b.Cmd.Env, "NOTIFY_SOCKET="+l.path)
-	b.Cmd.Stdout, b.Cmd.Stderr = &b.Stdout, &b.Stderr
-	if err := b.Cmd.Start(); err != nil {
-		g.e.t.Fatal(err)
-	}
-	go func() { b.err = b.Cmd.Wait(); close(b.done) }()
-	g.e.t.Cleanup(func() {
-		select {
-		case <-b.done:
-		default:
-			b.Cmd.Process.Kill()
-			<-b.done
-		}
-	})
-	return b
+	cmd := g.e.command(context.Background(), g.ns, args...)
+	cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+l.path)
+	return g.e.startCmd(cmd)
 }
 
 // TestRunSupervise: READY=1 (with MAINPID and STATUS) arrives once the

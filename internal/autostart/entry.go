@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/subhost/subhost/internal/atomicfile"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -146,8 +147,7 @@ type Dir string
 
 func (d Dir) path(name string) string { return filepath.Join(string(d), name) }
 
-// Enable writes (or replaces) the subhost's enrolment, atomically: a
-// temporary file in the same directory, renamed over the old one.
+// Enable writes (or replaces) the subhost's enrolment, atomically.
 func (d Dir) Enable(e Entry) error {
 	if err := e.Validate(); err != nil {
 		return sdk.Invalidf("%w", err)
@@ -155,27 +155,7 @@ func (d Dir) Enable(e Entry) error {
 	if err := os.MkdirAll(string(d), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(string(d), "."+e.Name+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // a no-op after the rename
-	if _, err := tmp.Write(e.marshal()); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), d.path(e.Name))
+	return atomicfile.Write(d.path(e.Name), e.marshal(), 0o644)
 }
 
 // ErrNotEnrolled is returned by Disable and Get for a subhost without an

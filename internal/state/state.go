@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/subhost/subhost/internal/atomicfile"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -167,26 +168,7 @@ func (d Dir) Save(s *State) error {
 	if err := os.MkdirAll(d.path(), 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(d.path(), ".state-*.json")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename this is a no-op
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), d.statePath()); err != nil {
-		return err
-	}
-	return syncDir(d.path())
+	return atomicfile.Write(d.statePath(), append(data, '\n'), 0o600)
 }
 
 // Remove deletes the state file: the subhost is stopped.
@@ -196,15 +178,6 @@ func (d Dir) Remove() error {
 		return nil
 	}
 	return err
-}
-
-func syncDir(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // Others reads the state of every subhost under root but self that is not
