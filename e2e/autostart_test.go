@@ -226,7 +226,10 @@ func TestAutostartBadInput(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		return string(out), exitCode(err)
 	}
+	badHome := t.TempDir()
+	os.WriteFile(filepath.Join(badHome, "config"), []byte("RESTART=maybe\n"), 0o644)
 	for _, args := range [][]string{
+		{"enable", "--home", badHome, "a"},
 		{"enable", "--order", "x", "a"},
 		{"enable", "--home", "/h", "--group", "-bad", "a"},
 		{"enable", "--delay", "-1s", "a"},

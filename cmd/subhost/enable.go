@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/subhost/subhost/internal/autostart"
+	"github.com/subhost/subhost/internal/runner"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -23,8 +24,8 @@ func newEnableCmd() *cobra.Command {
 subhost.service) starts it, in ascending --order; subhosts of equal order
 start in parallel; --delay waits after it before the next order starts.
 The enrolment is one small file, ETC/autostart/NAME. Enabling again
-replaces it. The pipeline is checked to exist; the config is read when the
-subhost starts.`,
+replaces it. The pipeline, its plugins and the config (when it exists
+already) are checked first; a bad one is refused and nothing is written.`,
 		Args:              exactArgs(1, "NAME"),
 		ValidArgsFunction: completeNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -39,11 +40,13 @@ subhost starts.`,
 			if err := e.Validate(); err != nil {
 				return sdk.Invalidf("%w", err)
 			}
-			set, err := g.Pipelines()
+			// What can be checked now is: the pipeline and its plugins,
+			// and the config when it exists already.
+			r, err := newRunner()
 			if err != nil {
 				return err
 			}
-			if _, err := set.Get(e.Pipeline); err != nil {
+			if _, err := r.MakePlan(runner.Target{Name: e.Name, Pipeline: e.Pipeline, Home: e.Home}); err != nil {
 				return err
 			}
 			if err := autostartDir().Enable(e); err != nil {
