@@ -16,18 +16,19 @@ import (
 
 // autoHost is a test's host for autostart: a scratch --etc-dir (never the
 // machine's /etc/subhost) and one network namespace with bridge br0 that
-// every subhost of the test plugs into.
+// every subhost of the test plugs into (MACs 06:a7:dd:b5:S:N, and b6 for the extra bridges).
 type autoHost struct {
 	e   *env
 	etc string
 	ns  string
+	s   int // the test network's subnet number, for MACs
 	n   int // subhosts made, for their MACs
 }
 
 func newAutoHost(e *env) *autoHost {
 	e.t.Helper()
 	h := &autoHost{e: e, etc: filepath.Join(e.t.TempDir(), "etc")}
-	h.ns = e.netns("")
+	h.ns, h.s = e.testnet()
 	return h
 }
 
@@ -42,9 +43,9 @@ func (h *autoHost) subhost(tag string, mod func(*testguest.Root), bridges ...str
 		mod(root)
 	}
 	img := testguest.Image(h.e.t, root.Dir, "mbr")
-	br := fmt.Sprintf("br0:06:a7:dd:b5:%02x:02", h.n)
-	for i, b := range bridges {
-		br += fmt.Sprintf(" %s:06:a7:dd:b5:%02x:%02x", b, h.n, i+3)
+	br := fmt.Sprintf("br0:06:a7:dd:b5:%02x:%02x", h.s, h.n)
+	for _, b := range bridges {
+		br += fmt.Sprintf(" %s:06:a7:dd:b6:%02x:%02x", b, h.s, h.n)
 	}
 	return name, h.e.home(fmt.Sprintf("DISKS=( vda:1:%s )\nBRIDGES=( %s )", img, br))
 }

@@ -108,7 +108,7 @@ func TestDebPackage(t *testing.T) {
 	}
 
 	// The init script, against a scratch etc directory and state.
-	g := e.newGuest("deb", 64, nil)
+	g := e.newGuest("deb", nil)
 	if out, err := exec.Command(bin, "--etc-dir", etc, "enable", "--home", g.home, "--order", "5", g.name).CombinedOutput(); err != nil {
 		t.Fatalf("enable: %v: %s", err, out)
 	}

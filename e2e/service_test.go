@@ -73,7 +73,7 @@ func (g *guest) startSupervised(l *notifyListener) *bg {
 // brings everything down, and the exit status is 0.
 func TestRunSupervise(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("svc", 61, nil)
+	g := e.newGuest("svc", nil)
 	l := listenNotify(t)
 	sup := g.startSupervised(l)
 	msg := l.waitFor(t, "READY=1", 30*time.Second)
@@ -105,7 +105,7 @@ func TestRunSupervise(t *testing.T) {
 // with the reason in status and exits non-zero.
 func TestRestartOnFailure(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("rst", 62, nil)
+	g := e.newGuest("rst", nil)
 	g.home = e.home(g.config + "\nRESTART=on-failure")
 	l := listenNotify(t)
 	sup := g.startSupervised(l)
@@ -157,7 +157,7 @@ func TestRestartOnFailure(t *testing.T) {
 // and nothing starts.
 func TestRestartBadValue(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("rbad", 63, nil)
+	g := e.newGuest("rbad", nil)
 	g.home = e.home(g.config + "\nRESTART=sometimes")
 	_, er, code := e.inNet(g.ns, g.runArgs("--detach")...)
 	if code != 2 || !strings.Contains(er, "RESTART") || !strings.Contains(er, "config:3") {
