@@ -51,6 +51,7 @@ through a pipeline of stage plugins.`,
 		newImageCmd(), newControlUsageCmd(), newSuperviseCmd(),
 		newConsoleCmd(), newEnterCmd(), newDescribeCmd(), newSetCmd(),
 	)
+	root.AddCommand(newConfigCmd())
 	return root
 }
 
