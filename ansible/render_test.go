@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/subhost/subhost/internal/config"
-	"github.com/subhost/subhost/sdk/stagetest"
+	"github.com/subhost/subhost/internal/testguest"
 )
 
 // renderer is the collection's config renderer, a stdlib-only module.
@@ -34,21 +34,6 @@ for cfg in json.load(sys.stdin):
 json.dump(out, sys.stdout)
 `
 
-// python3 finds python3; without it the test skips, unless the project's
-// tests are required to run everything (SUBHOST_TEST_REQUIRE_ROOT=1, as CI
-// sets it, and CI installs ansible-core, which brings python3).
-func python3(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("python3")
-	if err != nil {
-		if os.Getenv(stagetest.RequireRootEnv) == "1" {
-			t.Fatalf("python3 is missing (apt-get install ansible-core) and %s=1", stagetest.RequireRootEnv)
-		}
-		t.Skip("python3 is missing")
-	}
-	return p
-}
-
 // render runs the Python renderer on every config.
 func render(t *testing.T, configs []map[string]any) []struct{ Text, Error string } {
 	t.Helper()
@@ -56,7 +41,7 @@ func render(t *testing.T, configs []map[string]any) []struct{ Text, Error string
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(python3(t), "-c", renderScript, renderer)
+	cmd := exec.Command(testguest.Tool(t, "python3", "python3"), "-c", renderScript, renderer)
 	cmd.Stdin = bytes.NewReader(in)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
