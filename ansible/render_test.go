@@ -122,7 +122,7 @@ func words(v any) ([]string, bool) {
 
 // What a config cannot hold is refused with one line naming the variable.
 func TestRenderRefuses(t *testing.T) {
-	for _, tc := range []struct {
+	cases := []struct {
 		config map[string]any
 		want   string
 	}{
@@ -136,8 +136,13 @@ func TestRenderRefuses(t *testing.T) {
 		{map[string]any{"NONE": nil}, "config NONE: None is not a string"},
 		{map[string]any{"D": map[string]any{"a": "b"}}, "config D: a dict is not a string"},
 		{map[string]any{"L": []any{[]string{"x"}}}, "config L[0]: a list is not a string"},
-	} {
-		r := render(t, []map[string]any{tc.config})[0]
+	}
+	var configs []map[string]any
+	for _, tc := range cases {
+		configs = append(configs, tc.config)
+	}
+	for i, r := range render(t, configs) {
+		tc := cases[i]
 		if r.Error == "" || !strings.HasPrefix(r.Error, tc.want) || strings.Contains(r.Error, "\n") {
 			t.Errorf("config %q: error %q, want one line starting %q (rendered %q)", tc.config, r.Error, tc.want, r.Text)
 		}

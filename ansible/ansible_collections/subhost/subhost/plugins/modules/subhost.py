@@ -35,11 +35,11 @@ options:
   home:
     description:
       - The subhost's own directory, which holds its C(config).
-      - By default the pipeline's home followed by O(name) (C(/opt/sub/NAME) for C(pretend-boot)).
+      - By default the pipeline's home followed by C(name) (C(/opt/sub/NAME) for C(pretend-boot)).
     type: path
   state:
     description:
-      - V(running) boots it (C(subhost run --detach)) unless it runs; V(stopped) powers it off and brings every stage down
+      - C(running) boots it (C(subhost run --detach)) unless it runs; C(stopped) powers it off and brings every stage down
         (C(subhost stop)).
     type: str
     choices: [running, stopped]
@@ -49,31 +49,31 @@ options:
       - The variables of its config. A string sets a variable; a list sets a bash array (C(DISKS), C(BRIDGES), C(MOUNTS)...).
         Numbers are written as their decimal strings; booleans and nulls are refused (quote them).
       - A value holding a newline or a NUL byte is refused.
-      - Variables already in the file that are not named here are kept, unless O(config_exclusive=true).
+      - Variables already in the file that are not named here are kept, unless C(config_exclusive=true).
       - When omitted, the config is not touched.
     type: dict
   config_exclusive:
     description:
-      - Remove from the config every variable that O(config) does not name.
+      - Remove from the config every variable that C(config) does not name.
     type: bool
     default: false
   enabled:
     description:
-      - V(true) enrols it in the host's autostart (C(subhost enable)), V(false) withdraws it (C(subhost disable)).
+      - C(true) enrols it in the host's autostart (C(subhost enable)), C(false) withdraws it (C(subhost disable)).
       - When omitted, the enrolment is not touched.
     type: bool
   order:
     description:
-      - Its autostart order (lower starts first; equal orders start in parallel). With O(enabled=true); default 0.
+      - Its autostart order (lower starts first; equal orders start in parallel). With C(enabled=true); default 0.
     type: int
   group:
     description:
-      - Its autostart group (C(subhost autostart start --group G)). With O(enabled=true).
+      - Its autostart group (C(subhost autostart start --group G)). With C(enabled=true).
     type: str
   restart_on_change:
     description:
       - When the config (or the pipeline or home) of a running subhost changed, stop it and run it again.
-      - When V(false), it runs on with its old settings and the result says RV(needs_restart=true).
+      - When C(false), it runs on with its old settings and the result says C(needs_restart=true).
     type: bool
     default: false
   stop_timeout:
@@ -135,7 +135,7 @@ config_changed:
 needs_restart:
   description:
     - The subhost runs with an older config, pipeline or home than the one asked for; it was not restarted because
-      O(restart_on_change=false).
+      C(restart_on_change=false).
   returned: always
   type: bool
 status:

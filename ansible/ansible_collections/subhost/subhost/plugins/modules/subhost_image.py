@@ -11,9 +11,9 @@ DOCUMENTATION = r'''
 module: subhost_image
 short_description: Build a subhost disk image from a directory
 description:
-  - Runs C(subhost image build) when the image does not exist (or O(force=true)): a sparse raw disk image whose
-    partition 1 (or, with O(table=none), the whole image) is an ext4 filesystem populated from O(src).
-  - An existing image is left alone: its content is not compared with O(src).
+  - Runs C(subhost image build) when the image does not exist (or C(force=true)), making a sparse raw disk image whose
+    partition 1 (or, with C(table=none), the whole image) is an ext4 filesystem populated from C(src).
+  - An existing image is left alone, its content not compared with C(src).
   - Supports check mode.
 version_added: "0.1.0"
 author:
@@ -37,7 +37,7 @@ options:
     required: true
   table:
     description:
-      - V(mbr) or V(gpt) put the filesystem in partition 1 (use it as C(vda:1:IMAGE) in C(DISKS)); V(none) makes a bare
+      - C(mbr) or C(gpt) put the filesystem in partition 1 (use it as C(vda:1:IMAGE) in C(DISKS)); C(none) makes a bare
         filesystem (C(vda:0:IMAGE)).
     type: str
     choices: [mbr, gpt, none]

@@ -11,7 +11,7 @@ DOCUMENTATION = r'''
 module: subhost_info
 short_description: The subhosts a host knows of
 description:
-  - Returns C(subhost list --json) as RV(subhosts): every subhost with a state on the host, running or not.
+  - Returns C(subhost list --json) as C(subhosts), every subhost with a state on the host, running or not.
 version_added: "0.1.0"
 author:
   - the subhost authors
