@@ -47,8 +47,8 @@ func TestAnsibleFleet(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		fmt.Fprintf(&inv, "h%d sh=%s\n", i, e.name("ansb"))
 	}
-	fmt.Fprintf(&inv, "[fleet:vars]\nansible_connection=local\nansible_python_interpreter=/usr/bin/python3\nscratch=%s\nrootfs=%s\nautostart=%t\n",
-		scratch, root.Dir, autostart)
+	fmt.Fprintf(&inv, "[fleet:vars]\nansible_connection=local\nansible_python_interpreter=/usr/bin/python3\nscratch=%s\nrootfs=%s\nsubhost_bin=%s\nautostart=%t\n",
+		scratch, root.Dir, filepath.Join(wrapper, "subhost"), autostart)
 	inventory := filepath.Join(scratch, "inventory")
 	if err := os.WriteFile(inventory, []byte(inv.String()), 0o644); err != nil {
 		t.Fatal(err)

@@ -175,6 +175,8 @@ class Task(object):
         return args
 
     def run(self):
+        if os.geteuid() != 0:
+            self.module.fail_json(msg="subhost.subhost.subhost runs subhost and writes root's configs: run it as root (become: true)")
         shown = self.cli.json(["config", "--json"] + self.target() + [self.p["name"]])
         self.home, self.path = shown["home"], shown["config"]
         self.result.update(home=self.home, config_path=self.path)
