@@ -29,9 +29,11 @@ build:
 	@chmod 0755 $(BIN) $(BIN)/plugins
 
 # What the tests use from Debian: a static busybox for guest roots,
-# mkfs.ext4 -d, ip, losetup/nsenter/unshare, pgrep; ansible-core (and its
-# python3) for the Ansible collection's tests.
-TEST_DEBS := busybox-static e2fsprogs iproute2 util-linux procps ansible-core
+# mkfs.ext4 -d, ip, losetup/nsenter/unshare, pgrep.
+TEST_DEBS := busybox-static e2fsprogs iproute2 util-linux procps
+
+# ansible-core (and its python3) for the Ansible collection's tests.
+TEST_DEBS += ansible-core
 
 deps:
 	@bash scripts/deps.sh $(TEST_DEBS)
