@@ -33,6 +33,9 @@ build:
 # package's test (dpkg-deb comes with dpkg).
 TEST_DEBS := busybox-static e2fsprogs iproute2 util-linux procps lintian
 
+# ansible-core (and its python3) for the Ansible collection's tests.
+TEST_DEBS += ansible-core
+
 deps:
 	@bash scripts/deps.sh $(TEST_DEBS)
 

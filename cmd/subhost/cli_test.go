@@ -369,3 +369,33 @@ func TestCompatNames(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigShowsWhatTheParserReads(t *testing.T) {
+	c := newCLI(t)
+	c.writePipeline([]string{"a"}, nil)
+	home := c.mkhome("web1", "IMG=/disks\nDISKS=( vda:1:$IMG/a.raw 'b c' )\n", 0o644)
+	out, stderr, code := c.run("config", "--json", "--pipeline", "p", "web1")
+	if code != 0 {
+		t.Fatalf("config: exit %d\n%s", code, stderr)
+	}
+	var rep configReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	d := rep.Vars["DISKS"]
+	if !rep.Exists || rep.Home != home || rep.Config != filepath.Join(home, "config") || rep.Pipeline != "p" ||
+		!d.IsArray || strings.Join(d.Words, "|") != "vda:1:/disks/a.raw|b c" {
+		t.Errorf("config --json: %s", out)
+	}
+
+	out, _, code = c.run("config", "--json", "--pipeline", "p", "--home", filepath.Join(c.dir, "none"), "web2")
+	if code != 0 || !strings.Contains(out, `"exists": false`) {
+		t.Errorf("missing config: exit %d, %s", code, out)
+	}
+
+	c.mkhome("bad", "X=$(id)\n", 0o644)
+	_, stderr, code = c.run("config", "--pipeline", "p", "bad")
+	if code != 2 || !strings.Contains(stderr, "config:1:3: command substitution") {
+		t.Errorf("bad config: exit %d, %s", code, stderr)
+	}
+}

@@ -53,6 +53,7 @@ through a pipeline of stage plugins.`,
 		newConsoleCmd(), newEnterCmd(), newDescribeCmd(), newSetCmd(), newManCmd(),
 		newEnableCmd(), newDisableCmd(), newAutostartCmd(),
 	)
+	root.AddCommand(newConfigCmd())
 	return root
 }
 

@@ -19,6 +19,23 @@ type Target struct {
 	Config   string // "" = HOME/config
 }
 
+// Paths resolves the subhost's home (absolute) and config file, whose
+// defaults are the pipeline's home followed by the name, and HOME/config.
+func (t Target) Paths(pl *pipeline.Pipeline) (home, cfg string, err error) {
+	home = t.Home
+	if home == "" {
+		home = filepath.Join(pl.Home, t.Name)
+	}
+	if home, err = filepath.Abs(home); err != nil {
+		return "", "", err
+	}
+	cfg = t.Config
+	if cfg == "" {
+		cfg = filepath.Join(home, "config")
+	}
+	return home, cfg, nil
+}
+
 // Plan is everything an operation needs, read and checked before anything
 // on the host is changed.
 type Plan struct {
@@ -56,18 +73,9 @@ func (r *Runner) MakePlan(t Target) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	home := t.Home
-	if home == "" {
-		home = filepath.Join(pl.Home, t.Name)
-	}
-	if !filepath.IsAbs(home) {
-		if home, err = filepath.Abs(home); err != nil {
-			return nil, err
-		}
-	}
-	cfgPath := t.Config
-	if cfgPath == "" {
-		cfgPath = filepath.Join(home, "config")
+	home, cfgPath, err := t.Paths(pl)
+	if err != nil {
+		return nil, err
 	}
 	vars := map[string]sdk.Var{}
 	file, err := config.Load(cfgPath)
