@@ -505,31 +505,6 @@ func GuestDirs(cgs []sdk.Cgroup) []string {
 	return out
 }
 
-// JoinGuest moves the calling process into the cgroups of subhost name's
-// guest, in every hierarchy, those that exist (none where the cgroup
-// stage has not run): what a command run inside a guest from outside it
-// needs to be confined and counted as the guest is. It returns the
-// cgroups joined.
-func JoinGuest(name string) ([]string, error) {
-	if err := sdk.ValidName(name); err != nil {
-		return nil, err
-	}
-	hs, err := hierarchies()
-	if err != nil {
-		return nil, fmt.Errorf("list cgroup hierarchies: %w", err)
-	}
-	var dirs []string
-	for _, h := range hs {
-		if h.mount == "" {
-			continue
-		}
-		if fi, err := os.Stat(h.guestDir(name)); err == nil && fi.IsDir() {
-			dirs = append(dirs, h.guestDir(name))
-		}
-	}
-	return dirs, Join(dirs)
-}
-
 // Paths lists the cgroup directories of subhost name that exist.
 func Paths(name string) ([]string, error) {
 	if err := sdk.ValidName(name); err != nil {

@@ -202,57 +202,11 @@ func TestRemoveKillsAndNested(t *testing.T) {
 	}
 }
 
-// joinEnv makes the test binary a process that calls JoinGuest for the
-// name it holds, then tries two devices.
-const joinEnv = "DEVCGROUP_TEST_JOIN"
-
 func TestMain(m *testing.M) {
-	if name := os.Getenv(joinEnv); name != "" {
-		dirs, err := JoinGuest(name)
-		fmt.Printf("joined %d %v\n", len(dirs), err)
-		for _, dev := range []string{"/dev/null", "/dev/loop-control"} {
-			f, err := os.Open(dev)
-			if err == nil {
-				f.Close()
-			}
-			fmt.Printf("%s: %v\n", dev, err)
-		}
-		os.Exit(0)
-	}
 	if dir := os.Getenv(openEnv); dir != "" {
 		openDevices(dir)
 	}
 	os.Exit(m.Run())
-}
-
-// TestJoinGuest: what subhost enter needs, a process joining a running
-// guest's cgroups.
-func TestJoinGuest(t *testing.T) {
-	stagetest.RequireRoot(t)
-	stagetest.NoLeaks(t)
-	needDevices(t)
-	name := testName(t)
-	run := func() string {
-		cmd := exec.Command("/proc/self/exe")
-		cmd.Env = []string{joinEnv + "=" + name}
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%v: %s", err, out)
-		}
-		return string(out)
-	}
-	if out := run(); !strings.Contains(out, "joined 0 <nil>") || !strings.Contains(out, "/dev/loop-control: <nil>") {
-		t.Errorf("JoinGuest before Setup:\n%s", out)
-	}
-	p, err := Setup(name, Defaults(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := run()
-	if !strings.Contains(out, fmt.Sprintf("joined %d <nil>", len(p.Cgroups))) || !strings.Contains(out, "/dev/null: <nil>") ||
-		!strings.Contains(out, "/dev/loop-control: open /dev/loop-control: operation not permitted") {
-		t.Errorf("JoinGuest after Setup:\n%s", out)
-	}
 }
 
 type syncBuffer struct {

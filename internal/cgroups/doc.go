@@ -2,8 +2,9 @@
 // device policy that keeps a guest to its own devices, on cgroup v1 and
 // v2, and where the guest is placed so that its cgroup namespace shows it
 // no cgroup but its own. The cgroup stage (plugins/cgroup) drives it;
-// init joins the guest cgroups it records, `subhost enter` joins them
-// too, and status reads usage from them.
+// init's launcher joins the guest cgroups it records (so does everything
+// the guest's PID 1 starts, `subhost enter`'s commands included), and
+// status reads usage from them.
 //
 // Layout. Setup makes, at the root of every mounted hierarchy (never
 // below the caller's own cgroup, which may be a service manager's or, as
