@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -25,6 +26,9 @@ func newPipelinesCmd() *cobra.Command {
 					fmt.Fprintf(w, "  %s\n", p.Description)
 				}
 				fmt.Fprintf(w, "  home %s, on exit: %s\n", p.Home, p.OnExit)
+				if len(p.Implied) > 0 {
+					fmt.Fprintf(w, "  added by subhost: %s (before init: the guest's device policy and limits)\n", strings.Join(p.Implied, ", "))
+				}
 				for i, s := range p.Stages {
 					fmt.Fprintf(w, "  %d. %s", i+1, s.Name)
 					if s.Plugin != s.Name {

@@ -41,6 +41,9 @@ type Pipeline struct {
 	Stages []Stage
 	// Source is the file the pipeline was read from, or "builtin".
 	Source string
+	// Implied names the stages subhost added to the pipeline as written
+	// (addCgroupStage).
+	Implied []string
 
 	// where is "FILE:LINE" of the pipeline block, for duplicate errors.
 	where string
@@ -172,7 +175,40 @@ func parsePipeline(b *hcl.Block, source string, ctx *hcl.EvalContext) (*Pipeline
 		stageAt[st.Name] = sb.DefRange
 		p.Stages = append(p.Stages, st)
 	}
+	p.addCgroupStage()
 	return p, nil
+}
+
+// The shipped guest launcher, and the stage that gives its guest cgroups,
+// limits and the device policy.
+const (
+	initPlugin   = "init"
+	cgroupPlugin = "cgroup"
+)
+
+// addCgroupStage puts the cgroup stage just before the shipped init stage
+// of a pipeline that has none. A site pipeline written before the cgroup
+// stage existed keeps booting after an upgrade, and its guest still gets
+// the device policy and the limits: init refuses a guest whose boot record
+// carries no device policy, and a guest without one could open every host
+// disk. A pipeline that launches its guest with its own plugin, or names
+// a stage "cgroup" for something else, is left as written.
+func (p *Pipeline) addCgroupStage() {
+	at := -1
+	for i, st := range p.Stages {
+		switch {
+		case st.Plugin == cgroupPlugin || st.Name == cgroupPlugin:
+			return
+		case st.Plugin == initPlugin && at < 0:
+			at = i
+		}
+	}
+	if at < 0 {
+		return
+	}
+	st := Stage{Name: cgroupPlugin, Plugin: cgroupPlugin, Timeout: DefaultTimeout, Params: map[string]string{}}
+	p.Stages = slices.Insert(p.Stages, at, st)
+	p.Implied = append(p.Implied, cgroupPlugin)
 }
 
 func parseStage(b *hcl.Block, ctx *hcl.EvalContext) (Stage, error) {

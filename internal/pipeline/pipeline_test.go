@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -347,4 +348,58 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A site pipeline that launches its guest with the shipped init but has
+// no cgroup stage gets one, just before init: its guest keeps the device
+// policy after an upgrade. One that has it, or launches otherwise, is
+// left as written.
+func TestCgroupStageImpliedBeforeInit(t *testing.T) {
+	src := `
+pipeline "old" {
+  home = "/opt/sub"
+  stage "mount-loop" {}
+  stage "hook" {
+    plugin = "exec"
+  }
+  stage "boot" {
+    plugin = "init"
+  }
+}
+pipeline "has" {
+  home = "/opt/sub"
+  stage "limits" {
+    plugin = "cgroup"
+  }
+  stage "init" {}
+}
+pipeline "own" {
+  home = "/opt/sub"
+  stage "mount-loop" {}
+  stage "launch" {
+    plugin = "/usr/local/lib/site-launcher"
+  }
+}
+`
+	ps, err := parse([]byte(src), "site.hcl", "site.hcl", envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		"old": {"mount-loop", "hook", "cgroup", "boot"},
+		"has": {"limits", "init"},
+		"own": {"mount-loop", "launch"},
+	}
+	for _, p := range ps {
+		var got []string
+		for _, s := range p.Stages {
+			got = append(got, s.Name)
+		}
+		if !slices.Equal(got, want[p.Name]) {
+			t.Errorf("pipeline %s: stages %v, want %v", p.Name, got, want[p.Name])
+		}
+		if implied := len(p.Implied) > 0; implied != (p.Name == "old") {
+			t.Errorf("pipeline %s: implied %v", p.Name, p.Implied)
+		}
+	}
 }
