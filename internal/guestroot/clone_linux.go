@@ -36,3 +36,24 @@ func (r *Root) CloneSelf() error {
 	}
 	return r.Reopen()
 }
+
+// HostSideAttrs are the flags of the guest root's mount on the host side
+// (HOME/live): no setuid program and no device node the tenant put there
+// works for the host's users.
+const HostSideAttrs = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
+
+// SecureHostSide sets HostSideAttrs on the mount at live (a mount point
+// the host chose, not a path inside the guest): for a root that a mount
+// stage adopts, mounted before it set them itself.
+func SecureHostSide(live string) error {
+	fd, err := unix.Open(live, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", live, err)
+	}
+	defer unix.Close(fd)
+	attr := unix.MountAttr{Attr_set: HostSideAttrs}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		return fmt.Errorf("make %s nosuid,nodev: mount_setattr: %w", live, err)
+	}
+	return nil
+}

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/guestroot"
 	"github.com/subhost/subhost/internal/loopdev"
 	"github.com/subhost/subhost/internal/mountinfo"
 	"github.com/subhost/subhost/internal/version"
@@ -123,6 +124,10 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err er
 	root := imgs[0]
 	if d, ok := sv.have[0]; ok {
 		log.Info("adopting root mount", "live", sp.Live, "device", d.Path, "image", root.Image)
+		// Mounted by an older subhost, perhaps, without nosuid.
+		if err := guestroot.SecureHostSide(sp.Live); err != nil {
+			return nil, sdk.Internalf("%w", err)
+		}
 		devs[0] = d
 	} else {
 		d, err := s.mountRoot(sp, root, want[0], attached)

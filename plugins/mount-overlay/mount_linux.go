@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/guestroot"
 	"github.com/subhost/subhost/internal/loopdev"
 	"github.com/subhost/subhost/internal/mountinfo"
 	"github.com/subhost/subhost/sdk"
@@ -84,7 +85,7 @@ func mountOverlay(l *layout, target *dir) error {
 // planted there must not work for the host's users. The guest does not
 // see this mount but a clone of it that the init stage's launcher makes
 // in the guest's own mount namespace, where setuid works.
-const liveAttrs = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
+const liveAttrs = guestroot.HostSideAttrs
 
 // mountRbind mounts a recursive bind of src on target, cloned through
 // src's descriptor, with liveAttrs on its top mount and without noexec

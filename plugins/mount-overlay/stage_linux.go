@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/guestroot"
 	"github.com/subhost/subhost/internal/loopdev"
 	"github.com/subhost/subhost/internal/mountinfo"
 	"github.com/subhost/subhost/internal/version"
@@ -128,6 +129,10 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err er
 		log.Info("mounted live", "live", p.livePath(), "kind", p.kind(), "upper", p.upper.path)
 	} else {
 		log.Info("live is already mounted as wanted: adopted", "live", p.livePath())
+		// Mounted by an older subhost, perhaps, without nosuid.
+		if err := guestroot.SecureHostSide(p.livePath()); err != nil {
+			return nil, sdk.Internalf("%w", err)
+		}
 	}
 
 	st := state{Live: p.livePath(), Kind: p.kind(), Upper: p.upper.path}

@@ -186,6 +186,17 @@ func TestRbind(t *testing.T) {
 
 	up(t, req)
 	hostSafe(t, filepath.Join(home, "live"))
+	// As an older subhost left it (hibernating): Up adopts it, and makes
+	// it nosuid,nodev.
+	if err := unix.Mount("", filepath.Join(home, "live"), "", unix.MS_REMOUNT|unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(filepath.Join(home, "live"), &sfs); err != nil || sfs.Flags&(unix.ST_NOSUID|unix.ST_NODEV) != 0 {
+		t.Fatalf("could not clear live's nosuid,nodev: %#x %v", sfs.Flags, err)
+	}
+	up(t, req)
+	hostSafe(t, filepath.Join(home, "live"))
 	if got := read(t, filepath.Join(home, "live", "etc", "hostname")); got != "rb\n" {
 		t.Errorf("live shows %q", got)
 	}
