@@ -39,6 +39,11 @@ install -m 0644 "$src/subhost.service" "$src/subhost@.service" "$stage/usr/lib/s
 install -m 0644 "$src/copyright" "$stage/usr/share/doc/subhost/copyright"
 install -m 0644 "$src/lintian-overrides" "$stage/usr/share/lintian/overrides/subhost"
 
+# Dates in the package (man pages, changelog) are the last commit's, so
+# that a rebuild of the same tree makes the same files.
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$here" log -1 --format=%ct 2>/dev/null || date +%s)}
+export SOURCE_DATE_EPOCH
+
 # One page per command (subhost.8, subhost-run.8, ...), section 8: subhost
 # is run by root. The old script names point at the pages of what they run.
 "$bin/subhost" __man "$stage/usr/share/man/man8"
@@ -51,7 +56,7 @@ ln -s subhost.8.gz "$stage/usr/share/man/man8/control.8.gz"
 	echo
 	echo "  * Built from the subhost tree at $version."
 	echo
-	echo " -- subhost developers <subhost@localhost.invalid>  $(date -R -u -d "@${SOURCE_DATE_EPOCH:-$(git -C "$here" log -1 --format=%ct 2>/dev/null || date +%s)}")"
+	echo " -- subhost developers <subhost@localhost.invalid>  $(date -R -u -d "@$SOURCE_DATE_EPOCH")"
 } >"$stage/usr/share/doc/subhost/changelog"
 
 find "$stage/usr/share/man" "$stage/usr/share/doc/subhost/changelog" -type f -exec gzip -9n {} +

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"os"
+	"strconv"
+	"time"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
 )
 
 // newManCmd writes one man page per command, in section 8 (system
 // administration: subhost runs as root). `make deb` uses it; hidden,
-// since it is a build step, not an operator's command.
+// since it is a build step, not an operator's command. The pages' date is
+// $SOURCE_DATE_EPOCH's when set, so that a rebuild makes the same pages.
 func newManCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:    "__man DIR",
@@ -16,7 +21,12 @@ func newManCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			root := cmd.Root()
 			root.DisableAutoGenTag = true
-			return doc.GenManTree(root, &doc.GenManHeader{Title: "SUBHOST", Section: "8", Source: "subhost", Manual: "System Administration"}, args[0])
+			header := &doc.GenManHeader{Title: "SUBHOST", Section: "8", Source: "subhost", Manual: "System Administration"}
+			if sec, err := strconv.ParseInt(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil {
+				date := time.Unix(sec, 0).UTC()
+				header.Date = &date
+			}
+			return doc.GenManTree(root, header, args[0])
 		},
 	}
 }
