@@ -14,9 +14,10 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 src=$here/packaging/deb
 
 # A Debian version starts with a digit; an untagged build's git
-# description (a hash, maybe -dirty) sorts below any release as 0~git.
+# description (a hash, maybe -dirty; a hash may start with a digit, but
+# holds no dot) sorts below any release as 0~git.
 case $version in
-v[0-9]*|[0-9]*) debversion=${version#v}; debversion=${debversion//-/+} ;;
+v[0-9]*.*|[0-9]*.*) debversion=${version#v}; debversion=${debversion//-/+} ;;
 *) debversion=0~git.${version//-/+} ;;
 esac
 arch=$(dpkg --print-architecture)
