@@ -1,6 +1,9 @@
 package stagetest
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func TestNetnsSetUpIsNotALeakButWhatIsOnItIs(t *testing.T) {
 	for _, tc := range []struct {
@@ -17,5 +20,15 @@ func TestNetnsSetUpIsNotALeakButWhatIsOnItIs(t *testing.T) {
 		if got := isNetnsSetUp(tc.root, tc.mountpoint, tc.fstype); got != tc.setUp {
 			t.Errorf("isNetnsSetUp(%q, %q, %q) = %v, want %v", tc.root, tc.mountpoint, tc.fstype, got, tc.setUp)
 		}
+	}
+}
+
+func TestDiffIgnoresAPluginProcessThatWentAway(t *testing.T) {
+	before := Snapshot{Plugins: []string{"41 /x/teststage"}, Mounts: []string{"/a tmpfs tmpfs"}}
+	now := Snapshot{Plugins: []string{"42 /x/mount-loop"}}
+	got := now.Diff(before)
+	want := []string{"+ plugin process: 42 /x/mount-loop", "- mount: /a tmpfs tmpfs"}
+	if !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want))) {
+		t.Errorf("Diff = %q, want %q", got, want)
 	}
 }
