@@ -48,10 +48,10 @@ func (g *guest) idMap() (base, size int) {
 // image; MOUNTS gives it its data disks (rw and ro); host-wide knobs and
 // devices are out of its reach; poweroff from inside tears it all down.
 func TestUnprivilegedPretendBoot(t *testing.T) {
-	for i, table := range []string{"mbr", "gpt"} {
+	for _, table := range []string{"mbr", "gpt"} {
 		t.Run(table, func(t *testing.T) {
 			e := newEnv(t)
-			g := e.newGuest("u"+table, 61+i, nil)
+			g := e.newGuest("u"+table, nil)
 			g.unprivileged(table, "pick")
 			g.boot()
 			g.serves()
@@ -136,9 +136,9 @@ func TestUnprivilegedPretendBoot(t *testing.T) {
 // and nothing made.
 func TestUnprivilegedRangesAndReboot(t *testing.T) {
 	e := newEnv(t)
-	a := e.newGuest("usra", 63, nil)
+	a := e.newGuest("usra", nil)
 	a.unprivileged("mbr", "pick")
-	b := e.newGuest("usrb", 64, nil)
+	b := e.newGuest("usrb", nil)
 	b.unprivileged("mbr", "pick")
 	a.boot()
 	b.boot()
@@ -148,7 +148,7 @@ func TestUnprivilegedRangesAndReboot(t *testing.T) {
 		t.Errorf("two picked ranges overlap: %d+%d and %d+%d", baseA, sizeA, baseB, sizeB)
 	}
 
-	c := e.newGuest("usrc", 65, nil)
+	c := e.newGuest("usrc", nil)
 	c.unprivileged("mbr", fmt.Sprint(baseA+100))
 	_, er, code := e.inNet(c.ns, c.runArgs("--detach")...)
 	if code != 2 || !strings.Contains(er, "PRIVATE_USERS") {
@@ -178,7 +178,7 @@ func TestUnprivilegedRangesAndReboot(t *testing.T) {
 // TestPrivilegedMounts: MOUNTS works for a privileged guest too.
 func TestPrivilegedMounts(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("pmnt", 66, nil)
+	g := e.newGuest("pmnt", nil)
 	g.unprivileged("mbr", "no")
 	g.boot()
 	if got := g.mustEnter("cat", "/srv/data/hello", "/srv/ro/hello"); got != "data-disk\nro-disk\n" {
