@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -41,6 +42,9 @@ type options struct {
 	logLevel  string
 	verbose   bool
 	beforeBin string
+	// privateUsers is the guest's PRIVATE_USERS ("" for the default,
+	// privileged): run once with and once without to compare.
+	privateUsers string
 }
 
 func main() {
@@ -52,6 +56,7 @@ func main() {
 	flag.BoolVar(&o.verbose, "v", false, "print every round")
 	flag.StringVar(&o.beforeBin, "before-bin", "", "another build's bin directory (say, main's before a change): each round also boots and stops the same guest with it, for a before/after comparison in one run")
 	flag.StringVar(&o.logLevel, "log-level", "", "pass --log-level to subhost run and stop (with -keep-logs, for profiling: debug or trace)")
+	flag.StringVar(&o.privateUsers, "private-users", "", "PRIVATE_USERS for the guest (pick: an unprivileged guest)")
 	flag.Parse()
 	if flag.NArg() != 0 || o.n < 1 {
 		flag.Usage()
@@ -184,6 +189,9 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 	config := fmt.Sprintf("DISKS=( vda:1:%s )\nBRIDGES=( br0:02:5b:%s:%s:00:01 )\n", b.image, tag[:2], tag[2:])
+	if b.opts.privateUsers != "" {
+		config += "PRIVATE_USERS=" + b.opts.privateUsers + "\n"
+	}
 	if err := os.WriteFile(filepath.Join(b.home, "config"), []byte(config), 0o644); err != nil {
 		return err
 	}
@@ -194,7 +202,7 @@ func (b *bench) run(ctx context.Context) error {
 		}
 	}
 
-	fmt.Printf("subhost bench: %d rounds (+1 warm-up), busybox guest on a 64M MBR image on tmpfs, pipeline pretend-boot, 1 bridge in netns %s\n", b.opts.n, b.netns)
+	fmt.Printf("subhost bench: %d rounds (+1 warm-up), busybox guest on a 64M MBR image on tmpfs, pipeline pretend-boot, 1 bridge in netns %s, PRIVATE_USERS=%s\n", b.opts.n, b.netns, cmp.Or(b.opts.privateUsers, "no"))
 	fmt.Printf("load average before: %s (%d CPUs)\n", loadavg(), numCPU())
 	if busy() {
 		fmt.Println("note: the machine is busy (1-minute load above half the CPUs); the figures will be inflated and noisy")
