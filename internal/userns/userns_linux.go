@@ -3,7 +3,6 @@ package userns
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -15,25 +14,20 @@ import (
 	"github.com/subhost/subhost/internal/nsfs"
 )
 
-// holderArg0 is the holder's argv[0]: a binary started under it only
-// waits for its stdin to close.
-const holderArg0 = "subhost-userns-holder"
-
-func init() {
-	if len(os.Args) == 1 && os.Args[0] == holderArg0 {
-		io.Copy(io.Discard, os.Stdin)
-		os.Exit(0)
-	}
-}
-
 // Create makes a user namespace whose ids 0..r.Size-1 are the host's
 // r.Base.., with a network namespace it owns, and pins them on userPath
 // and netPath (neither may exist). On error nothing is left pinned.
+//
+// The holder is cloned into both namespaces (with its maps written by
+// this privileged process) and traced, so that it stops at its exec
+// before running a single instruction of the program: no runtime starts
+// up, it is pinned and killed. The program is this one, /proc/self/exe,
+// which it never runs.
 func Create(r idrange.Range, userPath, netPath string) (err error) {
 	maps := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(r.Base), Size: int(r.Size)}}
 	cmd := &exec.Cmd{
 		Path: "/proc/self/exe",
-		Args: []string{holderArg0},
+		Args: []string{"subhost-userns-holder"},
 		Env:  []string{},
 		Dir:  "/",
 		SysProcAttr: &syscall.SysProcAttr{
@@ -42,28 +36,34 @@ func Create(r idrange.Range, userPath, netPath string) (err error) {
 			GidMappings: maps,
 			// The guest's root may set its groups (login, su, daemons).
 			GidMappingsEnableSetgroups: true,
+			Ptrace:                     true,
 			Pdeathsig:                  syscall.SIGKILL,
 		},
 	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return err
-	}
 	if err := cmd.Start(); err != nil {
-		stdin.Close()
 		return fmt.Errorf("start the user namespace's holder: %w", err)
 	}
+	pid := cmd.Process.Pid
 	defer func() {
-		stdin.Close()
-		if werr := cmd.Wait(); werr != nil && err == nil {
-			err = fmt.Errorf("the user namespace's holder: %w", werr)
+		cmd.Process.Kill()
+		cmd.Process.Release()
+		// A traced child also reports its stop: wait until it is gone.
+		for {
+			var ws unix.WaitStatus
+			_, werr := unix.Wait4(pid, &ws, 0, nil)
+			if werr == unix.EINTR {
+				continue
+			}
+			if werr != nil || ws.Exited() || ws.Signaled() {
+				break
+			}
 		}
 		if err != nil {
 			nsfs.Unpin(userPath)
 			nsfs.Unpin(netPath)
 		}
 	}()
-	proc := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/"
+	proc := "/proc/" + strconv.Itoa(pid) + "/ns/"
 	if err := nsfs.Pin(proc+"user", userPath); err != nil {
 		return err
 	}
