@@ -120,6 +120,9 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 		return nil, err
 	}
 	defer prep.close()
+	if cfg.Unprivileged {
+		warnForeignOwners(log, rec.Root, prep.ids)
+	}
 	pid, start, err := launch(ctx, cfg, rec, req.Console, prep, func(pid int, start uint64) error {
 		lr := launchRecord{Name: req.Subhost.Name, Home: req.Subhost.Home, PID: pid, StartTime: start, Root: rec.Root}
 		if err := writeLaunchRecord(recPath, lr); err != nil {
