@@ -194,3 +194,47 @@ func TestPrivilegedMounts(t *testing.T) {
 	e.mustRun("", "stop", g.name)
 	e.clean(g.name)
 }
+
+// TestControlUnprivileged: the control pipeline's rbind of root with
+// PRIVATE_USERS=pick: the shell runs as the root of its user namespace,
+// what it writes is uid 0 on the host, and it hibernates and re-enters
+// with the same range; with BASE (an overlay, which cannot be idmapped)
+// the boot is refused with a line that says so, leaving nothing behind.
+func TestControlUnprivileged(t *testing.T) {
+	e := newEnv(t)
+	c := newControlTree(e)
+	n := e.name("uctl")
+	h := c.home(n, "PRIVATE_USERS=pick")
+	c.busybox(filepath.Join("subhosts", n, "root"))
+
+	script := "cat /proc/self/uid_map; echo mark >/root/mark; exit\n"
+	first := c.session("", n, script)
+	var fst syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(h, "root/root/mark"), &fst); err != nil || fst.Uid != 0 {
+		t.Errorf("the shell's file on the host: uid %d (%v), want 0", fst.Uid, err)
+	}
+	c.hibernating(n, h)
+	again := c.session("", n, script)
+	mapLine := func(out string) string {
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) == 3 && f[0] == "0" && f[1] != "0" {
+				return strings.Join(f, " ")
+			}
+		}
+		return ""
+	}
+	if m := mapLine(first); m == "" || m != mapLine(again) {
+		t.Errorf("uid map before and after hibernation: %q, %q; want one unprivileged range", m, mapLine(again))
+	}
+	c.hibernating(n, h)
+	c.stop("", n, h)
+
+	o := e.name("uovl")
+	base := c.busybox("base")
+	c.home(o, "BASE="+base.Dir+"\nPRIVATE_USERS=pick", "root", "work")
+	out, code := c.run("", "start", o, "exit\n")
+	if code == 0 || !strings.Contains(out, "cannot be idmapped") {
+		t.Errorf("control start with BASE and PRIVATE_USERS: exit %d; want a failure saying the overlay cannot be idmapped; output:\n%s", code, out)
+	}
+	e.clean(o)
+}
