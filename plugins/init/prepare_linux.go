@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -172,24 +171,6 @@ func detect(hostPath string) (string, error) {
 	return fstype, nil
 }
 
-// delegate gives the guest's root its cgroups, as a container manager
-// delegates a cgroup: the directory and the files that move processes
-// and (cgroup v2) enable controllers below it. The guest can then make
-// and manage cgroups below its own, but not touch its limits, which are
-// the parent's.
-func delegate(dirs []string, ids idrange.Range) error {
-	var errs []error
-	for _, d := range dirs {
-		for _, name := range []string{"", "cgroup.procs", "tasks", "cgroup.threads", "cgroup.subtree_control"} {
-			err := os.Lchown(filepath.Join(d, name), int(ids.Base), int(ids.Base))
-			if err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // placeGuest moves pid into each of dirs: the host does it for an
 // unprivileged guest, whose launcher may not leave the host's cgroups by
 // itself (cgroup v2 wants write access to the common ancestor).
@@ -203,18 +184,15 @@ func placeGuest(pid int, dirs []string) error {
 }
 
 // prepareUnprivileged prepares cfg's detached mounts and, for an
-// unprivileged guest, hands it its cgroups (which the plugin will place
-// it in: cfg.Cgroups is emptied) and its console.
-func prepareUnprivileged(req *sdk.Request, cfg *guestConfig, cgroups []string) (*prepared, error) {
+// unprivileged guest, gives its root its console and empties
+// cfg.Cgroups: the plugin places the guest in them (the cgroup stage
+// delegated them to its root).
+func prepareUnprivileged(req *sdk.Request, cfg *guestConfig) (*prepared, error) {
 	prep, err := prepare(req, cfg)
 	if err != nil || !cfg.Unprivileged {
 		return prep, err
 	}
 	cfg.Cgroups = nil
-	if err := delegate(cgroups, prep.ids); err != nil {
-		prep.close()
-		return nil, sdk.Internalf("delegate the guest's cgroups: %w", err)
-	}
 	// The console is the guest root's terminal, group tty (5) inside.
 	if req.Console != "" {
 		if err := os.Chown(req.Console, int(prep.ids.Base), int(prep.ids.Base)+5); err != nil {

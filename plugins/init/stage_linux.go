@@ -115,7 +115,7 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 		Cgroups:  cgroups.GuestDirs(rec.Cgroups),
 	}
 	guestCgroups := cfg.Cgroups
-	prep, err := prepareUnprivileged(req, &cfg, guestCgroups)
+	prep, err := prepareUnprivileged(req, &cfg)
 	if err != nil {
 		return nil, err
 	}
