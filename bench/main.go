@@ -84,6 +84,9 @@ type bench struct {
 	netns   string // the test network namespace holding br0
 	home    string
 	image   string
+	// homePrivileged is the home of the privileged twin that
+	// -private-users boots in each round, "" without it.
+	homePrivileged string
 	// subhostBefore is -before-bin's subhost, "" without it.
 	subhostBefore string
 	fl            *floor
@@ -196,6 +199,19 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 	b.undo = append(b.undo, b.stopSubhostIfUp)
+	if b.opts.privateUsers != "" && b.opts.beforeBin == "" {
+		// Each round also boots the same guest privileged, from a home
+		// of its own, for an unprivileged/privileged comparison.
+		b.homePrivileged = filepath.Join(scratch, "home-privileged")
+		if err := os.Mkdir(b.homePrivileged, 0o755); err != nil {
+			return err
+		}
+		config := fmt.Sprintf("DISKS=( vda:1:%s )\nBRIDGES=( br0:02:5b:%s:%s:00:01 )\n", b.image, tag[:2], tag[2:])
+		if err := os.WriteFile(filepath.Join(b.homePrivileged, "config"), []byte(config), 0o644); err != nil {
+			return err
+		}
+		beforeWhat = "a privileged guest (PRIVATE_USERS=no)"
+	}
 	if b.opts.beforeBin != "" {
 		if b.subhostBefore, err = filepath.Abs(filepath.Join(b.opts.beforeBin, "subhost")); err != nil {
 			return err
@@ -234,7 +250,7 @@ func (b *bench) round(ctx context.Context) (sample, error) {
 	if s.floor, err = b.fl.run(ctx, b.name); err != nil {
 		return s, err
 	}
-	if b.subhostBefore != "" {
+	if b.subhostBefore != "" || b.homePrivileged != "" {
 		if s.before, err = b.bootBefore(ctx); err != nil {
 			return s, fmt.Errorf("with %s: %w", b.subhostBefore, err)
 		}
@@ -259,11 +275,17 @@ func (b *bench) inNet(args ...string) *exec.Cmd {
 
 // boot times `subhost run --detach` until the marker, and until the
 // command returns.
-// bootBefore times a boot with -before-bin's build, and stops it.
+// bootBefore times a boot with -before-bin's build, or of the privileged
+// twin (-private-users), and stops it.
 func (b *bench) bootBefore(ctx context.Context) (time.Duration, error) {
-	after := b.subhost
-	b.subhost = b.subhostBefore
-	defer func() { b.subhost = after }()
+	after, home := b.subhost, b.home
+	if b.subhostBefore != "" {
+		b.subhost = b.subhostBefore
+	}
+	if b.homePrivileged != "" {
+		b.home = b.homePrivileged
+	}
+	defer func() { b.subhost, b.home = after, home }()
 	var s, discard sample
 	if err := b.boot(ctx, &s); err != nil {
 		return 0, err
