@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -41,6 +42,9 @@ type options struct {
 	logLevel  string
 	verbose   bool
 	beforeBin string
+	// privateUsers is the guest's PRIVATE_USERS ("" for the default,
+	// privileged): run once with and once without to compare.
+	privateUsers string
 }
 
 func main() {
@@ -52,6 +56,7 @@ func main() {
 	flag.BoolVar(&o.verbose, "v", false, "print every round")
 	flag.StringVar(&o.beforeBin, "before-bin", "", "another build's bin directory (say, main's before a change): each round also boots and stops the same guest with it, for a before/after comparison in one run")
 	flag.StringVar(&o.logLevel, "log-level", "", "pass --log-level to subhost run and stop (with -keep-logs, for profiling: debug or trace)")
+	flag.StringVar(&o.privateUsers, "private-users", "", "PRIVATE_USERS for the guest (pick: an unprivileged guest)")
 	flag.Parse()
 	if flag.NArg() != 0 || o.n < 1 {
 		flag.Usage()
@@ -79,6 +84,9 @@ type bench struct {
 	netns   string // the test network namespace holding br0
 	home    string
 	image   string
+	// homePrivileged is the home of the privileged twin that
+	// -private-users boots in each round, "" without it.
+	homePrivileged string
 	// subhostBefore is -before-bin's subhost, "" without it.
 	subhostBefore string
 	fl            *floor
@@ -184,17 +192,33 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 	config := fmt.Sprintf("DISKS=( vda:1:%s )\nBRIDGES=( br0:02:5b:%s:%s:00:01 )\n", b.image, tag[:2], tag[2:])
+	if b.opts.privateUsers != "" {
+		config += "PRIVATE_USERS=" + b.opts.privateUsers + "\n"
+	}
 	if err := os.WriteFile(filepath.Join(b.home, "config"), []byte(config), 0o644); err != nil {
 		return err
 	}
 	b.undo = append(b.undo, b.stopSubhostIfUp)
+	if b.opts.privateUsers != "" && b.opts.beforeBin == "" {
+		// Each round also boots the same guest privileged, from a home
+		// of its own, for an unprivileged/privileged comparison.
+		b.homePrivileged = filepath.Join(scratch, "home-privileged")
+		if err := os.Mkdir(b.homePrivileged, 0o755); err != nil {
+			return err
+		}
+		config := fmt.Sprintf("DISKS=( vda:1:%s )\nBRIDGES=( br0:02:5b:%s:%s:00:01 )\n", b.image, tag[:2], tag[2:])
+		if err := os.WriteFile(filepath.Join(b.homePrivileged, "config"), []byte(config), 0o644); err != nil {
+			return err
+		}
+		beforeWhat = "a privileged guest (PRIVATE_USERS=no)"
+	}
 	if b.opts.beforeBin != "" {
 		if b.subhostBefore, err = filepath.Abs(filepath.Join(b.opts.beforeBin, "subhost")); err != nil {
 			return err
 		}
 	}
 
-	fmt.Printf("subhost bench: %d rounds (+1 warm-up), busybox guest on a 64M MBR image on tmpfs, pipeline pretend-boot, 1 bridge in netns %s\n", b.opts.n, b.netns)
+	fmt.Printf("subhost bench: %d rounds (+1 warm-up), busybox guest on a 64M MBR image on tmpfs, pipeline pretend-boot, 1 bridge in netns %s, PRIVATE_USERS=%s\n", b.opts.n, b.netns, cmp.Or(b.opts.privateUsers, "no"))
 	fmt.Printf("load average before: %s (%d CPUs)\n", loadavg(), numCPU())
 	if busy() {
 		fmt.Println("note: the machine is busy (1-minute load above half the CPUs); the figures will be inflated and noisy")
@@ -226,7 +250,7 @@ func (b *bench) round(ctx context.Context) (sample, error) {
 	if s.floor, err = b.fl.run(ctx, b.name); err != nil {
 		return s, err
 	}
-	if b.subhostBefore != "" {
+	if b.subhostBefore != "" || b.homePrivileged != "" {
 		if s.before, err = b.bootBefore(ctx); err != nil {
 			return s, fmt.Errorf("with %s: %w", b.subhostBefore, err)
 		}
@@ -251,11 +275,17 @@ func (b *bench) inNet(args ...string) *exec.Cmd {
 
 // boot times `subhost run --detach` until the marker, and until the
 // command returns.
-// bootBefore times a boot with -before-bin's build, and stops it.
+// bootBefore times a boot with -before-bin's build, or of the privileged
+// twin (-private-users), and stops it.
 func (b *bench) bootBefore(ctx context.Context) (time.Duration, error) {
-	after := b.subhost
-	b.subhost = b.subhostBefore
-	defer func() { b.subhost = after }()
+	after, home := b.subhost, b.home
+	if b.subhostBefore != "" {
+		b.subhost = b.subhostBefore
+	}
+	if b.homePrivileged != "" {
+		b.home = b.homePrivileged
+	}
+	defer func() { b.subhost, b.home = after, home }()
 	var s, discard sample
 	if err := b.boot(ctx, &s); err != nil {
 		return 0, err

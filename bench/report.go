@@ -43,6 +43,11 @@ func sizes(samples []sample, f func(sample) int64) summary {
 }
 
 // report prints the table.
+// beforeWhat names what each round's "before" boot was: another build
+// (-before-bin), or this build with a privileged guest (-private-users
+// alone).
+var beforeWhat = "-before-bin's build"
+
 func report(w io.Writer, samples []sample) {
 	floor := durations(samples, func(s sample) time.Duration { return s.floor })
 	boot := durations(samples, func(s sample) time.Duration { return s.boot })
@@ -62,7 +67,7 @@ func report(w io.Writer, samples []sample) {
 	row("boot: run --detach -> rcS done", boot, "ms")
 	before := durations(samples, func(s sample) time.Duration { return s.before })
 	if before.median > 0 {
-		row("  the same with -before-bin's build", before, "ms")
+		row("  the same with "+beforeWhat, before, "ms")
 	}
 	row("  run --detach returned", detach, "ms")
 	row("stop: stop -> host clean", stop, "ms")
@@ -78,7 +83,7 @@ func report(w io.Writer, samples []sample) {
 	fmt.Fprintf(w, "\nboot/floor (medians): %.2fx  (target < %.0fx: %s)\n", ratio, targetRatio, verdict(ratio < targetRatio))
 	if before.median > 0 {
 		d := boot.median - before.median
-		fmt.Fprintf(w, "this build vs -before-bin's: %+.1f ms on the median boot  (target for a new stage: <= +%.0f ms: %s)\n", d, targetStageMS, verdict(d <= targetStageMS))
+		fmt.Fprintf(w, "this vs %s: %+.1f ms on the median boot  (target for a new stage: <= +%.0f ms: %s)\n", beforeWhat, d, targetStageMS, verdict(d <= targetStageMS))
 	}
 	fmt.Fprintf(w, "supervisor VmRSS median: %.1f MB  (target < %.0f MB: %s)\n", sup.median, targetRSSMB, verdict(sup.median < targetRSSMB))
 	procs := make([]float64, len(samples))

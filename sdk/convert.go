@@ -89,6 +89,9 @@ func recordToProto(r BootRecord) *pb.BootRecord {
 		GuestStartTime: r.GuestStartTime,
 		Extra:          r.Extra,
 		DevicePolicy:   r.DevicePolicy,
+		Userns:         r.Userns,
+		UsernsBase:     r.UsernsBase,
+		UsernsSize:     r.UsernsSize,
 	}
 	for _, c := range r.Cgroups {
 		out.Cgroups = append(out.Cgroups, &pb.Cgroup{Hierarchy: c.Hierarchy, Dir: c.Dir, Guest: c.Guest})
@@ -125,6 +128,9 @@ func recordFromProto(p *pb.BootRecord) BootRecord {
 		GuestStartTime: p.GetGuestStartTime(),
 		Extra:          p.GetExtra(),
 		DevicePolicy:   p.GetDevicePolicy(),
+		Userns:         p.GetUserns(),
+		UsernsBase:     p.GetUsernsBase(),
+		UsernsSize:     p.GetUsernsSize(),
 	}
 	for _, c := range p.GetCgroups() {
 		out.Cgroups = append(out.Cgroups, Cgroup{Hierarchy: c.GetHierarchy(), Dir: c.GetDir(), Guest: c.GetGuest()})

@@ -16,6 +16,7 @@ func (r *BootRecord) Merge(add BootRecord) error {
 		{"root", &out.Root, add.Root},
 		{"netns", &out.Netns, add.Netns},
 		{"hostname", &out.Hostname, add.Hostname},
+		{"userns", &out.Userns, add.Userns},
 	}
 	for _, s := range scalars {
 		if s.src == "" {
@@ -25,6 +26,12 @@ func (r *BootRecord) Merge(add BootRecord) error {
 			return Conflictf("boot record: %s already set to %q, a stage sets %q", s.name, *s.dst, s.src)
 		}
 		*s.dst = s.src
+	}
+	if add.UsernsSize != 0 {
+		if out.UsernsSize != 0 && (out.UsernsBase != add.UsernsBase || out.UsernsSize != add.UsernsSize) {
+			return Conflictf("boot record: user namespace ids already %d+%d, a stage sets %d+%d", out.UsernsBase, out.UsernsSize, add.UsernsBase, add.UsernsSize)
+		}
+		out.UsernsBase, out.UsernsSize = add.UsernsBase, add.UsernsSize
 	}
 	if add.GuestPID != 0 {
 		if out.GuestPID != 0 && out.GuestPID != add.GuestPID {

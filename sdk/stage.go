@@ -203,6 +203,13 @@ type BootRecord struct {
 	// DevicePolicy names what keeps the guest to its own devices
 	// ("cgroup1-devices", "cgroup2-bpf"); empty when nothing does.
 	DevicePolicy []string `json:"device_policy,omitempty"`
+	// Userns is the host path of the guest's pinned user namespace (the
+	// userns stage's, for PRIVATE_USERS); "" when the guest is
+	// privileged. The guest's uids and gids 0..UsernsSize-1 are the
+	// host's UsernsBase.. .
+	Userns     string `json:"userns,omitempty"`
+	UsernsBase uint32 `json:"userns_base,omitempty"`
+	UsernsSize uint32 `json:"userns_size,omitempty"`
 }
 
 // Cgroup is a subhost's cgroup in one hierarchy.

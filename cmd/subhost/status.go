@@ -41,6 +41,21 @@ type report struct {
 	// exist.
 	Limits *cgroups.InForce `json:"limits,omitempty"`
 	Usage  *cgroups.Usage   `json:"usage,omitempty"`
+	// Userns is the guest's host id range; null for a privileged guest.
+	Userns *idRange `json:"userns"`
+}
+
+type idRange struct {
+	Base uint32 `json:"base"`
+	Size uint32 `json:"size"`
+}
+
+// privilege says in words who the guest's root is.
+func (r report) privilege() string {
+	if r.Userns == nil {
+		return "privileged (guest uid 0 = host uid 0)"
+	}
+	return fmt.Sprintf("unprivileged (guest uid 0 = host uid %d)", r.Userns.Base)
 }
 
 // autostartReport is a subhost's enrolment, when it has one.
@@ -82,6 +97,9 @@ func describeState(root, name string) (report, error) {
 		return report{}, err
 	}
 	r := report{Name: name, Pipeline: st.Pipeline, State: st.Status, Home: st.Home, Error: st.Error, Extra: st.Record.Extra, Restarts: st.Restarts}
+	if st.Record.UsernsSize != 0 {
+		r.Userns = &idRange{Base: st.Record.UsernsBase, Size: st.Record.UsernsSize}
+	}
 	guest := st.Record.GuestPID != 0 && proc.Alive(st.Record.GuestPID, st.Record.GuestStartTime)
 	if guest {
 		r.PID = st.Record.GuestPID
@@ -136,6 +154,7 @@ func newStatusCmd() *cobra.Command {
 			fmt.Fprintln(w)
 			if r.Pipeline != "" {
 				fmt.Fprintf(w, "  pipeline %s, home %s\n", r.Pipeline, r.Home)
+				fmt.Fprintf(w, "  %s\n", r.privilege())
 			}
 			if r.Started != "" {
 				fmt.Fprintf(w, "  guest started %s\n", r.Started)

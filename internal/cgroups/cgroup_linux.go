@@ -723,3 +723,22 @@ func Apply(name string, l Limits) error {
 	}
 	return nil
 }
+
+// Delegate gives each guest cgroup of cgs to uid:gid (an unprivileged
+// guest's root), as a container manager delegates a cgroup: the
+// directory and the files that move processes and (cgroup v2) enable
+// controllers below it. The guest can then make and manage cgroups below
+// its own, but not touch its limits and device policy, which sit on the
+// parent, subhost/NAME.
+func Delegate(cgs []sdk.Cgroup, uid, gid int) error {
+	var errs []error
+	for _, d := range GuestDirs(cgs) {
+		for _, name := range []string{"", "cgroup.procs", "tasks", "cgroup.threads", "cgroup.subtree_control"} {
+			err := os.Lchown(filepath.Join(d, name), uid, gid)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

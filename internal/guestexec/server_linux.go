@@ -46,11 +46,45 @@ func Listen() (*Listener, error) {
 // gives PID 0 for a process this namespace cannot see. Guest processes,
 // root or not, are refused: they have no business asking PID 1 for
 // anything.
+//
+// In an unprivileged guest (PID 1 in a user namespace of its own) the
+// host's root is not mapped, so SO_PEERCRED shows it as the overflow uid
+// (65534): such a peer is accepted too. Nobody else can be it: the socket
+// is reachable only from the guest's network namespace, a process outside
+// the guest's PID namespace gets there only by setns, which needs
+// CAP_SYS_ADMIN over the guest's user namespace, and outside the guest
+// only that namespace's owner, the host's root, holds it (a host user
+// with uid 65534 has no capability there).
 func hostPeer(c *unix.Ucred) error {
-	if c.Uid != 0 || c.Pid != 0 {
-		return fmt.Errorf("refused: only the host's root may enter (peer pid %d uid %d)", c.Pid, c.Uid)
+	if c.Pid == 0 && (c.Uid == 0 || (c.Uid == overflowUID() && inUserns())) {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("refused: only the host's root may enter (peer pid %d uid %d)", c.Pid, c.Uid)
+}
+
+// inUserns reports whether this process is in a user namespace other
+// than the host's, whose uid map is the identity on every id.
+func inUserns() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
+}
+
+// overflowUID is the uid the kernel shows for one a user namespace does
+// not map (kernel.overflowuid, 65534 unless changed).
+func overflowUID() uint32 {
+	b, err := os.ReadFile("/proc/sys/kernel/overflowuid")
+	if err != nil {
+		return 65534
+	}
+	var n uint32
+	if _, err := fmt.Sscan(string(b), &n); err != nil {
+		return 65534
+	}
+	return n
 }
 
 // Close stops listening.

@@ -114,3 +114,10 @@ func (r *Root) Attach(d *Detached, target *os.File, guestPath string) error {
 	d.Close()
 	return nil
 }
+
+// AdoptDetached takes the detached mount at descriptor fd (one a
+// privileged process prepared and passed down, see internal/mountfd) for
+// Root.Attach. what names it in errors.
+func AdoptDetached(fd int, what string) *Detached {
+	return &Detached{fd: fd, what: what}
+}

@@ -7,6 +7,7 @@ pipeline "pretend-boot" {
   home        = "/opt/sub"
   on_exit     = "down"
 
+  stage "userns" {}
   stage "mount-loop" {}
   stage "net-veth" {}
   stage "cgroup" {}
@@ -20,6 +21,7 @@ pipeline "control" {
   home        = env("SUBHOST", "/opt/subhost")
   on_exit     = "keep"
 
+  stage "userns" {}
   stage "mount-overlay" {}
   stage "net-veth" {}
   stage "cgroup" {}

@@ -53,10 +53,10 @@ func TestBuiltins(t *testing.T) {
 	}
 	for _, want := range []Pipeline{
 		{Name: "pretend-boot", Home: "/opt/sub", OnExit: "down", Source: "builtin", Stages: []Stage{
-			stage("mount-loop", nil), stage("net-veth", nil), stage("cgroup", nil), stage("init", map[string]string{"mode": "sysv"}),
+			stage("userns", nil), stage("mount-loop", nil), stage("net-veth", nil), stage("cgroup", nil), stage("init", map[string]string{"mode": "sysv"}),
 		}},
 		{Name: "control", Home: "/opt/subhost", OnExit: "keep", Source: "builtin", Stages: []Stage{
-			stage("mount-overlay", nil), stage("net-veth", nil), stage("cgroup", nil), stage("init", map[string]string{"mode": "shell"}),
+			stage("userns", nil), stage("mount-overlay", nil), stage("net-veth", nil), stage("cgroup", nil), stage("init", map[string]string{"mode": "shell"}),
 		}},
 	} {
 		p, err := s.Get(want.Name)

@@ -90,6 +90,13 @@ func (*stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	if l.NoDevicePolicy {
 		log.Warn("DEVICE_POLICY=none: the guest can open any host device it has a node for")
 	}
+	if base := int(req.Record.UsernsBase); req.Record.UsernsSize != 0 {
+		// An unprivileged guest (the userns stage's): its root gets
+		// its own cgroup.
+		if err := cgroups.Delegate(p.Cgroups, base, base); err != nil {
+			return nil, sdk.Internalf("delegate the guest's cgroups to its root (host uid %d): %w", base, err)
+		}
+	}
 	log.Debug("cgroups made", "device_policy", p.DevicePolicy, "cgroups", len(p.Cgroups))
 	return &sdk.Result{Record: sdk.BootRecord{Cgroups: p.Cgroups, DevicePolicy: p.DevicePolicy}}, nil
 }

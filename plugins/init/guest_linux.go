@@ -12,7 +12,9 @@ import (
 
 	"github.com/subhost/subhost/internal/cgroups"
 	"github.com/subhost/subhost/internal/guestroot"
+	"github.com/subhost/subhost/internal/mountfd"
 	"github.com/subhost/subhost/internal/seccompguard"
+	"github.com/subhost/subhost/sdk"
 )
 
 // guestMain is the launched child, PID 1 of the guest's new PID
@@ -63,14 +65,14 @@ func bootGuest() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return fmt.Errorf("make / a slave mount: %w", err)
 	}
-	root, err := guestroot.Open(cfg.Root)
+	root, err := openRoot(cfg)
 	if err != nil {
 		return err
 	}
-	if err := root.CloneSelf(); err != nil {
+	if err := mountGuest(root, cfg); err != nil {
 		return err
 	}
-	if err := mountGuest(root, cfg); err != nil {
+	if err := attachMounts(root, cfg.Mounts); err != nil {
 		return err
 	}
 	if err := protectKernelFiles(root); err != nil {
@@ -161,16 +163,88 @@ func mountGuest(root *guestroot.Root, cfg guestConfig) error {
 		// interfaces; read-only, so the guest cannot tune the host's
 		// devices through it.
 		{"/sys", 0o555, guestroot.Mount{Source: "sysfs", FSType: "sysfs", Flags: unix.MS_RDONLY | nosuidNodevNoexec, Magic: sysfsMagic}},
-		{"/dev", 0o755, guestroot.Mount{Source: "tmpfs", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k", Magic: tmpfsMagic}},
 	} {
 		if err := mountDir(root, m.at, m.mode, m.m); err != nil {
 			return err
 		}
 	}
+	if err := mountDev(root, cfg); err != nil {
+		return err
+	}
 	if err := populateDev(root, cfg); err != nil {
 		return err
 	}
 	return mountDir(root, "/run", 0o755, guestroot.Mount{Source: "tmpfs", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=755,size=10%", Magic: tmpfsMagic})
+}
+
+// mountDev mounts the guest's /dev: a fresh tmpfs, or for an
+// unprivileged guest the one the plugin made with its nodes.
+func mountDev(root *guestroot.Root, cfg guestConfig) error {
+	if !cfg.Unprivileged {
+		return mountDir(root, "/dev", 0o755, guestroot.Mount{Source: "tmpfs", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k", Magic: tmpfsMagic})
+	}
+	return attachPrepared(root, "/dev", cfg.DevFD)
+}
+
+// attachPrepared attaches the detached mount at descriptor fd (from the
+// plugin) on the directory at guest path at, created when missing.
+func attachPrepared(root *guestroot.Root, at string, fd int) error {
+	target, err := root.MountDir(at, 0o755)
+	if err != nil {
+		return fmt.Errorf("attach on %s: %w", at, err)
+	}
+	defer target.Close()
+	return root.Attach(guestroot.AdoptDetached(fd, at), target, at)
+}
+
+// attachMounts attaches the MOUNTS data disks.
+func attachMounts(root *guestroot.Root, mounts []guestMount) error {
+	for _, m := range mounts {
+		if err := attachPrepared(root, m.Path, m.FD); err != nil {
+			return fmt.Errorf("MOUNTS: %w", err)
+		}
+	}
+	return nil
+}
+
+// attachDir is where an unprivileged guest's launcher attaches the root
+// the plugin cloned, on a tmpfs of its own: it cannot search the host
+// directories the root's host path lies in (it is a host uid range), and
+// pivot_root wants a mount its user namespace made (those copied from
+// the host are locked). The tmpfs hides the host's /tmp only in the
+// launcher's mount namespace, and goes with the host's tree at the
+// pivot.
+const attachDir = "/tmp"
+
+// openRoot opens the guest root as a mount point of its own, which
+// pivot_root requires: a privileged guest's is a clone of it mounted on
+// itself (guestroot.CloneSelf: setuid works there, unlike on the host's
+// nosuid mount); an unprivileged guest's is the idmapped clone the
+// plugin made (nosuid cleared too), attached under attachDir.
+func openRoot(cfg guestConfig) (*guestroot.Root, error) {
+	if !cfg.Unprivileged {
+		root, err := guestroot.Open(cfg.Root)
+		if err != nil {
+			return nil, err
+		}
+		return root, root.CloneSelf()
+	}
+	if err := unix.Mount("launcher", attachDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=700,size=16k"); err != nil {
+		return nil, fmt.Errorf("a tmpfs on %s to attach the guest root: %w", attachDir, err)
+	}
+	at := attachDir + "/root"
+	if err := os.Mkdir(at, 0o700); err != nil {
+		return nil, err
+	}
+	target, err := os.OpenFile(at, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer target.Close()
+	if err := mountfd.Attach(os.NewFile(uintptr(cfg.RootFD), cfg.Root), target); err != nil {
+		return nil, fmt.Errorf("the guest root: %w", err)
+	}
+	return guestroot.Open(at)
 }
 
 // mountDir mounts m on the directory at guest path at, opened inside the
@@ -191,26 +265,13 @@ func populateDev(root *guestroot.Root, cfg guestConfig) error {
 		return err
 	}
 	defer dev.Close()
-	for _, n := range []guestroot.Node{
-		{Name: "null", Type: unix.S_IFCHR, Major: 1, Minor: 3, Perm: 0o666},
-		{Name: "zero", Type: unix.S_IFCHR, Major: 1, Minor: 5, Perm: 0o666},
-		{Name: "full", Type: unix.S_IFCHR, Major: 1, Minor: 7, Perm: 0o666},
-		{Name: "random", Type: unix.S_IFCHR, Major: 1, Minor: 8, Perm: 0o666},
-		{Name: "urandom", Type: unix.S_IFCHR, Major: 1, Minor: 9, Perm: 0o666},
-		{Name: "tty", Type: unix.S_IFCHR, Major: 5, Minor: 0, Perm: 0o666},
-	} {
-		if err := guestroot.Mknod(dev, n); err != nil {
-			return err
-		}
-	}
-	for _, d := range cfg.Devices {
-		// 0440 does not stop root; the read-only loop device does.
-		perm := uint32(0o660)
-		if d.ReadOnly {
-			perm = 0o440
-		}
-		if err := guestroot.Mknod(dev, guestroot.Node{Name: d.GuestName, Type: unix.S_IFBLK, Major: d.Major, Minor: d.Minor, Perm: perm}); err != nil {
-			return err
+	// An unprivileged guest's /dev came from the host with its nodes
+	// (prepare_linux.go): mknod is refused in a user namespace.
+	if !cfg.Unprivileged {
+		for _, n := range append(standardNodes(), diskNodes(cfg.Devices)...) {
+			if err := guestroot.Mknod(dev, n); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -265,6 +326,32 @@ func populateDev(root *guestroot.Root, cfg guestConfig) error {
 	}
 	defer console.Close()
 	return root.MountAt(guestroot.Mount{Source: fmt.Sprintf("/proc/self/fd/%d", src.Fd()), Flags: unix.MS_BIND}, console, "/dev/console")
+}
+
+// standardNodes are the character devices every guest's /dev has.
+func standardNodes() []guestroot.Node {
+	return []guestroot.Node{
+		{Name: "null", Type: unix.S_IFCHR, Major: 1, Minor: 3, Perm: 0o666},
+		{Name: "zero", Type: unix.S_IFCHR, Major: 1, Minor: 5, Perm: 0o666},
+		{Name: "full", Type: unix.S_IFCHR, Major: 1, Minor: 7, Perm: 0o666},
+		{Name: "random", Type: unix.S_IFCHR, Major: 1, Minor: 8, Perm: 0o666},
+		{Name: "urandom", Type: unix.S_IFCHR, Major: 1, Minor: 9, Perm: 0o666},
+		{Name: "tty", Type: unix.S_IFCHR, Major: 5, Minor: 0, Perm: 0o666},
+	}
+}
+
+// diskNodes are the boot record's disks as block device nodes.
+func diskNodes(devices []sdk.Device) []guestroot.Node {
+	var out []guestroot.Node
+	for _, d := range devices {
+		// 0440 does not stop root; the read-only loop device does.
+		perm := uint32(0o660)
+		if d.ReadOnly {
+			perm = 0o440
+		}
+		out = append(out, guestroot.Node{Name: d.GuestName, Type: unix.S_IFBLK, Major: d.Major, Minor: d.Minor, Perm: perm})
+	}
+	return out
 }
 
 // sameTerminal checks that fd b is the character device fd a is.

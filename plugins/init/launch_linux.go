@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -38,10 +37,30 @@ type guestConfig struct {
 	Console string   `json:"console,omitempty"`
 	Argv    []string `json:"argv"`
 	Env     []string `json:"env"`
-	// Cgroups are the guest's cgroups (the boot record's, Guest of each), which
-	// the launcher joins before it unshares its cgroup namespace.
+	// Cgroups are the guest's cgroups (the boot record's, Guest of
+	// each), which the launcher joins before it unshares its cgroup
+	// namespace. Empty for an unprivileged guest: the plugin places it.
 	Cgroups []string `json:"cgroups,omitempty"`
+	// Unprivileged: the launcher runs in the guest's user namespace, and
+	// its root (RootFD: the idmapped clone) and /dev (DevFD: a tmpfs
+	// with the nodes) come as detached mounts from the plugin.
+	Unprivileged bool `json:"unprivileged,omitempty"`
+	RootFD       int  `json:"root_fd,omitempty"`
+	DevFD        int  `json:"dev_fd,omitempty"`
+	// Mounts are the MOUNTS data disks, detached mounts to attach.
+	Mounts []guestMount `json:"mounts,omitempty"`
 }
+
+// guestMount is a detached mount (descriptor FD) to attach at Path,
+// created inside the guest root when missing.
+type guestMount struct {
+	Path string `json:"path"`
+	FD   int    `json:"fd"`
+}
+
+// firstPreparedFD is where the launcher finds the plugin's detached
+// mounts, after the config and error pipes.
+const firstPreparedFD = 5
 
 // launch starts the guest and returns its PID and start time once
 // subhost-init has been executed, or the error that stopped it. The child
@@ -55,7 +74,7 @@ type guestConfig struct {
 // started's included, the launcher is killed and reaped before launch
 // returns; so it is when ctx is done, even if the launch had succeeded,
 // since the caller has given up on the result.
-func launch(ctx context.Context, cfg guestConfig, netns, console string, started func(pid int, start uint64) error) (int, uint64, error) {
+func launch(ctx context.Context, cfg guestConfig, rec *sdk.BootRecord, console string, prep *prepared, started func(pid int, start uint64) error) (int, uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, 0, sdk.Internalf("launch guest: %w", err)
 	}
@@ -75,40 +94,27 @@ func launch(ctx context.Context, cfg guestConfig, netns, console string, started
 		return 0, 0, sdk.Internalf("%w", err)
 	}
 	defer errR.Close()
+	files := append([]*os.File{cfgR, errW}, prep.files...) // configFD, errorFD, firstPreparedFD...
 
-	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC)
-	if netns == "" {
-		flags |= syscall.CLONE_NEWNET
+	var proc *os.Process
+	if cfg.Unprivileged {
+		proc, err = startInUserns(stdio, files, rec, console != "")
+	} else {
+		proc, err = startPrivileged(stdio, files, rec.Netns, console != "")
 	}
-	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe",
-		Args:       []string{"subhost-guest-launcher", launchArg},
-		Env:        []string{},
-		Dir:        "/",
-		Stdin:      stdio,
-		Stdout:     stdio,
-		Stderr:     stdio,
-		ExtraFiles: []*os.File{cfgR, errW}, // configFD, errorFD
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: flags,
-			// Its own session and process group, so that the runner
-			// killing the plugin's group spares the guest; no
-			// Pdeathsig, so that it outlives the plugin.
-			Setsid:  true,
-			Setctty: console != "",
-			Ctty:    0, // the child's fd 0
-		},
-	}
-	err = startIn(cmd, netns)
 	cfgR.Close()
 	errW.Close()
 	if err != nil {
+		// An error the launcher's starter wrote says more.
+		if b, _ := io.ReadAll(errR); len(b) > 0 {
+			err = sdk.Internalf("launch guest: %s", b)
+		}
 		return 0, 0, err
 	}
-	pid := cmd.Process.Pid
+	pid := proc.Pid
 	abort := func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		proc.Kill()
+		proc.Wait()
 	}
 	// The start time names the process from fork on, across the exec.
 	start, _, err := procStat(pid)
@@ -140,22 +146,62 @@ func launch(ctx context.Context, cfg guestConfig, netns, console string, started
 		return 0, 0, sdk.Internalf("launch guest: %w", ctx.Err())
 	}
 	if len(b) > 0 {
-		cmd.Wait()
+		proc.Wait()
 		return 0, 0, sdk.Internalf("launch guest: %s", b)
 	}
 	// The pipe also reaches EOF when the launcher dies before writing
 	// (killed, say). Its name tells it from a subhost-init that ran and
 	// already ended, which is the supervisor's business.
 	if comm, state := procComm(pid); state == 'Z' && comm == launcherComm {
-		ws := waitStatus(cmd)
+		ws := waitStatus(proc)
 		return 0, 0, sdk.Internalf("launch guest: the launcher died (%s) before executing subhost-init", ws)
 	}
 	if err := ctx.Err(); err != nil {
 		abort()
 		return 0, 0, sdk.Internalf("launch guest: %w", err)
 	}
-	cmd.Process.Release()
+	proc.Release()
 	return pid, start, nil
+}
+
+// launcherCmd is the command that makes the launcher: the plugin
+// itself, in new mount, PID, UTS and IPC namespaces, in its own session
+// and process group (the runner kills each plugin's group after use,
+// and must spare the guest), with no parent-death signal (it must
+// outlive the plugin), the console (or /dev/null) as fds 0, 1 and 2 and
+// its controlling terminal.
+func launcherCmd(stdio *os.File, files []*os.File, flags uintptr, ctty bool) *exec.Cmd {
+	return &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{"subhost-guest-launcher", launchArg},
+		Env:        []string{},
+		Dir:        "/",
+		Stdin:      stdio,
+		Stdout:     stdio,
+		Stderr:     stdio,
+		ExtraFiles: files,
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: flags | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
+			Setsid:     true,
+			Setctty:    ctty,
+			Ctty:       0, // the child's fd 0
+		},
+	}
+}
+
+// startPrivileged starts the launcher of a privileged guest, on a thread
+// that joined the boot record's netns (a new, empty one when it has
+// none).
+func startPrivileged(stdio *os.File, files []*os.File, netns string, ctty bool) (*os.Process, error) {
+	var flags uintptr
+	if netns == "" {
+		flags = syscall.CLONE_NEWNET
+	}
+	cmd := launcherCmd(stdio, files, flags, ctty)
+	if err := startIn(cmd, netns); err != nil {
+		return nil, err
+	}
+	return cmd.Process, nil
 }
 
 // startIn starts cmd in the network namespace at netns: from a thread
@@ -213,16 +259,12 @@ func openStdio(console string) (*os.File, error) {
 	return f, nil
 }
 
-func waitStatus(cmd *exec.Cmd) string {
-	err := cmd.Wait()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ProcessState.String()
-	}
+func waitStatus(proc *os.Process) string {
+	ps, err := proc.Wait()
 	if err != nil {
 		return err.Error()
 	}
-	return "exit status 0"
+	return ps.String()
 }
 
 // launcherComm is the launcher's command name before it executes

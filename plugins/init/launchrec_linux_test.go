@@ -232,7 +232,7 @@ func TestLaunchFailsAfterStart(t *testing.T) {
 	cfg := guestConfig{Root: root, Hostname: "tguest", Argv: []string{"/sbin/subhost-init"}, Env: []string{}}
 
 	var launcher int
-	_, _, err := launch(ctx(t), cfg, "", "", func(pid int, start uint64) error {
+	_, _, err := launch(ctx(t), cfg, &sdk.BootRecord{}, "", &prepared{}, func(pid int, start uint64) error {
 		launcher = pid
 		if !alive(pid, start) {
 			t.Errorf("started called with pid %d start %d, not a live process", pid, start)
@@ -247,7 +247,7 @@ func TestLaunchFailsAfterStart(t *testing.T) {
 	}
 
 	c, cancel := context.WithCancel(ctx(t))
-	_, _, err = launch(c, cfg, "", "", func(int, uint64) error {
+	_, _, err = launch(c, cfg, &sdk.BootRecord{}, "", &prepared{}, func(int, uint64) error {
 		cancel() // done before the launcher is even sent its config
 		return nil
 	})

@@ -12,5 +12,8 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == launchArg {
 		guestMain()
 	}
+	if len(os.Args) > 1 && os.Args[1] == userStarterArg {
+		userStarterMain()
+	}
 	sdk.Main(&stage{})
 }

@@ -39,6 +39,9 @@ func (*stage) Validate(ctx context.Context, req *sdk.Request) error {
 	if _, err := parseParams(req); err != nil {
 		return err
 	}
+	if _, err := parseMounts(&req.Subhost); err != nil {
+		return err
+	}
 	return checkRecord(req)
 }
 
@@ -53,6 +56,9 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	rec := &req.Record
 	if rec.Root == "" {
 		return nil, sdk.Invalidf("the boot record has no root: a mount stage must come before init")
+	}
+	if wantsUserns(&req.Subhost) && rec.Userns == "" {
+		return nil, sdk.Invalidf("%s: PRIVATE_USERS=%s asks for an unprivileged guest, but no stage made its user namespace (the pipeline needs the userns stage first)", req.Subhost.Where("PRIVATE_USERS"), req.Subhost.Scalar("PRIVATE_USERS"))
 	}
 	if err := checkDevices(rec.Devices); err != nil {
 		return nil, err
@@ -108,10 +114,26 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 		Env:      guestEnv(p),
 		Cgroups:  cgroups.GuestDirs(rec.Cgroups),
 	}
-	pid, start, err := launch(ctx, cfg, rec.Netns, req.Console, func(pid int, start uint64) error {
+	guestCgroups := cfg.Cgroups
+	prep, err := prepareUnprivileged(req, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer prep.close()
+	if cfg.Unprivileged {
+		warnForeignOwners(log, rec.Root, prep.ids)
+	}
+	pid, start, err := launch(ctx, cfg, rec, req.Console, prep, func(pid int, start uint64) error {
 		lr := launchRecord{Name: req.Subhost.Name, Home: req.Subhost.Home, PID: pid, StartTime: start, Root: rec.Root}
 		if err := writeLaunchRecord(recPath, lr); err != nil {
 			return sdk.Internalf("record the launched guest: %w", err)
+		}
+		if cfg.Unprivileged {
+			// Before the launcher reads its config: nothing of the
+			// guest runs outside its cgroups.
+			if err := placeGuest(pid, guestCgroups); err != nil {
+				return sdk.Internalf("%w", err)
+			}
 		}
 		return nil
 	})
@@ -120,7 +142,7 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 		removeLaunchRecord(recPath)
 		return nil, err
 	}
-	log.Info("guest started", "pid", pid, "root", rec.Root, "mode", p.mode)
+	log.Info("guest started", "pid", pid, "root", rec.Root, "mode", p.mode, "unprivileged", cfg.Unprivileged)
 	return result(guestState{PID: pid, StartTime: start, Root: rec.Root}, req.Subhost.Name)
 }
 

@@ -71,6 +71,10 @@ func (p *spec) hostNames(n int) []string {
 func parseSpec(req *sdk.Request) (*spec, []error) {
 	sub := &req.Subhost
 	p := &spec{name: sub.Name, netns: netnsDir + "/" + sub.Name, prefix: sub.Name}
+	if req.Record.Netns != "" {
+		// Made by an earlier stage (userns): adopted, never made here.
+		p.netns = req.Record.Netns
+	}
 	var errs []error
 	if problem := netnsNameProblem(sub.Name); problem != "" {
 		// Without a usable name there is no netns path: stop here.

@@ -96,7 +96,13 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err er
 		}
 	}()
 
-	if e.guestNs == nil {
+	switch {
+	case e.guestNs == nil && req.Record.Netns != "":
+		// An earlier stage (userns) made the namespace, owned by the
+		// guest's user namespace; one made here would belong to the
+		// host's, and the guest's root could not configure its eth0.
+		return nil, sdk.NotFoundf("the boot record's network namespace %s does not exist", p.netns)
+	case e.guestNs == nil:
 		if err := createNetns(p.netns); err != nil {
 			return nil, sdk.Internalf("create network namespace %s: %w", p.netns, err)
 		}
@@ -105,7 +111,7 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err er
 		if err := e.openGuest(p.netns); err != nil {
 			return nil, err
 		}
-	} else {
+	default:
 		log.Info("adopting network namespace", "netns", p.netns)
 	}
 	lo, err := e.guest.LinkByName("lo")

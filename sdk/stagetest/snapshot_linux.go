@@ -3,6 +3,7 @@ package stagetest
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -24,6 +25,10 @@ type Snapshot struct {
 	Links   []string // network interfaces of the current network namespace
 	Plugins []string // "PID CMDLINE" of every running stage plugin process
 	Cgroups []string // directories under subhost/ in every mounted cgroup hierarchy
+	// Userns are unprivileged subhosts' leftovers: pinned user
+	// namespaces' files under /run/subhost/.userns (their bind mounts
+	// are Mounts) and the owners of ranges in /run/subhost/.idranges.
+	Userns []string
 }
 
 // Take reads the host's current objects.
@@ -46,6 +51,9 @@ func Take() (Snapshot, error) {
 		return s, err
 	}
 	if s.Cgroups, err = subhostCgroups(); err != nil {
+		return s, err
+	}
+	if s.Userns, err = usernsObjects(); err != nil {
 		return s, err
 	}
 	return s, nil
@@ -71,6 +79,7 @@ func (s Snapshot) Diff(before Snapshot) []string {
 		{"link", before.Links, s.Links, false},
 		{"plugin process", before.Plugins, s.Plugins, true},
 		{"cgroup", before.Cgroups, s.Cgroups, false},
+		{"user namespace", before.Userns, s.Userns, false},
 	} {
 		for _, x := range k.is {
 			if !slices.Contains(k.was, x) {
@@ -241,4 +250,35 @@ func subhostCgroups() ([]string, error) {
 	}
 	slices.Sort(out)
 	return slices.Compact(out), sc.Err()
+}
+
+// usernsObjects lists the userns stage's pins and registered id ranges.
+func usernsObjects() ([]string, error) {
+	var out []string
+	ents, err := os.ReadDir("/run/subhost/.userns")
+	if err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
+	for _, e := range ents {
+		out = append(out, "pin "+e.Name())
+	}
+	data, err := os.ReadFile("/run/subhost/.idranges")
+	if os.IsNotExist(err) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ranges []struct {
+		Name string `json:"name"`
+		Home string `json:"home"`
+		Base uint32 `json:"base"`
+	}
+	if err := json.Unmarshal(data, &ranges); err != nil {
+		return nil, fmt.Errorf("/run/subhost/.idranges: %w", err)
+	}
+	for _, r := range ranges {
+		out = append(out, fmt.Sprintf("id range %d of %s (%s)", r.Base, r.Name, r.Home))
+	}
+	return out, nil
 }

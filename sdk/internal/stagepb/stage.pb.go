@@ -612,7 +612,14 @@ type BootRecord struct {
 	Cgroups []*Cgroup `protobuf:"bytes,10,rep,name=cgroups,proto3" json:"cgroups,omitempty"`
 	// What keeps the guest to its devices ("cgroup1-devices",
 	// "cgroup2-bpf"); empty when nothing does.
-	DevicePolicy  []string `protobuf:"bytes,11,rep,name=device_policy,json=devicePolicy,proto3" json:"device_policy,omitempty"`
+	DevicePolicy []string `protobuf:"bytes,11,rep,name=device_policy,json=devicePolicy,proto3" json:"device_policy,omitempty"`
+	// The guest's user namespace, made by the userns stage for
+	// PRIVATE_USERS: the host path of its pinned nsfs file, and the host
+	// ids that the guest's ids 0..userns_size-1 are (uid and gid alike).
+	// Empty and 0 when the guest is privileged.
+	Userns        string `protobuf:"bytes,20,opt,name=userns,proto3" json:"userns,omitempty"`
+	UsernsBase    uint32 `protobuf:"varint,21,opt,name=userns_base,json=usernsBase,proto3" json:"userns_base,omitempty"`
+	UsernsSize    uint32 `protobuf:"varint,22,opt,name=userns_size,json=usernsSize,proto3" json:"userns_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -715,6 +722,27 @@ func (x *BootRecord) GetDevicePolicy() []string {
 		return x.DevicePolicy
 	}
 	return nil
+}
+
+func (x *BootRecord) GetUserns() string {
+	if x != nil {
+		return x.Userns
+	}
+	return ""
+}
+
+func (x *BootRecord) GetUsernsBase() uint32 {
+	if x != nil {
+		return x.UsernsBase
+	}
+	return 0
+}
+
+func (x *BootRecord) GetUsernsSize() uint32 {
+	if x != nil {
+		return x.UsernsSize
+	}
+	return 0
 }
 
 type Cgroup struct {
@@ -1295,7 +1323,7 @@ const file_stage_proto_rawDesc = "" +
 	"\n" +
 	"guest_name\x18\x02 \x01(\tR\tguestName\x12\x10\n" +
 	"\x03mac\x18\x03 \x01(\tR\x03mac\x12\x16\n" +
-	"\x06bridge\x18\x04 \x01(\tR\x06bridge\"\xe2\x03\n" +
+	"\x06bridge\x18\x04 \x01(\tR\x06bridge\"\xbc\x04\n" +
 	"\n" +
 	"BootRecord\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\tR\x04root\x122\n" +
@@ -1310,7 +1338,12 @@ const file_stage_proto_rawDesc = "" +
 	"\x05extra\x18\t \x03(\v2'.subhost.stage.v1.BootRecord.ExtraEntryR\x05extra\x122\n" +
 	"\acgroups\x18\n" +
 	" \x03(\v2\x18.subhost.stage.v1.CgroupR\acgroups\x12#\n" +
-	"\rdevice_policy\x18\v \x03(\tR\fdevicePolicy\x1a8\n" +
+	"\rdevice_policy\x18\v \x03(\tR\fdevicePolicy\x12\x16\n" +
+	"\x06userns\x18\x14 \x01(\tR\x06userns\x12\x1f\n" +
+	"\vuserns_base\x18\x15 \x01(\rR\n" +
+	"usernsBase\x12\x1f\n" +
+	"\vuserns_size\x18\x16 \x01(\rR\n" +
+	"usernsSize\x1a8\n" +
 	"\n" +
 	"ExtraEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +

@@ -1,0 +1,240 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/subhost/subhost/internal/testguest"
+)
+
+// unprivileged turns g into a PRIVATE_USERS=pick guest whose root is
+// imaged with the given partition table, with two data disks mounted by
+// MOUNTS: vdb1 read-write on /srv/data, vdc (a bare file system) :ro on
+// /srv/ro.
+func (g *guest) unprivileged(table, privateUsers string) {
+	t := g.e.t
+	t.Helper()
+	img := testguest.Image(t, g.root.Dir, table)
+	data := func(marker, table string) string {
+		d := t.TempDir()
+		os.WriteFile(filepath.Join(d, "hello"), []byte(marker+"\n"), 0o644)
+		return testguest.Image(t, d, table)
+	}
+	g.config = fmt.Sprintf("DISKS=( vda:1:%s vdb:1:%s vdc:0:%s )\nMOUNTS=( vdb1:/srv/data vdc:/srv/ro:ro )\nBRIDGES=( br0:%s )\nPRIVATE_USERS=%s",
+		img, data("data-disk", "mbr"), data("ro-disk", "none"), g.mac, privateUsers)
+	g.home = g.e.home(g.config)
+}
+
+// idMap returns the guest's "0 BASE SIZE" uid map line.
+func (g *guest) idMap() (base, size int) {
+	g.e.t.Helper()
+	var zero int
+	fmt.Sscan(g.mustEnter("cat", "/proc/self/uid_map"), &zero, &base, &size)
+	if zero != 0 {
+		g.e.t.Fatalf("uid_map does not start at guest uid 0")
+	}
+	return base, size
+}
+
+// TestUnprivilegedPretendBoot: with PRIVATE_USERS=pick a busybox guest
+// boots from an MBR or a GPT image as root of its own user namespace; it
+// configures its own eth0 (its netns belongs to that namespace) and
+// serves; `enter` runs as its root; files it makes are uid 0 on the
+// image; MOUNTS gives it its data disks (rw and ro); host-wide knobs and
+// devices are out of its reach; poweroff from inside tears it all down.
+func TestUnprivilegedPretendBoot(t *testing.T) {
+	for _, table := range []string{"mbr", "gpt"} {
+		t.Run(table, func(t *testing.T) {
+			e := newEnv(t)
+			g := e.newGuest("u"+table, nil)
+			g.unprivileged(table, "pick")
+			g.boot()
+			g.serves()
+
+			base, size := g.idMap()
+			if base == 0 || size != 65536 {
+				t.Fatalf("uid_map: 0 %d %d, want a non-zero host range of 65536", base, size)
+			}
+			if got := g.mustEnter("id", "-u"); strings.TrimSpace(got) != "0" {
+				t.Errorf("enter runs as uid %q, want the guest's root", got)
+			}
+			out, _, _ := e.run("status", "--json", g.name)
+			var st struct {
+				Userns *struct{ Base, Size int } `json:"userns"`
+			}
+			if json.Unmarshal([]byte(out), &st); st.Userns == nil || st.Userns.Base != base || st.Userns.Size != size {
+				t.Errorf("status --json userns = %+v, want base %d size %d", st.Userns, base, size)
+			}
+			if out, _, _ := e.run("status", g.name); !strings.Contains(out, fmt.Sprintf("unprivileged (guest uid 0 = host uid %d)", base)) {
+				t.Errorf("status does not say the guest is unprivileged:\n%s", out)
+			}
+
+			// Files: the image's are root's inside, and what the guest's
+			// root makes is uid 0 on the image (idmapped, never chowned).
+			if got := strings.TrimSpace(g.mustEnter("stat", "-c", "%u:%g", "/bin/busybox")); got != "0:0" {
+				t.Errorf("inside, /bin/busybox is owned by %s, want 0:0", got)
+			}
+			g.mustEnter("sh", "-c", "echo made >/root/made-inside")
+			var fst syscall.Stat_t
+			if err := syscall.Stat(filepath.Join(g.home, "live/root/made-inside"), &fst); err != nil || fst.Uid != 0 || fst.Gid != 0 {
+				t.Errorf("a file the guest's root made: %d:%d on the image (%v), want 0:0", fst.Uid, fst.Gid, err)
+			}
+			if err := syscall.Stat(filepath.Join(g.home, "live/bin/busybox"), &fst); err != nil || fst.Uid != 0 {
+				t.Errorf("the image's bin/busybox changed owner: %d (%v)", fst.Uid, err)
+			}
+
+			// MOUNTS: read-write and read-only data disks.
+			if got := g.mustEnter("cat", "/srv/data/hello"); got != "data-disk\n" {
+				t.Errorf("/srv/data/hello = %q", got)
+			}
+			g.mustEnter("sh", "-c", "echo w >/srv/data/written && chown 0:0 /srv/data/written")
+			if got := g.mustEnter("cat", "/srv/ro/hello"); got != "ro-disk\n" {
+				t.Errorf("/srv/ro/hello = %q", got)
+			}
+			if out, code := g.enter("sh", "-c", "echo x >/srv/ro/x"); code == 0 {
+				t.Errorf("writing to the :ro MOUNTS disk worked: %s", out)
+			}
+
+			// Probes that must fail from inside.
+			for _, probe := range []string{
+				"echo '|/bin/true' >/proc/sys/kernel/core_pattern",
+				"echo /bin/true >/proc/sys/kernel/modprobe",
+				"echo 10 >/proc/sys/vm/swappiness",
+				"mkdir -p /tmp/p && mount -t proc proc /tmp/p && echo 10 >/tmp/p/sys/vm/swappiness",
+				"mkdir -p /tmp/s && mount -t sysfs sysfs /tmp/s && echo 1 >/tmp/s/kernel/mm/ksm/run",
+				"mknod /tmp/sda b 8 0",
+				"mkdir -p /tmp/d && mount -t devtmpfs devtmpfs /tmp/d",
+				"mknod /tmp/kmsg c 1 11 && cat /tmp/kmsg",
+				"cat /dev/kmsg",
+				"dd if=/dev/vda of=/dev/null bs=512 count=1 && printf x >/dev/vda",
+			} {
+				out, code := g.enter("sh", "-c", probe)
+				t.Logf("probe %q: exit %d: %s", probe, code, strings.TrimSpace(out))
+				if code == 0 {
+					t.Errorf("from inside an unprivileged guest, %q worked: %s", probe, out)
+				}
+			}
+			// core_pattern really is unchanged on the host.
+			if b, _ := os.ReadFile("/proc/sys/kernel/core_pattern"); strings.Contains(string(b), "/bin/true") {
+				t.Errorf("host core_pattern changed: %s", b)
+			}
+
+			g.enter("poweroff")
+			e.clean(g.name)
+		})
+	}
+}
+
+// TestUnprivilegedRangesAndReboot: two picked guests get disjoint
+// ranges; a guest keeps its range across a reboot from inside; an
+// explicit range overlapping a running guest's is refused with exit 2
+// and nothing made.
+func TestUnprivilegedRangesAndReboot(t *testing.T) {
+	e := newEnv(t)
+	a := e.newGuest("usra", nil)
+	a.unprivileged("mbr", "pick")
+	b := e.newGuest("usrb", nil)
+	b.unprivileged("mbr", "pick")
+	a.boot()
+	b.boot()
+	baseA, sizeA := a.idMap()
+	baseB, sizeB := b.idMap()
+	if baseA < baseB+sizeB && baseB < baseA+sizeA {
+		t.Errorf("two picked ranges overlap: %d+%d and %d+%d", baseA, sizeA, baseB, sizeB)
+	}
+
+	c := e.newGuest("usrc", nil)
+	c.unprivileged("mbr", fmt.Sprint(baseA+100))
+	_, er, code := e.inNet(c.ns, c.runArgs("--detach")...)
+	if code != 2 || !strings.Contains(er, "PRIVATE_USERS") {
+		t.Errorf("an explicit range over %s's: exit %d, %q; want exit 2 naming PRIVATE_USERS", a.name, code, er)
+	}
+	if _, err := os.Lstat("/run/netns/" + c.name); err == nil {
+		t.Errorf("the refused guest's netns exists")
+	}
+
+	pid := e.status(a.name).PID
+	a.enter("reboot")
+	e.waitFor(a.name+" to boot again", 20e9, func() bool {
+		r, err := e.statusErr(a.name)
+		return err == nil && r.PID != 0 && r.PID != pid && r.State == "running"
+	})
+	a.waitReady()
+	if base, _ := a.idMap(); base != baseA {
+		t.Errorf("after a reboot the range is %d, was %d", base, baseA)
+	}
+	a.serves()
+	for _, g := range []*guest{a, b} {
+		e.mustRun("", "stop", g.name)
+		e.clean(g.name)
+	}
+}
+
+// TestPrivilegedMounts: MOUNTS works for a privileged guest too.
+func TestPrivilegedMounts(t *testing.T) {
+	e := newEnv(t)
+	g := e.newGuest("pmnt", nil)
+	g.unprivileged("mbr", "no")
+	g.boot()
+	if got := g.mustEnter("cat", "/srv/data/hello", "/srv/ro/hello"); got != "data-disk\nro-disk\n" {
+		t.Errorf("MOUNTS in a privileged guest: %q", got)
+	}
+	g.mustEnter("sh", "-c", "echo w >/srv/data/written")
+	if out, code := g.enter("sh", "-c", "echo x >/srv/ro/x"); code == 0 {
+		t.Errorf("writing to the :ro MOUNTS disk worked: %s", out)
+	}
+	if out, _, _ := e.run("status", g.name); !strings.Contains(out, "privileged (guest uid 0 = host uid 0)") {
+		t.Errorf("status does not say the guest is privileged:\n%s", out)
+	}
+	e.mustRun("", "stop", g.name)
+	e.clean(g.name)
+}
+
+// TestControlUnprivileged: the control pipeline's rbind of root with
+// PRIVATE_USERS=pick: the shell runs as the root of its user namespace,
+// what it writes is uid 0 on the host, and it hibernates and re-enters
+// with the same range; with BASE (an overlay, which cannot be idmapped)
+// the boot is refused with a line that says so, leaving nothing behind.
+func TestControlUnprivileged(t *testing.T) {
+	e := newEnv(t)
+	c := newControlTree(e)
+	n := e.name("uctl")
+	h := c.home(n, "PRIVATE_USERS=pick")
+	c.busybox(filepath.Join("subhosts", n, "root"))
+
+	script := "cat /proc/self/uid_map; echo mark >/root/mark; exit\n"
+	first := c.session("", n, script)
+	var fst syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(h, "root/root/mark"), &fst); err != nil || fst.Uid != 0 {
+		t.Errorf("the shell's file on the host: uid %d (%v), want 0", fst.Uid, err)
+	}
+	c.hibernating(n, h)
+	again := c.session("", n, script)
+	mapLine := func(out string) string {
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) == 3 && f[0] == "0" && f[1] != "0" {
+				return strings.Join(f, " ")
+			}
+		}
+		return ""
+	}
+	if m := mapLine(first); m == "" || m != mapLine(again) {
+		t.Errorf("uid map before and after hibernation: %q, %q; want one unprivileged range", m, mapLine(again))
+	}
+	c.hibernating(n, h)
+	c.stop("", n, h)
+
+	o := e.name("uovl")
+	base := c.busybox("base")
+	c.home(o, "BASE="+base.Dir+"\nPRIVATE_USERS=pick", "root", "work")
+	out, code := c.run("", "start", o, "exit\n")
+	if code == 0 || !strings.Contains(out, "cannot be idmapped") {
+		t.Errorf("control start with BASE and PRIVATE_USERS: exit %d; want a failure saying the overlay cannot be idmapped; output:\n%s", code, out)
+	}
+	e.clean(o)
+}

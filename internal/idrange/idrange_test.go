@@ -1,0 +1,135 @@
+package idrange
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	good := map[string]Spec{
+		"":            {},
+		"no":          {},
+		"pick":        {Enabled: true, Pick: true},
+		"1000000":     {Enabled: true, Range: Range{1000000, Block}},
+		"524288:1000": {Enabled: true, Range: Range{524288, 1000}},
+	}
+	for in, want := range good {
+		got, err := Parse(in)
+		if err != nil || got != want {
+			t.Errorf("Parse(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"yes", "0", "0:65536", "-1", "65536:0", "65536:x", "4294967295", "4294967000:65536", "pick:1", " 65536"} {
+		if _, err := Parse(bad); err == nil {
+			t.Errorf("Parse(%q) accepted", bad)
+		}
+	}
+}
+
+func scratch(t *testing.T, subuid string) Registry {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "subuid")
+	if err := os.WriteFile(sub, []byte(subuid), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return Registry{Dir: dir, SubIDFiles: []string{sub, filepath.Join(dir, "no-subgid")}}
+}
+
+func TestPickIsStableAndReleased(t *testing.T) {
+	r := scratch(t, "")
+	a := Owner{"web1", "/opt/sub/web1"}
+	got, err := r.Acquire(a, Spec{Enabled: true, Pick: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Size != Block || got.Base%Block != 0 || got.Base < pickFirst || uint64(got.Base)+Block > pickEnd {
+		t.Fatalf("picked %+v: not an aligned block in the window", got)
+	}
+	again, err := r.Acquire(a, Spec{Enabled: true, Pick: true})
+	if err != nil || again != got {
+		t.Fatalf("second acquire by the same owner: %+v, %v; want %+v", again, err, got)
+	}
+	if err := r.Release(a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(r.file()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an empty registry left its file: %v", err)
+	}
+	after, err := r.Acquire(a, Spec{Enabled: true, Pick: true})
+	if err != nil || after != got {
+		t.Fatalf("after release the same name got %+v, %v; want %+v (stable while free)", after, err, got)
+	}
+	if err := r.Release(Owner{"other", "/x"}); err != nil {
+		t.Errorf("releasing what is not held: %v", err)
+	}
+}
+
+func TestConcurrentPicksAreDisjoint(t *testing.T) {
+	r := scratch(t, "")
+	const n = 20
+	got := make([]Range, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Each its own Registry value, as separate processes would be.
+			reg := Registry{Dir: r.Dir, SubIDFiles: r.SubIDFiles}
+			got[i], errs[i] = reg.Acquire(Owner{fmt.Sprintf("g%d", i%3), fmt.Sprintf("/h/%d", i)}, Spec{Enabled: true, Pick: true})
+		}()
+	}
+	wg.Wait()
+	for i := range got {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		for j := range i {
+			if got[i].Overlaps(got[j]) {
+				t.Errorf("picks %d and %d overlap: %s, %s", i, j, got[i], got[j])
+			}
+		}
+	}
+	entries, err := r.read()
+	if err != nil || len(entries) != n {
+		t.Fatalf("registry holds %d entries (%v), want %d", len(entries), err, n)
+	}
+}
+
+func TestPickSkipsSubIDsAndExplicitOverlapIsRefused(t *testing.T) {
+	// The name's first candidate, then given to a user in subuid.
+	first, err := pick("web1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := scratch(t, fmt.Sprintf("# comment\nbad line\nalice:%d:100\n", first.Base+10))
+	got, err := r.Acquire(Owner{"web1", "/h"}, Spec{Enabled: true, Pick: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Overlaps(Range{first.Base + 10, 100}) {
+		t.Fatalf("picked %s over alice's subuid range", got)
+	}
+	// An explicit range over alice's, or over web1's: refused, unrecorded.
+	for _, want := range []Range{{first.Base, Block}, {got.Base + 5, 10}} {
+		_, err := r.Acquire(Owner{"web2", "/h"}, Spec{Enabled: true, Range: want})
+		if !errors.Is(err, ErrTaken) {
+			t.Errorf("explicit %s: got %v, want ErrTaken", want, err)
+		}
+		if err := r.Check(Owner{"web2", "/h"}, want); !errors.Is(err, ErrTaken) {
+			t.Errorf("check %s: got %v, want ErrTaken", want, err)
+		}
+	}
+	if _, held, _ := r.Lookup(Owner{"web2", "/h"}); held {
+		t.Error("a refused range was recorded")
+	}
+	// A free explicit range is given, and kept by its owner.
+	free := Range{got.Base + Block, 1000}
+	if g, err := r.Acquire(Owner{"web2", "/h"}, Spec{Enabled: true, Range: free}); err != nil || g != free {
+		t.Errorf("free explicit range: %v, %v", g, err)
+	}
+}

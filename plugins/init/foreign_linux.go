@@ -1,0 +1,64 @@
+package main
+
+import (
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/subhost/subhost/internal/idrange"
+)
+
+// foreignOwners walks the guest root's own file system (not what is
+// mounted below it, not following symlinks) for files owned by ids the
+// guest's user namespace does not map: they show as nobody inside, and
+// its root cannot change them. It stops after budget, saying so.
+func foreignOwners(root string, ids idrange.Range, budget time.Duration) (count int, examples []string, complete bool) {
+	var rootDev uint64
+	deadline := time.Now().Add(budget)
+	errStop := errors.New("stop")
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // unreadable: not ours to judge
+		}
+		if time.Now().After(deadline) {
+			return errStop
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		st, ok := info.Sys().(*syscall.Stat_t)
+		if !ok {
+			return nil
+		}
+		if path == root {
+			rootDev = st.Dev
+		} else if st.Dev != rootDev {
+			return fs.SkipDir
+		}
+		if st.Uid >= ids.Size || st.Gid >= ids.Size {
+			if count++; len(examples) < 5 {
+				examples = append(examples, path)
+			}
+		}
+		return nil
+	})
+	return count, examples, err == nil
+}
+
+// warnForeignOwners logs what foreignOwners finds, before an
+// unprivileged guest boots.
+func warnForeignOwners(log hclog.Logger, root string, ids idrange.Range) {
+	count, examples, complete := foreignOwners(root, ids, 200*time.Millisecond)
+	if count > 0 {
+		log.Warn("files in the guest root are owned by ids outside its user namespace's range: inside they show as nobody and its root cannot change them (chown them to ids below the range size, or leave them)",
+			"count", count, "range_size", ids.Size, "examples", examples)
+	}
+	if !complete {
+		log.Info("the guest root is too large to check every owner before booting; some files may be owned by ids outside its range", "checked_for", "200ms")
+	}
+}

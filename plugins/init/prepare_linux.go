@@ -1,0 +1,204 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/internal/fsdetect"
+	"github.com/subhost/subhost/internal/idrange"
+	"github.com/subhost/subhost/internal/mountfd"
+	"github.com/subhost/subhost/internal/nsfs"
+	"github.com/subhost/subhost/sdk"
+)
+
+// prepared holds the detached mounts the plugin makes as the host's root
+// for the launcher to attach inside the guest's mount namespace
+// (internal/mountfd), in the order they are passed to it.
+type prepared struct {
+	files []*os.File
+	// ids is the guest's id range; zero for a privileged guest.
+	ids idrange.Range
+}
+
+func (p *prepared) close() {
+	for _, f := range p.files {
+		f.Close()
+	}
+}
+
+// add appends f and returns the descriptor number the launcher will find
+// it at: the launcher's extra descriptors start at firstPreparedFD.
+func (p *prepared) add(f *os.File) int {
+	p.files = append(p.files, f)
+	return firstPreparedFD + len(p.files) - 1
+}
+
+// wantsUserns tells whether the config asks for an unprivileged guest.
+func wantsUserns(sub *sdk.Subhost) bool {
+	spec, err := idrange.Parse(sub.Scalar("PRIVATE_USERS"))
+	return err == nil && spec.Enabled
+}
+
+// prepare makes the detached mounts cfg names: for an unprivileged guest
+// the idmapped clone of its root and its /dev; in both modes the MOUNTS
+// data disks.
+func prepare(req *sdk.Request, cfg *guestConfig) (_ *prepared, err error) {
+	rec := &req.Record
+	p := &prepared{}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+	mounts, err := parseMounts(&req.Subhost)
+	if err != nil {
+		return nil, err
+	}
+	var userns *os.File
+	if rec.Userns != "" {
+		p.ids = idrange.Range{Base: rec.UsernsBase, Size: rec.UsernsSize}
+		if p.ids.Size == 0 || p.ids.Base == 0 {
+			return nil, sdk.Invalidf("boot record: user namespace %s without its id range", rec.Userns)
+		}
+		userns, err = nsfs.Open(rec.Userns, unix.CLONE_NEWUSER)
+		if err == nil && userns == nil {
+			err = os.ErrNotExist
+		}
+		if err != nil {
+			return nil, sdk.NotFoundf("the guest's user namespace %s: %w", rec.Userns, err)
+		}
+		defer userns.Close()
+		// The probe and the clone are one: a root the kernel cannot
+		// idmap fails here, before anything of the guest runs.
+		root, err := mountfd.CloneTree(rec.Root, userns)
+		if err != nil {
+			return nil, sdk.Invalidf("the guest root: %w", err)
+		}
+		cfg.Unprivileged = true
+		cfg.RootFD = p.add(root)
+		dev, err := guestDev(rec.Devices, p.ids)
+		if err != nil {
+			return nil, sdk.Internalf("the guest's /dev: %w", err)
+		}
+		cfg.DevFD = p.add(dev)
+	}
+	for _, m := range mounts {
+		f, err := dataDisk(m, rec.Devices, userns)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Mounts = append(cfg.Mounts, guestMount{Path: m.Path, FD: p.add(f)})
+	}
+	return p, nil
+}
+
+// guestDev makes the unprivileged guest's /dev as a detached tmpfs with
+// its standard and disk nodes: a tmpfs mounted inside the user namespace
+// would be nodev, and mknod of a device is refused there. The tmpfs and
+// the nodes belong to the guest's root (ids.Base); the launcher adds
+// devpts, shm, the links and the console inside.
+func guestDev(devices []sdk.Device, ids idrange.Range) (*os.File, error) {
+	uid := strconv.FormatUint(uint64(ids.Base), 10)
+	dev, err := mountfd.New("tmpfs", "", [][2]string{{"mode", "755"}, {"size", "65536k"}, {"uid", uid}, {"gid", uid}}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_STRICTATIME)
+	if err != nil {
+		return nil, err
+	}
+	fd := int(dev.Fd())
+	nodes := append(standardNodes(), diskNodes(devices)...)
+	for _, n := range nodes {
+		if err := unix.Mknodat(fd, n.Name, n.Type|n.Perm, int(unix.Mkdev(n.Major, n.Minor))); err != nil {
+			dev.Close()
+			return nil, fmt.Errorf("mknod %s: %w", n.Name, err)
+		}
+		if err := unix.Fchownat(fd, n.Name, int(ids.Base), int(ids.Base), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			dev.Close()
+			return nil, fmt.Errorf("chown %s: %w", n.Name, err)
+		}
+	}
+	return dev, nil
+}
+
+// dataDisk mounts a MOUNTS element's device, detached, with the type its
+// superblock names; idmapped through userns when there is one.
+func dataDisk(m dataMount, devices []sdk.Device, userns *os.File) (*os.File, error) {
+	var dev *sdk.Device
+	for i := range devices {
+		if devices[i].GuestName == m.Dev {
+			dev = &devices[i]
+		}
+	}
+	if dev == nil || dev.HostPath == "" {
+		return nil, sdk.NotFoundf("MOUNTS element %q: the boot record has no host node for %s", m.Elem, m.Dev)
+	}
+	fstype, err := detect(dev.HostPath)
+	if err != nil {
+		return nil, sdk.Invalidf("MOUNTS element %q: %v", m.Elem, err)
+	}
+	var opts [][2]string
+	var attrs uint64 = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
+	if m.ReadOnly || dev.ReadOnly {
+		opts = append(opts, [2]string{"ro", ""})
+		attrs |= unix.MOUNT_ATTR_RDONLY
+	}
+	f, err := mountfd.New(fstype, dev.HostPath, opts, attrs)
+	if err != nil {
+		return nil, sdk.Internalf("MOUNTS element %q: %w", m.Elem, err)
+	}
+	if userns != nil {
+		if err := mountfd.Idmap(f, userns, 0); err != nil {
+			f.Close()
+			return nil, sdk.Invalidf("MOUNTS element %q: %w", m.Elem, err)
+		}
+	}
+	return f, nil
+}
+
+func detect(hostPath string) (string, error) {
+	f, err := os.Open(hostPath)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	fstype := fsdetect.Detect(io.NewSectionReader(f, 0, 1<<20))
+	if fstype == "" {
+		return "", fmt.Errorf("%s holds no file system subhost recognizes (%s)", hostPath, fsdetect.Known)
+	}
+	return fstype, nil
+}
+
+// placeGuest moves pid into each of dirs: the host does it for an
+// unprivileged guest, whose launcher may not leave the host's cgroups by
+// itself (cgroup v2 wants write access to the common ancestor).
+func placeGuest(pid int, dirs []string) error {
+	for _, d := range dirs {
+		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("move the guest into cgroup %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// prepareUnprivileged prepares cfg's detached mounts and, for an
+// unprivileged guest, gives its root its console and empties
+// cfg.Cgroups: the plugin places the guest in them (the cgroup stage
+// delegated them to its root).
+func prepareUnprivileged(req *sdk.Request, cfg *guestConfig) (*prepared, error) {
+	prep, err := prepare(req, cfg)
+	if err != nil || !cfg.Unprivileged {
+		return prep, err
+	}
+	cfg.Cgroups = nil
+	// The console is the guest root's terminal, group tty (5) inside.
+	if req.Console != "" {
+		if err := os.Chown(req.Console, int(prep.ids.Base), int(prep.ids.Base)+5); err != nil {
+			prep.close()
+			return nil, sdk.Internalf("give the console to the guest's root: %w", err)
+		}
+	}
+	return prep, nil
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/subhost/subhost/internal/idrange"
+	"github.com/subhost/subhost/internal/nsfs"
+	"github.com/subhost/subhost/internal/state"
+	"github.com/subhost/subhost/internal/userns"
+	"github.com/subhost/subhost/internal/version"
+	"github.com/subhost/subhost/sdk"
+)
+
+type stage struct {
+	// registry and pinDir are the host's unless a test points them at
+	// scratch places.
+	registry idrange.Registry
+	pinDir   string
+}
+
+var _ sdk.Stage = (*stage)(nil)
+
+const (
+	netnsDir = "/run/netns"
+	varName  = "PRIVATE_USERS"
+)
+
+func (s *stage) reg() idrange.Registry {
+	if s.registry.Dir == "" {
+		return idrange.Registry{Dir: state.DefaultRoot}
+	}
+	return s.registry
+}
+
+func (s *stage) pins() string {
+	if s.pinDir == "" {
+		return filepath.Join(state.DefaultRoot, ".userns")
+	}
+	return s.pinDir
+}
+
+// upState is what Up records.
+type upState struct {
+	Userns string `json:"userns"`
+	Netns  string `json:"netns"`
+	Base   uint32 `json:"base"`
+	Size   uint32 `json:"size"`
+}
+
+func (*stage) Describe() sdk.Description {
+	return sdk.Description{
+		Name:    "userns",
+		Version: version.Version,
+		Summary: "unprivileged subhosts: a user namespace mapping the guest's ids to a host range, and the network namespace it owns",
+		Vars: []sdk.ConfigVar{{Name: varName, Default: "no",
+			Doc: "no: the guest's root is the host's root; pick: a free range of 65536 host ids chosen by subhost; BASE[:SIZE]: that range (SIZE 65536 by default)"}},
+	}
+}
+
+// spec reads PRIVATE_USERS and the paths that follow from the name.
+func (s *stage) spec(req *sdk.Request) (idrange.Spec, upState, error) {
+	sub := &req.Subhost
+	spec, err := idrange.Parse(sub.Scalar(varName))
+	if err != nil {
+		return spec, upState{}, sdk.Invalidf("%s: %s: %v", sub.Where(varName), varName, err)
+	}
+	if !spec.Enabled {
+		return spec, upState{}, nil
+	}
+	if sub.Name == "" || strings.ContainsAny(sub.Name, "/\x00") || sub.Name == "." || sub.Name == ".." {
+		return spec, upState{}, sdk.Invalidf("subhost name %q cannot name a file", sub.Name)
+	}
+	sum := sha256.Sum256([]byte(sub.Home))
+	return spec, upState{
+		Userns: filepath.Join(s.pins(), fmt.Sprintf("%s.%x", sub.Name, sum[:8])),
+		Netns:  filepath.Join(netnsDir, sub.Name),
+	}, nil
+}
+
+func owner(req *sdk.Request) idrange.Owner {
+	return idrange.Owner{Name: req.Subhost.Name, Home: req.Subhost.Home}
+}
+
+func (s *stage) Validate(ctx context.Context, req *sdk.Request) error {
+	spec, _, err := s.spec(req)
+	if err != nil || !spec.Enabled || spec.Pick {
+		return err
+	}
+	if err := s.reg().Check(owner(req), spec.Range); err != nil {
+		return sdk.Invalidf("%s: %v", req.Subhost.Where(varName), err)
+	}
+	return nil
+}
+
+func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err error) {
+	log := sdk.Logger(ctx)
+	spec, st, err := s.spec(req)
+	if err != nil || !spec.Enabled {
+		return &sdk.Result{}, err
+	}
+	r, err := s.reg().Acquire(owner(req), spec)
+	if errors.Is(err, idrange.ErrTaken) {
+		return nil, sdk.Invalidf("%s: %v", req.Subhost.Where(varName), err)
+	}
+	if err != nil {
+		return nil, sdk.Internalf("%w", err)
+	}
+	st.Base, st.Size = r.Base, r.Size
+
+	switch err := userns.Check(st.Userns, st.Netns); {
+	case err == nil:
+		log.Info("adopting user namespace", "userns", st.Userns, "netns", st.Netns, "base", r.Base, "size", r.Size)
+	case errors.Is(err, fs.ErrNotExist) && !exists(st.Userns) && !exists(st.Netns):
+		if err := os.MkdirAll(s.pins(), 0o700); err != nil {
+			return nil, sdk.Internalf("%w", err)
+		}
+		if err := nsfs.SharedDir(netnsDir); err != nil {
+			return nil, sdk.Internalf("%w", err)
+		}
+		if err := userns.Create(r, st.Userns, st.Netns); err != nil {
+			return nil, sdk.Internalf("%w", err)
+		}
+		log.Info("created user namespace", "userns", st.Userns, "netns", st.Netns, "base", r.Base, "size", r.Size)
+	default:
+		return nil, sdk.Conflictf("%v: stop the subhost first (a privileged subhost's network namespace cannot become an unprivileged one's)", err)
+	}
+	data, _ := json.Marshal(st)
+	return &sdk.Result{
+		Record: sdk.BootRecord{Userns: st.Userns, UsernsBase: st.Base, UsernsSize: st.Size, Netns: st.Netns},
+		State:  data,
+	}, nil
+}
+
+// Down unpins both namespaces and releases the range. Without a state it
+// finds them by name and home; a config that no longer asks for
+// PRIVATE_USERS still gets cleaned, as long as the name makes a path.
+func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
+	var st upState
+	if len(req.State) == 0 || json.Unmarshal(req.State, &st) != nil || st.Userns == "" {
+		req2 := *req
+		req2.Subhost.Vars = map[string]sdk.Var{varName: {Words: []string{"pick"}}}
+		var err error
+		if _, st, err = s.spec(&req2); err != nil {
+			return nil // a name that makes no path never had pins
+		}
+		if !exists(st.Userns) {
+			// Never made, or already removed; a netns of that name is
+			// net-veth's (a privileged subhost's), not ours.
+			st.Netns = ""
+		}
+	}
+	var errs []error
+	if st.Netns != "" {
+		if err := nsfs.Unpin(st.Netns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := nsfs.Unpin(st.Userns); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.reg().Release(owner(req)); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return sdk.Internalf("%w", errors.Join(errs...))
+	}
+	return nil
+}
+
+func (s *stage) Check(ctx context.Context, req *sdk.Request) error {
+	spec, st, err := s.spec(req)
+	if err != nil || !spec.Enabled {
+		return err
+	}
+	if err := userns.Check(st.Userns, st.Netns); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return sdk.NotFoundf("%v", err)
+		}
+		return sdk.Conflictf("%v", err)
+	}
+	if _, held, err := s.reg().Lookup(owner(req)); err != nil || !held {
+		return sdk.NotFoundf("no id range is registered for subhost %q", req.Subhost.Name)
+	}
+	return nil
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
