@@ -307,6 +307,16 @@ func TestRunnerKilledWhileStagePendingThenStopCleansUp(t *testing.T) {
 		t.Fatal("no lock holder")
 	}
 	syscall.Kill(worker, syscall.SIGKILL)
+	// kill returns before the process has exited (and let go of its lock)
+	// on a loaded machine: wait until it is a zombie or gone.
+	waitFor(t, 10*time.Second, "the killed runner to exit", func() bool {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", worker))
+		if err != nil {
+			return true
+		}
+		_, after, _ := bytes.Cut(stat, []byte(") "))
+		return len(after) > 0 && (after[0] == 'Z' || after[0] == 'X')
+	})
 	waitFor(t, 10*time.Second, "the killed runner's plugins to die", func() bool {
 		out, _ := exec.Command("pgrep", "-f", "teststage").Output()
 		return len(bytes.TrimSpace(out)) == 0
