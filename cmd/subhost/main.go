@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/subhost/subhost/internal/timeline"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -31,6 +32,8 @@ func main() {
 }
 
 func run(args []string) int {
+	cliMarks.AddAt(timeline.ProcessStart(), "cli", "exec (estimate: less its CPU time so far)")
+	cliMarks.Add("cli", "main")
 	root := newRootCmd()
 	root.SetArgs(compatArgs(filepath.Base(args[0]), args[1:]))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

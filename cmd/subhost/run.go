@@ -15,6 +15,7 @@ import (
 	"github.com/subhost/subhost/internal/console"
 	"github.com/subhost/subhost/internal/runner"
 	"github.com/subhost/subhost/internal/supervisor"
+	"github.com/subhost/subhost/internal/timeline"
 )
 
 type targetFlags struct {
@@ -37,7 +38,7 @@ func (t *targetFlags) target(name string) runner.Target {
 
 func newRunCmd() *cobra.Command {
 	var t targetFlags
-	var detach, supervise bool
+	var detach, supervise, timings bool
 	cmd := &cobra.Command{
 		Use:   "run [--pipeline P] [--home DIR] [--config FILE] [--detach | --supervise] NAME",
 		Short: "Bring a subhost up and boot its guest",
@@ -71,19 +72,25 @@ and tears down (exit 0), and the exit status is 1 when the guest crashed.`,
 			if supervise {
 				return runSupervised(cmd.Context(), t.target(args[0]))
 			}
+			cliMarks.Add("cli", "plan made (pipeline, config, plugins found)")
+			if !timings {
+				cliMarks = nil
+			}
 			return runSubhost(cmd, t.target(args[0]), detach)
 		},
 	}
 	t.register(cmd, "pretend-boot")
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "run in the background; return once the guest's PID 1 runs")
 	cmd.Flags().BoolVar(&supervise, "supervise", false, "stay in the foreground as the guest's supervisor, for a service manager (no console relay; READY=1 on $NOTIFY_SOCKET)")
+	cmd.Flags().BoolVar(&timings, "timings", false, "print the boot's timeline (each process start and stage call, to the guest's first console output) on standard error")
 	return cmd
 }
 
 // runSubhost starts a supervisor and, unless detached, relays the console
 // until the guest's session ends.
 func runSubhost(cmd *cobra.Command, t runner.Target, detach bool) error {
-	sup, evR, err := supervisor.Start(supervisor.Spec{Settings: g, Target: t})
+	cliMarks.Add("cli", "start supervisor")
+	sup, evR, err := supervisor.Start(supervisor.Spec{Settings: g, Target: t, Timings: cliMarks != nil})
 	if err != nil {
 		return err
 	}
@@ -121,9 +128,13 @@ func runSubhost(cmd *cobra.Command, t runner.Target, detach bool) error {
 			return e.Err()
 		}
 		if e.Ready {
+			cliMarks.Add("cli", "supervisor reports the guest running")
 			ready = &e
 			break
 		}
+	}
+	if ready != nil && ready.PID != 0 && cliMarks != nil {
+		printTimeline(events)
 	}
 	if ready == nil {
 		err := sup.Wait()
@@ -170,6 +181,23 @@ func runSubhost(cmd *cobra.Command, t runner.Target, detach bool) error {
 		return fmt.Errorf("subhost %s: supervisor: %v; see %s", t.Name, waitErr, supervisor.LogFile(t.Name))
 	}
 	return nil
+}
+
+// cliMarks is the CLI's part of the boot's timeline (run --timings); nil
+// when not asked for.
+var cliMarks = timeline.New()
+
+// printTimeline waits for the supervisor's part of the timeline and prints
+// the whole of it on standard error.
+func printTimeline(events <-chan supervisor.Event) {
+	for e := range events {
+		if e.Timeline != nil {
+			cliMarks.Merge(e.Timeline)
+			break
+		}
+	}
+	fmt.Fprintln(os.Stderr, "boot timeline:")
+	timeline.Write(os.Stderr, cliMarks.Marks())
 }
 
 // attachConsole relays the console at socket to this terminal: raw mode

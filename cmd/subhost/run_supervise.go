@@ -24,7 +24,7 @@ import (
 // crashed (and was not restarted) makes the exit status 1.
 func runSupervised(ctx context.Context, t runner.Target) error {
 	n := &serviceNotifier{name: t.Name}
-	err := supervisor.Supervise(ctx, supervisor.Spec{Settings: g, Target: t}, supervisor.NewEventWriter(n))
+	err := supervisor.Supervise(ctx, supervisor.Spec{Settings: g, Target: t}, supervisor.NewEventWriter(n), nil)
 	if err != nil {
 		return err
 	}

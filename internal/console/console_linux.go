@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,6 +24,7 @@ type Console struct {
 	input     chan []byte    // to the input writer
 	rearm     chan struct{}  // wakes the reader after Rearm
 	powerOff  chan struct{}
+	firstOut  chan time.Time // the time of the first output, sent once
 
 	mu      sync.Mutex
 	slave   *os.File // held until CloseSlave
@@ -56,6 +58,7 @@ func New() (*Console, error) {
 		input:     make(chan []byte),
 		rearm:     make(chan struct{}, 1),
 		powerOff:  make(chan struct{}, 1),
+		firstOut:  make(chan time.Time, 1),
 		slave:     slave,
 		sess:      newSession(),
 		ring:      ring{max: ReplayBytes},
@@ -71,6 +74,10 @@ func New() (*Console, error) {
 	go c.inputLoop()
 	return c, nil
 }
+
+// FirstOutput delivers, once, the time the console first had output to
+// read: when the guest first wrote to it (`subhost run --timings`).
+func (c *Console) FirstOutput() <-chan time.Time { return c.firstOut }
 
 // SlavePath is the pty slave's path on the host, such as /dev/pts/7: the
 // init stage opens it and binds it on the guest's /dev/console.
@@ -232,9 +239,14 @@ func (c *Console) Close() error {
 func (c *Console) readLoop() {
 	defer c.wg.Done()
 	buf := make([]byte, 32<<10)
+	first := c.firstOut
 	for {
 		n, err := c.master.Read(buf)
 		if n > 0 {
+			if first != nil {
+				first <- time.Now()
+				first = nil
+			}
 			c.dispatch(buf[:n])
 		}
 		if err == nil {

@@ -64,6 +64,7 @@ func (r *Runner) Run(ctx context.Context, plan *Plan, opts RunOptions) (*state.S
 	}
 	// No plugin stays alive while the guest runs.
 	s.killPlugins()
+	r.Timeline.Add("supervisor", "plugins ended")
 	if opts.Supervise != nil && s.st.Record.GuestPID != 0 {
 		return s.st, opts.Supervise(ctx, &Supervision{s: s})
 	}

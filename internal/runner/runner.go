@@ -15,6 +15,7 @@ import (
 
 	"github.com/subhost/subhost/internal/pipeline"
 	"github.com/subhost/subhost/internal/state"
+	"github.com/subhost/subhost/internal/timeline"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -31,6 +32,9 @@ type Runner struct {
 	Getenv func(string) (string, bool)
 	// InterruptGrace overrides DefaultInterruptGrace.
 	InterruptGrace time.Duration
+	// Timeline, when set, gets a mark for each plugin start and each stage
+	// call (`subhost run --timings`).
+	Timeline *timeline.Recorder
 }
 
 // DefaultInterruptGrace is how long a stage call that is under way when
@@ -172,10 +176,13 @@ func (s *session) plugin(ctx context.Context, i int) (Instance, error) {
 	if p != nil {
 		p.Kill()
 	}
+	who := "stage " + ps.Name
+	s.r.Timeline.Add(who, "start plugin "+ps.Path)
 	p, err := s.r.Stages.Start(ctx, ps.Name, ps.Path, ps.SHA256)
 	if err != nil {
 		return nil, err
 	}
+	s.r.Timeline.Add(who, "plugin answered (handshake)")
 	s.mu.Lock()
 	s.plugins[ps.Name] = p
 	s.mu.Unlock()
@@ -287,6 +294,7 @@ func callFor[T any](s *session, ctx context.Context, i int, what string, timeout
 		}
 	}()
 	start := time.Now()
+	s.r.Timeline.AddAt(start, "stage "+ps.Name, what)
 	// The call runs apart so that a stage that ignores its context (a
 	// plugin stuck in a system call, an in-process stage that hangs)
 	// cannot hold the runner past the timeout.
@@ -312,6 +320,7 @@ func callFor[T any](s *session, ctx context.Context, i int, what string, timeout
 	}
 	err = res.err
 	elapsed := time.Since(start)
+	s.r.Timeline.Add("stage "+ps.Name, what+" returned")
 	s.progress(ps.Name, what, elapsed, err)
 	if err == nil {
 		return res.v, nil

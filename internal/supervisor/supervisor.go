@@ -22,6 +22,7 @@ import (
 	"github.com/subhost/subhost/internal/console"
 	"github.com/subhost/subhost/internal/runner"
 	"github.com/subhost/subhost/internal/settings"
+	"github.com/subhost/subhost/internal/timeline"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -41,7 +42,14 @@ const ConsoleLogMax = 4 << 20
 type Spec struct {
 	Settings settings.Settings `json:"settings"`
 	Target   runner.Target     `json:"target"`
+	// Timings asks for the boot's timeline, sent as an event once the
+	// guest has written its first console output (or after TimingsWait).
+	Timings bool `json:"timings,omitempty"`
 }
+
+// TimingsWait is how long a supervisor asked for timings waits for the
+// guest's first console output before it sends the timeline without it.
+const TimingsWait = 5 * time.Second
 
 // Event is one line of the supervisor's report to the command that
 // started it.
@@ -53,6 +61,8 @@ type Event struct {
 	Kind     string `json:"kind,omitempty"`
 	Guest    string `json:"guest,omitempty"`  // how the guest ended
 	Status   string `json:"status,omitempty"` // the subhost's status at the end
+	// Timeline is the supervisor's part of the boot's timeline.
+	Timeline []timeline.Mark `json:"timeline,omitempty"`
 }
 
 // Err turns an error event back into an error of the same kind.
@@ -126,6 +136,9 @@ func Start(spec Spec) (*exec.Cmd, *os.File, error) {
 // Main is the supervisor process: it reads its spec from standard input
 // and reports on fd 3, when that is open.
 func Main(ctx context.Context) error {
+	marks := timeline.New()
+	marks.AddAt(timeline.ProcessStart(), "supervisor", "exec (estimate: less its CPU time so far)")
+	marks.Add("supervisor", "main")
 	ev := &EventWriter{}
 	if f := os.NewFile(3, "events"); f != nil {
 		if _, err := f.Stat(); err == nil {
@@ -138,7 +151,10 @@ func Main(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("read the supervisor's spec from standard input: %w", err)
 	} else {
-		err = Supervise(ctx, spec, ev)
+		if !spec.Timings {
+			marks = nil
+		}
+		err = Supervise(ctx, spec, ev, marks)
 	}
 	if err != nil {
 		ev.Send(Event{Error: err.Error(), Kind: sdk.KindOf(err).String()})
@@ -147,8 +163,9 @@ func Main(ctx context.Context) error {
 }
 
 // Supervise runs the pipeline for spec and supervises its guest until it
-// is gone for good, reporting on ev.
-func Supervise(ctx context.Context, spec Spec, ev *EventWriter) error {
+// is gone for good, reporting on ev. marks, when not nil, collects the
+// boot's timeline, which is sent once the guest has written to its console.
+func Supervise(ctx context.Context, spec Spec, ev *EventWriter, marks *timeline.Recorder) error {
 	if err := runner.BecomeSubreaper(); err != nil {
 		return fmt.Errorf("become child subreaper: %w", err)
 	}
@@ -157,10 +174,12 @@ func Supervise(ctx context.Context, spec Spec, ev *EventWriter) error {
 		return err
 	}
 	r.Progress = ev
+	r.Timeline = marks
 	plan, err := r.MakePlan(spec.Target)
 	if err != nil {
 		return err
 	}
+	marks.Add("supervisor", "plan made (pipeline, config, plugins found)")
 	name := plan.Name
 	con, err := console.New()
 	if err != nil {
@@ -170,6 +189,7 @@ func Supervise(ctx context.Context, spec Spec, ev *EventWriter) error {
 	if err := con.LogTo(filepath.Join(LogDir, name+".log"), ConsoleLogMax); err != nil {
 		return err
 	}
+	marks.Add("supervisor", "console ready")
 	launched := false
 	st, err := r.Run(ctx, plan, runner.RunOptions{
 		Console: con.SlavePath(),
@@ -195,8 +215,12 @@ func Supervise(ctx context.Context, spec Spec, ev *EventWriter) error {
 					// its session must be able to end.
 					con.CloseSlave()
 					if !readySent {
+						marks.Add("supervisor", fmt.Sprintf("guest PID 1 (%d) runs: ready", pid))
 						ev.Send(Event{Ready: true, PID: pid})
 						readySent = true
+						if marks != nil {
+							go sendTimeline(con, marks, ev)
+						}
 					}
 					shedStartupPages()
 				},
@@ -215,6 +239,18 @@ func Supervise(ctx context.Context, spec Spec, ev *EventWriter) error {
 		ev.Send(Event{Ready: true, Status: st.Status})
 	}
 	return err
+}
+
+// sendTimeline sends the timeline once the guest has written to its
+// console, or after TimingsWait.
+func sendTimeline(con *console.Console, marks *timeline.Recorder, ev *EventWriter) {
+	select {
+	case t := <-con.FirstOutput():
+		marks.AddAt(t, "guest", "first console output")
+	case <-time.After(TimingsWait):
+		marks.Add("guest", "no console output yet")
+	}
+	ev.Send(Event{Timeline: marks.Marks()})
 }
 
 // drainConsole waits (briefly) until the console has read everything the
