@@ -260,11 +260,26 @@ func sameFile(dirfd int, name string, content []byte, mode uint32) (bool, error)
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o7777 != mode || st.Uid != 0 || st.Gid != 0 || st.Size != int64(len(content)) {
 		return false, nil
 	}
-	have, err := io.ReadAll(io.LimitReader(f, int64(len(content))+1))
-	if err != nil {
-		return false, err
+	// Chunk by chunk, into one small buffer: reading the whole file into a
+	// growing slice cost more (allocations, page faults, copies) than the
+	// reads themselves, on every boot.
+	buf := make([]byte, 256<<10)
+	off := 0
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if off+n > len(content) || !bytes.Equal(buf[:n], content[off:off+n]) {
+				return false, nil
+			}
+			off += n
+		}
+		if err == io.EOF {
+			return off == len(content), nil
+		}
+		if err != nil {
+			return false, err
+		}
 	}
-	return bytes.Equal(have, content), nil
 }
 
 func fdPath(f *os.File) string {

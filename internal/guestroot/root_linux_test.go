@@ -1,6 +1,7 @@
 package guestroot
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -192,6 +193,54 @@ func TestInstallFile(t *testing.T) {
 			if filepath.Ext(e.Name()) != "" && e.Name()[0] == '.' {
 				t.Errorf("left behind %s/%s", d, e.Name())
 			}
+		}
+	}
+}
+
+// A large file that differs only in a late chunk, or is longer on disk,
+// is rewritten; one that matches is not.
+func TestInstallFileComparesLargeFilesWhole(t *testing.T) {
+	stagetest.RequireRoot(t) // the file must end up owned by root
+	root := t.TempDir()
+	r, err := Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	content := bytes.Repeat([]byte("subhost-init "), 200_000) // 2.6 MB, several chunks
+	if wrote, err := r.InstallFile("/sbin/big", content, 0o755); err != nil || !wrote {
+		t.Fatalf("first install: wrote=%v err=%v", wrote, err)
+	}
+	if wrote, err := r.InstallFile("/sbin/big", content, 0o755); err != nil || wrote {
+		t.Fatalf("same content: wrote=%v err=%v", wrote, err)
+	}
+	changed := bytes.Clone(content)
+	changed[len(changed)-3] = 'X'
+	if wrote, err := r.InstallFile("/sbin/big", changed, 0o755); err != nil || !wrote {
+		t.Fatalf("a change in the last chunk: wrote=%v err=%v", wrote, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "sbin/big")); !bytes.Equal(b, changed) {
+		t.Fatalf("the file does not hold the new content")
+	}
+}
+
+// BenchmarkInstallFileUnchanged is the cost of every boot's check that
+// the guest's subhost-init is the current one (a 2 MB binary).
+func BenchmarkInstallFileUnchanged(b *testing.B) {
+	root := b.TempDir()
+	r, err := Open(root)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	content := bytes.Repeat([]byte{0x7f, 'E', 'L', 'F'}, 500_000)
+	if _, err := r.InstallFile("/sbin/subhost-init", content, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(content)))
+	for b.Loop() {
+		if wrote, err := r.InstallFile("/sbin/subhost-init", content, 0o755); err != nil || wrote {
+			b.Fatalf("wrote=%v err=%v", wrote, err)
 		}
 	}
 }
