@@ -108,6 +108,8 @@ type sample struct {
 	supRSS, supAnon, treeRSS           int64
 	treeProcs                          int
 	stages                             []stageTime
+	timeline                           timeline
+	timelineOrder                      []string
 }
 
 func (b *bench) run(ctx context.Context) error {
@@ -240,6 +242,15 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	fmt.Printf("load average after:  %s\n", loadavg())
 	report(os.Stdout, samples)
+	var tls []timeline
+	for _, s := range samples {
+		if s.timeline != nil {
+			tls = append(tls, s.timeline)
+		}
+	}
+	if len(tls) > 0 {
+		reportTimeline(os.Stdout, tls, samples[0].timelineOrder)
+	}
 	return nil
 }
 
@@ -295,7 +306,9 @@ func (b *bench) bootBefore(ctx context.Context) (time.Duration, error) {
 
 func (b *bench) boot(ctx context.Context, s *sample) error {
 	marker := filepath.Join(b.home, "live", MarkerPath)
-	cmd := b.inNet("run", "--detach", "--pipeline", "pretend-boot", "--home", b.home, b.name)
+	// --timings: the command returns once the guest has written its
+	// first console line (rcS's first), with the boot's timeline.
+	cmd := b.inNet("run", "--detach", "--timings", "--pipeline", "pretend-boot", "--home", b.home, b.name)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t0 := time.Now()
@@ -334,6 +347,7 @@ func (b *bench) boot(ctx context.Context, s *sample) error {
 		}
 		time.Sleep(pollEvery)
 	}
+	s.timeline, s.timelineOrder = parseTimeline(out.String())
 	return os.Remove(marker)
 }
 

@@ -22,6 +22,7 @@ const MarkerPath = "bench/ready"
 // There is no /etc/hostname: the hostname is the subhost's name.
 const rcS = `#!/bin/sh
 # rcS of the subhost benchmark guest
+echo "rcS: start"
 PATH=/sbin:/bin:/usr/sbin:/usr/bin
 export PATH
 ismnt() { grep -q "^[^ ]* $1 " /proc/mounts 2>/dev/null; }
