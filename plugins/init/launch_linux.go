@@ -7,7 +7,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -126,6 +128,16 @@ func launch(ctx context.Context, cfg guestConfig, rec *sdk.BootRecord, console s
 		abort()
 		return 0, 0, err
 	}
+	// Moving a process into a cgroup v1 costs a millisecond or more per
+	// hierarchy (the kernel waits for an RCU grace period each time), so
+	// the launcher is moved from here, while it starts, into most of its
+	// cgroups; the rest it joins itself (splitCgroups says which and why).
+	early, late := splitCgroups(cfg.Cgroups)
+	if err := movePID(early, pid); err != nil {
+		abort()
+		return 0, 0, sdk.Internalf("launch guest: %w", err)
+	}
+	cfg.Cgroups = late
 
 	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
 		abort()
@@ -284,4 +296,44 @@ func procComm(pid int) (string, byte) {
 		return "", 0
 	}
 	return s[open+1 : end], s[end+2]
+}
+
+// splitCgroups sorts the guest's cgroups into those the launcher can be
+// moved into at once and those it joins itself, late: the ones that
+// control devices (cgroup v1's devices controller; on cgroup v2 a device
+// program may be attached), which forbid the disk nodes it makes first,
+// and v1's pids controller, whose limit would also count the threads the
+// launcher's runtime starts while it comes up (joined late, they count
+// but never fail).
+func splitCgroups(dirs []string) (early, late []string) {
+	has := func(d, file string) bool {
+		_, err := os.Stat(filepath.Join(d, file))
+		return err == nil
+	}
+	for _, d := range dirs {
+		var fs unix.Statfs_t
+		if has(d, "devices.allow") || has(d, "pids.max") || unix.Statfs(d, &fs) != nil || fs.Type == unix.CGROUP2_SUPER_MAGIC {
+			late = append(late, d)
+			continue
+		}
+		early = append(early, d)
+	}
+	return early, late
+}
+
+// movePID moves process pid, every thread of it, into each of dirs.
+func movePID(dirs []string, pid int) error {
+	for _, d := range dirs {
+		f, err := os.OpenFile(filepath.Join(d, "cgroup.procs"), os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.WriteString(strconv.Itoa(pid))
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("move the launcher into cgroup %s: %w", d, err)
+		}
+	}
+	return nil
 }
