@@ -37,10 +37,7 @@ func (r *Runner) Run(ctx context.Context, plan *Plan, opts RunOptions) (*state.S
 	for i := range all {
 		all[i] = i
 	}
-	if err := s.startPlugins(ctx, all); err != nil {
-		return nil, err
-	}
-	if err := s.validate(ctx, all); err != nil {
+	if err := s.startAndValidate(ctx, all, true); err != nil {
 		return nil, err
 	}
 	if s.st == nil || s.st.Pipeline != plan.Pipeline.Name {

@@ -378,12 +378,29 @@ func (s *session) progress(stage, what string, d time.Duration, err error) {
 // Validate has no side effects, so the stages are asked concurrently; the
 // error reported is the first stage's in pipeline order.
 func (s *session) validate(ctx context.Context, stages []int) error {
+	return s.startAndValidate(ctx, stages, false)
+}
+
+// startAndValidate starts the stages' plugins and validates each stage as
+// soon as its own plugin answers, rather than once all have: a boot's
+// first stage calls then overlap the other plugins' start. A plugin that
+// cannot be started fails the whole (as startPlugins), before any
+// validation error; otherwise the error reported is the first stage's in
+// pipeline order. start false only validates (the plugins start on first
+// use anyway).
+func (s *session) startAndValidate(ctx context.Context, stages []int, start bool) error {
+	startErrs := make([]error, len(stages))
 	errs := make([]error, len(stages))
 	var wg sync.WaitGroup
 	for k, i := range stages {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if start {
+				if _, startErrs[k] = s.plugin(ctx, i); startErrs[k] != nil {
+					return
+				}
+			}
 			req := s.request(i, sdk.BootRecord{})
 			errs[k] = s.call(ctx, i, "validate", s.plan.Stages[i].Timeout, func(ctx context.Context, st sdk.Stage) error {
 				return st.Validate(ctx, req)
@@ -391,6 +408,9 @@ func (s *session) validate(ctx context.Context, stages []int) error {
 		}()
 	}
 	wg.Wait()
+	if err := errors.Join(startErrs...); err != nil {
+		return err
+	}
 	for k, i := range stages {
 		if errs[k] != nil {
 			return prefixStage(s.plan.Stages[i].Name, errs[k])
