@@ -12,7 +12,7 @@ import (
 // output, each where it belongs in time.
 func TestRunTimings(t *testing.T) {
 	e := newEnv(t)
-	g := e.newGuest("timings", nil)
+	g := e.newGuest("tmngs", nil)
 	_, stderr, code := e.inNet(g.ns, g.runArgs("--detach", "--timings")...)
 	if code != 0 {
 		t.Fatalf("run --detach --timings: exit %d: %s", code, stderr)
