@@ -50,6 +50,8 @@ func requestToProto(r *Request) *pb.StageRequest {
 		State:   r.State,
 		Console: r.Console,
 		Changes: r.Changes,
+
+		CgroupParent: r.CgroupParent,
 	}
 	for _, n := range r.Others {
 		out.Others = append(out.Others, &pb.Neighbour{Name: n.Name, Status: n.Status, Interfaces: interfacesToProto(n.Interfaces)})
@@ -67,6 +69,8 @@ func requestFromProto(p *pb.StageRequest) *Request {
 		State:   p.GetState(),
 		Console: p.GetConsole(),
 		Changes: p.GetChanges(),
+
+		CgroupParent: p.GetCgroupParent(),
 	}
 	for _, n := range p.GetOthers() {
 		r.Others = append(r.Others, Neighbour{Name: n.GetName(), Status: n.GetStatus(), Interfaces: interfacesFromProto(n.GetInterfaces())})

@@ -93,6 +93,14 @@ type Request struct {
 	// running subhost: config variable names and values as the config
 	// would spell them (MEMORY_MAX=2G).
 	Changes map[string]string `json:"changes,omitempty"`
+	// CgroupParent is the cgroup a service manager delegated to the
+	// supervisor (systemd's Delegate=yes unit, e.g.
+	// /system.slice/subhost@web.service), relative to the cgroup2
+	// tree's root: the cgroup stage makes the guest's cgroups below it
+	// rather than at their fixed place at each hierarchy's root. Empty
+	// when there is none, and in calls from outside the supervisor
+	// (`subhost stop`, `set`, `stage`): those go by the boot record.
+	CgroupParent string `json:"cgroup_parent,omitempty"`
 }
 
 // Neighbour is another subhost on the same host.

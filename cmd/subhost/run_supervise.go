@@ -9,9 +9,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/subhost/subhost/internal/cgroups"
 	"github.com/subhost/subhost/internal/guestexit"
 	"github.com/subhost/subhost/internal/runner"
 	"github.com/subhost/subhost/internal/sdnotify"
+	"github.com/subhost/subhost/internal/settings"
 	"github.com/subhost/subhost/internal/supervisor"
 )
 
@@ -22,9 +24,19 @@ import (
 // once the guest's PID 1 runs; SIGTERM (the context) is an orderly stop:
 // power off, then the pipeline's teardown, and exit 0. A guest that
 // crashed (and was not restarted) makes the exit status 1.
+//
+// Under a systemd unit with Delegate=yes (cgroups.FindDelegation), the
+// supervisor moves itself into the leaf cgroup <unit>/supervisor and the
+// guest's cgroups go below the unit's: systemd then accounts the guest
+// to the unit and, should the supervisor itself be killed, kills and
+// removes the guest's cgroups with the unit's.
 func runSupervised(ctx context.Context, t runner.Target) error {
+	s, err := delegatedSettings(t.Name)
+	if err != nil {
+		return err
+	}
 	n := &serviceNotifier{name: t.Name}
-	err := supervisor.Supervise(ctx, supervisor.Spec{Settings: g, Target: t}, supervisor.NewEventWriter(n), nil)
+	err = supervisor.Supervise(ctx, supervisor.Spec{Settings: s, Target: t}, supervisor.NewEventWriter(n), nil)
 	if err != nil {
 		return err
 	}
@@ -33,6 +45,27 @@ func runSupervised(ctx context.Context, t runner.Target) error {
 		return fmt.Errorf("subhost %s: the guest crashed; it is %s (console log: %s)", t.Name, last.Status, supervisor.LogDir+"/"+t.Name+".log")
 	}
 	return nil
+}
+
+// delegatedSettings are the global settings, with the cgroup parent when
+// a service manager delegated this process's cgroup (then this process
+// has moved into its leaf). Started by systemd, it says on standard
+// error (the unit's log) where the guest's cgroups go, and why.
+func delegatedSettings(name string) (settings.Settings, error) {
+	s := g
+	parent, why := cgroups.FindDelegation(os.Getenv)
+	if parent == "" {
+		if os.Getenv("INVOCATION_ID") != "" || os.Getenv("NOTIFY_SOCKET") != "" {
+			fmt.Fprintf(os.Stderr, "subhost %s: the guest's cgroups go to their fixed place, %s/%s in each hierarchy: %s\n", name, cgroups.Dir, name, why)
+		}
+		return s, nil
+	}
+	if err := cgroups.EnterLeaf(parent); err != nil {
+		return s, fmt.Errorf("delegated cgroup %s: %w", parent, err)
+	}
+	s.CgroupParent = parent
+	fmt.Fprintf(os.Stderr, "subhost %s: the guest's cgroups go below this unit's delegated cgroup %s (the supervisor is in %s/%s)\n", name, parent, parent, cgroups.Leaf)
+	return s, nil
 }
 
 // enrolledDefaults takes the pipeline and home of an enrolled subhost

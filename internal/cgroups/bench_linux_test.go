@@ -19,12 +19,12 @@ func BenchmarkSetup(b *testing.B) {
 	disks := []sdk.Device{{GuestName: "vda", Major: 7, Minor: 250, ReadOnly: true}}
 	var removing time.Duration
 	for b.Loop() {
-		if _, err := Setup(name, Defaults(), disks); err != nil {
+		if _, err := Setup(name, "", Defaults(), disks); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
 		t := time.Now()
-		if err := Remove(name); err != nil {
+		if err := Remove(name, "", nil); err != nil {
 			b.Fatal(err)
 		}
 		removing += time.Since(t)

@@ -43,7 +43,13 @@ type hierarchy struct {
 	// mount is where the hierarchy's root is mounted, "" when nowhere in
 	// the caller's mount namespace.
 	mount string
+	// base is where Dir goes: mount, or, in the hierarchies a service
+	// manager delegated a unit's cgroup in, that cgroup (see Delegation).
+	base string
 }
+
+// at is h with Dir at base.
+func (h hierarchy) at(base string) hierarchy { h.base = base; return h }
 
 func (h hierarchy) has(ctrl string) bool { return !h.v2() && slices.Contains(h.controllers, ctrl) }
 func (h hierarchy) devices() bool        { return h.has("devices") }
@@ -79,16 +85,18 @@ func hierarchies() ([]hierarchy, error) {
 				break
 			}
 		}
-		out = append(out, h)
+		out = append(out, h.at(h.mount))
 	}
 	return out, nil
 }
 
 // The subhost's cgroups sit at a fixed place under each hierarchy's
 // root, never below the caller's own cgroup (which may be a service
-// manager's, or nested, as memory:/process_api/... on the build host).
-func (h hierarchy) nameDir(name string) string  { return filepath.Join(h.mount, Dir, name) }
-func (h hierarchy) guestDir(name string) string { return filepath.Join(h.mount, Dir, name, Guest) }
+// manager's, or nested, as memory:/process_api/... on the build host),
+// unless a service manager delegated a unit's cgroup to the supervisor:
+// then, where that delegation holds, below the unit's (hierarchiesUnder).
+func (h hierarchy) nameDir(name string) string  { return filepath.Join(h.base, Dir, name) }
+func (h hierarchy) guestDir(name string) string { return filepath.Join(h.base, Dir, name, Guest) }
 
 // plan is where each limit goes on this host.
 type plan struct {
@@ -107,7 +115,7 @@ func planFor(hs []hierarchy, l Limits) (plan, error) {
 	for i, h := range hs {
 		if h.v2() && h.mount != "" {
 			v2 = &hs[i]
-			if b, err := os.ReadFile(filepath.Join(h.mount, "cgroup.controllers")); err == nil {
+			if b, err := os.ReadFile(filepath.Join(h.base, "cgroup.controllers")); err == nil {
 				v2ctrls = strings.Fields(string(b))
 			}
 		}
@@ -156,6 +164,9 @@ func planFor(hs []hierarchy, l Limits) (plan, error) {
 				if !l.Given(s.Var) {
 					break // a default the host cannot apply
 				}
+				if v2 != nil && v2.base != v2.mount {
+					return p, varErrorf(s.Var, "%s: no %s controller here (no cgroup v1 hierarchy has it, and it is not among those delegated to %s)", s.Var, s2.Controller, v2.base)
+				}
 				return p, varErrorf(s.Var, "%s: no %s controller on this host (neither a cgroup v1 hierarchy nor the cgroup2 tree offers it)", s.Var, s2.Controller)
 			}
 			p.settings[v2.name()] = appendOnce(p.settings[v2.name()], s2)
@@ -201,7 +212,7 @@ func checkCPUSet(hs []hierarchy, want string) error {
 			b, _ := os.ReadFile(filepath.Join(h.mount, "cpuset.cpus"))
 			have = string(b)
 		case h.v2() && have == "":
-			b, _ := os.ReadFile(filepath.Join(h.mount, "cpuset.cpus.effective"))
+			b, _ := os.ReadFile(filepath.Join(h.base, "cpuset.cpus.effective"))
 			have = string(b)
 		}
 	}
@@ -226,11 +237,13 @@ func checkCPUSet(hs []hierarchy, want string) error {
 }
 
 // CheckHost checks, without changing anything, that this host can apply
-// l: each error names the variable.
-func CheckHost(l Limits) error {
-	hs, err := hierarchies()
+// l, with the subhost's cgroups below parent (a delegated unit's cgroup,
+// or "" for the fixed place; see Setup): each error about a limit is a
+// *VarError naming the variable.
+func CheckHost(parent string, l Limits) error {
+	hs, err := hierarchiesUnder(parent)
 	if err != nil {
-		return fmt.Errorf("list cgroup hierarchies: %w", err)
+		return err
 	}
 	_, err = planFor(hs, l)
 	return err
@@ -238,22 +251,28 @@ func CheckHost(l Limits) error {
 
 // Setup makes subhost name's cgroups, Dir/NAME with l's limits and the
 // device policy, and Dir/NAME/Guest for the guest, in every mounted
-// hierarchy. Cgroups that exist but hold no process (a previous boot's)
-// are made afresh; ones that hold processes (a running guest) are
-// adopted: the limits are written again and the device policy checked.
-// A host where no device policy can be applied is an error unless l
-// opts out. On error, what Setup made is removed.
-func Setup(name string, l Limits, disks []sdk.Device) (p Placement, err error) {
+// hierarchy: at its root, or, when parent names the cgroup a service
+// manager delegated to the supervisor (FindDelegation), below parent in
+// the hierarchies that delegation covers (hierarchiesUnder). Cgroups
+// that exist but hold no process (a previous boot's) are made afresh;
+// ones that hold processes (a running guest) are adopted: the limits are
+// written again and the device policy checked. A host where no device
+// policy can be applied is an error unless l opts out. On error, what
+// Setup made is removed.
+func Setup(name, parent string, l Limits, disks []sdk.Device) (p Placement, err error) {
 	if err := sdk.ValidName(name); err != nil {
 		return p, err
 	}
-	hs, err := hierarchies()
+	hs, err := hierarchiesUnder(parent)
 	if err != nil {
-		return p, fmt.Errorf("list cgroup hierarchies: %w", err)
+		return p, err
 	}
 	pl, err := planFor(hs, l)
 	if err != nil {
 		return p, sdk.Invalidf("%w", err)
+	}
+	if err := clearFixedPlace(hs, name); err != nil {
+		return p, err
 	}
 	adopt := false
 	for _, h := range hs {
@@ -308,7 +327,7 @@ func Setup(name string, l Limits, disks []sdk.Device) (p Placement, err error) {
 // Dir/NAME are written before the guest's cgroup is made: the kernel
 // refuses to change a device cgroup's default once it has a child.
 func makeDirs(h hierarchy, name string, rules []string, pl plan) error {
-	top := filepath.Join(h.mount, Dir)
+	top := filepath.Join(h.base, Dir)
 	// Another subhost's Remove may take Dir away once it is empty,
 	// between the two mkdirs: try again.
 	fresh := false
@@ -336,7 +355,7 @@ func makeDirs(h hierarchy, name string, rules []string, pl plan) error {
 		return err
 	}
 	if h.v2() {
-		if err := enableControllers(h.mount, name, pl.enable); err != nil {
+		if err := enableControllers(h.base, pl.enable); err != nil {
 			return err
 		}
 	}
@@ -371,12 +390,15 @@ func makeDirs(h hierarchy, name string, rules []string, pl plan) error {
 }
 
 // enableControllers enables, in cgroup v2, the controllers the limits
-// need for Dir and Dir/NAME (and no other: the fs2 manager of
+// need for Dir and Dir/NAME below base (and no other: the fs2 manager of
 // opencontainers/cgroups enables every one offered, which on a hybrid
 // host's controller-less tree means none, and on a v2 host more than
-// the subhost asked for).
-func enableControllers(mount, name string, ctrls []string) error {
-	for _, dir := range []string{mount, filepath.Join(mount, Dir)} {
+// the subhost asked for). A delegated unit's cgroup.subtree_control is
+// the delegatee's to write; the supervisor has left the unit's cgroup
+// for its leaf first (EnterLeaf), as cgroup v2 enables controllers only
+// below a cgroup that holds no process.
+func enableControllers(base string, ctrls []string) error {
+	for _, dir := range []string{base, filepath.Join(base, Dir)} {
 		for _, c := range ctrls {
 			if err := writeFile(filepath.Join(dir, "cgroup.subtree_control"), "+"+c); err != nil {
 				return err
@@ -526,25 +548,32 @@ func Paths(name string) ([]string, error) {
 // Remove takes subhost name's cgroups away in every hierarchy: it thaws
 // them, kills every process left in them (a guest's stragglers, or
 // commands entered into it), and removes them with any cgroups the
-// guest made below its own, then Dir once it is empty. Not found is
-// success.
-func Remove(name string) error {
+// guest made below its own, then Dir once it is empty. It looks at the
+// fixed place, below parent (as Setup), and where the boot record's
+// cgroups say they are (recorded: a `subhost stop` from a shell knows no
+// parent, only the record). Not found is success.
+func Remove(name, parent string, recorded []sdk.Cgroup) error {
 	if err := sdk.ValidName(name); err != nil {
 		return err
 	}
-	hs, err := hierarchies()
+	fixed, err := hierarchies()
 	if err != nil {
 		return fmt.Errorf("list cgroup hierarchies: %w", err)
 	}
+	places := append(fixed, recordedPlaces(fixed, name, recorded)...)
+	// A parent that is gone (the service manager removed the unit's
+	// cgroup, and the guest's with it) leaves the record to go by.
+	if under, err := hierarchiesUnder(parent); parent != "" && err == nil {
+		places = append(places, under...)
+	}
+	places = uniquePlaces(places, name)
 	var dirs []string
-	for _, h := range hs {
-		if h.mount != "" {
-			dirs = append(dirs, h.nameDir(name))
-		}
+	for _, h := range places {
+		dirs = append(dirs, h.nameDir(name))
 	}
 	thawErr := Thaw(dirs)
 	killAll(dirs)
-	return errors.Join(thawErr, remove(hs, name))
+	return errors.Join(thawErr, remove(places, name))
 }
 
 func remove(hs []hierarchy, name string) error {
@@ -559,7 +588,7 @@ func remove(hs []hierarchy, name string) error {
 			continue
 		}
 		// Fails while another subhost's cgroup is there.
-		unix.Rmdir(filepath.Join(h.mount, Dir))
+		unix.Rmdir(filepath.Join(h.base, Dir))
 	}
 	return errors.Join(errs...)
 }
@@ -678,15 +707,23 @@ func Thaw(dirs []string) error {
 }
 
 // Apply writes the limits l gives explicitly (Set, not the defaults) to
-// subhost name's existing cgroups: a running subhost's limits changed
-// in place. Errors name the variable.
-func Apply(name string, l Limits) error {
+// subhost name's existing cgroups, where its boot record's cgroups
+// (recorded) say they are: a running subhost's limits changed in place.
+// Errors name the variable.
+func Apply(name string, recorded []sdk.Cgroup, l Limits) error {
 	if err := sdk.ValidName(name); err != nil {
 		return err
 	}
 	hs, err := hierarchies()
 	if err != nil {
 		return fmt.Errorf("list cgroup hierarchies: %w", err)
+	}
+	for _, r := range recordedPlaces(hs, name, recorded) {
+		for i := range hs {
+			if hs[i].name() == r.name() {
+				hs[i] = r
+			}
+		}
 	}
 	pl, err := planFor(hs, l)
 	if err != nil {

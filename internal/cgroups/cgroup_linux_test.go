@@ -20,7 +20,7 @@ func testName(t *testing.T) string {
 	t.Helper()
 	name := fmt.Sprintf("dcgtest%d", os.Getpid())
 	t.Cleanup(func() {
-		if err := Remove(name); err != nil {
+		if err := Remove(name, "", nil); err != nil {
 			t.Errorf("Remove: %v", err)
 		}
 		if left, _ := Paths(name); len(left) > 0 {
@@ -91,7 +91,7 @@ func TestSetupJoinRemove(t *testing.T) {
 	name := testName(t)
 
 	disks := []sdk.Device{{GuestName: "vda", Major: 7, Minor: 250, ReadOnly: true}}
-	p, err := Setup(name, Defaults(), disks)
+	p, err := Setup(name, "", Defaults(), disks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestSetupJoinRemove(t *testing.T) {
 `, devDir))
 	// While it runs, Setup adopts the cgroups (a hibernated subhost's
 	// guest, a reboot) instead of making them afresh.
-	if q, err := Setup(name, Defaults(), disks); err != nil || !slices.Equal(q.Cgroups, p.Cgroups) {
+	if q, err := Setup(name, "", Defaults(), disks); err != nil || !slices.Equal(q.Cgroups, p.Cgroups) {
 		t.Errorf("Setup with a process inside: %+v %v, want the same cgroups adopted", q, err)
 	}
 	out := wait()
@@ -159,17 +159,17 @@ func TestSetupJoinRemove(t *testing.T) {
 	}
 
 	// A second Setup, the first's guest gone, starts afresh.
-	if _, err := Setup(name, Defaults(), nil); err != nil {
+	if _, err := Setup(name, "", Defaults(), nil); err != nil {
 		t.Fatalf("Setup again: %v", err)
 	}
-	if err := Remove(name); err != nil {
+	if err := Remove(name, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	if left, _ := Paths(name); len(left) > 0 {
 		t.Errorf("after Remove: %q", left)
 	}
 	// Not found is success.
-	if err := Remove(name); err != nil {
+	if err := Remove(name, "", nil); err != nil {
 		t.Errorf("Remove again: %v", err)
 	}
 }
@@ -181,7 +181,7 @@ func TestRemoveKillsAndNested(t *testing.T) {
 	stagetest.NoLeaks(t)
 	needDevices(t)
 	name := testName(t)
-	p, err := Setup(name, Defaults(), nil)
+	p, err := Setup(name, "", Defaults(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestRemoveKillsAndNested(t *testing.T) {
 		}
 	}
 	cmd, _ := joined(t, GuestDirs(p.Cgroups), "")
-	if err := Remove(name); err != nil {
+	if err := Remove(name, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
@@ -253,7 +253,7 @@ func TestSetupCgroupV2Only(t *testing.T) {
 	none.Set("DEVICE_POLICY", "none")
 
 	fakeHost(t, "0::/system.slice/subhost.service\n", info)
-	p, err := Setup("v2guest", none, []sdk.Device{{GuestName: "vda", Major: 7, Minor: 1}})
+	p, err := Setup("v2guest", "", none, []sdk.Device{{GuestName: "vda", Major: 7, Minor: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +272,7 @@ func TestSetupCgroupV2Only(t *testing.T) {
 	}
 
 	// The program cannot attach to a plain directory: the boot fails.
-	if _, err := Setup("v2guest", Defaults(), nil); err == nil || !strings.Contains(err.Error(), "cgroup2 device program") {
+	if _, err := Setup("v2guest", "", Defaults(), nil); err == nil || !strings.Contains(err.Error(), "cgroup2 device program") {
 		t.Errorf("Setup where the device program cannot attach: %v", err)
 	}
 	if left, _ := os.ReadDir(mnt); len(left) > 0 {
@@ -281,7 +281,7 @@ func TestSetupCgroupV2Only(t *testing.T) {
 	// A host with neither v1 devices nor cgroup2: no device policy at
 	// all, which only DEVICE_POLICY=none accepts.
 	fakeHost(t, "3:memory:/\n", "30 1 0:26 / "+mnt+" rw - cgroup cgroup rw,memory\n")
-	if _, err := Setup("v2guest", Defaults(), nil); err == nil || !strings.Contains(err.Error(), "DEVICE_POLICY=none") {
+	if _, err := Setup("v2guest", "", Defaults(), nil); err == nil || !strings.Contains(err.Error(), "DEVICE_POLICY=none") {
 		t.Errorf("Setup without a way to apply a device policy: %v", err)
 	}
 	if left, _ := os.ReadDir(mnt); len(left) > 0 {
@@ -290,7 +290,7 @@ func TestSetupCgroupV2Only(t *testing.T) {
 
 	// Not mounted at all: nothing placed, and said so.
 	fakeHost(t, "5:devices:/\n0::/\n", "")
-	p, err = Setup("v2guest", none, nil)
+	p, err = Setup("v2guest", "", none, nil)
 	if err != nil || len(p.Cgroups) > 0 || !slices.Equal(p.Unplaced, []string{"devices", "cgroup2"}) {
 		t.Errorf("nothing mounted: %+v %v", p, err)
 	}

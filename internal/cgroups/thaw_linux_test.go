@@ -19,11 +19,11 @@ func TestThawLetsAFrozenGuestDie(t *testing.T) {
 	stagetest.NoLeaks(t)
 	needDevices(t)
 	name := testName(t)
-	p, err := Setup(name, Defaults(), nil)
+	p, err := Setup(name, "", Defaults(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { Remove(name) })
+	t.Cleanup(func() { Remove(name, "", nil) })
 	var freezer string
 	hs, _ := hierarchies()
 	for _, h := range hs {
@@ -71,7 +71,7 @@ func TestThawLetsAFrozenGuestDie(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the killed process did not die after Thaw")
 	}
-	if err := Remove(name); err != nil {
+	if err := Remove(name, "", nil); err != nil {
 		t.Errorf("Remove: %v", err)
 	}
 	if err := Thaw(dirsOf(p)); err != nil {

@@ -35,6 +35,9 @@ type Runner struct {
 	// Timeline, when set, gets a mark for each plugin start and each stage
 	// call (`subhost run --timings`).
 	Timeline *timeline.Recorder
+	// CgroupParent, passed to every stage (sdk.Request.CgroupParent), is
+	// the cgroup a service manager delegated to this supervisor.
+	CgroupParent string
 }
 
 // DefaultInterruptGrace is how long a stage call that is under way when
@@ -226,6 +229,8 @@ func (s *session) request(i int, record sdk.BootRecord) *sdk.Request {
 		Params:  ps.Params,
 		Record:  record,
 		Others:  s.others,
+
+		CgroupParent: s.r.CgroupParent,
 	}
 	if s.st != nil {
 		req.Console = s.st.Console

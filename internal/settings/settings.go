@@ -27,6 +27,10 @@ type Settings struct {
 	StateDir      string   `json:"state_dir,omitempty"`
 	// EtcDir holds the site's pipelines/, plugins/ and autostart/.
 	EtcDir string `json:"etc_dir,omitempty"`
+	// CgroupParent is not a flag: `run --supervise` sets it when a
+	// service manager delegated its cgroup (cgroups.FindDelegation), and
+	// the runner passes it to the stages.
+	CgroupParent string `json:"cgroup_parent,omitempty"`
 }
 
 // EtcDirEnv names the etc directory when --etc-dir is not given.
@@ -142,5 +146,7 @@ func (s *Settings) NewRunner() (*runner.Runner, error) {
 		Stages:    PluginStages{host},
 		StateRoot: s.StateRoot(),
 		Logger:    logger,
+
+		CgroupParent: s.CgroupParent,
 	}, nil
 }

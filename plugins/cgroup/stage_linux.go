@@ -53,7 +53,7 @@ func limits(req *sdk.Request) (cgroups.Limits, error) {
 	if err != nil {
 		return l, err
 	}
-	if err := cgroups.CheckHost(l); err != nil {
+	if err := cgroups.CheckHost(req.CgroupParent, l); err != nil {
 		var ve *cgroups.VarError
 		if errors.As(err, &ve) {
 			return l, sdk.Invalidf("%s: %v", req.Subhost.Where(ve.Var), err)
@@ -69,14 +69,16 @@ func (*stage) Validate(ctx context.Context, req *sdk.Request) error {
 }
 
 // Up makes subhost/NAME (limits, device policy) and subhost/NAME/guest in
-// every hierarchy and records them. The boot record's devices, from the
-// mount stage before it, are the disks the device policy allows.
+// every hierarchy, below the request's cgroup parent where a service
+// manager delegated one, and records them. The boot record's devices,
+// from the mount stage before it, are the disks the device policy
+// allows.
 func (*stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	l, err := limits(req)
 	if err != nil {
 		return nil, err
 	}
-	p, err := cgroups.Setup(req.Subhost.Name, l, req.Record.Devices)
+	p, err := cgroups.Setup(req.Subhost.Name, req.CgroupParent, l, req.Record.Devices)
 	if sdk.KindOf(err) == sdk.KindInvalidConfig {
 		return nil, err
 	}
@@ -102,12 +104,14 @@ func (*stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 }
 
 // Down thaws, kills what is left in and removes the subhost's cgroups in
-// every hierarchy, found again from the name: it needs no state.
+// every hierarchy, found again from the name (at the fixed place and
+// below the request's cgroup parent) and where the boot record says
+// they are: it needs no state.
 func (*stage) Down(ctx context.Context, req *sdk.Request) error {
 	if sdk.ValidName(req.Subhost.Name) != nil {
 		return nil // such a name never had a cgroup
 	}
-	err := cgroups.Remove(req.Subhost.Name)
+	err := cgroups.Remove(req.Subhost.Name, req.CgroupParent, req.Record.Cgroups)
 	if errors.Is(err, cgroups.ErrBusy) {
 		return sdk.Conflictf("%w", err)
 	}
@@ -174,7 +178,7 @@ func (*stage) Update(ctx context.Context, req *sdk.Request) ([]string, error) {
 	if len(applied) == 0 {
 		return nil, nil
 	}
-	if err := cgroups.Apply(req.Subhost.Name, l); err != nil {
+	if err := cgroups.Apply(req.Subhost.Name, req.Record.Cgroups, l); err != nil {
 		if sdk.KindOf(err) != sdk.KindInternal {
 			return nil, err
 		}

@@ -30,7 +30,7 @@ func request(name string, vars map[string]string) *sdk.Request {
 func testName(t *testing.T) string {
 	name := fmt.Sprintf("cgstage%d", os.Getpid())
 	t.Cleanup(func() {
-		if err := cgroups.Remove(name); err != nil {
+		if err := cgroups.Remove(name, "", nil); err != nil {
 			t.Errorf("remove: %v", err)
 		}
 	})

@@ -135,7 +135,7 @@ func guestRequest(t *testing.T, root string, params map[string]string) *sdk.Requ
 			removeLaunchRecord(path)
 		}
 		// The cgroup stage's Down, after init's.
-		if err := cgroups.Remove(sub.Name); err != nil {
+		if err := cgroups.Remove(sub.Name, "", nil); err != nil {
 			t.Errorf("remove the cgroups: %v", err)
 		}
 		noCgroups(t, sub.Name, "at the end of the test")
@@ -158,7 +158,7 @@ func placeCgroups(t *testing.T, req *sdk.Request) {
 	if os.Geteuid() != 0 {
 		return
 	}
-	p, err := cgroups.Setup(req.Subhost.Name, cgroups.Defaults(), req.Record.Devices)
+	p, err := cgroups.Setup(req.Subhost.Name, "", cgroups.Defaults(), req.Record.Devices)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -880,7 +880,11 @@ type StageRequest struct {
 	Console string                 `protobuf:"bytes,6,opt,name=console,proto3" json:"console,omitempty"`
 	Others  []*Neighbour           `protobuf:"bytes,7,rep,name=others,proto3" json:"others,omitempty"`
 	// Update only: the settings to change, KEY=VALUE as in the config.
-	Changes       map[string]string `protobuf:"bytes,10,rep,name=changes,proto3" json:"changes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Changes map[string]string `protobuf:"bytes,10,rep,name=changes,proto3" json:"changes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The cgroup a service manager delegated to the supervisor (relative
+	// to the cgroup2 tree's root), under which the guest's cgroups go;
+	// empty: their fixed place at each hierarchy's root.
+	CgroupParent  string `protobuf:"bytes,11,opt,name=cgroup_parent,json=cgroupParent,proto3" json:"cgroup_parent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -969,6 +973,13 @@ func (x *StageRequest) GetChanges() map[string]string {
 		return x.Changes
 	}
 	return nil
+}
+
+func (x *StageRequest) GetCgroupParent() string {
+	if x != nil {
+		return x.CgroupParent
+	}
+	return ""
 }
 
 type Problem struct {
@@ -1357,7 +1368,7 @@ const file_stage_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12;\n" +
 	"\n" +
 	"interfaces\x18\x03 \x03(\v2\x1b.subhost.stage.v1.InterfaceR\n" +
-	"interfaces\"\xf6\x03\n" +
+	"interfaces\"\x9b\x04\n" +
 	"\fStageRequest\x123\n" +
 	"\asubhost\x18\x01 \x01(\v2\x19.subhost.stage.v1.SubhostR\asubhost\x12\x14\n" +
 	"\x05stage\x18\x02 \x01(\tR\x05stage\x12B\n" +
@@ -1367,7 +1378,8 @@ const file_stage_proto_rawDesc = "" +
 	"\aconsole\x18\x06 \x01(\tR\aconsole\x123\n" +
 	"\x06others\x18\a \x03(\v2\x1b.subhost.stage.v1.NeighbourR\x06others\x12E\n" +
 	"\achanges\x18\n" +
-	" \x03(\v2+.subhost.stage.v1.StageRequest.ChangesEntryR\achanges\x1a9\n" +
+	" \x03(\v2+.subhost.stage.v1.StageRequest.ChangesEntryR\achanges\x12#\n" +
+	"\rcgroup_parent\x18\v \x01(\tR\fcgroupParent\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
