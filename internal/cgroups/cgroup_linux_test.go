@@ -264,7 +264,7 @@ func TestSetupCgroupV2Only(t *testing.T) {
 	if fi, err := os.Stat(want.Guest); err != nil || !fi.IsDir() {
 		t.Errorf("guest dir: %v", err)
 	}
-	if err := remove([]hierarchy{{membership: membership{id: "0", path: "/"}, mount: mnt}}, "v2guest"); err != nil {
+	if err := remove([]hierarchy{{membership: membership{id: "0", path: "/"}, mount: mnt, base: mnt}}, "v2guest"); err != nil {
 		t.Fatal(err)
 	}
 	if left, _ := os.ReadDir(mnt); len(left) > 0 {

@@ -226,7 +226,10 @@ func pluginProcesses() ([]string, error) {
 }
 
 // subhostCgroups lists every directory under subhost/ at the root of each
-// mounted cgroup hierarchy (v1 and cgroup2), where subhosts' cgroups live.
+// mounted cgroup hierarchy (v1 and cgroup2), where subhosts' cgroups live,
+// and every subhost/ directory and below in a systemd service's cgroup
+// under a slice (SLICE.slice/.../UNIT.service/subhost), where they live
+// when the service delegates its cgroup to `run --supervise`.
 func subhostCgroups() ([]string, error) {
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
@@ -247,6 +250,16 @@ func subhostCgroups() ([]string, error) {
 			}
 			return nil
 		})
+		sliceDirs, _ := filepath.Glob(filepath.Join(f[4], "*.slice"))
+		for _, sl := range sliceDirs {
+			filepath.WalkDir(sl, func(path string, d os.DirEntry, err error) error {
+				_, rest, found := strings.Cut(path, ".service/subhost")
+				if err == nil && d.IsDir() && found && (rest == "" || rest[0] == '/') {
+					out = append(out, path)
+				}
+				return nil
+			})
+		}
 	}
 	slices.Sort(out)
 	return slices.Compact(out), sc.Err()
