@@ -50,7 +50,12 @@ brought down again, in reverse, and the host is left as it was.
 start-stop-daemon, runit): subhost stays in the foreground as the guest's
 supervisor, the console goes to its log only, READY=1 goes to
 $NOTIFY_SOCKET once the guest's PID 1 runs, SIGTERM powers the guest off
-and tears down (exit 0), and the exit status is 1 when the guest crashed.`,
+and tears down (exit 0), and the exit status is 1 when the guest crashed.
+Started by systemd in a unit with Delegate=yes (systemd 251 or later marks
+its cgroup delegated), the supervisor moves itself into <unit>/supervisor
+and the guest's cgroups go below the unit's, <unit>/subhost/NAME, in the
+cgroup2 tree (and name=systemd on hybrid hosts) instead of subhost/NAME
+at the root; its log says which, and why.`,
 		Args:              exactArgs(1, "NAME"),
 		ValidArgsFunction: completeNames,
 		RunE: func(cmd *cobra.Command, args []string) error {

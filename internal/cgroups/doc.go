@@ -17,6 +17,21 @@
 // root on the host; so the guest is placed in every hierarchy, limits or
 // not.
 //
+// The one exception is a cgroup a service manager delegated: under
+// systemd, `run --supervise` in a unit with Delegate=yes
+// (subhost@.service) finds its unit's cgroup (FindDelegation: systemd's
+// environment, a *.service cgroup of its own, marked trusted.delegate=1
+// by systemd 251 and later), moves itself into the leaf UNIT/Leaf
+// (EnterLeaf: cgroup v2 enables controllers only below a cgroup without
+// processes) and passes the unit's cgroup to the cgroup stage
+// (sdk.Request.CgroupParent). Setup then makes UNIT/Dir/NAME and
+// UNIT/Dir/NAME/Guest, same layout, in the cgroup2 tree and, on hybrid
+// hosts, systemd's name=systemd hierarchy: the guest is the unit's,
+// accounted and, should the supervisor be killed, killed and removed
+// with it. The v1 controller hierarchies keep the fixed place (see
+// followsUnit). The boot record carries the real paths, so Remove (with
+// the fixed place and the parent) and Apply also go by the record.
+//
 // Limits come from config variables (Vars; FromConfig, Limits.Set, each
 // error naming the variable). Each goes to the cgroup v1 hierarchy that
 // has its controller, else to the cgroup2 tree when its root offers the
