@@ -13,16 +13,27 @@ import (
 	"github.com/subhost/subhost/internal/testunit"
 )
 
-// startInUnit starts `run --supervise` for g as systemd would start
-// subhost@NAME.service: in the unit's cgroup, with INVOCATION_ID and
-// NOTIFY_SOCKET set.
-func (g *guest) startInUnit(l *notifyListener, u *testunit.Unit) *bg {
-	g.e.t.Helper()
+// superviseInUnit boots a guest with `run --supervise` as systemd would
+// start subhost@NAME.service: in a scratch unit's cgroup, delegated or
+// not, with INVOCATION_ID and NOTIFY_SOCKET set; it returns once READY=1
+// has come.
+func superviseInUnit(t *testing.T, tag string, delegated bool) (*env, *guest, *testunit.Unit, *bg) {
+	e := newEnv(t)
+	g := e.newGuest(tag, nil)
+	u := testunit.New(t, "subhost@"+g.name+".service", delegated)
+	l := listenNotify(t)
 	args := append([]string{"run", "--supervise", "--pipeline", "pretend-boot", "--home", g.home}, g.name)
-	cmd := g.e.command(context.Background(), g.ns, args...)
+	cmd := e.command(context.Background(), g.ns, args...)
 	cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+l.path, "INVOCATION_ID=5c0ffee5c0ffee5c0ffee5c0ffee5c0f")
 	u.Wrap(cmd)
-	return g.e.startCmd(cmd)
+	sup := e.startCmd(cmd)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("run --supervise stderr:\n%s", tail(sup.Stderr.String(), 4000))
+		}
+	})
+	l.waitFor(t, "READY=1", 30*time.Second)
+	return e, g, u, sup
 }
 
 // TestSuperviseDelegatedUnit: `run --supervise` in a scratch
@@ -34,17 +45,7 @@ func (g *guest) startInUnit(l *notifyListener, u *testunit.Unit) *bg {
 // unit's cgroup as systemd would find it (the empty leaf, which it
 // removes with the unit).
 func TestSuperviseDelegatedUnit(t *testing.T) {
-	e := newEnv(t)
-	g := e.newGuest("deleg", nil)
-	u := testunit.New(t, "subhost@"+g.name+".service", true)
-	l := listenNotify(t)
-	sup := g.startInUnit(l, u)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("run --supervise stderr:\n%s", tail(sup.Stderr.String(), 4000))
-		}
-	})
-	l.waitFor(t, "READY=1", 30*time.Second)
+	e, g, u, sup := superviseInUnit(t, "deleg", true)
 	spid := sup.Cmd.Process.Pid
 	leaf := u.Path + "/" + cgroups.Leaf
 	for _, h := range []string{"", "name=systemd"} {
@@ -102,12 +103,7 @@ func TestSuperviseDelegatedUnit(t *testing.T) {
 // the guest's cgroups are at their fixed place, and the unit's log says
 // why.
 func TestSuperviseUndelegatedUnit(t *testing.T) {
-	e := newEnv(t)
-	g := e.newGuest("undel", nil)
-	u := testunit.New(t, "subhost@"+g.name+".service", false)
-	l := listenNotify(t)
-	sup := g.startInUnit(l, u)
-	l.waitFor(t, "READY=1", 30*time.Second)
+	e, g, u, sup := superviseInUnit(t, "undel", false)
 	if got := testunit.CgroupOf(sup.Cmd.Process.Pid, ""); got != u.Path {
 		t.Errorf("supervisor's cgroup: %s, want the unit's %s", got, u.Path)
 	}
