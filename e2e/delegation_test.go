@@ -123,3 +123,22 @@ func TestSuperviseUndelegatedUnit(t *testing.T) {
 		t.Errorf("cgroups below a unit that was not delegated: %q", left)
 	}
 }
+
+// TestSuperviseDelegatedUnitKilled: the supervisor of a guest below a
+// delegated unit's cgroup SIGKILLed; `subhost stop` from a shell, which
+// knows no unit, finds the guest's cgroups by the boot record and
+// removes them.
+func TestSuperviseDelegatedUnitKilled(t *testing.T) {
+	e, g, u, sup := superviseInUnit(t, "dkill", true)
+	pid := e.status(g.name).PID
+	sup.Cmd.Process.Kill()
+	sup.wait(t, 10*time.Second)
+	if gone(pid) {
+		t.Fatalf("the guest died with its supervisor")
+	}
+	e.mustRun("", "stop", "--timeout", "5s", g.name)
+	e.clean(g.name)
+	if left := u.Left(cgroups.Leaf); len(left) > 0 {
+		t.Errorf("left below the unit's cgroup after subhost stop: %q", left)
+	}
+}
