@@ -44,7 +44,7 @@ type hierarchy struct {
 	// the caller's mount namespace.
 	mount string
 	// base is where Dir goes: mount, or, in the hierarchies a service
-	// manager delegated a unit's cgroup in, that cgroup (see Delegation).
+	// manager delegated a unit's cgroup in, that cgroup (hierarchiesUnder).
 	base string
 }
 
