@@ -1,6 +1,7 @@
 package cgroups
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -154,5 +155,39 @@ func TestSetupBelowDelegatedUnit(t *testing.T) {
 	}
 	if left, _ := Paths(name); len(left) > 0 || len(plain.Left("")) > 0 {
 		t.Errorf("a refused Setup made %q %q", left, plain.Left(""))
+	}
+}
+
+// TestCheckHostBelowUnit: below a delegated unit's cgroup, a cgroup v2
+// limit needs its controller among those delegated to the unit (its
+// cgroup.controllers), not the root's; the error says so. The cgroup2
+// tree is a directory here.
+func TestCheckHostBelowUnit(t *testing.T) {
+	stagetest.RequireRoot(t) // trusted.* attributes
+	v2 := t.TempDir()
+	unit := filepath.Join(v2, "system.slice", "subhost@x.service")
+	if err := os.MkdirAll(unit, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(unit, "trusted.delegate", []byte("1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, filepath.Join(v2, "cgroup.controllers"), "cpu io memory pids")
+	writeTestFile(t, filepath.Join(unit, "cgroup.controllers"), "pids")
+	fakeHost(t, "0::/system.slice/subhost@x.service/supervisor\n", "30 1 0:26 / "+v2+" rw - cgroup2 cgroup2 rw\n")
+	var l Limits
+	if _, err := l.Set("MEMORY_MAX", "1G"); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckHost("", l); err != nil {
+		t.Errorf("at the fixed place (the root offers memory): %v", err)
+	}
+	err := CheckHost("/system.slice/subhost@x.service", l)
+	var ve *VarError
+	if !errors.As(err, &ve) || ve.Var != "MEMORY_MAX" || !strings.Contains(err.Error(), "not among those delegated to "+unit) {
+		t.Errorf("below a unit delegated only pids: %v", err)
+	}
+	if err := CheckHost("/system.slice/subhost@x.service", Defaults()); err != nil {
+		t.Errorf("PIDS_MAX below a unit delegated pids: %v", err)
 	}
 }
