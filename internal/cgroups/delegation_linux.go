@@ -22,13 +22,14 @@ const Leaf = "supervisor"
 
 // followsUnit reports whether a delegated unit's cgroup holds the
 // subhost's in h: the cgroup2 tree, where systemd tracks a unit's
-// processes and marks its delegation, and, on hybrid hosts, systemd's
-// own name=systemd hierarchy, the other one whose unit subtree systemd
-// hands over (CGROUP_DELEGATION.md). Not the v1 controller hierarchies:
-// there systemd realizes the unit only for the controllers it manages
-// (not cpuset or freezer), the unit's attributes stay systemd's
-// (the v1 device policy rests on its parent's), and the limits and
-// device policy stay where issue #10 put them, at the fixed place.
+// processes (also on hybrid hosts) and marks its delegation, and, on
+// hybrid hosts, systemd's own name=systemd hierarchy, the other one whose
+// unit subtree systemd hands over (CGROUP_DELEGATION.md). Not the v1
+// controller hierarchies: the mark says nothing about them, systemd
+// makes the unit's cgroup there only for the controllers it manages (not
+// cpuset or freezer, so the guest would be split between places anyway),
+// and there the limits and the v1 device policy stay where issue #10
+// put them, at the fixed place.
 func (h hierarchy) followsUnit() bool {
 	return h.v2() || slices.Equal(h.controllers, []string{"name=systemd"})
 }
