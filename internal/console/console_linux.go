@@ -35,6 +35,13 @@ type Console struct {
 	fg      *sink
 	clients map[*sink]struct{}
 	closed  bool
+	srvs    []*server // the socket servers
+	// moving: HandOver is stopping the console for another process to
+	// adopt; the reader stops at its deadline and clients are told to
+	// reconnect.
+	moving bool
+	logAt  string // the log's path and cap, for HandOver
+	logMax int64
 }
 
 // A session is one run of the guest on the console: it ends when the last
@@ -51,9 +58,20 @@ func New() (*Console, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new console: %w", err)
 	}
-	c := &Console{
+	c := makeConsole(master, slave, path)
+	if err := c.SetSize(24, 80); err != nil {
+		master.Close()
+		slave.Close()
+		return nil, fmt.Errorf("new console: %w", err)
+	}
+	c.start()
+	return c, nil
+}
+
+func makeConsole(master, slave *os.File, slavePath string) *Console {
+	return &Console{
 		master:    master,
-		slavePath: path,
+		slavePath: slavePath,
 		closing:   make(chan struct{}),
 		input:     make(chan []byte),
 		rearm:     make(chan struct{}, 1),
@@ -64,15 +82,12 @@ func New() (*Console, error) {
 		ring:      ring{max: ReplayBytes},
 		clients:   make(map[*sink]struct{}),
 	}
-	if err := c.SetSize(24, 80); err != nil {
-		master.Close()
-		slave.Close()
-		return nil, fmt.Errorf("new console: %w", err)
-	}
+}
+
+func (c *Console) start() {
 	c.wg.Add(2)
 	go c.readLoop()
 	go c.inputLoop()
-	return c, nil
 }
 
 // FirstOutput delivers, once, the time the console first had output to
@@ -169,6 +184,10 @@ func (c *Console) Size() (rows, cols uint16, err error) {
 // pending are merged.
 func (c *Console) PowerOffRequests() <-chan struct{} { return c.powerOff }
 
+// RequestPowerOff queues a power-off request, as a client's Ctrl-] q
+// does.
+func (c *Console) RequestPowerOff() { c.requestPowerOff() }
+
 func (c *Console) requestPowerOff() {
 	select {
 	case c.powerOff <- struct{}{}:
@@ -200,6 +219,7 @@ func (c *Console) LogTo(path string, maxBytes int64) error {
 		c.log.close()
 	}
 	c.log, c.logErr = l, nil
+	c.logAt, c.logMax = path, maxBytes
 	return nil
 }
 
@@ -255,7 +275,10 @@ func (c *Console) readLoop() {
 		// EIO (or EOF): no process holds the slave any more. Anything
 		// else is unexpected but ends the session the same way rather than
 		// spinning on it; the runner learns the truth from the guest's
-		// PID 1 anyway.
+		// PID 1 anyway. HandOver stops the reader with a deadline.
+		if errors.Is(err, os.ErrDeadlineExceeded) && c.isMoving() {
+			return
+		}
 		c.endSession()
 		if errors.Is(err, os.ErrClosed) {
 			return

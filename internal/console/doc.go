@@ -66,8 +66,16 @@
 // uint32 payload length and the payload (at most 64 KiB). Types: 'd' data,
 // 'w' window size (client to server: rows, cols as big-endian uint16),
 // 'p' power-off request (client to server), 'e' end (server to client: the
-// console was closed or stopped serving; Dial returns GuestGone). A
-// connection that closes without 'e' is an error for the client.
+// console was closed or stopped serving; Dial returns GuestGone), 'm' moved
+// (server to client: the console was handed over to another process, see
+// HandOver; Dial reconnects to the same socket, which stays bound). A
+// connection that closes without 'e' or 'm' is an error for the client.
+//
+// HandOver and Adopt pass a running console to another process across an
+// exec (the supervisor becoming the small subhost-monitor and back): the
+// pty master and the bound socket survive, queued output reaches the
+// clients first, and the clients reconnect; the replay buffer starts
+// afresh in the new process.
 //
 // creack/pty's Open and Setsize call (*os.File).Fd, which puts the master in
 // blocking mode, so a blocked Read could not be interrupted by Close; the pty

@@ -13,6 +13,10 @@ const (
 	frameResize   byte = 'w'
 	framePowerOff byte = 'p'
 	frameEnd      byte = 'e'
+	// frameMoved: the console is handed over to another process (the
+	// supervisor executing itself anew); the client reconnects to the
+	// same socket, which stays bound meanwhile.
+	frameMoved byte = 'm'
 )
 
 const (

@@ -51,16 +51,22 @@ func (c *Console) Serve(ctx context.Context, socketPath string) error {
 	if err != nil {
 		return fmt.Errorf("console socket %q: %w", socketPath, err)
 	}
+	return c.serve(ctx, ln, socketPath)
+}
+
+// serve serves clients on ln, bound at path.
+func (c *Console) serve(ctx context.Context, ln *net.UnixListener, path string) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		ln.Close()
 		return ErrClosed
 	}
+	srv := &server{c: c, ln: ln, path: path, done: make(chan struct{}), conns: make(map[*net.UnixConn]*sink)}
+	c.srvs = append(c.srvs, srv)
 	c.wg.Add(2)
 	c.mu.Unlock()
 
-	srv := &server{c: c, ln: ln, done: make(chan struct{}), conns: make(map[*net.UnixConn]*sink)}
 	go func() {
 		defer c.wg.Done()
 		select {
@@ -143,6 +149,7 @@ func listenPrivate(path string) (*net.UnixListener, error) {
 type server struct {
 	c    *Console
 	ln   *net.UnixListener
+	path string
 	done chan struct{}
 
 	mu    sync.Mutex
@@ -157,7 +164,15 @@ func (srv *server) shutdown() {
 	defer srv.mu.Unlock()
 	srv.shut = true
 	close(srv.done)
-	srv.ln.Close() // removes the socket file
+	if srv.c.isMoving() {
+		// The socket stays bound: HandOver took a copy of the listener
+		// for the process that adopts the console.
+		srv.ln.SetUnlinkOnClose(false)
+		srv.ln.Close()
+	} else {
+		srv.ln.Close()
+		os.Remove(srv.path) // an adopted listener does not unlink itself
+	}
 	for conn, s := range srv.conns {
 		_ = conn.SetWriteDeadline(time.Now().Add(byeTimeout))
 		s.close(true)
@@ -239,7 +254,11 @@ func (srv *server) serveConn(conn *net.UnixConn, s *sink) {
 		defer close(writerDone)
 		defer conn.Close()
 		if srv.writeOutput(conn, s) {
-			_, _ = conn.Write(appendFrame(nil, frameEnd, nil))
+			end := frameEnd
+			if c.isMoving() {
+				end = frameMoved // reconnect: another process serves next
+			}
+			_, _ = conn.Write(appendFrame(nil, end, nil))
 		}
 	}()
 
@@ -339,6 +358,32 @@ func (srv *server) writeOutput(conn *net.UnixConn, s *sink) bool {
 	}
 }
 
+// redialWait bounds a client's reconnection after frameMoved: the socket
+// stays bound, so the connection waits in its backlog until the process
+// that adopted the console accepts it.
+const redialWait = 10 * time.Second
+
+func redial(ctx context.Context, stop <-chan struct{}, socketPath string) (*net.UnixConn, error) {
+	deadline := time.Now().Add(redialWait)
+	for {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "unix", socketPath)
+		if err == nil {
+			return nc.(*net.UnixConn), nil
+		}
+		if time.Now().After(deadline) {
+			return nil, err
+		}
+		select {
+		case <-stop:
+			return nil, err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // Dial attaches to the console served at socketPath: the `subhost console
 // NAME` side. It relays like Attach, with the same terminal handling and
 // escape sequences; the detach sequence detaches this client only, and the
@@ -351,8 +396,15 @@ func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachO
 	if err != nil {
 		return Detached, fmt.Errorf("console: %w", err)
 	}
+	// conn changes when the server hands the console over (frameMoved).
+	var connMu sync.Mutex // guards conn; frames from several goroutines
 	conn := nc.(*net.UnixConn)
-	defer conn.Close()
+	current := func() *net.UnixConn {
+		connMu.Lock()
+		defer connMu.Unlock()
+		return conn
+	}
+	defer func() { current().Close() }()
 
 	inFD, outFD, w, err := relayFDs(in, out)
 	if err != nil {
@@ -369,7 +421,6 @@ func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachO
 		defer restore()
 	}
 
-	var connMu sync.Mutex // frames from several goroutines
 	send := func(typ byte, p []byte) error {
 		connMu.Lock()
 		defer connMu.Unlock()
@@ -395,7 +446,7 @@ func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachO
 	defer func() {
 		close(stop)
 		w.wake()
-		conn.Close()
+		current().Close()
 		wg.Wait()
 	}()
 
@@ -409,7 +460,7 @@ func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachO
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		br := bufio.NewReader(conn)
+		br := bufio.NewReader(current())
 		var buf []byte
 		for {
 			typ, payload, err := readFrame(br, &buf)
@@ -434,6 +485,17 @@ func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachO
 			case frameEnd:
 				endOnce(ends, relayEnd{GuestGone, nil})
 				return
+			case frameMoved:
+				nc, err := redial(ctx, stop, socketPath)
+				if err != nil {
+					endOnce(ends, relayEnd{Detached, fmt.Errorf("console reconnect: %w", err)})
+					return
+				}
+				connMu.Lock()
+				conn.Close()
+				conn = nc
+				connMu.Unlock()
+				br = bufio.NewReader(nc)
 			}
 		}
 	}()
