@@ -39,8 +39,10 @@ type Console struct {
 	// moving: HandOver is stopping the console for another process to
 	// adopt; the reader stops at its deadline and clients are told to
 	// reconnect.
-	moving bool
-	logAt  string // the log's path and cap, for HandOver
+	moving   bool
+	stopRead chan struct{} // closed by HandOver: the reader stops
+	readDone chan struct{} // closed when the reader has stopped
+	logAt    string        // the log's path and cap, for HandOver
 	logMax int64
 }
 
@@ -81,6 +83,8 @@ func makeConsole(master, slave *os.File, slavePath string) *Console {
 		sess:      newSession(),
 		ring:      ring{max: ReplayBytes},
 		clients:   make(map[*sink]struct{}),
+		stopRead:  make(chan struct{}),
+		readDone:  make(chan struct{}),
 	}
 }
 
@@ -235,6 +239,14 @@ func (c *Console) LogErr() error {
 // goroutines. An Attach in progress returns GuestGone.
 func (c *Console) Close() error {
 	c.closeOnce.Do(func() {
+		// Clients told to reconnect here by a hand-over get the end of
+		// the output too (see moverWait).
+		c.mu.Lock()
+		servers := c.srvs
+		c.mu.Unlock()
+		for _, srv := range servers {
+			waitAtMost(srv.moversBack, moverWait)
+		}
 		c.mu.Lock()
 		c.closed = true
 		if c.slave != nil {
@@ -258,6 +270,7 @@ func (c *Console) Close() error {
 // readLoop is the master's only reader. It never waits for a viewer.
 func (c *Console) readLoop() {
 	defer c.wg.Done()
+	defer close(c.readDone)
 	buf := make([]byte, 32<<10)
 	first := c.firstOut
 	for {
@@ -286,6 +299,8 @@ func (c *Console) readLoop() {
 		select {
 		case <-c.rearm:
 		case <-c.closing:
+			return
+		case <-c.stopRead:
 			return
 		}
 	}

@@ -65,7 +65,7 @@
 // Socket protocol (both directions): frames of one type byte, a big-endian
 // uint32 payload length and the payload (at most 64 KiB). Types: 'd' data,
 // 'w' window size (client to server: rows, cols as big-endian uint16),
-// 'p' power-off request (client to server), 'e' end (server to client: the
+// 'p' power-off request (client to server), 'M' the answer to 'm' (client to server: nothing more follows on this connection), 'e' end (server to client: the
 // console was closed or stopped serving; Dial returns GuestGone), 'm' moved
 // (server to client: the console was handed over to another process, see
 // HandOver; Dial reconnects to the same socket, which stays bound). A

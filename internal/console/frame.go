@@ -17,6 +17,9 @@ const (
 	// supervisor executing itself anew); the client reconnects to the
 	// same socket, which stays bound meanwhile.
 	frameMoved byte = 'm'
+	// frameMovedAck: the client's answer to frameMoved, after which it
+	// sends nothing more on that connection.
+	frameMovedAck byte = 'M'
 )
 
 const (

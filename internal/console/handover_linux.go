@@ -23,6 +23,9 @@ type Handover struct {
 	Socket   string `json:"socket,omitempty"`
 	LogPath  string `json:"log_path,omitempty"`
 	LogMax   int64  `json:"log_max,omitempty"`
+	// Clients is how many clients were told to reconnect: the adopting
+	// console waits (briefly) for them before it stops serving.
+	Clients int `json:"clients,omitempty"`
 }
 
 // HandOver stops the console for another process to adopt (Adopt) after
@@ -62,11 +65,18 @@ func (c *Console) HandOver() (Handover, error) {
 		return Handover{}, fmt.Errorf("console hand-over: pty: %w", err)
 	}
 	c.moving = true
+	servers := c.srvs
 	c.mu.Unlock()
 	// The reader stops at this deadline (not at EIO, which would end the
-	// guest's session); Close then stops the rest, the socket server
-	// flushing every client and sending it frameMoved.
+	// guest's session). Each client then gets the output read so far and
+	// frameMoved, and its input up to its answer goes to the guest,
+	// before Close stops the rest.
+	close(c.stopRead)
 	c.master.SetReadDeadline(time.Now())
+	<-c.readDone
+	for _, srv := range servers {
+		h.Clients += srv.moveOut()
+	}
 	c.Close()
 	return h, nil
 }
@@ -110,7 +120,7 @@ func Adopt(ctx context.Context, h Handover) (*Console, error) {
 			c.Close()
 			return nil, fmt.Errorf("adopt console socket %q: not a unix socket", h.Socket)
 		}
-		if err := c.serve(ctx, ln, h.Socket); err != nil {
+		if err := c.serve(ctx, ln, h.Socket, h.Clients); err != nil {
 			c.Close()
 			return nil, err
 		}

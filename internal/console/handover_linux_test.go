@@ -32,6 +32,7 @@ func TestHandOverAndAdopt(t *testing.T) {
 	g.WriteString("before hand-over\n")
 	out.waitFor(t, "before hand-over")
 
+	inW.WriteString("typed early\n") // may still be on its way
 	h, err := c.HandOver()
 	if err != nil {
 		t.Fatal(err)
@@ -56,10 +57,18 @@ func TestHandOverAndAdopt(t *testing.T) {
 		t.Errorf("output before the hand-over shown %d times", n)
 	}
 
-	inW.WriteString("typed\n")
+	inW.WriteString("typed late\n")
+	var typed []byte
 	buf := make([]byte, 64)
-	if n, err := g.Read(buf); err != nil || string(buf[:n]) != "typed\n" {
-		t.Fatalf("guest read %q, %v", buf[:n], err)
+	for !bytes.Contains(typed, []byte("typed late\n")) {
+		n, err := g.Read(buf)
+		if err != nil {
+			t.Fatalf("guest read %q, %v", typed, err)
+		}
+		typed = append(typed, buf[:n]...)
+	}
+	if string(typed) != "typed early\ntyped late\n" {
+		t.Fatalf("the guest read %q; want both lines, in order, once", typed)
 	}
 
 	g.Close()

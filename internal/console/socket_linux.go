@@ -51,18 +51,28 @@ func (c *Console) Serve(ctx context.Context, socketPath string) error {
 	if err != nil {
 		return fmt.Errorf("console socket %q: %w", socketPath, err)
 	}
-	return c.serve(ctx, ln, socketPath)
+	return c.serve(ctx, ln, socketPath, 0)
 }
 
-// serve serves clients on ln, bound at path.
-func (c *Console) serve(ctx context.Context, ln *net.UnixListener, path string) error {
+// moverWait bounds how long an adopted console waits, before it stops
+// serving, for the clients told to reconnect to come back (a client on
+// a busy host may take a while between frameMoved and its connect).
+const moverWait = 2 * time.Second
+
+// serve serves clients on ln, bound at path. movers is the number of
+// clients expected back from a hand-over.
+func (c *Console) serve(ctx context.Context, ln *net.UnixListener, path string, movers int) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		ln.Close()
 		return ErrClosed
 	}
-	srv := &server{c: c, ln: ln, path: path, done: make(chan struct{}), conns: make(map[*net.UnixConn]*sink)}
+	srv := &server{c: c, ln: ln, path: path, done: make(chan struct{}), moving: make(chan struct{}), clients: make(map[*net.UnixConn]*sink),
+		movers: movers, moversBack: make(chan struct{})}
+	if movers == 0 {
+		close(srv.moversBack)
+	}
 	c.srvs = append(c.srvs, srv)
 	c.wg.Add(2)
 	c.mu.Unlock()
@@ -152,9 +162,18 @@ type server struct {
 	path string
 	done chan struct{}
 
-	mu    sync.Mutex
-	conns map[*net.UnixConn]*sink
-	shut  bool
+	// moving is closed when the console is handed over: clients are
+	// told to reconnect, and their input is taken up to their answer.
+	moving chan struct{}
+	conns  sync.WaitGroup // serveConn goroutines
+
+	mu      sync.Mutex
+	clients map[*net.UnixConn]*sink
+	shut    bool
+	// movers counts down the clients expected back from a hand-over;
+	// moversBack is closed when none is left to wait for.
+	movers     int
+	moversBack chan struct{}
 }
 
 // shutdown stops accepting and lets every client's writer flush what is
@@ -162,21 +181,47 @@ type server struct {
 func (srv *server) shutdown() {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
+	if srv.shut {
+		return // moved out
+	}
 	srv.shut = true
 	close(srv.done)
-	if srv.c.isMoving() {
-		// The socket stays bound: HandOver took a copy of the listener
-		// for the process that adopts the console.
-		srv.ln.SetUnlinkOnClose(false)
-		srv.ln.Close()
-	} else {
-		srv.ln.Close()
-		os.Remove(srv.path) // an adopted listener does not unlink itself
-	}
-	for conn, s := range srv.conns {
+	srv.ln.Close()
+	os.Remove(srv.path) // an adopted listener does not unlink itself
+	for conn, s := range srv.clients {
 		_ = conn.SetWriteDeadline(time.Now().Add(byeTimeout))
 		s.close(true)
 	}
+}
+
+// moveOut is shutdown for a hand-over: it stops accepting (the socket
+// stays bound), flushes every client's output and tells it to reconnect,
+// takes its input up to its answer, and waits for all that (bounded by
+// byeTimeout per step). Connections that arrive meanwhile wait in the
+// socket's backlog for the adopting process.
+func (srv *server) moveOut() (clients int) {
+	srv.mu.Lock()
+	if srv.shut {
+		srv.mu.Unlock()
+		return 0
+	}
+	// Those told to reconnect here and not back yet are in the backlog:
+	// they are the next process's to expect too.
+	clients = len(srv.clients) + srv.movers
+	srv.shut = true
+	close(srv.moving)
+	srv.ln.SetUnlinkOnClose(false)
+	srv.ln.Close()
+	for conn, s := range srv.clients {
+		_ = conn.SetWriteDeadline(time.Now().Add(byeTimeout))
+		s.close(true)
+	}
+	srv.mu.Unlock()
+	srv.conns.Wait()
+	srv.mu.Lock()
+	close(srv.done)
+	srv.mu.Unlock()
+	return clients
 }
 
 func (srv *server) acceptLoop() {
@@ -211,8 +256,14 @@ func (srv *server) acceptLoop() {
 			conn.Close()
 			continue
 		}
-		srv.conns[conn] = s
+		srv.clients[conn] = s
 		srv.c.wg.Add(1)
+		srv.conns.Add(1)
+		if srv.movers > 0 {
+			if srv.movers--; srv.movers == 0 {
+				close(srv.moversBack)
+			}
+		}
 		srv.mu.Unlock()
 		go srv.serveConn(conn, s)
 	}
@@ -238,9 +289,10 @@ func peerAllowed(conn *net.UnixConn) bool {
 func (srv *server) serveConn(conn *net.UnixConn, s *sink) {
 	c := srv.c
 	defer c.wg.Done()
+	defer srv.conns.Done()
 	defer func() {
 		srv.mu.Lock()
-		delete(srv.conns, conn)
+		delete(srv.clients, conn)
 		srv.mu.Unlock()
 		conn.Close()
 	}()
@@ -252,13 +304,19 @@ func (srv *server) serveConn(conn *net.UnixConn, s *sink) {
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
-		defer conn.Close()
-		if srv.writeOutput(conn, s) {
-			end := frameEnd
-			if c.isMoving() {
-				end = frameMoved // reconnect: another process serves next
-			}
-			_, _ = conn.Write(appendFrame(nil, end, nil))
+		if !srv.writeOutput(conn, s) {
+			conn.Close()
+			return
+		}
+		select {
+		case <-srv.moving:
+			// The client answers frameMovedAck once it sends no more
+			// here; the reader below takes its input up to that.
+			_ = conn.SetReadDeadline(time.Now().Add(byeTimeout))
+			_, _ = conn.Write(appendFrame(nil, frameMoved, nil))
+		default:
+			_, _ = conn.Write(appendFrame(nil, frameEnd, nil))
+			conn.Close()
 		}
 	}()
 
@@ -279,13 +337,10 @@ func (srv *server) serveConn(conn *net.UnixConn, s *sink) {
 			}
 		})
 	}()
-	defer func() {
-		close(stop)
-		<-forwardDone
-	}()
 
 	br := bufio.NewReader(conn)
 	var buf []byte
+	moved := false
 frames:
 	for {
 		typ, payload, err := readFrame(br, &buf)
@@ -305,10 +360,22 @@ frames:
 			}
 		case framePowerOff:
 			c.requestPowerOff()
+		case frameMovedAck:
+			moved = true
+			break frames
 		default:
 			break frames // not our protocol
 		}
 	}
+	if moved {
+		// Everything the client typed before it moved reaches the guest
+		// before the console is handed over (bounded: a guest that reads
+		// nothing does not hold the hand-over up).
+		keys.close(true)
+		waitAtMost(forwardDone, byeTimeout)
+	}
+	close(stop)
+	<-forwardDone
 	select {
 	case <-srv.done:
 		// Shutting down: the writer flushes, says goodbye and hangs up.
@@ -486,15 +553,20 @@ func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachO
 				endOnce(ends, relayEnd{GuestGone, nil})
 				return
 			case frameMoved:
+				// Nothing more goes to the old server after the ack: input
+				// waits for the lock, then goes to the new connection.
+				connMu.Lock()
+				_, _ = conn.Write(appendFrame(nil, frameMovedAck, nil))
 				nc, err := redial(ctx, stop, socketPath)
+				if err == nil {
+					conn.Close()
+					conn = nc
+				}
+				connMu.Unlock()
 				if err != nil {
 					endOnce(ends, relayEnd{Detached, fmt.Errorf("console reconnect: %w", err)})
 					return
 				}
-				connMu.Lock()
-				conn.Close()
-				conn = nc
-				connMu.Unlock()
 				br = bufio.NewReader(nc)
 			}
 		}
