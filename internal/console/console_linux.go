@@ -43,7 +43,7 @@ type Console struct {
 	stopRead chan struct{} // closed by HandOver: the reader stops
 	readDone chan struct{} // closed when the reader has stopped
 	logAt    string        // the log's path and cap, for HandOver
-	logMax int64
+	logMax   int64
 }
 
 // A session is one run of the guest on the console: it ends when the last

@@ -337,6 +337,7 @@ func (sv *supervision) run(ctx context.Context, sup *runner.Supervision) error {
 	}
 	return err
 }
+
 // sendTimeline sends the timeline once the guest has written to its
 // console, or after TimingsWait (before the supervisor becomes
 // subhost-monitor, which keeps no timeline).
