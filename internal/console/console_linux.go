@@ -337,6 +337,12 @@ func (c *Console) dispatch(p []byte) {
 // addViewer registers a sink for output, first queueing the replay buffer
 // when asked; under the lock, so the viewer sees no gap and no repeat.
 func (c *Console) addViewer(s *sink, replay, foreground bool) (*session, error) {
+	return c.addViewerSince(s, replay, 0, foreground)
+}
+
+// addViewerSince is addViewer whose replay starts after output position
+// pos (a client that reconnects after a hand-over has seen up to there).
+func (c *Console) addViewerSince(s *sink, replay bool, pos uint64, foreground bool) (*session, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -351,7 +357,7 @@ func (c *Console) addViewer(s *sink, replay, foreground bool) (*session, error) 
 		c.clients[s] = struct{}{}
 	}
 	if replay {
-		s.offer(c.ring.b)
+		s.offer(c.ring.since(pos))
 	}
 	return c.sess, nil
 }

@@ -20,7 +20,17 @@ const (
 	// frameMovedAck: the client's answer to frameMoved, after which it
 	// sends nothing more on that connection.
 	frameMovedAck byte = 'M'
+	// frameHello: a client's first frame, with the output position
+	// (big-endian uint64) it has seen up to: 0 when new, the position
+	// frameMoved gave it when it reconnects. Replay starts after it.
+	frameHello byte = 'h'
 )
+
+func positionPayload(pos uint64) []byte {
+	var p [8]byte
+	binary.BigEndian.PutUint64(p[:], pos)
+	return p[:]
+}
 
 const (
 	frameHeader = 5

@@ -26,6 +26,9 @@ type Handover struct {
 	// Clients is how many clients were told to reconnect: the adopting
 	// console waits (briefly) for them before it stops serving.
 	Clients int `json:"clients,omitempty"`
+	// Replay is the replay buffer, ending at output position Position.
+	Replay   []byte `json:"replay,omitempty"`
+	Position uint64 `json:"position,omitempty"`
 }
 
 // HandOver stops the console for another process to adopt (Adopt) after
@@ -77,6 +80,9 @@ func (c *Console) HandOver() (Handover, error) {
 	for _, srv := range servers {
 		h.Clients += srv.moveOut()
 	}
+	c.mu.Lock()
+	h.Replay, h.Position = append([]byte(nil), c.ring.b...), c.ring.total
+	c.mu.Unlock()
 	c.Close()
 	return h, nil
 }
@@ -98,6 +104,7 @@ func Adopt(ctx context.Context, h Handover) (*Console, error) {
 		return nil, fmt.Errorf("adopt console: bad descriptor %d", h.Master)
 	}
 	c := makeConsole(master, nil, h.SlavePath)
+	c.ring.b, c.ring.total = append(c.ring.b, h.Replay...), h.Position
 	if h.LogPath != "" {
 		if err := c.LogTo(h.LogPath, h.LogMax); err != nil {
 			closeFD(h.Listener)

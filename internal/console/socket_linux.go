@@ -54,6 +54,9 @@ func (c *Console) Serve(ctx context.Context, socketPath string) error {
 	return c.serve(ctx, ln, socketPath, 0)
 }
 
+// helloWait bounds how long a new connection's hello is waited for.
+const helloWait = time.Second
+
 // moverWait bounds how long an adopted console waits, before it stops
 // serving, for the clients told to reconnect to come back (a client on
 // a busy host may take a while between frameMoved and its connect).
@@ -69,7 +72,7 @@ func (c *Console) serve(ctx context.Context, ln *net.UnixListener, path string, 
 		return ErrClosed
 	}
 	srv := &server{c: c, ln: ln, path: path, done: make(chan struct{}), moving: make(chan struct{}), clients: make(map[*net.UnixConn]*sink),
-		movers: movers, moversBack: make(chan struct{})}
+		movers: movers, moversBack: make(chan struct{}), acceptDone: make(chan struct{})}
 	if movers == 0 {
 		close(srv.moversBack)
 	}
@@ -174,6 +177,34 @@ type server struct {
 	// moversBack is closed when none is left to wait for.
 	movers     int
 	moversBack chan struct{}
+	acceptDone chan struct{} // closed when acceptLoop has returned
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// sayEnd tells a client the console ended, and hangs up.
+func sayEnd(conn *net.UnixConn) {
+	_ = conn.SetWriteDeadline(time.Now().Add(byeTimeout))
+	_, _ = conn.Write(appendFrame(nil, frameEnd, nil))
+	conn.Close()
+}
+
+// moverBack counts a client back from a hand-over.
+func (srv *server) moverBack() {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.movers > 0 {
+		if srv.movers--; srv.movers == 0 {
+			close(srv.moversBack)
+		}
+	}
 }
 
 // shutdown stops accepting and lets every client's writer flush what is
@@ -205,13 +236,16 @@ func (srv *server) moveOut() (clients int) {
 		srv.mu.Unlock()
 		return 0
 	}
-	// Those told to reconnect here and not back yet are in the backlog:
-	// they are the next process's to expect too.
-	clients = len(srv.clients) + srv.movers
 	srv.shut = true
 	close(srv.moving)
 	srv.ln.SetUnlinkOnClose(false)
 	srv.ln.Close()
+	srv.mu.Unlock()
+	<-srv.acceptDone // what it accepted meanwhile is among the clients
+	srv.mu.Lock()
+	// Those told to reconnect here and not back yet are in the backlog:
+	// they are the next process's to expect too.
+	clients = len(srv.clients) + srv.movers
 	for conn, s := range srv.clients {
 		_ = conn.SetWriteDeadline(time.Now().Add(byeTimeout))
 		s.close(true)
@@ -226,6 +260,7 @@ func (srv *server) moveOut() (clients int) {
 
 func (srv *server) acceptLoop() {
 	defer srv.c.wg.Done()
+	defer close(srv.acceptDone)
 	for {
 		conn, err := srv.ln.AcceptUnix()
 		if err != nil {
@@ -251,20 +286,21 @@ func (srv *server) acceptLoop() {
 		}
 		s := newSink(clientQueue)
 		srv.mu.Lock()
-		if srv.shut {
+		moving := srv.shut && isClosed(srv.moving)
+		if srv.shut && !moving {
 			srv.mu.Unlock()
-			conn.Close()
+			sayEnd(conn)
 			continue
 		}
+		// While the console moves, a client accepted in the meantime is
+		// served like the others: told to move, its input taken first.
 		srv.clients[conn] = s
 		srv.c.wg.Add(1)
 		srv.conns.Add(1)
-		if srv.movers > 0 {
-			if srv.movers--; srv.movers == 0 {
-				close(srv.moversBack)
-			}
-		}
 		srv.mu.Unlock()
+		if moving {
+			s.close(true)
+		}
 		go srv.serveConn(conn, s)
 	}
 }
@@ -296,10 +332,34 @@ func (srv *server) serveConn(conn *net.UnixConn, s *sink) {
 		srv.mu.Unlock()
 		conn.Close()
 	}()
-	if _, err := c.addViewer(s, true, false); err != nil {
+	br := bufio.NewReader(conn)
+	var buf []byte
+	// The client's hello says where its replay starts. A client without
+	// one (an older subhost) gets the whole replay, and its first frame
+	// is handled below.
+	pos, first, firstPayload := uint64(0), byte(0), []byte(nil)
+	_ = conn.SetReadDeadline(time.Now().Add(helloWait))
+	typ, payload, err := readFrame(br, &buf)
+	_ = conn.SetReadDeadline(time.Time{})
+	switch {
+	case err != nil && !errors.Is(err, os.ErrDeadlineExceeded):
+		return
+	case err == nil && typ == frameHello && len(payload) == 9:
+		pos = binary.BigEndian.Uint64(payload)
+		if payload[8] == 1 {
+			srv.moverBack()
+		}
+	case err == nil:
+		first, firstPayload = typ, append([]byte(nil), payload...)
+	}
+	if _, err := c.addViewerSince(s, true, pos, false); err != nil {
+		sayEnd(conn)
 		return
 	}
 	defer c.removeViewer(s)
+	// A client admitted while the console moves got no replay: it has
+	// seen what it said it had.
+	sawAll := s.isOpen()
 
 	writerDone := make(chan struct{})
 	go func() {
@@ -311,9 +371,16 @@ func (srv *server) serveConn(conn *net.UnixConn, s *sink) {
 		select {
 		case <-srv.moving:
 			// The client answers frameMovedAck once it sends no more
-			// here; the reader below takes its input up to that.
+			// here; the reader below takes its input up to that. It
+			// reconnects saying how far it has seen.
+			seen := pos
+			if sawAll {
+				c.mu.Lock()
+				seen = c.ring.total
+				c.mu.Unlock()
+			}
 			_ = conn.SetReadDeadline(time.Now().Add(byeTimeout))
-			_, _ = conn.Write(appendFrame(nil, frameMoved, nil))
+			_, _ = conn.Write(appendFrame(nil, frameMoved, positionPayload(seen)))
 		default:
 			_, _ = conn.Write(appendFrame(nil, frameEnd, nil))
 			conn.Close()
@@ -338,13 +405,15 @@ func (srv *server) serveConn(conn *net.UnixConn, s *sink) {
 		})
 	}()
 
-	br := bufio.NewReader(conn)
-	var buf []byte
 	moved := false
 frames:
 	for {
-		typ, payload, err := readFrame(br, &buf)
-		if err != nil {
+		var typ byte
+		var payload []byte
+		var err error
+		if first != 0 {
+			typ, payload, first = first, firstPayload, 0
+		} else if typ, payload, err = readFrame(br, &buf); err != nil {
 			break
 		}
 		switch typ {
@@ -363,6 +432,8 @@ frames:
 		case frameMovedAck:
 			moved = true
 			break frames
+		case frameHello:
+			// late (after helloWait): its replay has been sent already
 		default:
 			break frames // not our protocol
 		}
@@ -430,6 +501,16 @@ func (srv *server) writeOutput(conn *net.UnixConn, s *sink) bool {
 // that adopted the console accepts it.
 const redialWait = 10 * time.Second
 
+// helloFrame is a client's first frame: the output position it has
+// seen up to, and whether it comes back from a hand-over.
+func helloFrame(pos uint64, moved bool) []byte {
+	p := append(positionPayload(pos), 0)
+	if moved {
+		p[8] = 1
+	}
+	return appendFrame(nil, frameHello, p)
+}
+
 func redial(ctx context.Context, stop <-chan struct{}, socketPath string) (*net.UnixConn, error) {
 	deadline := time.Now().Add(redialWait)
 	for {
@@ -466,6 +547,10 @@ func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachO
 	// conn changes when the server hands the console over (frameMoved).
 	var connMu sync.Mutex // guards conn; frames from several goroutines
 	conn := nc.(*net.UnixConn)
+	if _, err := conn.Write(helloFrame(0, false)); err != nil {
+		conn.Close()
+		return Detached, fmt.Errorf("console: %w", err)
+	}
 	current := func() *net.UnixConn {
 		connMu.Lock()
 		defer connMu.Unlock()
@@ -555,10 +640,15 @@ func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachO
 			case frameMoved:
 				// Nothing more goes to the old server after the ack: input
 				// waits for the lock, then goes to the new connection.
+				var seen uint64
+				if len(payload) == 8 {
+					seen = binary.BigEndian.Uint64(payload)
+				}
 				connMu.Lock()
 				_, _ = conn.Write(appendFrame(nil, frameMovedAck, nil))
 				nc, err := redial(ctx, stop, socketPath)
 				if err == nil {
+					_, err = nc.Write(helloFrame(seen, true))
 					conn.Close()
 					conn = nc
 				}
