@@ -26,6 +26,7 @@ build:
 		echo "CGO_ENABLED=0 $(GO) build -o $(BIN)/plugins/subhost-init ./cmd/subhost-init"; \
 		CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/plugins/subhost-init ./cmd/subhost-init || exit 1; \
 	fi
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/plugins/subhost-monitor ./cmd/subhost-monitor
 	@chmod 0755 $(BIN) $(BIN)/plugins
 
 # What the tests use from Debian: a static busybox for guest roots,

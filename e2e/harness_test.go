@@ -67,8 +67,8 @@ func TestMain(m *testing.M) {
 }
 
 // build builds subhost and its plugins into a temporary directory with the
-// Makefile's layout: DIR/subhost, DIR/plugins/STAGE, and subhost-init
-// (static, CGO off) in DIR/plugins.
+// Makefile's layout: DIR/subhost, DIR/plugins/STAGE, and subhost-init and
+// subhost-monitor (static, CGO off) in DIR/plugins.
 func build() (string, error) {
 	dir, err := os.MkdirTemp("", "subhost-e2e-bin-")
 	if err != nil {
@@ -93,8 +93,10 @@ func build() (string, error) {
 			return dir, err
 		}
 	}
-	if err := testbin.Build(filepath.Join(dir, "plugins", "subhost-init"), "./cmd/subhost-init"); err != nil {
-		return dir, err
+	for _, helper := range []string{"subhost-init", "subhost-monitor"} {
+		if err := testbin.Build(filepath.Join(dir, "plugins", helper), "./cmd/"+helper); err != nil {
+			return dir, err
+		}
 	}
 	return dir, nil
 }

@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 	if err == nil {
 		err = testbin.Build(filepath.Join(dir, "plugins", "teststage"), "./internal/teststage")
 	}
+	if err == nil {
+		err = testbin.Build(filepath.Join(dir, "plugins", "subhost-monitor"), "./cmd/subhost-monitor")
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

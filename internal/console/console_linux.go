@@ -35,6 +35,15 @@ type Console struct {
 	fg      *sink
 	clients map[*sink]struct{}
 	closed  bool
+	srvs    []*server // the socket servers
+	// moving: HandOver is stopping the console for another process to
+	// adopt; the reader stops at its deadline and clients are told to
+	// reconnect.
+	moving   bool
+	stopRead chan struct{} // closed by HandOver: the reader stops
+	readDone chan struct{} // closed when the reader has stopped
+	logAt    string        // the log's path and cap, for HandOver
+	logMax   int64
 }
 
 // A session is one run of the guest on the console: it ends when the last
@@ -51,9 +60,20 @@ func New() (*Console, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new console: %w", err)
 	}
-	c := &Console{
+	c := makeConsole(master, slave, path)
+	if err := c.SetSize(24, 80); err != nil {
+		master.Close()
+		slave.Close()
+		return nil, fmt.Errorf("new console: %w", err)
+	}
+	c.start()
+	return c, nil
+}
+
+func makeConsole(master, slave *os.File, slavePath string) *Console {
+	return &Console{
 		master:    master,
-		slavePath: path,
+		slavePath: slavePath,
 		closing:   make(chan struct{}),
 		input:     make(chan []byte),
 		rearm:     make(chan struct{}, 1),
@@ -63,16 +83,15 @@ func New() (*Console, error) {
 		sess:      newSession(),
 		ring:      ring{max: ReplayBytes},
 		clients:   make(map[*sink]struct{}),
+		stopRead:  make(chan struct{}),
+		readDone:  make(chan struct{}),
 	}
-	if err := c.SetSize(24, 80); err != nil {
-		master.Close()
-		slave.Close()
-		return nil, fmt.Errorf("new console: %w", err)
-	}
+}
+
+func (c *Console) start() {
 	c.wg.Add(2)
 	go c.readLoop()
 	go c.inputLoop()
-	return c, nil
 }
 
 // FirstOutput delivers, once, the time the console first had output to
@@ -169,6 +188,10 @@ func (c *Console) Size() (rows, cols uint16, err error) {
 // pending are merged.
 func (c *Console) PowerOffRequests() <-chan struct{} { return c.powerOff }
 
+// RequestPowerOff queues a power-off request, as a client's Ctrl-] q
+// does.
+func (c *Console) RequestPowerOff() { c.requestPowerOff() }
+
 func (c *Console) requestPowerOff() {
 	select {
 	case c.powerOff <- struct{}{}:
@@ -200,6 +223,7 @@ func (c *Console) LogTo(path string, maxBytes int64) error {
 		c.log.close()
 	}
 	c.log, c.logErr = l, nil
+	c.logAt, c.logMax = path, maxBytes
 	return nil
 }
 
@@ -215,6 +239,14 @@ func (c *Console) LogErr() error {
 // goroutines. An Attach in progress returns GuestGone.
 func (c *Console) Close() error {
 	c.closeOnce.Do(func() {
+		// Clients told to reconnect here by a hand-over get the end of
+		// the output too (see moverWait).
+		c.mu.Lock()
+		servers := c.srvs
+		c.mu.Unlock()
+		for _, srv := range servers {
+			waitAtMost(srv.moversBack, moverWait)
+		}
 		c.mu.Lock()
 		c.closed = true
 		if c.slave != nil {
@@ -238,6 +270,7 @@ func (c *Console) Close() error {
 // readLoop is the master's only reader. It never waits for a viewer.
 func (c *Console) readLoop() {
 	defer c.wg.Done()
+	defer close(c.readDone)
 	buf := make([]byte, 32<<10)
 	first := c.firstOut
 	for {
@@ -255,7 +288,10 @@ func (c *Console) readLoop() {
 		// EIO (or EOF): no process holds the slave any more. Anything
 		// else is unexpected but ends the session the same way rather than
 		// spinning on it; the runner learns the truth from the guest's
-		// PID 1 anyway.
+		// PID 1 anyway. HandOver stops the reader with a deadline.
+		if errors.Is(err, os.ErrDeadlineExceeded) && c.isMoving() {
+			return
+		}
 		c.endSession()
 		if errors.Is(err, os.ErrClosed) {
 			return
@@ -263,6 +299,8 @@ func (c *Console) readLoop() {
 		select {
 		case <-c.rearm:
 		case <-c.closing:
+			return
+		case <-c.stopRead:
 			return
 		}
 	}
@@ -299,6 +337,12 @@ func (c *Console) dispatch(p []byte) {
 // addViewer registers a sink for output, first queueing the replay buffer
 // when asked; under the lock, so the viewer sees no gap and no repeat.
 func (c *Console) addViewer(s *sink, replay, foreground bool) (*session, error) {
+	return c.addViewerSince(s, replay, 0, foreground)
+}
+
+// addViewerSince is addViewer whose replay starts after output position
+// pos (a client that reconnects after a hand-over has seen up to there).
+func (c *Console) addViewerSince(s *sink, replay bool, pos uint64, foreground bool) (*session, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -313,7 +357,7 @@ func (c *Console) addViewer(s *sink, replay, foreground bool) (*session, error) 
 		c.clients[s] = struct{}{}
 	}
 	if replay {
-		s.offer(c.ring.b)
+		s.offer(c.ring.since(pos))
 	}
 	return c.sess, nil
 }

@@ -63,11 +63,23 @@
 // arrive), and the server drops a socket client's input past 1 MiB.
 //
 // Socket protocol (both directions): frames of one type byte, a big-endian
-// uint32 payload length and the payload (at most 64 KiB). Types: 'd' data,
+// uint32 payload length and the payload (at most 64 KiB). A client's first
+// frame is 'h' hello (the output position it has seen up to, big-endian
+// uint64, 0 when new, and a byte 1 when it comes back from a hand-over):
+// its replay starts after that position. Types: 'd' data,
 // 'w' window size (client to server: rows, cols as big-endian uint16),
-// 'p' power-off request (client to server), 'e' end (server to client: the
-// console was closed or stopped serving; Dial returns GuestGone). A
-// connection that closes without 'e' is an error for the client.
+// 'p' power-off request (client to server), 'M' the answer to 'm' (client to server: nothing more follows on this connection), 'e' end (server to client: the
+// console was closed or stopped serving; Dial returns GuestGone), 'm' moved
+// (server to client, with the position the client has seen: the console
+// was handed over to another process, see HandOver; Dial reconnects to the
+// same socket, which stays bound). A
+// connection that closes without 'e' or 'm' is an error for the client.
+//
+// HandOver and Adopt pass a running console to another process across an
+// exec (the supervisor becoming the small subhost-monitor and back): the
+// pty master and the bound socket survive, queued output reaches the
+// clients first, and the clients reconnect; the replay buffer starts
+// afresh in the new process.
 //
 // creack/pty's Open and Setsize call (*os.File).Fd, which puts the master in
 // blocking mode, so a blocked Read could not be interrupted by Close; the pty

@@ -13,7 +13,24 @@ const (
 	frameResize   byte = 'w'
 	framePowerOff byte = 'p'
 	frameEnd      byte = 'e'
+	// frameMoved: the console is handed over to another process (the
+	// supervisor executing itself anew); the client reconnects to the
+	// same socket, which stays bound meanwhile.
+	frameMoved byte = 'm'
+	// frameMovedAck: the client's answer to frameMoved, after which it
+	// sends nothing more on that connection.
+	frameMovedAck byte = 'M'
+	// frameHello: a client's first frame, with the output position
+	// (big-endian uint64) it has seen up to: 0 when new, the position
+	// frameMoved gave it when it reconnects. Replay starts after it.
+	frameHello byte = 'h'
 )
+
+func positionPayload(pos uint64) []byte {
+	var p [8]byte
+	binary.BigEndian.PutUint64(p[:], pos)
+	return p[:]
+}
 
 const (
 	frameHeader = 5

@@ -6,13 +6,27 @@ import "sync"
 // (or an Attach with Replay) sees first: a screenful or two of context.
 const ReplayBytes = 16 << 10
 
-// ring keeps the last max bytes written to it.
+// ring keeps the last max bytes written to it, and counts every byte
+// ever written (total: the console's output position).
 type ring struct {
-	b   []byte
-	max int
+	b     []byte
+	max   int
+	total uint64
+}
+
+// since returns what the ring holds of the output after position pos.
+func (r *ring) since(pos uint64) []byte {
+	if pos >= r.total {
+		return nil
+	}
+	if n := r.total - pos; n < uint64(len(r.b)) {
+		return r.b[uint64(len(r.b))-n:]
+	}
+	return r.b
 }
 
 func (r *ring) write(p []byte) {
+	r.total += uint64(len(p))
 	if len(p) >= r.max {
 		r.b = append(r.b[:0], p[len(p)-r.max:]...)
 		return
@@ -137,6 +151,13 @@ func (s *sink) recycle(b []byte) {
 }
 
 // close ends the sink: drain lets the writer finish what is queued.
+// isOpen reports whether the sink still takes data.
+func (s *sink) isOpen() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state == sinkOpen
+}
+
 func (s *sink) close(drain bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -51,16 +51,35 @@ func (c *Console) Serve(ctx context.Context, socketPath string) error {
 	if err != nil {
 		return fmt.Errorf("console socket %q: %w", socketPath, err)
 	}
+	return c.serve(ctx, ln, socketPath, 0)
+}
+
+// helloWait bounds how long a new connection's hello is waited for.
+const helloWait = time.Second
+
+// moverWait bounds how long an adopted console waits, before it stops
+// serving, for the clients told to reconnect to come back (a client on
+// a busy host may take a while between frameMoved and its connect).
+const moverWait = 2 * time.Second
+
+// serve serves clients on ln, bound at path. movers is the number of
+// clients expected back from a hand-over.
+func (c *Console) serve(ctx context.Context, ln *net.UnixListener, path string, movers int) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		ln.Close()
 		return ErrClosed
 	}
+	srv := &server{c: c, ln: ln, path: path, done: make(chan struct{}), moving: make(chan struct{}), clients: make(map[*net.UnixConn]*sink),
+		movers: movers, moversBack: make(chan struct{}), acceptDone: make(chan struct{})}
+	if movers == 0 {
+		close(srv.moversBack)
+	}
+	c.srvs = append(c.srvs, srv)
 	c.wg.Add(2)
 	c.mu.Unlock()
 
-	srv := &server{c: c, ln: ln, done: make(chan struct{}), conns: make(map[*net.UnixConn]*sink)}
 	go func() {
 		defer c.wg.Done()
 		select {
@@ -143,11 +162,49 @@ func listenPrivate(path string) (*net.UnixListener, error) {
 type server struct {
 	c    *Console
 	ln   *net.UnixListener
+	path string
 	done chan struct{}
 
-	mu    sync.Mutex
-	conns map[*net.UnixConn]*sink
-	shut  bool
+	// moving is closed when the console is handed over: clients are
+	// told to reconnect, and their input is taken up to their answer.
+	moving chan struct{}
+	conns  sync.WaitGroup // serveConn goroutines
+
+	mu      sync.Mutex
+	clients map[*net.UnixConn]*sink
+	shut    bool
+	// movers counts down the clients expected back from a hand-over;
+	// moversBack is closed when none is left to wait for.
+	movers     int
+	moversBack chan struct{}
+	acceptDone chan struct{} // closed when acceptLoop has returned
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// sayEnd tells a client the console ended, and hangs up.
+func sayEnd(conn *net.UnixConn) {
+	_ = conn.SetWriteDeadline(time.Now().Add(byeTimeout))
+	_, _ = conn.Write(appendFrame(nil, frameEnd, nil))
+	conn.Close()
+}
+
+// moverBack counts a client back from a hand-over.
+func (srv *server) moverBack() {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.movers > 0 {
+		if srv.movers--; srv.movers == 0 {
+			close(srv.moversBack)
+		}
+	}
 }
 
 // shutdown stops accepting and lets every client's writer flush what is
@@ -155,17 +212,55 @@ type server struct {
 func (srv *server) shutdown() {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
+	if srv.shut {
+		return // moved out
+	}
 	srv.shut = true
 	close(srv.done)
-	srv.ln.Close() // removes the socket file
-	for conn, s := range srv.conns {
+	srv.ln.Close()
+	os.Remove(srv.path) // an adopted listener does not unlink itself
+	for conn, s := range srv.clients {
 		_ = conn.SetWriteDeadline(time.Now().Add(byeTimeout))
 		s.close(true)
 	}
 }
 
+// moveOut is shutdown for a hand-over: it stops accepting (the socket
+// stays bound), flushes every client's output and tells it to reconnect,
+// takes its input up to its answer, and waits for all that (bounded by
+// byeTimeout per step). Connections that arrive meanwhile wait in the
+// socket's backlog for the adopting process.
+func (srv *server) moveOut() (clients int) {
+	srv.mu.Lock()
+	if srv.shut {
+		srv.mu.Unlock()
+		return 0
+	}
+	srv.shut = true
+	close(srv.moving)
+	srv.ln.SetUnlinkOnClose(false)
+	srv.ln.Close()
+	srv.mu.Unlock()
+	<-srv.acceptDone // what it accepted meanwhile is among the clients
+	srv.mu.Lock()
+	// Those told to reconnect here and not back yet are in the backlog:
+	// they are the next process's to expect too.
+	clients = len(srv.clients) + srv.movers
+	for conn, s := range srv.clients {
+		_ = conn.SetWriteDeadline(time.Now().Add(byeTimeout))
+		s.close(true)
+	}
+	srv.mu.Unlock()
+	srv.conns.Wait()
+	srv.mu.Lock()
+	close(srv.done)
+	srv.mu.Unlock()
+	return clients
+}
+
 func (srv *server) acceptLoop() {
 	defer srv.c.wg.Done()
+	defer close(srv.acceptDone)
 	for {
 		conn, err := srv.ln.AcceptUnix()
 		if err != nil {
@@ -191,14 +286,21 @@ func (srv *server) acceptLoop() {
 		}
 		s := newSink(clientQueue)
 		srv.mu.Lock()
-		if srv.shut {
+		moving := srv.shut && isClosed(srv.moving)
+		if srv.shut && !moving {
 			srv.mu.Unlock()
-			conn.Close()
+			sayEnd(conn)
 			continue
 		}
-		srv.conns[conn] = s
+		// While the console moves, a client accepted in the meantime is
+		// served like the others: told to move, its input taken first.
+		srv.clients[conn] = s
 		srv.c.wg.Add(1)
+		srv.conns.Add(1)
 		srv.mu.Unlock()
+		if moving {
+			s.close(true)
+		}
 		go srv.serveConn(conn, s)
 	}
 }
@@ -223,23 +325,65 @@ func peerAllowed(conn *net.UnixConn) bool {
 func (srv *server) serveConn(conn *net.UnixConn, s *sink) {
 	c := srv.c
 	defer c.wg.Done()
+	defer srv.conns.Done()
 	defer func() {
 		srv.mu.Lock()
-		delete(srv.conns, conn)
+		delete(srv.clients, conn)
 		srv.mu.Unlock()
 		conn.Close()
 	}()
-	if _, err := c.addViewer(s, true, false); err != nil {
+	br := bufio.NewReader(conn)
+	var buf []byte
+	// The client's hello says where its replay starts. A client without
+	// one (an older subhost) gets the whole replay, and its first frame
+	// is handled below.
+	pos, first, firstPayload := uint64(0), byte(0), []byte(nil)
+	_ = conn.SetReadDeadline(time.Now().Add(helloWait))
+	typ, payload, err := readFrame(br, &buf)
+	_ = conn.SetReadDeadline(time.Time{})
+	switch {
+	case err != nil && !errors.Is(err, os.ErrDeadlineExceeded):
+		return
+	case err == nil && typ == frameHello && len(payload) == 9:
+		pos = binary.BigEndian.Uint64(payload)
+		if payload[8] == 1 {
+			srv.moverBack()
+		}
+	case err == nil:
+		first, firstPayload = typ, append([]byte(nil), payload...)
+	}
+	if _, err := c.addViewerSince(s, true, pos, false); err != nil {
+		sayEnd(conn)
 		return
 	}
 	defer c.removeViewer(s)
+	// A client admitted while the console moves got no replay: it has
+	// seen what it said it had.
+	sawAll := s.isOpen()
 
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
-		defer conn.Close()
-		if srv.writeOutput(conn, s) {
+		if !srv.writeOutput(conn, s) {
+			conn.Close()
+			return
+		}
+		select {
+		case <-srv.moving:
+			// The client answers frameMovedAck once it sends no more
+			// here; the reader below takes its input up to that. It
+			// reconnects saying how far it has seen.
+			seen := pos
+			if sawAll {
+				c.mu.Lock()
+				seen = c.ring.total
+				c.mu.Unlock()
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(byeTimeout))
+			_, _ = conn.Write(appendFrame(nil, frameMoved, positionPayload(seen)))
+		default:
 			_, _ = conn.Write(appendFrame(nil, frameEnd, nil))
+			conn.Close()
 		}
 	}()
 
@@ -260,17 +404,16 @@ func (srv *server) serveConn(conn *net.UnixConn, s *sink) {
 			}
 		})
 	}()
-	defer func() {
-		close(stop)
-		<-forwardDone
-	}()
 
-	br := bufio.NewReader(conn)
-	var buf []byte
+	moved := false
 frames:
 	for {
-		typ, payload, err := readFrame(br, &buf)
-		if err != nil {
+		var typ byte
+		var payload []byte
+		var err error
+		if first != 0 {
+			typ, payload, first = first, firstPayload, 0
+		} else if typ, payload, err = readFrame(br, &buf); err != nil {
 			break
 		}
 		switch typ {
@@ -286,10 +429,24 @@ frames:
 			}
 		case framePowerOff:
 			c.requestPowerOff()
+		case frameMovedAck:
+			moved = true
+			break frames
+		case frameHello:
+			// late (after helloWait): its replay has been sent already
 		default:
 			break frames // not our protocol
 		}
 	}
+	if moved {
+		// Everything the client typed before it moved reaches the guest
+		// before the console is handed over (bounded: a guest that reads
+		// nothing does not hold the hand-over up).
+		keys.close(true)
+		waitAtMost(forwardDone, byeTimeout)
+	}
+	close(stop)
+	<-forwardDone
 	select {
 	case <-srv.done:
 		// Shutting down: the writer flushes, says goodbye and hangs up.
@@ -339,6 +496,42 @@ func (srv *server) writeOutput(conn *net.UnixConn, s *sink) bool {
 	}
 }
 
+// redialWait bounds a client's reconnection after frameMoved: the socket
+// stays bound, so the connection waits in its backlog until the process
+// that adopted the console accepts it.
+const redialWait = 10 * time.Second
+
+// helloFrame is a client's first frame: the output position it has
+// seen up to, and whether it comes back from a hand-over.
+func helloFrame(pos uint64, moved bool) []byte {
+	p := append(positionPayload(pos), 0)
+	if moved {
+		p[8] = 1
+	}
+	return appendFrame(nil, frameHello, p)
+}
+
+func redial(ctx context.Context, stop <-chan struct{}, socketPath string) (*net.UnixConn, error) {
+	deadline := time.Now().Add(redialWait)
+	for {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "unix", socketPath)
+		if err == nil {
+			return nc.(*net.UnixConn), nil
+		}
+		if time.Now().After(deadline) {
+			return nil, err
+		}
+		select {
+		case <-stop:
+			return nil, err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // Dial attaches to the console served at socketPath: the `subhost console
 // NAME` side. It relays like Attach, with the same terminal handling and
 // escape sequences; the detach sequence detaches this client only, and the
@@ -351,8 +544,19 @@ func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachO
 	if err != nil {
 		return Detached, fmt.Errorf("console: %w", err)
 	}
+	// conn changes when the server hands the console over (frameMoved).
+	var connMu sync.Mutex // guards conn; frames from several goroutines
 	conn := nc.(*net.UnixConn)
-	defer conn.Close()
+	if _, err := conn.Write(helloFrame(0, false)); err != nil {
+		conn.Close()
+		return Detached, fmt.Errorf("console: %w", err)
+	}
+	current := func() *net.UnixConn {
+		connMu.Lock()
+		defer connMu.Unlock()
+		return conn
+	}
+	defer func() { current().Close() }()
 
 	inFD, outFD, w, err := relayFDs(in, out)
 	if err != nil {
@@ -369,7 +573,6 @@ func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachO
 		defer restore()
 	}
 
-	var connMu sync.Mutex // frames from several goroutines
 	send := func(typ byte, p []byte) error {
 		connMu.Lock()
 		defer connMu.Unlock()
@@ -395,7 +598,7 @@ func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachO
 	defer func() {
 		close(stop)
 		w.wake()
-		conn.Close()
+		current().Close()
 		wg.Wait()
 	}()
 
@@ -409,7 +612,7 @@ func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachO
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		br := bufio.NewReader(conn)
+		br := bufio.NewReader(current())
 		var buf []byte
 		for {
 			typ, payload, err := readFrame(br, &buf)
@@ -434,6 +637,27 @@ func Dial(ctx context.Context, socketPath string, in, out *os.File, opts AttachO
 			case frameEnd:
 				endOnce(ends, relayEnd{GuestGone, nil})
 				return
+			case frameMoved:
+				// Nothing more goes to the old server after the ack: input
+				// waits for the lock, then goes to the new connection.
+				var seen uint64
+				if len(payload) == 8 {
+					seen = binary.BigEndian.Uint64(payload)
+				}
+				connMu.Lock()
+				_, _ = conn.Write(appendFrame(nil, frameMovedAck, nil))
+				nc, err := redial(ctx, stop, socketPath)
+				if err == nil {
+					_, err = nc.Write(helloFrame(seen, true))
+					conn.Close()
+					conn = nc
+				}
+				connMu.Unlock()
+				if err != nil {
+					endOnce(ends, relayEnd{Detached, fmt.Errorf("console reconnect: %w", err)})
+					return
+				}
+				br = bufio.NewReader(nc)
 			}
 		}
 	}()

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/subhost/subhost/internal/trust"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -20,8 +21,9 @@ const PathEnv = "SUBHOST_PLUGIN_PATH"
 const SiteDir = "/etc/subhost/plugins"
 
 // notPlugins are executables that live beside the plugins but are not
-// stages: the guest init that the init stage injects.
-var notPlugins = []string{"subhost-init"}
+// stages: the guest init that the init stage injects, and the small
+// process a supervisor becomes while its guest runs.
+var notPlugins = []string{"subhost-init", "subhost-monitor"}
 
 var pluginName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 
@@ -50,6 +52,33 @@ func SearchPath(flagDirs []string, siteDir string, getenv func(string) string) [
 		dirs[i] = filepath.Clean(d)
 	}
 	return slices.Compact(dirs)
+}
+
+// Shipped finds one of subhost's own helper executables (not a stage),
+// such as subhost-monitor: only in the directories installed beside the
+// subhost binary, never in a site's or the command line's, and only if it
+// passes the rule for executables root runs (package trust).
+func Shipped(name string) (string, error) {
+	exe, err := os.Executable()
+	if err == nil {
+		exe, err = filepath.EvalSymlinks(exe)
+	}
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Dir(exe)
+	var last error
+	for _, d := range []string{filepath.Join(bin, "..", "lib", "subhost", "plugins"), filepath.Join(bin, "plugins")} {
+		p := filepath.Join(filepath.Clean(d), name)
+		f, err := trust.Open(p, "helper")
+		if err != nil {
+			last = err
+			continue
+		}
+		f.Close()
+		return p, nil
+	}
+	return "", last
 }
 
 // Resolve finds a stage plugin by name (the first directory that has it)

@@ -68,6 +68,37 @@ func (r *Runner) Run(ctx context.Context, plan *Plan, opts RunOptions) (*state.S
 	return s.st, nil
 }
 
+// Resume picks up the supervision of a running subhost whose supervisor
+// became subhost-monitor and has executed the full supervisor again: this
+// process is that supervisor (same PID, the guest still its child). It
+// takes the lock back, reloads the state and calls supervise, as Run does
+// once the guest runs.
+func (r *Runner) Resume(ctx context.Context, plan *Plan, supervise func(ctx context.Context, sup *Supervision) error) (*state.State, error) {
+	d := r.dir(plan.Name)
+	lock, err := d.WaitLock(ctx, "supervise", 2*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	s := r.newSession(plan, d, lock)
+	defer s.close()
+	if s.st, err = d.Load(); err != nil {
+		return nil, err
+	}
+	return s.st, supervise(ctx, &Supervision{s: s})
+}
+
+// ResumePlan is the plan for Resume: made from t as at boot, or, when
+// that fails now (a config edited since), rebuilt from the state, so that
+// the running subhost can still be supervised and taken down.
+func (r *Runner) ResumePlan(t Target) (*Plan, error) {
+	plan, err := r.MakePlan(t)
+	if err == nil {
+		return plan, nil
+	}
+	r.Logger.Warn("resuming with the plan recorded at boot", sdk.LogKeySubhost, t.Name, sdk.LogKeyError, err)
+	return r.planFromState(r.dir(t.Name))
+}
+
 // StopOptions tune Stop.
 type StopOptions struct {
 	// Timeout is how long the guest gets to power off after SIGPWR.

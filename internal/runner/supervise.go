@@ -43,6 +43,9 @@ type LoopOptions struct {
 	BeforeReboot func() error
 	// OnGuest is told of each guest start (the first, and after reboots).
 	OnGuest func(pid int)
+	// StopAsked and PowerOffAsked: the request came before the loop
+	// started (to subhost-monitor, which handed back for it).
+	StopAsked, PowerOffAsked bool
 }
 
 // Outcome is how supervision ended.
@@ -69,6 +72,24 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 	s.lock.Suspend()
 	stopping := false
 	powerOffAsked := false // by the console: not a failure to restart from
+	// stop starts an orderly stop: a service manager's SIGTERM, or
+	// `subhost stop`, which leaves its options beside the state first.
+	// Down follows once the guest is reaped.
+	stop := func() {
+		stopping = true
+		stopOpts := StopOptions{Timeout: DefaultStopTimeout}
+		if req, ok := s.dir.TakeStopRequest(); ok {
+			stopOpts = StopOptions{Timeout: time.Duration(req.TimeoutMS) * time.Millisecond, Force: req.Force}
+		}
+		go s.powerOff(context.Background(), s.st.Record, s.owed(), stopOpts)
+	}
+	switch {
+	case opts.StopAsked:
+		stop()
+	case opts.PowerOffAsked:
+		powerOffAsked = true
+		go stopGuest(s.st.Record, StopOptions{Timeout: DefaultStopTimeout})
+	}
 	var limiter restartLimiter
 	for {
 		pid := s.st.Record.GuestPID
@@ -84,16 +105,8 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 			case ws = <-exited:
 				break wait
 			case <-ctx.Done():
-				// SIGTERM: a service manager, or `subhost stop`, which
-				// leaves its options beside the state first.
 				if !stopping {
-					stopping = true
-					stopOpts := StopOptions{Timeout: DefaultStopTimeout}
-					if req, ok := s.dir.TakeStopRequest(); ok {
-						stopOpts = StopOptions{Timeout: time.Duration(req.TimeoutMS) * time.Millisecond, Force: req.Force}
-					}
-					// Down follows once the guest is reaped below.
-					go s.powerOff(context.Background(), s.st.Record, s.owed(), stopOpts)
+					stop()
 				}
 				ctx = context.Background() // seen once
 			case <-opts.PowerOff:

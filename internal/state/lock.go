@@ -76,6 +76,16 @@ func (d Dir) TryLock(operation string) (*Lock, error) {
 	}
 }
 
+// WaitLock takes the subhost's lock, waiting up to wait for whoever holds
+// it.
+func (d Dir) WaitLock(ctx context.Context, operation string, wait time.Duration) (*Lock, error) {
+	l := &Lock{dir: d, operation: operation, suspended: true}
+	if err := l.Resume(ctx, wait); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
 // SetOperation records what the holder is doing (e.g. "run" becomes
 // "supervise").
 func (l *Lock) SetOperation(operation string) {

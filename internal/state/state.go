@@ -229,6 +229,9 @@ type StopRequest struct {
 
 func (d Dir) stopRequestPath() string { return filepath.Join(d.path(), "stop.json") }
 
+// StopRequestPath is where `subhost stop` leaves its request.
+func (d Dir) StopRequestPath() string { return d.stopRequestPath() }
+
 // WriteStopRequest leaves a stop request for the supervisor.
 func (d Dir) WriteStopRequest(r StopRequest) error {
 	data, _ := json.Marshal(r)

@@ -20,6 +20,9 @@ import (
 	"time"
 
 	"github.com/subhost/subhost/internal/console"
+	"github.com/subhost/subhost/internal/monitor"
+	"github.com/subhost/subhost/internal/pageshed"
+	"github.com/subhost/subhost/internal/pluginhost"
 	"github.com/subhost/subhost/internal/runner"
 	"github.com/subhost/subhost/internal/settings"
 	"github.com/subhost/subhost/internal/timeline"
@@ -134,8 +137,10 @@ func Start(spec Spec) (*exec.Cmd, *os.File, error) {
 }
 
 // Main is the supervisor process: it reads its spec from standard input
-// and reports on fd 3, when that is open.
-func Main(ctx context.Context) error {
+// and reports on fd 3, when that is open. With handoverFD (not -1) it is
+// the supervisor executed again by subhost-monitor, and the spec comes in
+// the hand-over.
+func Main(ctx context.Context, handoverFD int) error {
 	marks := timeline.New()
 	marks.AddAt(timeline.ProcessStart(), "supervisor", "exec (estimate: less its CPU time so far)")
 	marks.Add("supervisor", "main")
@@ -147,14 +152,22 @@ func Main(ctx context.Context) error {
 		}
 	}
 	var spec Spec
-	err := json.NewDecoder(os.Stdin).Decode(&spec)
-	if err != nil {
+	var from *monitor.Handover
+	var err error
+	if handoverFD >= 0 {
+		var h monitor.Handover
+		if h, err = monitor.Read(handoverFD); err == nil {
+			err = json.Unmarshal(h.Spec, &spec)
+		}
+		from, marks = &h, nil
+	} else if err = json.NewDecoder(os.Stdin).Decode(&spec); err != nil {
 		err = fmt.Errorf("read the supervisor's spec from standard input: %w", err)
-	} else {
+	}
+	if err == nil {
 		if !spec.Timings {
 			marks = nil
 		}
-		err = Supervise(ctx, spec, ev, marks)
+		err = supervise(ctx, spec, ev, marks, from, monitorPath())
 	}
 	if err != nil {
 		ev.Send(Event{Error: err.Error(), Kind: sdk.KindOf(err).String()})
@@ -162,10 +175,34 @@ func Main(ctx context.Context) error {
 	return err
 }
 
+// MonitorEnv set to "0" keeps the full supervisor in place of
+// subhost-monitor while the guest runs (for debugging).
+const MonitorEnv = "SUBHOST_MONITOR"
+
+// monitorPath is subhost-monitor's path, or "" to stay the full
+// supervisor (not installed, or turned off).
+func monitorPath() string {
+	if os.Getenv(MonitorEnv) == "0" {
+		return ""
+	}
+	p, err := pluginhost.Shipped("subhost-monitor")
+	if err != nil {
+		return ""
+	}
+	return p
+}
+
 // Supervise runs the pipeline for spec and supervises its guest until it
 // is gone for good, reporting on ev. marks, when not nil, collects the
 // boot's timeline, which is sent once the guest has written to its console.
 func Supervise(ctx context.Context, spec Spec, ev *EventWriter, marks *timeline.Recorder) error {
+	return supervise(ctx, spec, ev, marks, nil, "")
+}
+
+// supervise runs the pipeline (from nil) or picks up a supervision that
+// subhost-monitor handed back (from), and supervises the guest. With a
+// monitor, this process becomes it whenever a guest has started.
+func supervise(ctx context.Context, spec Spec, ev *EventWriter, marks *timeline.Recorder, from *monitor.Handover, monitor string) error {
 	if err := runner.BecomeSubreaper(); err != nil {
 		return fmt.Errorf("become child subreaper: %w", err)
 	}
@@ -175,63 +212,35 @@ func Supervise(ctx context.Context, spec Spec, ev *EventWriter, marks *timeline.
 	}
 	r.Progress = ev
 	r.Timeline = marks
-	plan, err := r.MakePlan(spec.Target)
+	var plan *runner.Plan
+	if from == nil {
+		plan, err = r.MakePlan(spec.Target)
+	} else {
+		plan, err = r.ResumePlan(spec.Target)
+	}
 	if err != nil {
 		return err
 	}
 	marks.Add("supervisor", "plan made (pipeline, config, plugins found)")
-	name := plan.Name
-	con, err := console.New()
-	if err != nil {
+	sv := &supervision{spec: spec, r: r, name: plan.Name, ev: ev, marks: marks, from: from, monitor: monitor}
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
+	sv.serveCtx = serveCtx
+	if err := sv.openConsole(); err != nil {
 		return err
 	}
-	defer con.Close()
-	if err := con.LogTo(filepath.Join(LogDir, name+".log"), ConsoleLogMax); err != nil {
-		return err
-	}
+	defer func() { sv.con.Close() }()
 	marks.Add("supervisor", "console ready")
+	if from != nil {
+		_, err := r.Resume(ctx, plan, sv.run)
+		return err
+	}
 	launched := false
 	st, err := r.Run(ctx, plan, runner.RunOptions{
-		Console: con.SlavePath(),
+		Console: sv.con.SlavePath(),
 		Supervise: func(ctx context.Context, sup *runner.Supervision) error {
 			launched = true
-			sup.SetOperation("supervise")
-			con.CloseSlave()
-			serveCtx, stopServing := context.WithCancel(context.Background())
-			defer stopServing()
-			if err := con.Serve(serveCtx, ConsoleSocket(r.StateRoot, name)); err != nil {
-				r.Logger.Error("console socket", "error", err)
-			}
-			readySent := false
-			outcome, err := sup.Loop(ctx, runner.LoopOptions{
-				PowerOff: con.PowerOffRequests(),
-				BeforeReboot: func() error {
-					drainConsole(con)
-					return con.Rearm()
-				},
-				OnGuest: func(pid int) {
-					// Rearm held the slave for the new guest across a
-					// reboot or restart; the guest has it open now, and
-					// its session must be able to end.
-					con.CloseSlave()
-					if !readySent {
-						marks.Add("supervisor", fmt.Sprintf("guest PID 1 (%d) runs: ready", pid))
-						ev.Send(Event{Ready: true, PID: pid})
-						readySent = true
-						if marks != nil {
-							go sendTimeline(con, marks, ev)
-						}
-					}
-					shedStartupPages()
-				},
-			})
-			drainConsole(con)
-			stopServing()
-			con.Close()
-			if err == nil {
-				ev.Send(Event{Guest: outcome.Guest.String(), Status: outcome.Status})
-			}
-			return err
+			return sv.run(ctx, sup)
 		},
 	})
 	if err == nil && !launched {
@@ -241,8 +250,97 @@ func Supervise(ctx context.Context, spec Spec, ev *EventWriter, marks *timeline.
 	return err
 }
 
+// supervision is one supervisor's hold on its guest and console.
+type supervision struct {
+	spec     Spec
+	r        *runner.Runner
+	name     string
+	ev       *EventWriter
+	marks    *timeline.Recorder
+	from     *monitor.Handover // picked up from subhost-monitor
+	monitor  string            // subhost-monitor's path; "" to stay
+	serveCtx context.Context   // serving the console socket
+	con      *console.Console
+	served   bool // the socket is served (adopted with the console)
+}
+
+// openConsole makes the guest's console, or adopts the one handed back.
+func (sv *supervision) openConsole() error {
+	if sv.from != nil && sv.from.Console.Master >= 0 {
+		con, err := console.Adopt(sv.serveCtx, sv.from.Console)
+		if err == nil {
+			sv.con, sv.served = con, sv.from.Console.Listener >= 0
+			return nil
+		}
+		sv.r.Logger.Error("adopt the console from subhost-monitor; the guest's console output is lost until it reboots", sdk.LogKeyError, err)
+	}
+	con, err := console.New()
+	if err != nil {
+		return err
+	}
+	if err := con.LogTo(filepath.Join(LogDir, sv.name+".log"), ConsoleLogMax); err != nil {
+		con.Close()
+		return err
+	}
+	sv.con = con
+	return nil
+}
+
+// run supervises the running guest until it is gone for good.
+func (sv *supervision) run(ctx context.Context, sup *runner.Supervision) error {
+	sup.SetOperation("supervise")
+	sv.con.CloseSlave()
+	if !sv.served {
+		if err := sv.con.Serve(sv.serveCtx, ConsoleSocket(sv.r.StateRoot, sv.name)); err != nil {
+			sv.r.Logger.Error("console socket", "error", err)
+		}
+		sv.served = true
+	}
+	resumed := sv.from != nil
+	readySent := resumed
+	opts := runner.LoopOptions{
+		PowerOff: sv.con.PowerOffRequests(),
+		BeforeReboot: func() error {
+			drainConsole(sv.con)
+			return sv.con.Rearm()
+		},
+		OnGuest: func(pid int) {
+			// Rearm held the slave for the new guest across a reboot or
+			// restart; the guest has it open now, and its session must be
+			// able to end.
+			sv.con.CloseSlave()
+			if !readySent {
+				sv.marks.Add("supervisor", fmt.Sprintf("guest PID 1 (%d) runs: ready", pid))
+				sv.ev.Send(Event{Ready: true, PID: pid})
+				readySent = true
+				if sv.marks != nil {
+					sendTimeline(sv.con, sv.marks, sv.ev)
+				}
+			}
+			if resumed {
+				resumed = false // the guest handed back is watched here
+				return
+			}
+			sv.becomeMonitor(sup)
+			pageshed.Shed(pageshed.Reclaim)
+		},
+	}
+	if sv.from != nil {
+		opts.StopAsked = sv.from.Reason == monitor.StopAsked || stopRequested(sv.r, sv.name)
+		opts.PowerOffAsked = sv.from.Reason == monitor.PowerOffAsked
+	}
+	outcome, err := sup.Loop(ctx, opts)
+	drainConsole(sv.con)
+	sv.con.Close()
+	if err == nil {
+		sv.ev.Send(Event{Guest: outcome.Guest.String(), Status: outcome.Status})
+	}
+	return err
+}
+
 // sendTimeline sends the timeline once the guest has written to its
-// console, or after TimingsWait.
+// console, or after TimingsWait (before the supervisor becomes
+// subhost-monitor, which keeps no timeline).
 func sendTimeline(con *console.Console, marks *timeline.Recorder, ev *EventWriter) {
 	select {
 	case t := <-con.FirstOutput():
