@@ -67,6 +67,8 @@ var ErrBusy = errors.New("loop device still in use")
 const (
 	controlPath = "/dev/loop-control"
 	sysBlock    = "/sys/block"
+	// procPartitions lists the block devices that have a size.
+	procPartitions = "/proc/partitions"
 	// attachTries bounds the retries when other processes keep taking the
 	// free device we were given.
 	attachTries = 64
@@ -215,15 +217,20 @@ func openLoop(n int, mode int) (*os.File, error) {
 	return os.OpenFile(path, mode|unix.O_CLOEXEC, 0)
 }
 
-// List returns every attached loop device, ordered by number.
+// List returns every attached loop device (with a backing file of at
+// least a sector), ordered by number.
+//
+// The kernel's table of block devices with a size (/proc/partitions) names
+// the attached ones in one read; a host keeps every loop device it ever
+// made (hundreds, after a while), and looking for each one's backing file
+// in sysfs costs milliseconds. Without that table, sysfs is searched.
 func List() ([]Device, error) {
-	paths, err := filepath.Glob(filepath.Join(sysBlock, "loop*", "loop", "backing_file"))
+	dirs, err := attachedDirs()
 	if err != nil {
 		return nil, err
 	}
 	var out []Device
-	for _, p := range paths {
-		dir := filepath.Dir(filepath.Dir(p))
+	for _, dir := range dirs {
 		d, err := fromSys(dir)
 		if err != nil {
 			continue // detached while we looked
@@ -232,6 +239,31 @@ func List() ([]Device, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return loopNumber(out[i].Path) < loopNumber(out[j].Path) })
 	return out, nil
+}
+
+// attachedDirs returns the sysfs directories of the loop devices that
+// have a size, which every attached one with a non-empty backing file has.
+func attachedDirs() ([]string, error) {
+	data, err := os.ReadFile(procPartitions)
+	if err != nil {
+		paths, err := filepath.Glob(filepath.Join(sysBlock, "loop*", "loop", "backing_file"))
+		for i, p := range paths {
+			paths[i] = filepath.Dir(filepath.Dir(p))
+		}
+		return paths, err
+	}
+	var dirs []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 4 || !strings.HasPrefix(f[3], "loop") {
+			continue
+		}
+		if _, err := strconv.Atoi(f[3][len("loop"):]); err != nil {
+			continue // a partition of a loop device (loop0p1)
+		}
+		dirs = append(dirs, filepath.Join(sysBlock, f[3]))
+	}
+	return dirs, nil
 }
 
 func loopNumber(path string) int {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -366,6 +368,7 @@ func isJoined(err error) bool {
 }
 
 func (s *session) progress(stage, what string, d time.Duration, err error) {
+	s.r.Logger.Debug("stage call", sdk.LogKeySubhost, s.plan.Name, "stage", stage, "call", what, "took", d, sdk.LogKeyError, err)
 	w := s.r.Progress
 	if w == nil {
 		return
@@ -531,9 +534,13 @@ func (s *session) rollback() error {
 // Down succeeded, so that a failed teardown can be retried.
 func (s *session) downAll(ctx context.Context) error {
 	owed := s.owed()
+	synced := syncRoot(s.st.Record.Root)
 	s.startPlugins(ctx, owed) // failures resurface, per stage, below
 	var errs []error
 	for _, i := range owed {
+		if s.st.Stages[i].Result.Root != "" {
+			<-synced // its root is no longer held open
+		}
 		if err := s.down(ctx, i); err != nil {
 			errs = append(errs, err)
 		}
@@ -547,6 +554,30 @@ func (s *session) downAll(ctx context.Context) error {
 		return joinOneLine(errs)
 	}
 	return s.dir.Remove()
+}
+
+// syncRoot flushes the guest's root filesystem in the background and
+// closes the returned channel when done. Unmounting it (the Down of the
+// stage that mounted it) has to flush it anyway, and on a disk image that
+// means an fsync of the image on the host: done here, it overlaps the
+// Down of the stages above it. The root is opened without following a
+// symlink; it is held open only until the flush is done, and the stage
+// that owns it waits for that before its Down.
+func syncRoot(root string) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if root == "" {
+			return
+		}
+		fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return
+		}
+		unix.Syncfs(fd)
+		unix.Close(fd)
+	}()
+	return done
 }
 
 func (s *session) down(ctx context.Context, i int) error {
