@@ -96,6 +96,7 @@ func recordToProto(r BootRecord) *pb.BootRecord {
 		Userns:         r.Userns,
 		UsernsBase:     r.UsernsBase,
 		UsernsSize:     r.UsernsSize,
+		RootUserns:     r.RootUserns,
 	}
 	for _, c := range r.Cgroups {
 		out.Cgroups = append(out.Cgroups, &pb.Cgroup{Hierarchy: c.Hierarchy, Dir: c.Dir, Guest: c.Guest})
@@ -135,6 +136,7 @@ func recordFromProto(p *pb.BootRecord) BootRecord {
 		Userns:         p.GetUserns(),
 		UsernsBase:     p.GetUsernsBase(),
 		UsernsSize:     p.GetUsernsSize(),
+		RootUserns:     p.GetRootUserns(),
 	}
 	for _, c := range p.GetCgroups() {
 		out.Cgroups = append(out.Cgroups, Cgroup{Hierarchy: c.GetHierarchy(), Dir: c.GetDir(), Guest: c.GetGuest()})

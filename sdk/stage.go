@@ -218,6 +218,14 @@ type BootRecord struct {
 	Userns     string `json:"userns,omitempty"`
 	UsernsBase uint32 `json:"userns_base,omitempty"`
 	UsernsSize uint32 `json:"userns_size,omitempty"`
+	// RootUserns is the user namespace (its host path, as Userns) that
+	// owns the root's file system when a mount stage assembled the root
+	// inside the guest's user namespace (an overlay over idmapped
+	// layers, mounted by the guest's root): its files already show with
+	// the guest's ids, so init gives the guest a plain clone of it
+	// instead of an idmapped one, and writes into it as the guest's
+	// root. "" otherwise.
+	RootUserns string `json:"root_userns,omitempty"`
 }
 
 // Cgroup is a subhost's cgroup in one hierarchy.

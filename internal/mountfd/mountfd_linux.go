@@ -30,6 +30,34 @@ func CloneTree(path string, userns *os.File) (*os.File, error) {
 	return f, nil
 }
 
+// CloneLayer returns a detached clone of the mount at the directory open
+// as dirfd (named name in messages), rooted at that directory and without
+// the mounts below it (an overlay layer never shows them), idmapped
+// through userns: a layer for an overlay assembled inside that user
+// namespace. Its other flags are the original's.
+func CloneLayer(dirfd int, name string, userns *os.File) (*os.File, error) {
+	fd, err := unix.OpenTree(dirfd, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return nil, fmt.Errorf("clone the mount at %s: open_tree: %w", name, err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if err := Idmap(f, userns, 0); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// SetAttr sets and clears MOUNT_ATTR_* flags on every mount of the
+// detached tree f.
+func SetAttr(f *os.File, set, clear uint64) error {
+	attr := unix.MountAttr{Attr_set: set, Attr_clr: clear}
+	if err := unix.MountSetattr(int(f.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+		return fmt.Errorf("%s: mount_setattr: %w", f.Name(), err)
+	}
+	return nil
+}
+
 // Idmap idmaps every mount of the detached tree f through the user
 // namespace userns, and clears the mount attributes in clear.
 func Idmap(f, userns *os.File, clear uint64) error {

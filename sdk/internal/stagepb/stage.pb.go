@@ -617,9 +617,15 @@ type BootRecord struct {
 	// PRIVATE_USERS: the host path of its pinned nsfs file, and the host
 	// ids that the guest's ids 0..userns_size-1 are (uid and gid alike).
 	// Empty and 0 when the guest is privileged.
-	Userns        string `protobuf:"bytes,20,opt,name=userns,proto3" json:"userns,omitempty"`
-	UsernsBase    uint32 `protobuf:"varint,21,opt,name=userns_base,json=usernsBase,proto3" json:"userns_base,omitempty"`
-	UsernsSize    uint32 `protobuf:"varint,22,opt,name=userns_size,json=usernsSize,proto3" json:"userns_size,omitempty"`
+	Userns     string `protobuf:"bytes,20,opt,name=userns,proto3" json:"userns,omitempty"`
+	UsernsBase uint32 `protobuf:"varint,21,opt,name=userns_base,json=usernsBase,proto3" json:"userns_base,omitempty"`
+	UsernsSize uint32 `protobuf:"varint,22,opt,name=userns_size,json=usernsSize,proto3" json:"userns_size,omitempty"`
+	// The user namespace that owns the root's file system, when a mount
+	// stage assembled it inside the guest's (an overlay over idmapped
+	// layers, mounted by the guest's root): its files already show with
+	// the guest's ids, so init neither idmaps it nor writes to it as the
+	// host's root. Empty otherwise.
+	RootUserns    string `protobuf:"bytes,23,opt,name=root_userns,json=rootUserns,proto3" json:"root_userns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -743,6 +749,13 @@ func (x *BootRecord) GetUsernsSize() uint32 {
 		return x.UsernsSize
 	}
 	return 0
+}
+
+func (x *BootRecord) GetRootUserns() string {
+	if x != nil {
+		return x.RootUserns
+	}
+	return ""
 }
 
 type Cgroup struct {
@@ -1334,7 +1347,7 @@ const file_stage_proto_rawDesc = "" +
 	"\n" +
 	"guest_name\x18\x02 \x01(\tR\tguestName\x12\x10\n" +
 	"\x03mac\x18\x03 \x01(\tR\x03mac\x12\x16\n" +
-	"\x06bridge\x18\x04 \x01(\tR\x06bridge\"\xbc\x04\n" +
+	"\x06bridge\x18\x04 \x01(\tR\x06bridge\"\xdd\x04\n" +
 	"\n" +
 	"BootRecord\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\tR\x04root\x122\n" +
@@ -1354,7 +1367,9 @@ const file_stage_proto_rawDesc = "" +
 	"\vuserns_base\x18\x15 \x01(\rR\n" +
 	"usernsBase\x12\x1f\n" +
 	"\vuserns_size\x18\x16 \x01(\rR\n" +
-	"usernsSize\x1a8\n" +
+	"usernsSize\x12\x1f\n" +
+	"\vroot_userns\x18\x17 \x01(\tR\n" +
+	"rootUserns\x1a8\n" +
 	"\n" +
 	"ExtraEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
