@@ -102,3 +102,17 @@ func within(p, dir string) bool {
 
 // overlaps reports whether one of a and b is inside the other.
 func overlaps(a, b string) bool { return within(a, b) || within(b, a) }
+
+// commonDir is the deepest directory holding both a and b (clean
+// absolute paths).
+func commonDir(a, b string) string {
+	as, bs := strings.Split(a, "/"), strings.Split(b, "/")
+	n := 0
+	for n < len(as) && n < len(bs) && as[n] == bs[n] {
+		n++
+	}
+	if c := strings.Join(as[:n], "/"); c != "" {
+		return c
+	}
+	return "/"
+}

@@ -187,20 +187,6 @@ func mountOverlayInUserns(l *layout, target *dir, usernsPath string) error {
 	return nil
 }
 
-// commonDir is the deepest directory holding both a and b (clean
-// absolute paths).
-func commonDir(a, b string) string {
-	as, bs := strings.Split(a, "/"), strings.Split(b, "/")
-	n := 0
-	for n < len(as) && n < len(bs) && as[n] == bs[n] {
-		n++
-	}
-	if c := strings.Join(as[:n], "/"); c != "" {
-		return c
-	}
-	return "/"
-}
-
 // receiveFD reads the one descriptor the helper sent on sock.
 func receiveFD(sock *os.File) (int, error) {
 	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
