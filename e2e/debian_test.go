@@ -36,23 +36,12 @@ const (
 func TestDebianGuestLeavesHostSysctls(t *testing.T) {
 	e := newEnv(t)
 	swappiness, pidMax := readSysctl(t, "vm/swappiness"), readSysctl(t, "kernel/pid_max")
-	img := debianImage(t, func(root string) {
-		conf := fmt.Sprintf("vm.swappiness = %d\nkernel.pid_max = %d\n", (swappiness+17)%100, pidMax/2+1)
-		if err := os.WriteFile(filepath.Join(root, "etc/sysctl.d/90-subhost-test.conf"), []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	img := debianImage(t, map[string]string{
+		"etc/sysctl.d/90-subhost-test.conf": fmt.Sprintf("vm.swappiness = %d\nkernel.pid_max = %d\n", (swappiness+17)%100, pidMax/2+1),
 	})
-	name := e.name("deb")
 	ns, subnet := e.testnet()
-	home := e.home(fmt.Sprintf("DISKS=( vda:1:%s )\nBRIDGES=( br0:06:a7:dd:b4:%02x:02 )", img, subnet))
-	e.mustRun(ns, "run", "--pipeline", "pretend-boot", "--home", home, "--detach", name)
-
 	// rcS (procps among it) is done once subhost-init goes on to rc 2.
-	log := filepath.Join(logDir, name+".log")
-	e.waitFor("the Debian guest's rcS", 2*time.Minute, func() bool {
-		b, _ := os.ReadFile(log)
-		return strings.Contains(string(b), "running /etc/init.d/rc 2")
-	})
+	name, log := bootDebian(e, "deb", ns, subnet, img, "")
 	// procps ran and was refused (its sysctl says so on the console).
 	if b, _ := os.ReadFile(log); !strings.Contains(string(b), "vm.swappiness") {
 		t.Errorf("the guest's console does not mention vm.swappiness: did /etc/init.d/procps run?\n%s", tail(string(b), 40))
@@ -112,21 +101,10 @@ func TestDebianUnprivileged(t *testing.T) {
 	e := newEnv(t)
 	ns, subnet := e.testnet()
 	addr := fmt.Sprintf("198.18.%d.2", subnet)
-	img := debianImage(t, func(root string) {
-		interfaces := "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet static\n\taddress " + addr + "/24\n"
-		if err := os.WriteFile(filepath.Join(root, "etc/network/interfaces"), []byte(interfaces), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	img := debianImage(t, map[string]string{
+		"etc/network/interfaces": "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet static\n\taddress " + addr + "/24\n",
 	})
-	name := e.name("udeb")
-	home := e.home(fmt.Sprintf("DISKS=( vda:1:%s )\nBRIDGES=( br0:06:a7:dd:b4:%02x:03 )\nPRIVATE_USERS=pick", img, subnet))
-	e.mustRun(ns, "run", "--pipeline", "pretend-boot", "--home", home, "--detach", name)
-
-	log := filepath.Join(logDir, name+".log")
-	e.waitFor("the Debian guest's rc 2", 2*time.Minute, func() bool {
-		b, _ := os.ReadFile(log)
-		return strings.Contains(string(b), "running /etc/init.d/rc 2")
-	})
+	name, log := bootDebian(e, "udeb", ns, subnet, img, "PRIVATE_USERS=pick")
 	if r := e.status(name); r.Userns == nil || r.Userns.Base == 0 {
 		t.Fatalf("status: the Debian guest is not unprivileged: %+v", r.Userns)
 	}
@@ -182,10 +160,28 @@ var knownUnprivilegedErrors = []*regexp.Regexp{
 	regexp.MustCompile(`sysctl: permission denied on key "fs\.protected_(fifos|hardlinks|regular|symlinks)"`),
 }
 
+// bootDebian boots the Debian image detached as a pretend-boot subhost
+// (NAME from tag) plugged into br0 in ns, with more config lines, and
+// waits until its rcS is done (subhost-init goes on to rc 2). It returns
+// the subhost's name and its console log.
+func bootDebian(e *env, tag, ns string, subnet int, img, more string) (name, log string) {
+	e.t.Helper()
+	name = e.name(tag)
+	home := e.home(fmt.Sprintf("DISKS=( vda:1:%s )\nBRIDGES=( br0:06:a7:dd:b4:%02x:02 )\n%s", img, subnet, more))
+	e.mustRun(ns, "run", "--pipeline", "pretend-boot", "--home", home, "--detach", name)
+	log = filepath.Join(logDir, name+".log")
+	e.waitFor("the Debian guest's rcS", 2*time.Minute, func() bool {
+		b, _ := os.ReadFile(log)
+		return strings.Contains(string(b), "running /etc/init.d/rc 2")
+	})
+	return name, log
+}
+
 // debianImage makes an MBR disk image from a copy of the cached Debian
-// sysvinit root, changed by edit first; it skips the test when there is
-// no such root (debootstrap takes minutes: the test never runs it).
-func debianImage(t *testing.T, edit func(root string)) string {
+// sysvinit root with files (path below the root: content) written into
+// it; it skips the test when there is no such root (debootstrap takes
+// minutes: the test never runs it).
+func debianImage(t *testing.T, files map[string]string) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("boots a Debian guest (seconds to minutes); not with -short")
@@ -201,7 +197,11 @@ func debianImage(t *testing.T, edit func(root string)) string {
 	if out, err := exec.Command("cp", "-a", src, root).CombinedOutput(); err != nil {
 		t.Fatalf("copy %s: %v: %s", src, err, out)
 	}
-	edit(root)
+	for path, content := range files {
+		if err := os.WriteFile(filepath.Join(root, path), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	img := filepath.Join(t.TempDir(), "debian.raw")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
