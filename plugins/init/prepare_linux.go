@@ -107,13 +107,13 @@ func prepare(req *sdk.Request, cfg *guestConfig) (_ *prepared, err error) {
 // host's root mounted). Either way setuid works in the clone.
 func guestRootClone(rec *sdk.BootRecord, userns *os.File, ids idrange.Range) (*os.File, error) {
 	if rec.RootUserns == "" {
-		root, err := mountfd.CloneTree(rec.Root, userns)
+		root, err := mountfd.CloneAt(rec.Root, mountfd.Options{Recursive: true, Userns: userns, Clear: unix.MOUNT_ATTR_NOSUID})
 		if err != nil {
 			return nil, sdk.Invalidf("the guest root: %w", err)
 		}
 		return root, nil
 	}
-	root, err := mountfd.CloneTree(rec.Root, nil)
+	root, err := mountfd.CloneAt(rec.Root, mountfd.Options{Recursive: true, Clear: unix.MOUNT_ATTR_NOSUID})
 	if err != nil {
 		return nil, sdk.Internalf("the guest root: %w", err)
 	}
@@ -125,10 +125,6 @@ func guestRootClone(rec *sdk.BootRecord, userns *os.File, ids idrange.Range) (*o
 	if st.Uid-ids.Base >= ids.Size {
 		root.Close()
 		return nil, sdk.Invalidf("the guest root %s is owned by host uid %d, outside the guest's range %d+%d: it is not a file system its user namespace owns, as the boot record says", rec.Root, st.Uid, ids.Base, ids.Size)
-	}
-	if err := mountfd.SetAttr(root, 0, unix.MOUNT_ATTR_NOSUID); err != nil {
-		root.Close()
-		return nil, sdk.Internalf("the guest root: let setuid work: %w", err)
 	}
 	return root, nil
 }
@@ -186,7 +182,7 @@ func dataDisk(m dataMount, devices []sdk.Device, userns *os.File) (*os.File, err
 		return nil, sdk.Internalf("MOUNTS element %q: %w", m.Elem, err)
 	}
 	if userns != nil {
-		if err := mountfd.Idmap(f, userns, 0); err != nil {
+		if err := mountfd.Idmap(f, userns); err != nil {
 			f.Close()
 			return nil, sdk.Invalidf("MOUNTS element %q: %w", m.Elem, err)
 		}
