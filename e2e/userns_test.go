@@ -215,12 +215,19 @@ func TestControlUnprivileged(t *testing.T) {
 		t.Errorf("the shell's file on the host: uid %d (%v), want 0", fst.Uid, err)
 	}
 	c.hibernating(n, h)
+	// The pinned user namespace is under the runner's state root.
+	if pins, _ := filepath.Glob(filepath.Join(e.state, ".userns", n+".*")); len(pins) != 1 {
+		t.Errorf("pins of %s under the state root %s: %v, want one", n, e.state, pins)
+	}
 	again := c.session("", n, script)
 	if m := mapLine(first); m == "" || m != mapLine(again) {
 		t.Errorf("uid map before and after hibernation: %q, %q; want one unprivileged range", m, mapLine(again))
 	}
 	c.hibernating(n, h)
 	c.stop("", n, h)
+	if pins, _ := filepath.Glob(filepath.Join(e.state, ".userns", n+".*")); len(pins) != 0 {
+		t.Errorf("stop left pins: %v", pins)
+	}
 }
 
 // mapLine finds the unprivileged "0 BASE SIZE" line of a uid_map in a

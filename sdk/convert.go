@@ -52,6 +52,7 @@ func requestToProto(r *Request) *pb.StageRequest {
 		Changes: r.Changes,
 
 		CgroupParent: r.CgroupParent,
+		StateDir:     r.StateDir,
 	}
 	for _, n := range r.Others {
 		out.Others = append(out.Others, &pb.Neighbour{Name: n.Name, Status: n.Status, Interfaces: interfacesToProto(n.Interfaces)})
@@ -71,6 +72,7 @@ func requestFromProto(p *pb.StageRequest) *Request {
 		Changes: p.GetChanges(),
 
 		CgroupParent: p.GetCgroupParent(),
+		StateDir:     p.GetStateDir(),
 	}
 	for _, n := range p.GetOthers() {
 		r.Others = append(r.Others, Neighbour{Name: n.GetName(), Status: n.GetStatus(), Interfaces: interfacesFromProto(n.GetInterfaces())})

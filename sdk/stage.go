@@ -101,6 +101,11 @@ type Request struct {
 	// when there is none, and in calls from outside the supervisor
 	// (`subhost stop`, `set`, `stage`): those go by the boot record.
 	CgroupParent string `json:"cgroup_parent,omitempty"`
+	// StateDir is the runner's state root (--state-dir; /run/subhost by
+	// default): where a stage keeps host-side files of a subhost that
+	// outlive the runner (the userns stage's pinned namespaces). "" from
+	// an older runner: the default.
+	StateDir string `json:"state_dir,omitempty"`
 }
 
 // Neighbour is another subhost on the same host.

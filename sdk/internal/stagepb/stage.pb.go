@@ -897,7 +897,11 @@ type StageRequest struct {
 	// The cgroup a service manager delegated to the supervisor (relative
 	// to the cgroup2 tree's root), under which the guest's cgroups go;
 	// empty: their fixed place at each hierarchy's root.
-	CgroupParent  string `protobuf:"bytes,11,opt,name=cgroup_parent,json=cgroupParent,proto3" json:"cgroup_parent,omitempty"`
+	CgroupParent string `protobuf:"bytes,11,opt,name=cgroup_parent,json=cgroupParent,proto3" json:"cgroup_parent,omitempty"`
+	// The runner's state root (--state-dir; /run/subhost by default):
+	// where a stage keeps host-side files of a subhost that outlive the
+	// runner (the userns stage's pinned namespaces).
+	StateDir      string `protobuf:"bytes,12,opt,name=state_dir,json=stateDir,proto3" json:"state_dir,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -991,6 +995,13 @@ func (x *StageRequest) GetChanges() map[string]string {
 func (x *StageRequest) GetCgroupParent() string {
 	if x != nil {
 		return x.CgroupParent
+	}
+	return ""
+}
+
+func (x *StageRequest) GetStateDir() string {
+	if x != nil {
+		return x.StateDir
 	}
 	return ""
 }
@@ -1383,7 +1394,7 @@ const file_stage_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12;\n" +
 	"\n" +
 	"interfaces\x18\x03 \x03(\v2\x1b.subhost.stage.v1.InterfaceR\n" +
-	"interfaces\"\x9b\x04\n" +
+	"interfaces\"\xb8\x04\n" +
 	"\fStageRequest\x123\n" +
 	"\asubhost\x18\x01 \x01(\v2\x19.subhost.stage.v1.SubhostR\asubhost\x12\x14\n" +
 	"\x05stage\x18\x02 \x01(\tR\x05stage\x12B\n" +
@@ -1394,7 +1405,8 @@ const file_stage_proto_rawDesc = "" +
 	"\x06others\x18\a \x03(\v2\x1b.subhost.stage.v1.NeighbourR\x06others\x12E\n" +
 	"\achanges\x18\n" +
 	" \x03(\v2+.subhost.stage.v1.StageRequest.ChangesEntryR\achanges\x12#\n" +
-	"\rcgroup_parent\x18\v \x01(\tR\fcgroupParent\x1a9\n" +
+	"\rcgroup_parent\x18\v \x01(\tR\fcgroupParent\x12\x1b\n" +
+	"\tstate_dir\x18\f \x01(\tR\bstateDir\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
