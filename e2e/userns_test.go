@@ -246,7 +246,8 @@ func mapLine(out string) string {
 // or in NAME.img: the overlay is assembled inside the guest's user
 // namespace over idmapped layers. The shell is its root and sees both
 // lower layers; what it creates, changes (a copy-up) and removes (a
-// whiteout) lands in the upper directory as uid 0, nothing is chowned,
+// whiteout) lands in the upper directory as uid 0 (and runs from there),
+// nothing is chowned,
 // the lower directories are unchanged; it hibernates and re-enters with
 // the same range and its files; stop leaves nothing.
 func TestControlUnprivilegedOverlay(t *testing.T) {
@@ -278,8 +279,9 @@ func TestControlUnprivilegedOverlay(t *testing.T) {
 			}
 
 			first := c.session("", n, "cat /proc/self/uid_map; id -u; stat -c owner=%u /bin/busybox; cat /etc/layer; "+
-				"echo mark >/root/mark; echo more >>/etc/layer; rm /etc/gone; mkdir -p /srv/new; exit\n")
-			for _, want := range []string{"\n0\n", "owner=0", "top"} {
+				"echo mark >/root/mark; echo more >>/etc/layer; rm /etc/gone; mkdir -p /srv/new; "+
+				"cp /bin/busybox /root/echo && /root/echo exec-from-upper; exit\n")
+			for _, want := range []string{"\n0\n", "owner=0", "top", "\nexec-from-upper"} {
 				if !strings.Contains(strings.ReplaceAll(first, "\r", ""), want) {
 					t.Errorf("the shell's output lacks %q:\n%s", want, first)
 				}
