@@ -73,6 +73,23 @@ func (c *controlTree) busybox(rel string) *testguest.Root {
 	return testguest.BusyboxRoot(c.e.t, filepath.Join(c.scratch, rel))
 }
 
+// image makes HOME/NAME.img: a bare ext4 with empty /root (the upper
+// layer) and /work.
+func (c *controlTree) image(home, name string) {
+	c.e.t.Helper()
+	src := filepath.Join(c.e.t.TempDir(), "img")
+	for _, d := range []string{"root", "work"} {
+		if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
+			c.e.t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := imagebuild.Build(ctx, imagebuild.Options{From: src, Image: filepath.Join(home, name+".img"), Table: "none", Size: testguest.ImageSize}); err != nil {
+		c.e.t.Fatal(err)
+	}
+}
+
 // command builds `control VERB --state-dir STATE NAME` with SUBHOST set,
 // under `nsenter --net=/run/netns/NS` when ns is not empty.
 func (c *controlTree) command(ctx context.Context, ns, verb, name string) *exec.Cmd {
@@ -253,17 +270,7 @@ func TestControlLayouts(t *testing.T) {
 			// /work, mounted on HOME/mnt.
 			base := c.busybox("base")
 			h := c.home(n, "BASE="+base.Dir)
-			src := filepath.Join(c.e.t.TempDir(), "img")
-			for _, d := range []string{"root", "work"} {
-				if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
-					c.e.t.Fatal(err)
-				}
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if err := imagebuild.Build(ctx, imagebuild.Options{From: src, Image: filepath.Join(h, n+".img"), Table: "none", Size: testguest.ImageSize}); err != nil {
-				c.e.t.Fatal(err)
-			}
+			c.image(h, n)
 			return h, filepath.Join(h, "mnt/root/root/mark")
 		}, nil},
 	} {

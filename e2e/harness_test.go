@@ -373,7 +373,10 @@ type report struct {
 	Home       string `json:"home"`
 	Supervisor int    `json:"supervisor"`
 	Error      string `json:"error"`
-	Stages     []struct {
+	Userns     *struct {
+		Base, Size int
+	} `json:"userns"`
+	Stages []struct {
 		Name   string `json:"name"`
 		Plugin string `json:"plugin"`
 		Status string `json:"status"`

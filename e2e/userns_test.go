@@ -3,8 +3,10 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -198,8 +200,7 @@ func TestPrivilegedMounts(t *testing.T) {
 // TestControlUnprivileged: the control pipeline's rbind of root with
 // PRIVATE_USERS=pick: the shell runs as the root of its user namespace,
 // what it writes is uid 0 on the host, and it hibernates and re-enters
-// with the same range; with BASE (an overlay, which cannot be idmapped)
-// the boot is refused with a line that says so, leaving nothing behind.
+// with the same range.
 func TestControlUnprivileged(t *testing.T) {
 	e := newEnv(t)
 	c := newControlTree(e)
@@ -214,27 +215,135 @@ func TestControlUnprivileged(t *testing.T) {
 		t.Errorf("the shell's file on the host: uid %d (%v), want 0", fst.Uid, err)
 	}
 	c.hibernating(n, h)
-	again := c.session("", n, script)
-	mapLine := func(out string) string {
-		for _, l := range strings.Split(out, "\n") {
-			if f := strings.Fields(l); len(f) == 3 && f[0] == "0" && f[1] != "0" {
-				return strings.Join(f, " ")
-			}
-		}
-		return ""
+	// The pinned user namespace is under the runner's state root.
+	if pins, _ := filepath.Glob(filepath.Join(e.state, ".userns", n+".*")); len(pins) != 1 {
+		t.Errorf("pins of %s under the state root %s: %v, want one", n, e.state, pins)
 	}
+	again := c.session("", n, script)
 	if m := mapLine(first); m == "" || m != mapLine(again) {
 		t.Errorf("uid map before and after hibernation: %q, %q; want one unprivileged range", m, mapLine(again))
 	}
 	c.hibernating(n, h)
 	c.stop("", n, h)
-
-	o := e.name("uovl")
-	base := c.busybox("base")
-	c.home(o, "BASE="+base.Dir+"\nPRIVATE_USERS=pick", "root", "work")
-	out, code := c.run("", "start", o, "exit\n")
-	if code == 0 || !strings.Contains(out, "cannot be idmapped") {
-		t.Errorf("control start with BASE and PRIVATE_USERS: exit %d; want a failure saying the overlay cannot be idmapped; output:\n%s", code, out)
+	if pins, _ := filepath.Glob(filepath.Join(e.state, ".userns", n+".*")); len(pins) != 0 {
+		t.Errorf("stop left pins: %v", pins)
 	}
-	e.clean(o)
+}
+
+// mapLine finds the unprivileged "0 BASE SIZE" line of a uid_map in a
+// session's output.
+func mapLine(out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "0" && f[1] != "0" {
+			return strings.Join(f, " ")
+		}
+	}
+	return ""
+}
+
+// TestControlUnprivilegedOverlay: the control pipeline with BASE (two
+// lower directories) and PRIVATE_USERS=pick, the upper layer in HOME/root
+// or in NAME.img: the overlay is assembled inside the guest's user
+// namespace over idmapped layers. The shell is its root and sees both
+// lower layers; what it creates, changes (a copy-up) and removes (a
+// whiteout) lands in the upper directory as uid 0 (and runs from there),
+// nothing is chowned,
+// the lower directories are unchanged; it hibernates and re-enters with
+// the same range and its files; stop leaves nothing.
+func TestControlUnprivilegedOverlay(t *testing.T) {
+	for _, variant := range []string{"dirs", "image"} {
+		t.Run(variant, func(t *testing.T) {
+			e := newEnv(t)
+			c := newControlTree(e)
+			n := e.name("uovl")
+			base := c.busybox("base")
+			base.WriteFile("etc/layer", "bottom\n", 0o644)
+			base.WriteFile("etc/gone", "removed by the guest\n", 0o644)
+			top := filepath.Join(c.scratch, "top")
+			if err := os.MkdirAll(filepath.Join(top, "etc"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(top, "etc/layer"), []byte("top\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			before := []string{treeSummary(t, base.Dir), treeSummary(t, top)}
+			config := "BASE=" + top + ":" + base.Dir + "\nPRIVATE_USERS=pick"
+			var h, upper string
+			if variant == "dirs" {
+				h = c.home(n, config, "root", "work")
+				upper = filepath.Join(h, "root")
+			} else {
+				h = c.home(n, config)
+				upper = filepath.Join(h, "mnt/root")
+				c.image(h, n)
+			}
+
+			first := c.session("", n, "cat /proc/self/uid_map; id -u; stat -c owner=%u /bin/busybox; cat /etc/layer; "+
+				"echo mark >/root/mark; echo more >>/etc/layer; rm /etc/gone; mkdir -p /srv/new; "+
+				"cp /bin/busybox /root/echo && /root/echo exec-from-upper; exit\n")
+			for _, want := range []string{"\n0\n", "owner=0", "top", "\nexec-from-upper"} {
+				if !strings.Contains(strings.ReplaceAll(first, "\r", ""), want) {
+					t.Errorf("the shell's output lacks %q:\n%s", want, first)
+				}
+			}
+			if opts := superOptions(filepath.Join(h, "live")); !strings.Contains(opts, "userxattr") {
+				t.Errorf("live's overlay was not mounted inside the user namespace (no userxattr): %s", opts)
+			}
+			// On the host: uid 0 in the upper directory, never the range.
+			for _, f := range []string{"root/mark", "etc/layer", "etc/gone", "srv/new", "sbin/subhost-init"} {
+				var st syscall.Stat_t
+				if err := syscall.Lstat(filepath.Join(upper, f), &st); err != nil {
+					t.Errorf("upper %s: %v", f, err)
+				} else if st.Uid != 0 || st.Gid != 0 {
+					t.Errorf("upper %s is owned by %d:%d, want 0:0", f, st.Uid, st.Gid)
+				}
+			}
+			var wh syscall.Stat_t
+			if err := syscall.Lstat(filepath.Join(upper, "etc/gone"), &wh); err != nil || wh.Mode&syscall.S_IFMT != syscall.S_IFCHR || wh.Rdev != 0 {
+				t.Errorf("upper etc/gone is not a whiteout (mode %o rdev %d): %v", wh.Mode, wh.Rdev, err)
+			}
+			if got := readFile(t, filepath.Join(upper, "etc/layer")); got != "top\nmore\n" {
+				t.Errorf("the copied-up etc/layer holds %q", got)
+			}
+			if after := []string{treeSummary(t, base.Dir), treeSummary(t, top)}; !slices.Equal(before, after) {
+				t.Errorf("a lower directory changed:\nbefore %q\nafter  %q", before, after)
+			}
+
+			c.hibernating(n, h)
+			again := c.session("", n, "cat /proc/self/uid_map; cat /root/mark; ls /etc; exit\n")
+			if m := mapLine(first); m == "" || m != mapLine(again) {
+				t.Errorf("uid map before and after hibernation: %q, %q; want one unprivileged range", m, mapLine(again))
+			}
+			if !strings.Contains(again, "mark") || strings.Contains(again, "gone") {
+				t.Errorf("after re-entry the guest's changes are not there:\n%s", again)
+			}
+			c.hibernating(n, h)
+			c.stop("", n, h)
+			if after := []string{treeSummary(t, base.Dir), treeSummary(t, top)}; !slices.Equal(before, after) {
+				t.Errorf("a lower directory changed by the end")
+			}
+		})
+	}
+}
+
+// treeSummary lists every file below dir with its type, mode, owner,
+// size and modification time.
+func treeSummary(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %o %d:%d %d %d.%d\n", p, st.Mode, st.Uid, st.Gid, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

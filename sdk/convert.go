@@ -52,6 +52,7 @@ func requestToProto(r *Request) *pb.StageRequest {
 		Changes: r.Changes,
 
 		CgroupParent: r.CgroupParent,
+		StateDir:     r.StateDir,
 	}
 	for _, n := range r.Others {
 		out.Others = append(out.Others, &pb.Neighbour{Name: n.Name, Status: n.Status, Interfaces: interfacesToProto(n.Interfaces)})
@@ -71,6 +72,7 @@ func requestFromProto(p *pb.StageRequest) *Request {
 		Changes: p.GetChanges(),
 
 		CgroupParent: p.GetCgroupParent(),
+		StateDir:     p.GetStateDir(),
 	}
 	for _, n := range p.GetOthers() {
 		r.Others = append(r.Others, Neighbour{Name: n.GetName(), Status: n.GetStatus(), Interfaces: interfacesFromProto(n.GetInterfaces())})
@@ -96,6 +98,7 @@ func recordToProto(r BootRecord) *pb.BootRecord {
 		Userns:         r.Userns,
 		UsernsBase:     r.UsernsBase,
 		UsernsSize:     r.UsernsSize,
+		RootUserns:     r.RootUserns,
 	}
 	for _, c := range r.Cgroups {
 		out.Cgroups = append(out.Cgroups, &pb.Cgroup{Hierarchy: c.Hierarchy, Dir: c.Dir, Guest: c.Guest})
@@ -135,6 +138,7 @@ func recordFromProto(p *pb.BootRecord) BootRecord {
 		Userns:         p.GetUserns(),
 		UsernsBase:     p.GetUsernsBase(),
 		UsernsSize:     p.GetUsernsSize(),
+		RootUserns:     p.GetRootUserns(),
 	}
 	for _, c := range p.GetCgroups() {
 		out.Cgroups = append(out.Cgroups, Cgroup{Hierarchy: c.GetHierarchy(), Dir: c.GetDir(), Guest: c.GetGuest()})

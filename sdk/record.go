@@ -17,6 +17,7 @@ func (r *BootRecord) Merge(add BootRecord) error {
 		{"netns", &out.Netns, add.Netns},
 		{"hostname", &out.Hostname, add.Hostname},
 		{"userns", &out.Userns, add.Userns},
+		{"root_userns", &out.RootUserns, add.RootUserns},
 	}
 	for _, s := range scalars {
 		if s.src == "" {

@@ -237,12 +237,13 @@ func TestMergeRejectsConflicts(t *testing.T) {
 	if err := r.Merge(sdk.BootRecord{Netns: "/run/netns/x", Interfaces: []sdk.Interface{{GuestName: "eth0"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Merge(sdk.BootRecord{Userns: "/run/u", UsernsBase: 65536, UsernsSize: 65536}); err != nil {
+	if err := r.Merge(sdk.BootRecord{Userns: "/run/u", UsernsBase: 65536, UsernsSize: 65536, RootUserns: "/run/u"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, bad := range []sdk.BootRecord{
 		{Root: "/b"},
 		{Userns: "/run/v"},
+		{RootUserns: "/run/v"},
 		{UsernsBase: 131072, UsernsSize: 65536},
 		{Devices: []sdk.Device{{GuestName: "vda", Major: 8}}},
 		{Interfaces: []sdk.Interface{{GuestName: "eth0", MAC: "x"}}},

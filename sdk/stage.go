@@ -101,6 +101,11 @@ type Request struct {
 	// when there is none, and in calls from outside the supervisor
 	// (`subhost stop`, `set`, `stage`): those go by the boot record.
 	CgroupParent string `json:"cgroup_parent,omitempty"`
+	// StateDir is the runner's state root (--state-dir; /run/subhost by
+	// default): where a stage keeps host-side files of a subhost that
+	// outlive the runner (the userns stage's pinned namespaces). "" from
+	// an older runner: the default.
+	StateDir string `json:"state_dir,omitempty"`
 }
 
 // Neighbour is another subhost on the same host.
@@ -218,6 +223,14 @@ type BootRecord struct {
 	Userns     string `json:"userns,omitempty"`
 	UsernsBase uint32 `json:"userns_base,omitempty"`
 	UsernsSize uint32 `json:"userns_size,omitempty"`
+	// RootUserns is the user namespace (its host path, as Userns) that
+	// owns the root's file system when a mount stage assembled the root
+	// inside the guest's user namespace (an overlay over idmapped
+	// layers, mounted by the guest's root): its files already show with
+	// the guest's ids, so init gives the guest a plain clone of it
+	// instead of an idmapped one, and writes into it as the guest's
+	// root. "" otherwise.
+	RootUserns string `json:"root_userns,omitempty"`
 }
 
 // Cgroup is a subhost's cgroup in one hierarchy.

@@ -20,9 +20,10 @@ type Owner struct {
 
 // Registry is the host's list of ranges given to subhosts.
 type Registry struct {
-	// Dir holds the registry file and its lock: the runner's state root,
-	// /run/subhost, so that a reboot of the host forgets every range
-	// with the subhosts that held them.
+	// Dir holds the registry file and its lock: the default state root,
+	// /run/subhost (whatever a runner's --state-dir: the ranges are the
+	// host's), so that a reboot of the host forgets every range with the
+	// subhosts that held them.
 	Dir string
 	// SubIDFiles are read for the ranges host users own; nil means
 	// SubIDFiles (the package variable). Tests point it at scratch files.

@@ -7,23 +7,52 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// CloneTree returns a detached recursive clone of the mount tree at path
-// (a directory the host chose, opened without following a final
-// symlink). With userns non-nil every mount of the clone is idmapped
-// through it and nosuid is cleared (the host-side mount stays nosuid for
-// the host's users; inside the guest setuid must work). An idmap the
-// kernel or the file system refuses is an error that names the file
-// system: ProbeError.
-func CloneTree(path string, userns *os.File) (*os.File, error) {
-	fd, err := unix.OpenTree(unix.AT_FDCWD, path, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE|unix.AT_SYMLINK_NOFOLLOW)
+// Options say how Clone copies a mount.
+type Options struct {
+	// Recursive: with the mounts below it, else that one mount alone.
+	Recursive bool
+	// Set and Clear are MOUNT_ATTR_* flags set and cleared on every
+	// mount of the copy.
+	Set, Clear uint64
+	// Userns, when not nil, idmaps every mount of the copy through that
+	// user namespace; a file system the kernel cannot idmap is a
+	// ProbeError.
+	Userns *os.File
+}
+
+// Clone makes a detached copy of the mount at the open descriptor src
+// (O_PATH will do; any type of file), rooted there. what names it in
+// errors, and is the result's name.
+func Clone(src *os.File, what string, o Options) (*os.File, error) {
+	return clone(int(src.Fd()), "", unix.AT_EMPTY_PATH, what, o)
+}
+
+// CloneAt is Clone of the directory at path, a host path the host
+// chose, opened without following a final symlink.
+func CloneAt(path string, o Options) (*os.File, error) {
+	return clone(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, path, o)
+}
+
+func clone(dirfd int, path string, flags int, what string, o Options) (*os.File, error) {
+	flags |= unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC
+	if o.Recursive {
+		flags |= unix.AT_RECURSIVE
+	}
+	fd, err := unix.OpenTree(dirfd, path, uint(flags))
 	if err != nil {
-		return nil, fmt.Errorf("clone the mount tree at %s: open_tree: %w", path, err)
+		return nil, fmt.Errorf("clone %s: open_tree: %w", what, err)
 	}
-	f := os.NewFile(uintptr(fd), path)
-	if userns == nil {
-		return f, nil
+	f := os.NewFile(uintptr(fd), what)
+	if o.Userns != nil {
+		err = Idmap(f, o.Userns)
 	}
-	if err := Idmap(f, userns, unix.MOUNT_ATTR_NOSUID); err != nil {
+	if err == nil && o.Set|o.Clear != 0 {
+		attr := unix.MountAttr{Attr_set: o.Set, Attr_clr: o.Clear}
+		if serr := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); serr != nil {
+			err = fmt.Errorf("clone %s: mount_setattr: %w", what, serr)
+		}
+	}
+	if err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -31,9 +60,9 @@ func CloneTree(path string, userns *os.File) (*os.File, error) {
 }
 
 // Idmap idmaps every mount of the detached tree f through the user
-// namespace userns, and clears the mount attributes in clear.
-func Idmap(f, userns *os.File, clear uint64) error {
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Attr_clr: clear, Userns_fd: uint64(userns.Fd())}
+// namespace userns.
+func Idmap(f, userns *os.File) error {
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(userns.Fd())}
 	if err := unix.MountSetattr(int(f.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
 		return &ProbeError{Path: f.Name(), FSType: fsName(f), Err: err}
 	}
@@ -55,7 +84,7 @@ func (e *ProbeError) Unwrap() error { return e.Err }
 // Probe tells whether the mount tree at path can be idmapped through
 // userns, without changing anything: the clone it makes is dropped.
 func Probe(path string, userns *os.File) error {
-	f, err := CloneTree(path, userns)
+	f, err := CloneAt(path, Options{Recursive: true, Userns: userns})
 	if err != nil {
 		return err
 	}
@@ -98,9 +127,21 @@ func New(fstype, source string, options [][2]string, attrs uint64) (*os.File, er
 	return os.NewFile(uintptr(fd), name), nil
 }
 
-// Attach mounts the detached tree f on the directory open as target (an
-// O_PATH descriptor from inside a guest root), in the caller's mount
-// namespace.
+// EmptyReadOnly makes a detached empty read-only tmpfs, to mask a
+// directory with.
+func EmptyReadOnly(what string) (*os.File, error) {
+	f, err := New("tmpfs", "", [][2]string{{"size", "4k"}, {"nr_inodes", "1"}, {"mode", "0555"}},
+		unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("empty tmpfs for %s: %w", what, err)
+	}
+	return f, nil
+}
+
+// Attach mounts the detached tree f on what is open as target (an
+// O_PATH descriptor, from inside a guest root when it is the guest's),
+// in the caller's mount namespace. Closing f afterwards leaves the mount
+// where it is.
 func Attach(f, target *os.File) error {
 	if err := unix.MoveMount(int(f.Fd()), "", int(target.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
 		return fmt.Errorf("attach %s on %s: move_mount: %w", f.Name(), target.Name(), err)

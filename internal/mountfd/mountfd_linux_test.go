@@ -62,7 +62,7 @@ func TestIdmappedCloneShowsRangeAndWritesZero(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "hello"), []byte("hi"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			tree, err := CloneTree(dir, ns)
+			tree, err := CloneAt(dir, Options{Recursive: true, Userns: ns, Clear: unix.MOUNT_ATTR_NOSUID})
 			if err != nil {
 				t.Fatal(err)
 			}

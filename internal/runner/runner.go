@@ -233,6 +233,7 @@ func (s *session) request(i int, record sdk.BootRecord) *sdk.Request {
 		Others:  s.others,
 
 		CgroupParent: s.r.CgroupParent,
+		StateDir:     s.r.StateRoot,
 	}
 	if s.st != nil {
 		req.Console = s.st.Console

@@ -103,3 +103,36 @@ func Check(userPath, netPath string) error {
 // ErrForeign is wrapped when a pinned network namespace is not the user
 // namespace's (a privileged subhost's of the same name, say).
 var ErrForeign = errors.New("foreign namespace")
+
+// Command returns a command that runs the executable open as self (a
+// descriptor, usually of /proc/self/exe) inside the user namespace pinned
+// at user, and the network namespace pinned at net unless it is "", as
+// that namespace's root (uid and gid 0 inside, every capability in it and
+// none outside), with args and files as its descriptors 3, 4, ...
+//
+// It goes through util-linux nsenter, a single-threaded C program: a Go
+// process cannot join a user namespace itself (setns(CLONE_NEWUSER)
+// refuses a multithreaded caller, and the build has cgo off). The
+// executable is run as /proc/self/fd/N, which needs no search permission
+// on the directories it lies in: the namespace's root, a host uid range,
+// may lack it.
+func Command(user, net string, self *os.File, files []*os.File, args ...string) (*exec.Cmd, error) {
+	nsenter, err := exec.LookPath("nsenter")
+	if err != nil {
+		return nil, fmt.Errorf("an unprivileged guest needs util-linux nsenter: %w", err)
+	}
+	all := append(append([]*os.File(nil), files...), self)
+	ns := []string{"--user=" + user}
+	if net != "" {
+		ns = append(ns, "--net="+net)
+	}
+	argv := append(append([]string{"nsenter"}, ns...), "--", fmt.Sprintf("/proc/self/fd/%d", 3+len(all)-1))
+	return &exec.Cmd{
+		Path:        nsenter,
+		Args:        append(argv, args...),
+		Env:         []string{},
+		Dir:         "/",
+		ExtraFiles:  all,
+		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	}, nil
+}

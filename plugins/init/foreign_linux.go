@@ -15,7 +15,11 @@ import (
 // foreignOwners walks the guest root's own file system (not what is
 // mounted below it, not following symlinks) for files owned by ids the
 // guest's user namespace does not map: they show as nobody inside, and
-// its root cannot change them. It stops after budget, saying so.
+// its root cannot change them. ids.Base is where the guest's ids start
+// as root shows them: 0 for a file system the host sees unmapped, the
+// range's base for one the user namespace owns (its overlay, which
+// shows unmapped ids as the overflow id). It stops after budget,
+// saying so.
 func foreignOwners(root string, ids idrange.Range, budget time.Duration) (count int, examples []string, complete bool) {
 	var rootDev uint64
 	deadline := time.Now().Add(budget)
@@ -40,7 +44,7 @@ func foreignOwners(root string, ids idrange.Range, budget time.Duration) (count 
 		} else if st.Dev != rootDev {
 			return fs.SkipDir
 		}
-		if st.Uid >= ids.Size || st.Gid >= ids.Size {
+		if st.Uid-ids.Base >= ids.Size || st.Gid-ids.Base >= ids.Size {
 			if count++; len(examples) < 5 {
 				examples = append(examples, path)
 			}
@@ -51,9 +55,14 @@ func foreignOwners(root string, ids idrange.Range, budget time.Duration) (count 
 }
 
 // warnForeignOwners logs what foreignOwners finds, before an
-// unprivileged guest boots.
-func warnForeignOwners(log hclog.Logger, root string, ids idrange.Range) {
-	count, examples, complete := foreignOwners(root, ids, 200*time.Millisecond)
+// unprivileged guest boots; mapped says that root is a file system the
+// guest's user namespace owns (RootUserns).
+func warnForeignOwners(log hclog.Logger, root string, ids idrange.Range, mapped bool) {
+	seen := idrange.Range{Size: ids.Size}
+	if mapped {
+		seen.Base = ids.Base
+	}
+	count, examples, complete := foreignOwners(root, seen, 200*time.Millisecond)
 	if count > 0 {
 		log.Warn("files in the guest root are owned by ids outside its user namespace's range: inside they show as nobody and its root cannot change them (chown them to ids below the range size, or leave them)",
 			"count", count, "range_size", ids.Size, "examples", examples)

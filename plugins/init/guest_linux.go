@@ -194,7 +194,7 @@ func attachPrepared(root *guestroot.Root, at string, fd int) error {
 		return fmt.Errorf("attach on %s: %w", at, err)
 	}
 	defer target.Close()
-	return root.Attach(guestroot.AdoptDetached(fd, at), target, at)
+	return root.Attach(os.NewFile(uintptr(fd), at), target, at)
 }
 
 // attachMounts attaches the MOUNTS data disks.

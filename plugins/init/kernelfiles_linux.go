@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/internal/guestroot"
+	"github.com/subhost/subhost/internal/mountfd"
 )
 
 // protectKernelFiles makes the guest's /proc/sys read-only but for its
@@ -49,7 +50,7 @@ func protectKernelFiles(root *guestroot.Root) error {
 }
 
 type detachedAt struct {
-	d    *guestroot.Detached
+	d    *os.File
 	path string
 }
 
@@ -80,7 +81,7 @@ func cloneWritableSysctls(root *guestroot.Root) ([]detachedAt, error) {
 		if err != nil {
 			return out, err
 		}
-		d, err := guestroot.Clone(f, p, 0, false)
+		d, err := mountfd.Clone(f, p, mountfd.Options{})
 		f.Close()
 		if err != nil {
 			return out, err
@@ -101,7 +102,7 @@ func overmountSelf(root *guestroot.Root, path string, recursive bool) error {
 		return err
 	}
 	defer f.Close()
-	d, err := guestroot.Clone(f, path+" (read-only)", unix.MOUNT_ATTR_RDONLY, recursive)
+	d, err := mountfd.Clone(f, path+" (read-only)", mountfd.Options{Set: unix.MOUNT_ATTR_RDONLY, Recursive: recursive})
 	if err != nil {
 		return err
 	}
@@ -111,7 +112,7 @@ func overmountSelf(root *guestroot.Root, path string, recursive bool) error {
 
 // attachAt mounts d on path, opened afresh (so that it is the entry of
 // the mount now on top there).
-func attachAt(root *guestroot.Root, d *guestroot.Detached, path string) error {
+func attachAt(root *guestroot.Root, d *os.File, path string) error {
 	f, err := root.OpenBeneath(path, unix.O_PATH)
 	if err != nil {
 		return err
@@ -156,11 +157,11 @@ func mask(root *guestroot.Root, null *os.File, path string) error {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	var d *guestroot.Detached
+	var d *os.File
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		d, err = guestroot.EmptyReadOnly(path)
+		d, err = mountfd.EmptyReadOnly(path)
 	} else {
-		d, err = guestroot.Clone(null, "/dev/null", 0, false)
+		d, err = mountfd.Clone(null, "/dev/null", mountfd.Options{})
 	}
 	if err != nil {
 		return err

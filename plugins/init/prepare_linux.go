@@ -5,11 +5,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/internal/fsdetect"
+	"github.com/subhost/subhost/internal/guestroot"
 	"github.com/subhost/subhost/internal/idrange"
 	"github.com/subhost/subhost/internal/mountfd"
 	"github.com/subhost/subhost/internal/nsfs"
@@ -73,11 +75,9 @@ func prepare(req *sdk.Request, cfg *guestConfig) (_ *prepared, err error) {
 			return nil, sdk.NotFoundf("the guest's user namespace %s: %w", rec.Userns, err)
 		}
 		defer userns.Close()
-		// The probe and the clone are one: a root the kernel cannot
-		// idmap fails here, before anything of the guest runs.
-		root, err := mountfd.CloneTree(rec.Root, userns)
+		root, err := guestRootClone(rec, userns, p.ids)
 		if err != nil {
-			return nil, sdk.Invalidf("the guest root: %w", err)
+			return nil, err
 		}
 		cfg.Unprivileged = true
 		cfg.RootFD = p.add(root)
@@ -95,6 +95,38 @@ func prepare(req *sdk.Request, cfg *guestConfig) (_ *prepared, err error) {
 		cfg.Mounts = append(cfg.Mounts, guestMount{Path: m.Path, FD: p.add(f)})
 	}
 	return p, nil
+}
+
+// guestRootClone clones an unprivileged guest's root for it. A root the
+// host sees unmapped is idmapped through the guest's user namespace (the
+// probe and the clone are one: a root the kernel cannot idmap fails
+// here, before anything of the guest runs). A root that namespace owns
+// (RootUserns: an overlay assembled inside it) already shows the guest's
+// ids and cannot be idmapped again: it is cloned as it is, once its top
+// directory is seen to be the guest's own (not, say, an overlay the
+// host's root mounted). Either way setuid works in the clone.
+func guestRootClone(rec *sdk.BootRecord, userns *os.File, ids idrange.Range) (*os.File, error) {
+	if rec.RootUserns == "" {
+		root, err := mountfd.CloneAt(rec.Root, mountfd.Options{Recursive: true, Userns: userns, Clear: unix.MOUNT_ATTR_NOSUID})
+		if err != nil {
+			return nil, sdk.Invalidf("the guest root: %w", err)
+		}
+		return root, nil
+	}
+	root, err := mountfd.CloneAt(rec.Root, mountfd.Options{Recursive: true, Clear: unix.MOUNT_ATTR_NOSUID})
+	if err != nil {
+		return nil, sdk.Internalf("the guest root: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(root.Fd()), &st); err != nil {
+		root.Close()
+		return nil, sdk.Internalf("the guest root: %w", err)
+	}
+	if st.Uid-ids.Base >= ids.Size {
+		root.Close()
+		return nil, sdk.Invalidf("the guest root %s is owned by host uid %d, outside the guest's range %d+%d: it is not a file system its user namespace owns, as the boot record says", rec.Root, st.Uid, ids.Base, ids.Size)
+	}
+	return root, nil
 }
 
 // guestDev makes the unprivileged guest's /dev as a detached tmpfs with
@@ -150,7 +182,7 @@ func dataDisk(m dataMount, devices []sdk.Device, userns *os.File) (*os.File, err
 		return nil, sdk.Internalf("MOUNTS element %q: %w", m.Elem, err)
 	}
 	if userns != nil {
-		if err := mountfd.Idmap(f, userns, 0); err != nil {
+		if err := mountfd.Idmap(f, userns); err != nil {
 			f.Close()
 			return nil, sdk.Invalidf("MOUNTS element %q: %w", m.Elem, err)
 		}
@@ -201,4 +233,51 @@ func prepareUnprivileged(req *sdk.Request, cfg *guestConfig) (*prepared, error) 
 		}
 	}
 	return prep, nil
+}
+
+// installInit puts subhost-init into the guest root. Into a root the
+// guest's user namespace owns (RootUserns: its overlay) the host's root
+// cannot write: the file would be the host's uid 0, which the idmapped
+// layers below cannot store. There it writes as the guest's root would,
+// with that uid and gid as its file-system ids (setfsuid, on a thread
+// of its own that is discarded afterwards), so the file is stored as
+// uid 0 like anything the guest makes. The root itself is opened as the
+// host's root: the guest's cannot search the host's directories.
+func installInit(rec *sdk.BootRecord, content []byte) (bool, error) {
+	root, err := guestroot.Open(rec.Root)
+	if err != nil {
+		return false, sdk.NotFoundf("%w", err)
+	}
+	defer root.Close()
+	install := func() (bool, error) {
+		wrote, err := root.InstallFile("/sbin/subhost-init", content, 0o755)
+		if err != nil {
+			return false, sdk.Internalf("%w", err)
+		}
+		return wrote, nil
+	}
+	if rec.RootUserns == "" {
+		return install()
+	}
+	type answer struct {
+		wrote bool
+		err   error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		// Never unlocked: the thread, with its changed ids, ends with
+		// this goroutine.
+		runtime.LockOSThread()
+		unix.SetfsgidRetGid(int(rec.UsernsBase))
+		unix.SetfsuidRetUid(int(rec.UsernsBase))
+		// setfsuid reports only the previous id: -1 changes nothing.
+		if got, _ := unix.SetfsuidRetUid(-1); got != int(rec.UsernsBase) {
+			done <- answer{err: sdk.Internalf("install subhost-init as the guest's root: setfsuid %d did not take", rec.UsernsBase)}
+			return
+		}
+		wrote, err := install()
+		done <- answer{wrote, err}
+	}()
+	a := <-done
+	return a.wrote, a.err
 }

@@ -131,6 +131,9 @@ func checkRecord(req *sdk.Request) error {
 			return sdk.Invalidf("boot record %s %q is not an absolute path", p.field, p.value)
 		}
 	}
+	if r.RootUserns != "" && r.RootUserns != r.Userns {
+		return sdk.Invalidf("boot record: the root belongs to user namespace %q, but the guest's is %q", r.RootUserns, r.Userns)
+	}
 	seen := map[string]bool{}
 	for _, d := range r.Devices {
 		switch {

@@ -38,6 +38,7 @@ func TestValidateBadInput(t *testing.T) {
 		{"zero timeout", func(r *sdk.Request) { r.Params["shutdown_timeout"] = "0s" }, `shutdown_timeout "0s"`},
 		{"negative timeout", func(r *sdk.Request) { r.Params["shutdown_timeout"] = "-3s" }, `shutdown_timeout "-3s"`},
 		{"bad term", func(r *sdk.Request) { r.Params["term"] = "x y" }, `term "x y"`},
+		{"root of another user namespace", func(r *sdk.Request) { r.Record.Userns, r.Record.RootUserns = "/run/u", "/run/v" }, `the root belongs to user namespace "/run/v"`},
 		{"missing init binary", func(r *sdk.Request) { r.Params["init_binary"] = "/nonexistent/subhost-init" }, "no such file"},
 		{"relative init binary", func(r *sdk.Request) { r.Params["init_binary"] = "subhost-init" }, "absolute path"},
 		{"init binary a directory", func(r *sdk.Request) { r.Params["init_binary"] = "/" }, "not an executable file"},

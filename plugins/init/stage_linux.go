@@ -10,7 +10,6 @@ import (
 	"syscall"
 
 	"github.com/subhost/subhost/internal/cgroups"
-	"github.com/subhost/subhost/internal/guestroot"
 	"github.com/subhost/subhost/internal/version"
 	"github.com/subhost/subhost/sdk"
 )
@@ -94,14 +93,9 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	if err != nil {
 		return nil, sdk.Internalf("read init_binary: %w", err)
 	}
-	root, err := guestroot.Open(rec.Root)
+	wrote, err := installInit(rec, content)
 	if err != nil {
-		return nil, sdk.NotFoundf("%w", err)
-	}
-	wrote, err := root.InstallFile("/sbin/subhost-init", content, 0o755)
-	root.Close()
-	if err != nil {
-		return nil, sdk.Internalf("%w", err)
+		return nil, err
 	}
 	log.Debug("subhost-init in the guest root", "path", "/sbin/subhost-init", "rewritten", wrote)
 
@@ -121,7 +115,7 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	}
 	defer prep.close()
 	if cfg.Unprivileged {
-		warnForeignOwners(log, rec.Root, prep.ids)
+		warnForeignOwners(log, rec.Root, prep.ids, rec.RootUserns != "")
 	}
 	pid, start, err := launch(ctx, cfg, rec, req.Console, prep, func(pid int, start uint64) error {
 		lr := launchRecord{Name: req.Subhost.Name, Home: req.Subhost.Home, PID: pid, StartTime: start, Root: rec.Root}

@@ -20,10 +20,8 @@ package main
 //     already needed by `subhost enter`.
 //
 // So the plugin runs `nsenter --user=U --net=N -- /proc/self/fd/E
-// __launch-in-userns K C`, where E is a descriptor of the plugin's own
-// executable (exec through it needs no search permission on the
-// directories it lies in, which the guest's root, a host uid range, may
-// lack; a process may always use its own /proc/self/fd). nsenter joins
+// __launch-in-userns K C` (internal/userns.Command), where E is a
+// descriptor of the plugin's own executable. nsenter joins
 // both namespaces and becomes the namespace's uid and gid 0, with every
 // capability in it and none outside. That copy of the plugin (userStarter)
 // clones the launcher with CLONE_PARENT, so that the launcher is the
@@ -36,13 +34,13 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/userns"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -54,10 +52,6 @@ const userStarterArg = "__launch-in-userns"
 // namespaces of rec, through nsenter and the starter. files are the
 // launcher's descriptors from 3 on.
 func startInUserns(stdio *os.File, files []*os.File, rec *sdk.BootRecord, ctty bool) (*os.Process, error) {
-	nsenter, err := exec.LookPath("nsenter")
-	if err != nil {
-		return nil, sdk.Internalf("an unprivileged guest needs util-linux nsenter: %w", err)
-	}
 	if rec.Netns == "" {
 		return nil, sdk.Invalidf("the boot record has a user namespace but no network namespace")
 	}
@@ -71,20 +65,13 @@ func startInUserns(stdio *os.File, files []*os.File, rec *sdk.BootRecord, ctty b
 		return nil, sdk.Internalf("%w", err)
 	}
 	defer pidR.Close()
-	all := append(append([]*os.File(nil), files...), pidW, self)
-	selfFD := 3 + len(all) - 1
-	cmd := &exec.Cmd{
-		Path: nsenter,
-		Args: []string{"nsenter", "--user=" + rec.Userns, "--net=" + rec.Netns, "--",
-			fmt.Sprintf("/proc/self/fd/%d", selfFD), userStarterArg, strconv.Itoa(len(files)), strconv.FormatBool(ctty)},
-		Env:         []string{},
-		Dir:         "/",
-		Stdin:       stdio,
-		Stdout:      stdio,
-		Stderr:      stdio,
-		ExtraFiles:  all,
-		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	cmd, err := userns.Command(rec.Userns, rec.Netns, self, append(append([]*os.File(nil), files...), pidW),
+		userStarterArg, strconv.Itoa(len(files)), strconv.FormatBool(ctty))
+	if err != nil {
+		pidW.Close()
+		return nil, sdk.Internalf("%w", err)
 	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio, stdio, stdio
 	err = cmd.Start()
 	pidW.Close()
 	if err != nil {

@@ -86,7 +86,7 @@ func newDir(fd int) (*dir, error) {
 		return nil, unix.ENOTDIR
 	}
 	d.dev, d.ino, d.mntID = unix.Mkdev(stx.Dev_major, stx.Dev_minor), stx.Ino, stx.Mnt_id
-	p, err := os.Readlink(d.procPath())
+	p, err := fdPath(fd)
 	if err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -97,6 +97,24 @@ func newDir(fd int) (*dir, error) {
 	}
 	d.path = p
 	return d, nil
+}
+
+// procFD, when not -1, is /proc opened before the overlay helper left it
+// behind by a chroot (userns_linux.go): fdPath reads links there.
+var procFD = -1
+
+// fdPath is the path of the open descriptor fd, as the kernel gives it
+// from this process's root.
+func fdPath(fd int) (string, error) {
+	if procFD < 0 {
+		return os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	}
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(procFD, "self/fd/"+strconv.Itoa(fd), buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
 }
 
 // procPath names the descriptor for system calls that take a path.

@@ -25,24 +25,41 @@ var overlayOptions = [][2]string{
 	{"xino", "off"},
 }
 
-// mountOverlay mounts an overlay of l's layers on target with the new
-// mount API: every layer is handed to the kernel as an open descriptor
-// (FSCONFIG_SET_FD, "lowerdir+", "upperdir", "workdir"; Linux 6.8 and
-// later), so no path is parsed as an option string.
+// mountOverlay mounts an overlay of l's layers on target (for a
+// privileged guest: the host's root is the overlay's mounter).
 func mountOverlay(l *layout, target *dir) error {
+	mfd, err := newOverlay(l.lowers, l.upper, l.work, nil, target.path)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(mfd)
+	if err := unix.MoveMount(mfd, "", target.fd, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		return sdk.Internalf("mount overlay on %q: move_mount: %w", target.path, err)
+	}
+	return nil
+}
+
+// newOverlay makes a detached overlay mount of the layers with the new
+// mount API and returns its descriptor: every layer is handed to the
+// kernel as an open descriptor (FSCONFIG_SET_FD, "lowerdir+",
+// "upperdir", "workdir"; Linux 6.13 and later), so no path is parsed as
+// an option string; the kernel records each layer's path as the caller
+// sees it (mountinfo shows those). extra are more options (a flag when
+// the value is ""); target names the mount point in messages.
+func newOverlay(lowers []*dir, upper, work *dir, extra [][2]string, target string) (int, error) {
 	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err != nil {
-		return sdk.Internalf("mount overlay on %q: fsopen: %w", target.path, err)
+		return -1, sdk.Internalf("mount overlay on %q: fsopen: %w", target, err)
 	}
 	defer unix.Close(fsfd)
 	set := func(what string, err error) error {
 		if err == nil {
 			return nil
 		}
-		return fsError(fsfd, fmt.Sprintf("mount overlay on %q: %s", target.path, what), err)
+		return fsError(fsfd, fmt.Sprintf("mount overlay on %q: %s", target, what), err)
 	}
 	if err := set("source", unix.FsconfigSetString(fsfd, "source", "overlay")); err != nil {
-		return err
+		return -1, err
 	}
 	// Layers as descriptors need Linux 6.13 or later; say so when an
 	// older kernel refuses them.
@@ -50,34 +67,35 @@ func mountOverlay(l *layout, target *dir) error {
 	if kernelBefore(6, 13) {
 		byFD = " (layers given as file descriptors need Linux 6.13 or later)"
 	}
-	for _, lo := range l.lowers {
+	for _, lo := range lowers {
 		if err := set("lowerdir+ "+lo.path+byFD, unix.FsconfigSetFd(fsfd, "lowerdir+", lo.fd)); err != nil {
-			return err
+			return -1, err
 		}
 	}
-	if err := set("upperdir "+l.upper.path+byFD, unix.FsconfigSetFd(fsfd, "upperdir", l.upper.fd)); err != nil {
-		return err
+	if err := set("upperdir "+upper.path+byFD, unix.FsconfigSetFd(fsfd, "upperdir", upper.fd)); err != nil {
+		return -1, err
 	}
-	if err := set("workdir "+l.work.path+byFD, unix.FsconfigSetFd(fsfd, "workdir", l.work.fd)); err != nil {
-		return err
+	if err := set("workdir "+work.path+byFD, unix.FsconfigSetFd(fsfd, "workdir", work.fd)); err != nil {
+		return -1, err
 	}
-	for _, o := range overlayOptions {
-		if err := set(o[0]+"="+o[1], unix.FsconfigSetString(fsfd, o[0], o[1])); err != nil {
-			return err
+	for _, o := range append(overlayOptions, extra...) {
+		if o[1] == "" {
+			err = set(o[0], unix.FsconfigSetFlag(fsfd, o[0]))
+		} else {
+			err = set(o[0]+"="+o[1], unix.FsconfigSetString(fsfd, o[0], o[1]))
+		}
+		if err != nil {
+			return -1, err
 		}
 	}
 	if err := set("create", unix.FsconfigCreate(fsfd)); err != nil {
-		return err
+		return -1, err
 	}
 	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, liveAttrs)
 	if err != nil {
-		return fsError(fsfd, fmt.Sprintf("mount overlay on %q: fsmount", target.path), err)
+		return -1, fsError(fsfd, fmt.Sprintf("mount overlay on %q: fsmount", target), err)
 	}
-	defer unix.Close(mfd)
-	if err := unix.MoveMount(mfd, "", target.fd, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
-		return sdk.Internalf("mount overlay on %q: move_mount: %w", target.path, err)
-	}
-	return nil
+	return mfd, nil
 }
 
 // liveAttrs are live's flags on the host side: the guest's root holds
@@ -185,6 +203,15 @@ func (l *layout) liveMatches(m *mountinfo.Entry, mounts []mountinfo.Entry) (bool
 	}
 	if bad := unsafeOverlay(m, overlayDefaults()); bad != "" {
 		return false, "it is mounted with " + bad
+	}
+	// userxattr marks the overlay assembled inside a guest's user
+	// namespace: an unprivileged guest needs one, a privileged guest
+	// must not get one (stop the subhost to change PRIVATE_USERS).
+	if _, ux := m.Option("userxattr"); ux != l.unprivileged {
+		if ux {
+			return false, "it was mounted for an unprivileged guest (PRIVATE_USERS); stop the subhost to change that"
+		}
+		return false, "it was mounted for a privileged guest; stop the subhost to make it unprivileged (PRIVATE_USERS)"
 	}
 	return true, ""
 }

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/subhost/subhost/internal/idrange"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -18,6 +19,9 @@ type spec struct {
 	bases []string
 	// baseWhere names where BASE was set, for error messages.
 	baseWhere string
+	// unprivileged: PRIVATE_USERS asks for a user namespace, so the
+	// overlay is assembled inside it (userns_linux.go).
+	unprivileged bool
 }
 
 // optionChars are the characters that would let a path inject or split
@@ -49,6 +53,9 @@ func parseSpec(s sdk.Subhost) (spec, error) {
 	}
 	if c := badPathChar(s.Name); c != "" {
 		return sp, sdk.Invalidf("subhost name %q: contains %q, which may not appear in an overlay's paths", s.Name, c)
+	}
+	if ids, err := idrange.Parse(s.Scalar("PRIVATE_USERS")); err == nil {
+		sp.unprivileged = ids.Enabled
 	}
 	// BASE is a bash scalar, "/a" or "/a:/b"; an array's words are taken
 	// as more of the same list.
@@ -95,3 +102,17 @@ func within(p, dir string) bool {
 
 // overlaps reports whether one of a and b is inside the other.
 func overlaps(a, b string) bool { return within(a, b) || within(b, a) }
+
+// commonDir is the deepest directory holding both a and b (clean
+// absolute paths).
+func commonDir(a, b string) string {
+	as, bs := strings.Split(a, "/"), strings.Split(b, "/")
+	n := 0
+	for n < len(as) && n < len(bs) && as[n] == bs[n] {
+		n++
+	}
+	if c := strings.Join(as[:n], "/"); c != "" {
+		return c
+	}
+	return "/"
+}

@@ -117,3 +117,17 @@ func TestDetectFSRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestCommonDir(t *testing.T) {
+	for _, c := range []struct{ a, b, want string }{
+		{"/opt/subhost/x/root", "/opt/subhost/x/work", "/opt/subhost/x"},
+		{"/srv/a/root", "/srv/b/work", "/srv"},
+		{"/a/root", "/b/work", "/"},
+		{"/opt/sub/x/rootx", "/opt/sub/x/root", "/opt/sub/x"},
+		{"/m/root", "/m/root/work", "/m/root"},
+	} {
+		if got := commonDir(c.a, c.b); got != c.want {
+			t.Errorf("commonDir(%q, %q) = %q, want %q", c.a, c.b, got, c.want)
+		}
+	}
+}

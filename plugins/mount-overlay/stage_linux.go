@@ -105,9 +105,15 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err er
 				return nil, err
 			}
 		}
-		if p.overlay() {
+		switch {
+		case p.overlay() && p.unprivileged:
+			if req.Record.Userns == "" {
+				return nil, sdk.Invalidf("%s: PRIVATE_USERS=%s asks for an unprivileged guest, but no stage made its user namespace (the pipeline needs the userns stage first)", req.Subhost.Where("PRIVATE_USERS"), req.Subhost.Scalar("PRIVATE_USERS"))
+			}
+			err = mountOverlayInUserns(p.layout, p.live, req.Record.Userns)
+		case p.overlay():
 			err = mountOverlay(p.layout, p.live)
-		} else {
+		default:
 			err = mountRbind(p.upper, p.live)
 		}
 		if err != nil {
@@ -146,7 +152,13 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err er
 		st.Image, st.Mnt = p.image.path, p.mntPath()
 	}
 	raw, _ := json.Marshal(st)
-	return &sdk.Result{Record: sdk.BootRecord{Root: p.livePath()}, State: raw}, nil
+	rec := sdk.BootRecord{Root: p.livePath()}
+	if p.overlay() && p.unprivileged {
+		// Adopted or made, the overlay is the user namespace's
+		// (liveMatches refuses one that is not).
+		rec.RootUserns = req.Record.Userns
+	}
+	return &sdk.Result{Record: rec, State: raw}, nil
 }
 
 func (s *stage) Check(ctx context.Context, req *sdk.Request) error {

@@ -6,8 +6,10 @@
 // (internal/idrange: "pick", or the explicit BASE[:SIZE]), then makes a
 // user namespace mapping the guest's 0..SIZE-1 to it (uids and gids)
 // together with a network namespace that it owns (internal/userns), and
-// pins them: the user namespace on /run/subhost/.userns/NAME.HASH (HASH
-// from the home, as the init stage's launch records), the network
+// pins them: the user namespace on STATE/.userns/NAME.HASH (STATE the
+// runner's state root, /run/subhost by default; HASH from the home, as
+// the init stage's launch records; a pin an older build left in
+// /run/subhost/.userns is still found and adopted), the network
 // namespace on /run/netns/NAME, where net-veth finds and adopts it. The
 // boot record gets userns (the pin's path), userns_base, userns_size and
 // netns. Pins and range outlive the runner: a hibernating subhost keeps

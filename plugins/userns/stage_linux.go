@@ -33,6 +33,11 @@ const (
 	varName  = "PRIVATE_USERS"
 )
 
+// reg is the host's id-range registry. It stays in the default state
+// root whatever the runner's --state-dir: host ids are one resource for
+// every runner on the host, and two subhosts under different state roots
+// must not share a range either (their roots would be one host user,
+// able to signal and read each other's processes and files).
 func (s *stage) reg() idrange.Registry {
 	if s.registry.Dir == "" {
 		return idrange.Registry{Dir: state.DefaultRoot}
@@ -40,11 +45,23 @@ func (s *stage) reg() idrange.Registry {
 	return s.registry
 }
 
-func (s *stage) pins() string {
-	if s.pinDir == "" {
-		return filepath.Join(state.DefaultRoot, ".userns")
+// pinDirs are where a user namespace's pin may be: under the runner's
+// state root (--state-dir), then where builds before that put it,
+// /run/subhost/.userns, still read so that a subhost one of them started
+// keeps its namespace (the two are one with the default state root).
+func (s *stage) pinDirs(req *sdk.Request) []string {
+	if s.pinDir != "" {
+		return []string{s.pinDir}
 	}
-	return s.pinDir
+	root := req.StateDir
+	if root == "" {
+		root = state.DefaultRoot
+	}
+	dirs := []string{filepath.Join(root, ".userns")}
+	if old := filepath.Join(state.DefaultRoot, ".userns"); old != dirs[0] {
+		dirs = append(dirs, old)
+	}
+	return dirs
 }
 
 // upState is what Up records.
@@ -79,10 +96,8 @@ func (s *stage) spec(req *sdk.Request) (idrange.Spec, upState, error) {
 		return spec, upState{}, sdk.Invalidf("subhost name %q cannot name a file", sub.Name)
 	}
 	sum := sha256.Sum256([]byte(sub.Home))
-	return spec, upState{
-		Userns: filepath.Join(s.pins(), fmt.Sprintf("%s.%x", sub.Name, sum[:8])),
-		Netns:  filepath.Join(netnsDir, sub.Name),
-	}, nil
+	pin := pinPath(s.pinDirs(req), fmt.Sprintf("%s.%x", sub.Name, sum[:8]))
+	return spec, upState{Userns: pin, Netns: filepath.Join(netnsDir, sub.Name)}, nil
 }
 
 func owner(req *sdk.Request) idrange.Owner {
@@ -119,7 +134,7 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err er
 	case err == nil:
 		log.Info("adopting user namespace", "userns", st.Userns, "netns", st.Netns, "base", r.Base, "size", r.Size)
 	case errors.Is(err, fs.ErrNotExist) && !exists(st.Userns) && !exists(st.Netns):
-		if err := os.MkdirAll(s.pins(), 0o700); err != nil {
+		if err := os.MkdirAll(filepath.Dir(st.Userns), 0o700); err != nil {
 			return nil, sdk.Internalf("%w", err)
 		}
 		if err := nsfs.SharedDir(netnsDir); err != nil {
@@ -190,6 +205,17 @@ func (s *stage) Check(ctx context.Context, req *sdk.Request) error {
 		return sdk.NotFoundf("no id range is registered for subhost %q", req.Subhost.Name)
 	}
 	return nil
+}
+
+// pinPath is file in the first of dirs, unless only a later one holds it
+// (a pin an older build made): then that one.
+func pinPath(dirs []string, file string) string {
+	for _, d := range dirs {
+		if p := filepath.Join(d, file); exists(p) {
+			return p
+		}
+	}
+	return filepath.Join(dirs[0], file)
 }
 
 func exists(path string) bool {

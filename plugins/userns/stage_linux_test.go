@@ -106,3 +106,25 @@ func TestExplicitOverlapIsRefused(t *testing.T) {
 		t.Error("a refused range was registered")
 	}
 }
+
+// TestPinPath: a pin goes under the runner's state root; one an older
+// build left elsewhere is found where it is.
+func TestPinPath(t *testing.T) {
+	state, old := t.TempDir(), t.TempDir()
+	dirs := []string{state, old}
+	if got := pinPath(dirs, "a.1"); got != filepath.Join(state, "a.1") {
+		t.Errorf("new pin at %s, want under the state root", got)
+	}
+	if err := os.WriteFile(filepath.Join(old, "a.1"), nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if got := pinPath(dirs, "a.1"); got != filepath.Join(old, "a.1") {
+		t.Errorf("an old pin is not found: %s", got)
+	}
+	if err := os.WriteFile(filepath.Join(state, "a.1"), nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if got := pinPath(dirs, "a.1"); got != filepath.Join(state, "a.1") {
+		t.Errorf("with both, %s, want the state root's", got)
+	}
+}

@@ -26,8 +26,9 @@ type Snapshot struct {
 	Plugins []string // "PID CMDLINE" of every running stage plugin process
 	Cgroups []string // directories under subhost/ in every mounted cgroup hierarchy
 	// Userns are unprivileged subhosts' leftovers: pinned user
-	// namespaces' files under /run/subhost/.userns (their bind mounts
-	// are Mounts) and the owners of ranges in /run/subhost/.idranges.
+	// namespaces' files under /run/subhost/.userns (the default state
+	// root's; their bind mounts, wherever they are, are Mounts) and the
+	// owners of ranges in /run/subhost/.idranges.
 	Userns []string
 }
 

@@ -617,9 +617,15 @@ type BootRecord struct {
 	// PRIVATE_USERS: the host path of its pinned nsfs file, and the host
 	// ids that the guest's ids 0..userns_size-1 are (uid and gid alike).
 	// Empty and 0 when the guest is privileged.
-	Userns        string `protobuf:"bytes,20,opt,name=userns,proto3" json:"userns,omitempty"`
-	UsernsBase    uint32 `protobuf:"varint,21,opt,name=userns_base,json=usernsBase,proto3" json:"userns_base,omitempty"`
-	UsernsSize    uint32 `protobuf:"varint,22,opt,name=userns_size,json=usernsSize,proto3" json:"userns_size,omitempty"`
+	Userns     string `protobuf:"bytes,20,opt,name=userns,proto3" json:"userns,omitempty"`
+	UsernsBase uint32 `protobuf:"varint,21,opt,name=userns_base,json=usernsBase,proto3" json:"userns_base,omitempty"`
+	UsernsSize uint32 `protobuf:"varint,22,opt,name=userns_size,json=usernsSize,proto3" json:"userns_size,omitempty"`
+	// The user namespace that owns the root's file system, when a mount
+	// stage assembled it inside the guest's (an overlay over idmapped
+	// layers, mounted by the guest's root): its files already show with
+	// the guest's ids, so init neither idmaps it nor writes to it as the
+	// host's root. Empty otherwise.
+	RootUserns    string `protobuf:"bytes,23,opt,name=root_userns,json=rootUserns,proto3" json:"root_userns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -743,6 +749,13 @@ func (x *BootRecord) GetUsernsSize() uint32 {
 		return x.UsernsSize
 	}
 	return 0
+}
+
+func (x *BootRecord) GetRootUserns() string {
+	if x != nil {
+		return x.RootUserns
+	}
+	return ""
 }
 
 type Cgroup struct {
@@ -884,7 +897,11 @@ type StageRequest struct {
 	// The cgroup a service manager delegated to the supervisor (relative
 	// to the cgroup2 tree's root), under which the guest's cgroups go;
 	// empty: their fixed place at each hierarchy's root.
-	CgroupParent  string `protobuf:"bytes,11,opt,name=cgroup_parent,json=cgroupParent,proto3" json:"cgroup_parent,omitempty"`
+	CgroupParent string `protobuf:"bytes,11,opt,name=cgroup_parent,json=cgroupParent,proto3" json:"cgroup_parent,omitempty"`
+	// The runner's state root (--state-dir; /run/subhost by default):
+	// where a stage keeps host-side files of a subhost that outlive the
+	// runner (the userns stage's pinned namespaces).
+	StateDir      string `protobuf:"bytes,12,opt,name=state_dir,json=stateDir,proto3" json:"state_dir,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -978,6 +995,13 @@ func (x *StageRequest) GetChanges() map[string]string {
 func (x *StageRequest) GetCgroupParent() string {
 	if x != nil {
 		return x.CgroupParent
+	}
+	return ""
+}
+
+func (x *StageRequest) GetStateDir() string {
+	if x != nil {
+		return x.StateDir
 	}
 	return ""
 }
@@ -1334,7 +1358,7 @@ const file_stage_proto_rawDesc = "" +
 	"\n" +
 	"guest_name\x18\x02 \x01(\tR\tguestName\x12\x10\n" +
 	"\x03mac\x18\x03 \x01(\tR\x03mac\x12\x16\n" +
-	"\x06bridge\x18\x04 \x01(\tR\x06bridge\"\xbc\x04\n" +
+	"\x06bridge\x18\x04 \x01(\tR\x06bridge\"\xdd\x04\n" +
 	"\n" +
 	"BootRecord\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\tR\x04root\x122\n" +
@@ -1354,7 +1378,9 @@ const file_stage_proto_rawDesc = "" +
 	"\vuserns_base\x18\x15 \x01(\rR\n" +
 	"usernsBase\x12\x1f\n" +
 	"\vuserns_size\x18\x16 \x01(\rR\n" +
-	"usernsSize\x1a8\n" +
+	"usernsSize\x12\x1f\n" +
+	"\vroot_userns\x18\x17 \x01(\tR\n" +
+	"rootUserns\x1a8\n" +
 	"\n" +
 	"ExtraEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -1368,7 +1394,7 @@ const file_stage_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12;\n" +
 	"\n" +
 	"interfaces\x18\x03 \x03(\v2\x1b.subhost.stage.v1.InterfaceR\n" +
-	"interfaces\"\x9b\x04\n" +
+	"interfaces\"\xb8\x04\n" +
 	"\fStageRequest\x123\n" +
 	"\asubhost\x18\x01 \x01(\v2\x19.subhost.stage.v1.SubhostR\asubhost\x12\x14\n" +
 	"\x05stage\x18\x02 \x01(\tR\x05stage\x12B\n" +
@@ -1379,7 +1405,8 @@ const file_stage_proto_rawDesc = "" +
 	"\x06others\x18\a \x03(\v2\x1b.subhost.stage.v1.NeighbourR\x06others\x12E\n" +
 	"\achanges\x18\n" +
 	" \x03(\v2+.subhost.stage.v1.StageRequest.ChangesEntryR\achanges\x12#\n" +
-	"\rcgroup_parent\x18\v \x01(\tR\fcgroupParent\x1a9\n" +
+	"\rcgroup_parent\x18\v \x01(\tR\fcgroupParent\x12\x1b\n" +
+	"\tstate_dir\x18\f \x01(\tR\bstateDir\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
