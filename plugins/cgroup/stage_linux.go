@@ -85,6 +85,9 @@ func (*stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	if err != nil {
 		return nil, sdk.Internalf("the guest's cgroups: %w", err)
 	}
+	// The launcher moves into these next: let the kernel's slow part of
+	// that start now (not before Setup, whose directories wait for it).
+	cgroups.WarmMigration()
 	log := sdk.Logger(ctx)
 	if len(p.Unplaced) > 0 {
 		log.Warn("cgroup hierarchies not mounted here: the guest's cgroup namespace shows their root", "hierarchies", p.Unplaced)

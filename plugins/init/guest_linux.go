@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -44,10 +46,11 @@ func guestMain() {
 // error.
 func bootGuest() error {
 	var cfg guestConfig
-	if err := json.NewDecoder(os.NewFile(configFD, "config pipe")).Decode(&cfg); err != nil {
+	cfgPipe := os.NewFile(configFD, "config pipe")
+	dec := json.NewDecoder(cfgPipe)
+	if err := dec.Decode(&cfg); err != nil {
 		return fmt.Errorf("read the launch config: %w", err)
 	}
-	unix.Close(configFD)
 	if os.Getpid() != 1 {
 		return errors.New("the launcher is not PID 1 of a new PID namespace")
 	}
@@ -76,6 +79,9 @@ func bootGuest() error {
 		return err
 	}
 	if err := protectKernelFiles(root); err != nil {
+		return err
+	}
+	if err := awaitPlaced(dec, cfgPipe); err != nil {
 		return err
 	}
 	// After the disk nodes were made (the guest's device cgroup allows no
@@ -125,6 +131,21 @@ func bootGuest() error {
 	unix.Umask(0o022)
 	err = unix.Exec(cfg.Argv[0], cfg.Argv, cfg.Env)
 	return fmt.Errorf("exec %s in the guest: %w", cfg.Argv[0], err)
+}
+
+// awaitPlaced waits for the plugin's word that this process is in the
+// guest's cgroups it moves it into (placedToken, after the config), and
+// closes the pipe. Without it, nothing of the guest may run.
+func awaitPlaced(dec *json.Decoder, pipe *os.File) error {
+	defer pipe.Close()
+	rest, err := io.ReadAll(io.MultiReader(dec.Buffered(), pipe))
+	if err != nil {
+		return fmt.Errorf("wait to be placed in the guest's cgroups: %w", err)
+	}
+	if strings.TrimLeft(string(rest), " \t\r\n") != placedToken {
+		return errors.New("the init stage ended before it placed the guest in its cgroups")
+	}
+	return nil
 }
 
 // enterCgroups joins the guest's cgroups, then makes this thread a cgroup

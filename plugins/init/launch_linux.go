@@ -12,11 +12,17 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/sdk"
 )
+
+// placedToken follows the launch config on its pipe once the plugin has
+// moved the launcher into its cgroups; a pipe that ends without it (the
+// plugin died meanwhile) stops the launch.
+const placedToken = "placed\n"
 
 // launchArg, as the plugin's first argument, makes it the guest's PID 1
 // to be: it sets the guest up and executes subhost-init (guest_linux.go).
@@ -80,6 +86,7 @@ func launch(ctx context.Context, cfg guestConfig, rec *sdk.BootRecord, console s
 	if err := ctx.Err(); err != nil {
 		return 0, 0, sdk.Internalf("launch guest: %w", err)
 	}
+	t0 := time.Now()
 	stdio, err := openStdio(console)
 	if err != nil {
 		return 0, 0, err
@@ -132,17 +139,25 @@ func launch(ctx context.Context, cfg guestConfig, rec *sdk.BootRecord, console s
 	// hierarchy (the kernel waits for an RCU grace period each time), so
 	// the launcher is moved from here, while it starts, into most of its
 	// cgroups; the rest it joins itself (splitCgroups says which and why).
+	tStarted := time.Now()
+	// The launcher sets the guest up (mounts, /dev) while it is moved
+	// into its cgroups from here, which can take a kernel grace period or
+	// two; it joins the rest and goes on only on placedToken (see
+	// awaitPlaced).
 	early, late := splitCgroups(cfg.Cgroups)
-	if err := movePID(early, pid); err != nil {
-		abort()
-		return 0, 0, sdk.Internalf("launch guest: %w", err)
-	}
 	cfg.Cgroups = late
-
 	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
 		abort()
 		return 0, 0, sdk.Internalf("send the launch config: %w", err)
 	}
+	if err := movePID(early, pid); err != nil {
+		abort()
+		return 0, 0, sdk.Internalf("launch guest: %w", err)
+	}
+	tMoved := time.Now()
+	// A launcher that failed meanwhile is gone (EPIPE here): its error
+	// pipe says why, below.
+	cfgW.WriteString(placedToken)
 	cfgW.Close()
 
 	msg := make(chan []byte, 1)
@@ -173,6 +188,7 @@ func launch(ctx context.Context, cfg guestConfig, rec *sdk.BootRecord, console s
 		return 0, 0, sdk.Internalf("launch guest: %w", err)
 	}
 	proc.Release()
+	sdk.Logger(ctx).Debug("launch timings", "launcher_started", tStarted.Sub(t0), "moved_into_cgroups", tMoved.Sub(tStarted), "until_exec", time.Since(tMoved))
 	return pid, start, nil
 }
 
