@@ -47,7 +47,11 @@ export SOURCE_DATE_EPOCH
 
 # One page per command (subhost.8, subhost-run.8, ...), section 8: subhost
 # is run by root. The old script names point at the pages of what they run.
-"$bin/subhost" __man "$stage/usr/share/man/man8"
+# The generator is compiled in only with -tags mangen (cmd/subhost/man.go).
+mangen=$(mktemp -d)
+trap 'rm -rf "$stage" "$mangen"' EXIT
+(cd "$here" && CGO_ENABLED=0 go build -tags mangen -o "$mangen/subhost" ./cmd/subhost)
+"$mangen/subhost" __man "$stage/usr/share/man/man8"
 ln -s subhost-run.8.gz "$stage/usr/share/man/man8/pretend-boot.8.gz"
 ln -s subhost.8.gz "$stage/usr/share/man/man8/control.8.gz"
 

@@ -1,3 +1,5 @@
+//go:build mangen
+
 package main
 
 import (
@@ -8,6 +10,11 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
 )
+
+// Built only with -tags mangen (scripts/mkdeb.sh): cobra's man page
+// generator and its markdown renderer cost every run of subhost half a
+// millisecond of package initialisation, for a build step.
+func init() { buildOnlyCmds = append(buildOnlyCmds, newManCmd) }
 
 // newManCmd writes one man page per command, in section 8 (system
 // administration: subhost runs as root). `make deb` uses it; hidden,

@@ -50,12 +50,19 @@ through a pipeline of stage plugins.`,
 		newRunCmd(), newStopCmd(), newStatusCmd(), newListCmd(),
 		newStageCmd(), newPipelinesCmd(), newPluginsCmd(), newVersionCmd(),
 		newImageCmd(), newControlUsageCmd(), newSuperviseCmd(),
-		newConsoleCmd(), newEnterCmd(), newDescribeCmd(), newSetCmd(), newManCmd(),
+		newConsoleCmd(), newEnterCmd(), newDescribeCmd(), newSetCmd(),
 		newEnableCmd(), newDisableCmd(), newAutostartCmd(),
 	)
+	for _, c := range buildOnlyCmds {
+		root.AddCommand(c())
+	}
 	root.AddCommand(newConfigCmd())
 	return root
 }
+
+// buildOnlyCmds are commands compiled in by build tags for build steps
+// (the man pages: man.go).
+var buildOnlyCmds []func() *cobra.Command
 
 func exactArgs(n int, what string) cobra.PositionalArgs {
 	return func(_ *cobra.Command, args []string) error {
