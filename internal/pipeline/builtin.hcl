@@ -1,4 +1,6 @@
 # The built-in pipelines: the two variants of the original scripts.
+# The userns stage runs only for an unprivileged subhost (when): a
+# privileged boot does not start its plugin at all.
 # A file in /etc/subhost/pipelines defining a pipeline of the same name
 # replaces one of these entirely.
 
@@ -7,7 +9,9 @@ pipeline "pretend-boot" {
   home        = "/opt/sub"
   on_exit     = "down"
 
-  stage "userns" {}
+  stage "userns" {
+    when = "PRIVATE_USERS"
+  }
   stage "mount-loop" {}
   stage "net-veth" {}
   stage "cgroup" {}
@@ -21,7 +25,9 @@ pipeline "control" {
   home        = env("SUBHOST", "/opt/subhost")
   on_exit     = "keep"
 
-  stage "userns" {}
+  stage "userns" {
+    when = "PRIVATE_USERS"
+  }
   stage "mount-overlay" {}
   stage "net-veth" {}
   stage "cgroup" {}

@@ -60,8 +60,22 @@ type Stage struct {
 	Timeout time.Duration
 	// SHA256 pins the plugin executable's checksum (lower-case hex), or "".
 	SHA256 string
+	// When names a config variable that gates the stage: it runs only
+	// when the subhost's config sets that variable to a value other than
+	// "no". "" runs it always.
+	When string
 	// Params are the block's other attributes, as strings.
 	Params map[string]string
+}
+
+// Skipped reports whether the stage does not run for a subhost whose
+// config this is (see When).
+func (s Stage) Skipped(sub sdk.Subhost) bool {
+	if s.When == "" {
+		return false
+	}
+	v := sub.Scalar(s.When)
+	return v == "" || v == "no"
 }
 
 // OnExit values.
@@ -73,10 +87,11 @@ const (
 var (
 	plainName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 	hexSum    = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+	varName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // reserved stage attributes; every other attribute is a parameter.
-var reserved = []string{"plugin", "timeout", "sha256"}
+var reserved = []string{"plugin", "timeout", "sha256", "when"}
 
 var fileSchema = &hcl.BodySchema{
 	Blocks: []hcl.BlockHeaderSchema{{Type: "pipeline", LabelNames: []string{"name"}}},
@@ -261,6 +276,15 @@ func parseStage(b *hcl.Block, ctx *hcl.EvalContext) (Stage, error) {
 				return st, errAt(a.Expr.Range(), "invalid sha256", fmt.Sprintf("sha256 must be 64 hexadecimal digits, not %q", s))
 			}
 			st.SHA256 = strings.ToLower(s)
+		case "when":
+			s, err := stringAttr(a, ctx)
+			if err != nil {
+				return st, err
+			}
+			if !varName.MatchString(s) {
+				return st, errAt(a.Expr.Range(), "invalid when", fmt.Sprintf("when must name a config variable (letters, digits and '_', not starting with a digit), not %q", s))
+			}
+			st.When = s
 		default:
 			s, err := paramAttr(a, ctx)
 			if err != nil {

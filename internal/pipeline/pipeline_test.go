@@ -51,12 +51,15 @@ func TestBuiltins(t *testing.T) {
 		}
 		return Stage{Name: name, Plugin: name, Timeout: 60 * time.Second, Params: params}
 	}
+	// The user namespace's stage runs only for an unprivileged subhost.
+	userns := stage("userns", nil)
+	userns.When = "PRIVATE_USERS"
 	for _, want := range []Pipeline{
 		{Name: "pretend-boot", Home: "/opt/sub", OnExit: "down", Source: "builtin", Stages: []Stage{
-			stage("userns", nil), stage("mount-loop", nil), stage("net-veth", nil), stage("cgroup", nil), stage("init", map[string]string{"mode": "sysv"}),
+			userns, stage("mount-loop", nil), stage("net-veth", nil), stage("cgroup", nil), stage("init", map[string]string{"mode": "sysv"}),
 		}},
 		{Name: "control", Home: "/opt/subhost", OnExit: "keep", Source: "builtin", Stages: []Stage{
-			stage("userns", nil), stage("mount-overlay", nil), stage("net-veth", nil), stage("cgroup", nil), stage("init", map[string]string{"mode": "shell"}),
+			userns, stage("mount-overlay", nil), stage("net-veth", nil), stage("cgroup", nil), stage("init", map[string]string{"mode": "shell"}),
 		}},
 	} {
 		p, err := s.Get(want.Name)
@@ -201,6 +204,7 @@ func TestLoadRefuses(t *testing.T) {
 		{"timeout-zero", "pipeline \"p\" {\n  home = \"/srv\"\n  stage \"a\" { timeout = \"0s\" }\n}", "3,25", "invalid timeout"},
 		{"timeout-number", "pipeline \"p\" {\n  home = \"/srv\"\n  stage \"a\" { timeout = 30 }\n}", "3,25", "timeout must be a string, not a number"},
 		{"sha256-short", "pipeline \"p\" {\n  home = \"/srv\"\n  stage \"a\" { sha256 = \"abc\" }\n}", "3,24", `invalid sha256: sha256 must be 64 hexadecimal digits, not "abc"`},
+		{"when-not-a-variable", "pipeline \"p\" {\n  home = \"/srv\"\n  stage \"a\" { when = \"1X\" }\n}", "3,22", `invalid when: when must name a config variable (letters, digits and '_', not starting with a digit), not "1X"`},
 		{"sha256-nonhex", "pipeline \"p\" {\n  home = \"/srv\"\n  stage \"a\" { sha256 = \"" + strings.Repeat("g", 64) + "\" }\n}", "3,24", "invalid sha256"},
 		{"duplicate-stage", "pipeline \"p\" {\n  home = \"/srv\"\n  stage \"a\" {}\n  stage \"a\" {}\n}", "4,9", `duplicate stage: stage "a" is already defined at line 3`},
 		{"list-param", "pipeline \"p\" {\n  home = \"/srv\"\n  stage \"a\" {\n    disks = [\"a\", \"b\"]\n  }\n}", "4,13", "invalid parameter: stage parameter disks must be a string, number or bool, not a list"},
@@ -401,5 +405,32 @@ pipeline "own" {
 		if implied := len(p.Implied) > 0; implied != (p.Name == "old") {
 			t.Errorf("pipeline %s: implied %v", p.Name, p.Implied)
 		}
+	}
+}
+
+// TestStageSkipped: a stage with when= runs only when the config sets its
+// variable to something other than "no".
+func TestStageSkipped(t *testing.T) {
+	st := Stage{Name: "userns", When: "PRIVATE_USERS"}
+	for _, tt := range []struct {
+		config string
+		skip   bool
+	}{
+		{"", true},
+		{"PRIVATE_USERS=no", true},
+		{"PRIVATE_USERS=", true},
+		{"PRIVATE_USERS=pick", false},
+		{"PRIVATE_USERS=65536:65536", false},
+	} {
+		sub := sdk.Subhost{Name: "x", Vars: map[string]sdk.Var{}}
+		if k, v, ok := strings.Cut(tt.config, "="); ok {
+			sub.Vars[k] = sdk.Var{Words: []string{v}}
+		}
+		if got := st.Skipped(sub); got != tt.skip {
+			t.Errorf("config %q: Skipped = %v, want %v", tt.config, got, tt.skip)
+		}
+	}
+	if (Stage{Name: "a"}).Skipped(sdk.Subhost{}) {
+		t.Error("a stage without when= is skipped")
 	}
 }

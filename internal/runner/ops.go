@@ -33,9 +33,11 @@ func (r *Runner) Run(ctx context.Context, plan *Plan, opts RunOptions) (*state.S
 	if s.st != nil && guestAlive(s.st) {
 		return s.st, sdk.Conflictf("subhost %q is already running (guest pid %d)", plan.Name, s.st.Record.GuestPID)
 	}
-	all := make([]int, len(plan.Stages))
-	for i := range all {
-		all[i] = i
+	var all []int
+	for i := range plan.Stages {
+		if !s.skips(i) {
+			all = append(all, i)
+		}
 	}
 	if err := s.startAndValidate(ctx, all, true); err != nil {
 		return nil, err

@@ -450,6 +450,10 @@ func prefixStage(stage string, err error) error {
 // something (the failing one included) and returns the first error.
 func (s *session) upFrom(ctx context.Context, first int) error {
 	for i := first; i < len(s.plan.Stages); i++ {
+		if s.skips(i) {
+			s.st.Stages[i].Status, s.st.Stages[i].Error = state.StageSkipped, ""
+			continue
+		}
 		if err := s.up(ctx, i); err != nil {
 			s.st.Status = state.Failed
 			s.st.Error = err.Error()
@@ -511,6 +515,17 @@ func (s *session) up(ctx context.Context, i int) error {
 		return prefixStage(st.Name, fmt.Errorf("interrupted as it came up: %w", ctx.Err()))
 	}
 	return nil
+}
+
+// skips reports whether stage i does not run for this subhost (its
+// pipeline's when= and the config): its plugin is not even started. A
+// stage that a boot before this one left up runs all the same, so that
+// what it made is adopted or taken down by its own Down.
+func (s *session) skips(i int) bool {
+	if !s.plan.Stages[i].Skipped(s.plan.Subhost) {
+		return false
+	}
+	return s.st == nil || i >= len(s.st.Stages) || !s.st.Stages[i].Owed()
 }
 
 // owed lists, last first, the stages that may have left objects.

@@ -291,3 +291,51 @@ func TestOrderRunAgainAdoptsRecordedState(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A stage whose pipeline says when= with a config variable that is unset
+// or "no" is skipped: its plugin is not started, it gets no call, its
+// state says so, and stop owes it nothing. Set, it runs.
+func TestOrderStageSkippedByWhen(t *testing.T) {
+	f := newFixture(t, []string{"a", "b", "c"}, nil)
+	plan := f.plan("when")
+	plan.Stages[1].When = "GATE"
+	if _, err := f.r.Run(context.Background(), plan, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.stages.calls("validate"); slices.Contains(got, "b") {
+		t.Errorf("validated %v: the skipped stage too", got)
+	}
+	if got := f.stages.calls("up"); !slices.Equal(got, []string{"a", "c"}) {
+		t.Errorf("Up order %v, want a and c", got)
+	}
+	if f.stages.started != 2 {
+		t.Errorf("%d plugins started, want 2", f.stages.started)
+	}
+	st, err := f.r.dir("when").Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Stages[1].Status != state.StageSkipped || st.Stages[1].Owed() {
+		t.Errorf("skipped stage's state: %+v", st.Stages[1])
+	}
+	if err := f.r.Stop(context.Background(), "when", StopOptions{Timeout: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.stages.calls("down"); !slices.Equal(got, []string{"c", "a"}) {
+		t.Errorf("Down order %v, want c, a", got)
+	}
+
+	g := newFixture(t, []string{"a", "b"}, nil)
+	plan = g.plan("gated")
+	plan.Stages[1].When = "GATE"
+	plan.Subhost.Vars = map[string]sdk.Var{"GATE": {Words: []string{"yes"}}}
+	if _, err := g.r.Run(context.Background(), plan, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.stages.calls("up"); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("with GATE=yes, Up order %v, want a, b", got)
+	}
+	if err := g.r.Stop(context.Background(), "gated", StopOptions{Timeout: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+}

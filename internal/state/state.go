@@ -38,6 +38,7 @@ const (
 	StageUp         = "up"
 	StageFailed     = "failed" // Up failed; Down is still owed
 	StageDown       = "down"
+	StageSkipped    = "skipped" // its pipeline's when= said it does not run
 )
 
 // State is the content of /run/subhost/NAME/state.json.
