@@ -81,8 +81,10 @@ const firstPreparedFD = 5
 // so a guest runs only once started has recorded it. On any error,
 // started's included, the launcher is killed and reaped before launch
 // returns; so it is when ctx is done, even if the launch had succeeded,
-// since the caller has given up on the result.
-func launch(ctx context.Context, cfg guestConfig, rec *sdk.BootRecord, console string, prep *prepared, started func(pid int, start uint64) error) (int, uint64, error) {
+// since the caller has given up on the result. place, called once the
+// launcher has its config and is in the cgroups launch moves it into,
+// puts it wherever else it must be before it goes on (see placedToken).
+func launch(ctx context.Context, cfg guestConfig, rec *sdk.BootRecord, console string, prep *prepared, started func(pid int, start uint64) error, place func(pid int) error) (int, uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, 0, sdk.Internalf("launch guest: %w", err)
 	}
@@ -151,6 +153,10 @@ func launch(ctx context.Context, cfg guestConfig, rec *sdk.BootRecord, console s
 		return 0, 0, sdk.Internalf("send the launch config: %w", err)
 	}
 	if err := movePID(early, pid); err != nil {
+		abort()
+		return 0, 0, sdk.Internalf("launch guest: %w", err)
+	}
+	if err := place(pid); err != nil {
 		abort()
 		return 0, 0, sdk.Internalf("launch guest: %w", err)
 	}

@@ -238,7 +238,7 @@ func TestLaunchFailsAfterStart(t *testing.T) {
 			t.Errorf("started called with pid %d start %d, not a live process", pid, start)
 		}
 		return errors.New("cannot record")
-	})
+	}, func(int) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "cannot record") {
 		t.Errorf("launch with a failing record: %v", err)
 	}
@@ -250,7 +250,7 @@ func TestLaunchFailsAfterStart(t *testing.T) {
 	_, _, err = launch(c, cfg, &sdk.BootRecord{}, "", &prepared{}, func(int, uint64) error {
 		cancel() // done before the launcher is even sent its config
 		return nil
-	})
+	}, func(int) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), context.Canceled.Error()) {
 		t.Errorf("cancelled launch: %v", err)
 	}

@@ -128,14 +128,15 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 		if err := writeLaunchRecord(recPath, lr); err != nil {
 			return sdk.Internalf("record the launched guest: %w", err)
 		}
-		if cfg.Unprivileged {
-			// Before the launcher reads its config: nothing of the
-			// guest runs outside its cgroups.
-			if err := placeGuest(pid, guestCgroups); err != nil {
-				return sdk.Internalf("%w", err)
-			}
-		}
 		return nil
+	}, func(pid int) error {
+		if !cfg.Unprivileged {
+			return nil
+		}
+		// The plugin places an unprivileged guest itself (the launcher,
+		// in the guest's user namespace, may not), before the launcher
+		// goes on: nothing of the guest runs outside its cgroups.
+		return placeGuest(pid, guestCgroups)
 	})
 	if err != nil {
 		// launch reaped whatever it started.
