@@ -95,7 +95,7 @@ at the root; its log says which, and why.`,
 // until the guest's session ends.
 func runSubhost(cmd *cobra.Command, t runner.Target, detach bool) error {
 	cliMarks.Add("cli", "start supervisor")
-	sup, evR, err := supervisor.Start(supervisor.Spec{Settings: g, Target: t, Timings: cliMarks != nil})
+	sup, evR, err := supervisor.Start(supervisor.Spec{Settings: g, Target: t, Timings: cliMarks != nil, Detached: detach})
 	if err != nil {
 		return err
 	}

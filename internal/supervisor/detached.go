@@ -13,6 +13,7 @@ import (
 // the supervisor running on its own, as `subhost run --detach` does. When
 // ctx ends first, the supervisor is interrupted: it rolls the boot back.
 func StartDetached(ctx context.Context, spec Spec) (int, error) {
+	spec.Detached = true
 	sup, evR, err := Start(spec)
 	if err != nil {
 		return 0, err

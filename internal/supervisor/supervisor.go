@@ -48,6 +48,11 @@ type Spec struct {
 	// Timings asks for the boot's timeline, sent as an event once the
 	// guest has written its first console output (or after TimingsWait).
 	Timings bool `json:"timings,omitempty"`
+	// Detached: `run --detach`, whose supervisor becomes subhost-monitor
+	// while the guest runs. A foreground run's stays whole: its console
+	// client is there from the guest's first byte, and it is not the
+	// long-lived case whose memory counts.
+	Detached bool `json:"detached,omitempty"`
 }
 
 // TimingsWait is how long a supervisor asked for timings waits for the
@@ -167,7 +172,11 @@ func Main(ctx context.Context, handoverFD int) error {
 		if !spec.Timings {
 			marks = nil
 		}
-		err = supervise(ctx, spec, ev, marks, from, monitorPath())
+		monitor := ""
+		if spec.Detached {
+			monitor = monitorPath()
+		}
+		err = supervise(ctx, spec, ev, marks, from, monitor)
 	}
 	if err != nil {
 		ev.Send(Event{Error: err.Error(), Kind: sdk.KindOf(err).String()})
