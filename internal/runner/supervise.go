@@ -226,6 +226,10 @@ func (v *Supervision) reboot(launcher int, opts LoopOptions) error {
 	}
 	s.st.Status = state.Running
 	s.st.GuestStarted = time.Now().UTC()
+	// Recorded with the new guest in one save: `status` never sees the
+	// guest running without its supervisor.
+	s.st.Supervisor = os.Getpid()
+	s.st.SupervisorStartTime, _ = proc.StartTime(os.Getpid())
 	return s.save()
 }
 
