@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -69,9 +71,12 @@ const (
 	sysBlock    = "/sys/block"
 	// procPartitions lists the block devices that have a size.
 	procPartitions = "/proc/partitions"
-	// attachTries bounds the retries when other processes keep taking the
-	// free device we were given.
-	attachTries = 64
+	// attachWait bounds the retries when other processes keep taking the
+	// free device we were given: the kernel gives every caller the lowest
+	// free one, so a hundred subhosts booting at once (three devices
+	// each) race for the same numbers, and a fixed number of tries in a
+	// tight loop starved some of them.
+	attachWait = 20 * time.Second
 )
 
 // Attach attaches image to a free loop device and returns it with an open
@@ -122,7 +127,13 @@ func Attach(image string, opts Options) (*Device, *os.File, error) {
 	copy(info.File_name[:MaxTag], tag)
 
 	var lastErr error
-	for try := 0; try < attachTries; try++ {
+	deadline := time.Now().Add(attachWait)
+	for try := 0; try == 0 || time.Now().Before(deadline); try++ {
+		if try > 0 {
+			// Let the winners of this round finish configuring theirs:
+			// a jittered wait growing to 10 ms.
+			time.Sleep(time.Duration(rand.Int64N(int64(min(try, 10))*int64(time.Millisecond) + 1)))
+		}
 		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
 		if err != nil {
 			return nil, nil, fmt.Errorf("attach loop %q: find a free loop device: %w", image, err)
@@ -174,7 +185,7 @@ func Attach(image string, opts Options) (*Device, *os.File, error) {
 		}
 		return d, dev, nil
 	}
-	return nil, nil, fmt.Errorf("attach loop %q: no free loop device after %d tries: %w", image, attachTries, lastErr)
+	return nil, nil, fmt.Errorf("attach loop %q: no free loop device within %s: %w", image, attachWait, lastErr)
 }
 
 // configure binds backing to the loop device dev.
