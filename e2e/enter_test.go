@@ -78,11 +78,21 @@ func TestEnterHandsOverNothingOfTheHost(t *testing.T) {
 	e.clean(g.name)
 }
 
+// scanCount reads the scanner's count, waiting for its first one: the
+// scanner is started in the background by rcS and may not have finished a
+// round when the guest reports running.
 func scanCount(t *testing.T, g *guest) int {
 	t.Helper()
-	n, err := strconv.Atoi(strings.TrimSpace(g.mustEnter("cat", "/run/exe-scan.count")))
-	if err != nil {
-		t.Fatal(err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, code := g.enter("cat", "/run/exe-scan.count")
+		n, err := strconv.Atoi(strings.TrimSpace(out))
+		if code == 0 && err == nil {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the guest's scanner wrote no count in 10 s (cat: exit %d, %q)", code, out)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	return n
 }

@@ -93,7 +93,11 @@ func scan() {
 				f.Close()
 			}
 		}
-		os.WriteFile("/run/exe-scan.count", []byte(strconv.Itoa(count)), 0o644)
+		// Written beside and renamed, so a reader never sees the file
+		// truncated and not yet written.
+		if os.WriteFile("/run/exe-scan.count.new", []byte(strconv.Itoa(count)), 0o644) == nil {
+			os.Rename("/run/exe-scan.count.new", "/run/exe-scan.count")
+		}
 		time.Sleep(time.Millisecond)
 	}
 }
