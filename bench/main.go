@@ -28,10 +28,13 @@ const pollCleanEvery = time.Millisecond
 // Targets from the issue.
 const (
 	targetRatio = 2.0
-	// targetStageMS is what the cgroup stage may add to the median boot.
-	targetStageMS = 5.0
-	targetRSSMB   = 15.0
-	settleBefore  = 250 * time.Millisecond // guest up, before memory is read
+	// targetStageMS is what the cgroup stage may add to the median boot
+	// (-without-cgroup), targetUnprivilegedMS what an unprivileged boot
+	// may cost more than a privileged one (-private-users).
+	targetStageMS        = 5.0
+	targetUnprivilegedMS = 8.0
+	targetRSSMB          = 15.0
+	settleBefore         = 250 * time.Millisecond // guest up, before memory is read
 )
 
 type options struct {
@@ -45,6 +48,9 @@ type options struct {
 	// privateUsers is the guest's PRIVATE_USERS ("" for the default,
 	// privileged): run once with and once without to compare.
 	privateUsers string
+	// withoutCgroup: each round also boots the guest with the same
+	// pipeline less its cgroup stage, to see what the stage costs.
+	withoutCgroup bool
 }
 
 func main() {
@@ -56,9 +62,10 @@ func main() {
 	flag.BoolVar(&o.verbose, "v", false, "print every round")
 	flag.StringVar(&o.beforeBin, "before-bin", "", "another build's bin directory (say, main's before a change): each round also boots and stops the same guest with it, for a before/after comparison in one run")
 	flag.StringVar(&o.logLevel, "log-level", "", "pass --log-level to subhost run and stop (with -keep-logs, for profiling: debug or trace)")
-	flag.StringVar(&o.privateUsers, "private-users", "", "PRIVATE_USERS for the guest (pick: an unprivileged guest)")
+	flag.StringVar(&o.privateUsers, "private-users", "", "PRIVATE_USERS for the guest (pick: an unprivileged guest); alone, each round also boots it privileged, for the comparison")
+	flag.BoolVar(&o.withoutCgroup, "without-cgroup", false, "each round also boots the guest with pretend-boot less its cgroup stage (and DEVICE_POLICY=none), to see what the stage costs")
 	flag.Parse()
-	if flag.NArg() != 0 || o.n < 1 {
+	if flag.NArg() != 0 || o.n < 1 || (o.withoutCgroup && (o.beforeBin != "" || o.privateUsers != "")) {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -84,9 +91,12 @@ type bench struct {
 	netns   string // the test network namespace holding br0
 	home    string
 	image   string
-	// homePrivileged is the home of the privileged twin that
-	// -private-users boots in each round, "" without it.
-	homePrivileged string
+	// pipeline and pipelineFile are what `run` boots the guest with.
+	pipeline, pipelineFile string
+	// twin is the variant each round also boots: from another home or
+	// with another pipeline (-private-users, -without-cgroup); nil
+	// without one.
+	twin *twin
 	// subhostBefore is -before-bin's subhost, "" without it.
 	subhostBefore string
 	fl            *floor
@@ -103,8 +113,9 @@ type stageTime struct {
 // sample is one measured round.
 type sample struct {
 	floor, boot, detach, stop, stopCmd time.Duration
-	before                             time.Duration // boot with -before-bin's build
-	bootAt, stopAt                     time.Time     // wall clock, to read beside the logs
+	before                             time.Duration // boot with -before-bin's build, or of the twin
+	beforeTimeline                     timeline
+	bootAt, stopAt                     time.Time // wall clock, to read beside the logs
 	supRSS, supAnon, treeRSS           int64
 	treeProcs                          int
 	stages                             []stageTime
@@ -201,18 +212,27 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 	b.undo = append(b.undo, b.stopSubhostIfUp)
-	if b.opts.privateUsers != "" && b.opts.beforeBin == "" {
-		// Each round also boots the same guest privileged, from a home
-		// of its own, for an unprivileged/privileged comparison.
-		b.homePrivileged = filepath.Join(scratch, "home-privileged")
-		if err := os.Mkdir(b.homePrivileged, 0o755); err != nil {
+	b.pipeline = "pretend-boot"
+	baseConfig := fmt.Sprintf("DISKS=( vda:1:%s )\nBRIDGES=( br0:02:5b:%s:%s:00:01 )\n", b.image, tag[:2], tag[2:])
+	switch {
+	case b.opts.privateUsers != "" && b.opts.beforeBin == "":
+		// The same guest privileged, from a home of its own.
+		b.twin, err = newTwin(scratch, "privileged", baseConfig, "pretend-boot", "")
+		beforeWhat, targetMS = "a privileged guest", targetUnprivilegedMS
+	case b.opts.withoutCgroup:
+		// The pipeline's cgroup stage, skipped by a `when` its config
+		// never sets: no plugin, no call (a pipeline without any stage
+		// named cgroup would get one implied). init boots a guest
+		// without a device policy only when the config opts out.
+		file := filepath.Join(scratch, "without-cgroup.hcl")
+		if err := os.WriteFile(file, []byte(withoutCgroupPipeline), 0o644); err != nil {
 			return err
 		}
-		config := fmt.Sprintf("DISKS=( vda:1:%s )\nBRIDGES=( br0:02:5b:%s:%s:00:01 )\n", b.image, tag[:2], tag[2:])
-		if err := os.WriteFile(filepath.Join(b.homePrivileged, "config"), []byte(config), 0o644); err != nil {
-			return err
-		}
-		beforeWhat = "a privileged guest (PRIVATE_USERS=no)"
+		b.twin, err = newTwin(scratch, "without-cgroup", baseConfig+"DEVICE_POLICY=none\n", "bench-without-cgroup", file)
+		beforeWhat = "no cgroup stage"
+	}
+	if err != nil {
+		return err
 	}
 	if b.opts.beforeBin != "" {
 		if b.subhostBefore, err = filepath.Abs(filepath.Join(b.opts.beforeBin, "subhost")); err != nil {
@@ -242,14 +262,17 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	fmt.Printf("load average after:  %s\n", loadavg())
 	report(os.Stdout, samples)
-	var tls []timeline
+	var tls, others []timeline
 	for _, s := range samples {
 		if s.timeline != nil {
 			tls = append(tls, s.timeline)
 		}
+		if s.beforeTimeline != nil {
+			others = append(others, s.beforeTimeline)
+		}
 	}
 	if len(tls) > 0 {
-		reportTimeline(os.Stdout, tls, samples[0].timelineOrder)
+		reportTimeline(os.Stdout, tls, others, samples[0].timelineOrder)
 	}
 	return nil
 }
@@ -261,8 +284,8 @@ func (b *bench) round(ctx context.Context) (sample, error) {
 	if s.floor, err = b.fl.run(ctx, b.name); err != nil {
 		return s, err
 	}
-	if b.subhostBefore != "" || b.homePrivileged != "" {
-		if s.before, err = b.bootBefore(ctx); err != nil {
+	if b.subhostBefore != "" || b.twin != nil {
+		if s.before, s.beforeTimeline, err = b.bootBefore(ctx); err != nil {
 			return s, fmt.Errorf("with %s: %w", b.subhostBefore, err)
 		}
 	}
@@ -284,31 +307,69 @@ func (b *bench) inNet(args ...string) *exec.Cmd {
 	return exec.Command("nsenter", append(pre, args...)...)
 }
 
-// boot times `subhost run --detach` until the marker, and until the
-// command returns.
-// bootBefore times a boot with -before-bin's build, or of the privileged
-// twin (-private-users), and stops it.
-func (b *bench) bootBefore(ctx context.Context) (time.Duration, error) {
-	after, home := b.subhost, b.home
+// twin is a variant of the guest each round also boots.
+type twin struct {
+	home, pipeline, pipelineFile string
+}
+
+// newTwin makes the twin's home, scratch/home-what, with config.
+func newTwin(scratch, what, config, pipeline, pipelineFile string) (*twin, error) {
+	t := &twin{home: filepath.Join(scratch, "home-"+what), pipeline: pipeline, pipelineFile: pipelineFile}
+	if err := os.Mkdir(t.home, 0o755); err != nil {
+		return nil, err
+	}
+	return t, os.WriteFile(filepath.Join(t.home, "config"), []byte(config), 0o644)
+}
+
+// withoutCgroupPipeline is pretend-boot with its cgroup stage skipped.
+const withoutCgroupPipeline = `pipeline "bench-without-cgroup" {
+  description = "pretend-boot less its cgroup stage (subhost bench -without-cgroup)"
+  home        = "/opt/sub"
+  on_exit     = "down"
+
+  stage "userns" {
+    when = "PRIVATE_USERS"
+  }
+  stage "mount-loop" {}
+  stage "net-veth" {}
+  stage "cgroup" {
+    when = "SUBHOST_BENCH_NEVER_SET"
+  }
+  stage "init" {
+    mode = "sysv"
+  }
+}
+`
+
+// bootBefore times a boot with -before-bin's build, or of the twin, and
+// stops it.
+func (b *bench) bootBefore(ctx context.Context) (time.Duration, timeline, error) {
+	after, home, pipeline, file := b.subhost, b.home, b.pipeline, b.pipelineFile
 	if b.subhostBefore != "" {
 		b.subhost = b.subhostBefore
 	}
-	if b.homePrivileged != "" {
-		b.home = b.homePrivileged
+	if b.twin != nil {
+		b.home, b.pipeline, b.pipelineFile = b.twin.home, b.twin.pipeline, b.twin.pipelineFile
 	}
-	defer func() { b.subhost, b.home = after, home }()
+	defer func() { b.subhost, b.home, b.pipeline, b.pipelineFile = after, home, pipeline, file }()
 	var s, discard sample
 	if err := b.boot(ctx, &s); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	return s.boot, b.stopOnce(ctx, &discard)
+	return s.boot, s.timeline, b.stopOnce(ctx, &discard)
 }
 
+// boot times `subhost run --detach` until the marker, and until the
+// command returns.
 func (b *bench) boot(ctx context.Context, s *sample) error {
 	marker := filepath.Join(b.home, "live", MarkerPath)
 	// --timings: the command returns once the guest has written its
 	// first console line (rcS's first), with the boot's timeline.
-	cmd := b.inNet("run", "--detach", "--timings", "--pipeline", "pretend-boot", "--home", b.home, b.name)
+	args := []string{"run", "--detach", "--timings", "--pipeline", b.pipeline, "--home", b.home}
+	if b.pipelineFile != "" {
+		args = append(args, "--pipeline-file", b.pipelineFile)
+	}
+	cmd := b.inNet(append(args, b.name)...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t0 := time.Now()

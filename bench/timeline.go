@@ -47,24 +47,28 @@ func parseTimeline(out string) (timeline, []string) {
 
 // reportTimeline prints, for every mark seen, the median of its time since
 // the CLI was executed over the rounds, in the order of those medians: the
-// boot's breakdown.
-func reportTimeline(w io.Writer, rounds []timeline, firstOrder []string) {
+// boot's breakdown. With others (the rounds' other boots: -before-bin's
+// build, or the twin), each mark's median there and the difference too.
+func reportTimeline(w io.Writer, rounds, others []timeline, firstOrder []string) {
 	if len(rounds) == 0 {
 		return
 	}
 	type row struct {
-		mark string
-		med  summary
+		mark       string
+		med, other summary
 	}
-	var rows []row
-	for _, mark := range firstOrder {
+	median := func(tls []timeline, mark string) summary {
 		var xs []float64
-		for _, tl := range rounds {
+		for _, tl := range tls {
 			if ms, ok := tl[mark]; ok {
 				xs = append(xs, ms)
 			}
 		}
-		rows = append(rows, row{mark, summarize(xs)})
+		return summarize(xs)
+	}
+	var rows []row
+	for _, mark := range firstOrder {
+		rows = append(rows, row{mark, median(rounds, mark), median(others, mark)})
 	}
 	slices.SortStableFunc(rows, func(a, b row) int {
 		switch {
@@ -75,11 +79,26 @@ func reportTimeline(w io.Writer, rounds []timeline, firstOrder []string) {
 		}
 		return 0
 	})
-	fmt.Fprintf(w, "\nboot timeline (run --timings; ms since the CLI's exec, medians of %d rounds; step = since the row above):\n", len(rounds))
-	fmt.Fprintf(w, "%8s %8s  %s\n", "ms", "step", "who / what")
+	fmt.Fprintf(w, "\nboot timeline (run --timings; ms since the CLI's exec, medians of %d rounds; step = since the row above", len(rounds))
+	if len(others) > 0 {
+		fmt.Fprintf(w, "; other = %s, - where it has no such mark", beforeWhat)
+	}
+	fmt.Fprintf(w, "):\n%8s %8s", "ms", "step")
+	if len(others) > 0 {
+		fmt.Fprintf(w, " %8s %8s", "other", "diff")
+	}
+	fmt.Fprintf(w, "  %s\n", "who / what")
 	prev := 0.0
 	for _, r := range rows {
-		fmt.Fprintf(w, "%8.1f %+8.1f  %s\n", r.med.median, r.med.median-prev, r.mark)
+		fmt.Fprintf(w, "%8.1f %+8.1f", r.med.median, r.med.median-prev)
+		switch {
+		case len(others) == 0:
+		case r.other.n == 0:
+			fmt.Fprintf(w, " %8s %8s", "-", "")
+		default:
+			fmt.Fprintf(w, " %8.1f %+8.1f", r.other.median, r.med.median-r.other.median)
+		}
+		fmt.Fprintf(w, "  %s\n", r.mark)
 		prev = r.med.median
 	}
 }

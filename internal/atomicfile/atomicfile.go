@@ -9,31 +9,53 @@ import (
 
 // Write writes data to a temporary file in path's directory (mode perm),
 // syncs it, renames it over path, and syncs the directory, so that the
-// rename itself survives a crash.
+// new content also survives a crash of the host: for files that outlive
+// it (configuration).
 func Write(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, true)
+}
+
+// Replace is Write without the syncs: atomic for every reader and against
+// the writer being killed at any instant (the rename is), not durable
+// across a crash of the host. For state that describes what lives only as
+// long as the running kernel (mounts, processes, namespaces), where a
+// power loss makes the old and the new content equally stale; each sync
+// costs a disk flush where /run is not a tmpfs.
+func Replace(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, false)
+}
+
+func write(path string, data []byte, perm os.FileMode, durable bool) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name()) // after a successful rename this is a no-op
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
 	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
 		return err
 	}
 	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			return err
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	d, err := os.Open(dir)
 	if err != nil {

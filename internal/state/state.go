@@ -157,8 +157,13 @@ func (d Dir) Load() (*State, error) {
 }
 
 // Save writes the state atomically: a temporary file in the same
-// directory, fsync, rename, fsync of the directory. A reader sees the old
-// or the new content, never a mix, whatever instant the writer dies.
+// directory renamed over the state. A reader sees the old or the new
+// content, never a mix, whatever instant the writer dies. It is not
+// synced to disk: the state describes mounts, loop devices, namespaces
+// and processes that do not outlive the host's kernel, so after a crash
+// of the host the old and the new content are equally stale (and on
+// hosts whose /run is not a tmpfs, the boot's dozen saves would each
+// wait for two disk flushes).
 func (d Dir) Save(s *State) error {
 	s.Schema = Schema
 	s.Updated = time.Now().UTC()
@@ -169,7 +174,7 @@ func (d Dir) Save(s *State) error {
 	if err := os.MkdirAll(d.path(), 0o700); err != nil {
 		return err
 	}
-	return atomicfile.Write(d.statePath(), append(data, '\n'), 0o600)
+	return atomicfile.Replace(d.statePath(), append(data, '\n'), 0o600)
 }
 
 // Remove deletes the state file: the subhost is stopped.
