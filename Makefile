@@ -27,6 +27,7 @@ build:
 		CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/plugins/subhost-init ./cmd/subhost-init || exit 1; \
 	fi
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/plugins/subhost-monitor ./cmd/subhost-monitor
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/plugins/subhost-launch ./cmd/subhost-launch
 	@chmod 0755 $(BIN) $(BIN)/plugins
 
 # What the tests use from Debian: a static busybox for guest roots,

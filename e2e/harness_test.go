@@ -67,8 +67,8 @@ func TestMain(m *testing.M) {
 }
 
 // build builds subhost and its plugins into a temporary directory with the
-// Makefile's layout: DIR/subhost, DIR/plugins/STAGE, and subhost-init and
-// subhost-monitor (static, CGO off) in DIR/plugins.
+// Makefile's layout: DIR/subhost, DIR/plugins/STAGE, and subhost-init,
+// subhost-launch and subhost-monitor (static, CGO off) in DIR/plugins.
 func build() (string, error) {
 	dir, err := os.MkdirTemp("", "subhost-e2e-bin-")
 	if err != nil {
@@ -93,7 +93,7 @@ func build() (string, error) {
 			return dir, err
 		}
 	}
-	for _, helper := range []string{"subhost-init", "subhost-monitor"} {
+	for _, helper := range []string{"subhost-init", "subhost-launch", "subhost-monitor"} {
 		if err := testbin.Build(filepath.Join(dir, "plugins", helper), "./cmd/"+helper); err != nil {
 			return dir, err
 		}

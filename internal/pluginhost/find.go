@@ -21,9 +21,10 @@ const PathEnv = "SUBHOST_PLUGIN_PATH"
 const SiteDir = "/etc/subhost/plugins"
 
 // notPlugins are executables that live beside the plugins but are not
-// stages: the guest init that the init stage injects, and the small
-// process a supervisor becomes while its guest runs.
-var notPlugins = []string{"subhost-init", "subhost-monitor"}
+// stages: the guest init that the init stage injects, the launcher it
+// starts the guest with, and the small process a supervisor becomes
+// while its guest runs.
+var notPlugins = []string{"subhost-init", "subhost-launch", "subhost-monitor"}
 
 var pluginName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 

@@ -18,19 +18,26 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/internal/cgroups"
+	"github.com/subhost/subhost/internal/launcher"
 	"github.com/subhost/subhost/internal/testbin"
 	"github.com/subhost/subhost/internal/testguest/initprobe"
 	"github.com/subhost/subhost/sdk"
 )
 
-// TestMain lets the test binary be the launched guest (the plugin
-// re-executes /proc/self/exe, here the test binary) or a plugin process
-// to kill mid-Up (upHelper), and makes the test process a child
-// subreaper as the runner is.
+// TestMain lets the test binary be subhost-launch (the guest's launcher,
+// and an unprivileged guest's starter, as cmd/subhost-launch) or a
+// plugin process to kill mid-Up (upHelper), and makes the test process a
+// child subreaper as the runner is.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == launchArg {
-		guestMain()
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case launcher.LaunchArg:
+			launcher.Main()
+		case launcher.StarterArg:
+			launcher.StarterMain()
+		}
 	}
+	launcherDir = testLauncherDir
 	if req := os.Getenv(upHelperEnv); req != "" {
 		upHelper(req)
 	}
@@ -44,10 +51,34 @@ func TestMain(m *testing.M) {
 	if testInitDir != "" {
 		os.RemoveAll(testInitDir)
 	}
+	if testLauncher != "" {
+		os.RemoveAll(testLauncher)
+	}
 	os.Exit(code)
 }
 
+// testLauncherDir holds a link named subhost-launch to the test binary,
+// which TestMain makes the launcher.
+func testLauncherDir() (string, error) {
+	testLauncherOnce.Do(func() {
+		exe, err := os.Executable()
+		if err != nil {
+			testLauncherErr = err
+			return
+		}
+		testLauncher, testLauncherErr = os.MkdirTemp("", "subhost-launch-test-")
+		if testLauncherErr == nil {
+			testLauncherErr = os.Link(exe, filepath.Join(testLauncher, launcherName))
+		}
+	})
+	return testLauncher, testLauncherErr
+}
+
 var (
+	testLauncherOnce sync.Once
+	testLauncher     string
+	testLauncherErr  error
+
 	testInitOnce sync.Once
 	testInitDir  string
 	testInitPath string

@@ -16,59 +16,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/launcher"
 	"github.com/subhost/subhost/sdk"
 )
-
-// placedToken follows the launch config on its pipe once the plugin has
-// moved the launcher into its cgroups; a pipe that ends without it (the
-// plugin died meanwhile) stops the launch.
-const placedToken = "placed\n"
-
-// launchArg, as the plugin's first argument, makes it the guest's PID 1
-// to be: it sets the guest up and executes subhost-init (guest_linux.go).
-const launchArg = "__launch-guest"
-
-// The launched child's descriptors: its config arrives on one pipe, and
-// an error, if any, goes back on the other.
-const (
-	configFD = 3
-	errorFD  = 4
-)
-
-// guestConfig is what the launched child needs, sent as JSON.
-type guestConfig struct {
-	Root     string       `json:"root"`
-	Hostname string       `json:"hostname"`
-	Devices  []sdk.Device `json:"devices,omitempty"`
-	// Console is the host path of the console pty, which is also fds 0,
-	// 1 and 2, to bind on /dev/console; "" means they are /dev/null.
-	Console string   `json:"console,omitempty"`
-	Argv    []string `json:"argv"`
-	Env     []string `json:"env"`
-	// Cgroups are the guest's cgroups (the boot record's, Guest of
-	// each), which the launcher joins before it unshares its cgroup
-	// namespace. Empty for an unprivileged guest: the plugin places it.
-	Cgroups []string `json:"cgroups,omitempty"`
-	// Unprivileged: the launcher runs in the guest's user namespace, and
-	// its root (RootFD: the idmapped clone) and /dev (DevFD: a tmpfs
-	// with the nodes) come as detached mounts from the plugin.
-	Unprivileged bool `json:"unprivileged,omitempty"`
-	RootFD       int  `json:"root_fd,omitempty"`
-	DevFD        int  `json:"dev_fd,omitempty"`
-	// Mounts are the MOUNTS data disks, detached mounts to attach.
-	Mounts []guestMount `json:"mounts,omitempty"`
-}
-
-// guestMount is a detached mount (descriptor FD) to attach at Path,
-// created inside the guest root when missing.
-type guestMount struct {
-	Path string `json:"path"`
-	FD   int    `json:"fd"`
-}
-
-// firstPreparedFD is where the launcher finds the plugin's detached
-// mounts, after the config and error pipes.
-const firstPreparedFD = 5
 
 // launch starts the guest and returns its PID and start time once
 // subhost-init has been executed, or the error that stopped it. The child
@@ -84,11 +34,16 @@ const firstPreparedFD = 5
 // since the caller has given up on the result. place, called once the
 // launcher has its config and is in the cgroups launch moves it into,
 // puts it wherever else it must be before it goes on (see placedToken).
-func launch(ctx context.Context, cfg guestConfig, rec *sdk.BootRecord, console string, prep *prepared, started func(pid int, start uint64) error, place func(pid int) error) (int, uint64, error) {
+func launch(ctx context.Context, cfg launcher.Config, rec *sdk.BootRecord, console string, prep *prepared, started func(pid int, start uint64) error, place func(pid int) error) (int, uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, 0, sdk.Internalf("launch guest: %w", err)
 	}
 	t0 := time.Now()
+	exe, err := openLauncher()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer exe.Close()
 	stdio, err := openStdio(console)
 	if err != nil {
 		return 0, 0, err
@@ -105,13 +60,13 @@ func launch(ctx context.Context, cfg guestConfig, rec *sdk.BootRecord, console s
 		return 0, 0, sdk.Internalf("%w", err)
 	}
 	defer errR.Close()
-	files := append([]*os.File{cfgR, errW}, prep.files...) // configFD, errorFD, firstPreparedFD...
+	files := append([]*os.File{cfgR, errW}, prep.files...) // launcher.ConfigFD, ErrorFD, FirstPreparedFD...
 
 	var proc *os.Process
 	if cfg.Unprivileged {
-		proc, err = startInUserns(stdio, files, rec, console != "")
+		proc, err = startInUserns(exe, stdio, files, rec, console != "")
 	} else {
-		proc, err = startPrivileged(stdio, files, rec.Netns, console != "")
+		proc, err = startPrivileged(exe, stdio, files, rec.Netns, console != "")
 	}
 	cfgR.Close()
 	errW.Close()
@@ -144,8 +99,7 @@ func launch(ctx context.Context, cfg guestConfig, rec *sdk.BootRecord, console s
 	tStarted := time.Now()
 	// The launcher sets the guest up (mounts, /dev) while it is moved
 	// into its cgroups from here, which can take a kernel grace period or
-	// two; it joins the rest and goes on only on placedToken (see
-	// awaitPlaced).
+	// two; it joins the rest and goes on only on launcher.PlacedToken.
 	early, late := splitCgroups(cfg.Cgroups)
 	cfg.Cgroups = late
 	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
@@ -163,7 +117,7 @@ func launch(ctx context.Context, cfg guestConfig, rec *sdk.BootRecord, console s
 	tMoved := time.Now()
 	// A launcher that failed meanwhile is gone (EPIPE here): its error
 	// pipe says why, below.
-	cfgW.WriteString(placedToken)
+	cfgW.WriteString(launcher.PlacedToken)
 	cfgW.Close()
 
 	msg := make(chan []byte, 1)
@@ -185,7 +139,7 @@ func launch(ctx context.Context, cfg guestConfig, rec *sdk.BootRecord, console s
 	// The pipe also reaches EOF when the launcher dies before writing
 	// (killed, say). Its name tells it from a subhost-init that ran and
 	// already ended, which is the supervisor's business.
-	if comm, state := procComm(pid); state == 'Z' && comm == launcherComm {
+	if comm, state := procComm(pid); state == 'Z' && comm != launcher.PID1Comm {
 		ws := waitStatus(proc)
 		return 0, 0, sdk.Internalf("launch guest: the launcher died (%s) before executing subhost-init", ws)
 	}
@@ -198,40 +152,81 @@ func launch(ctx context.Context, cfg guestConfig, rec *sdk.BootRecord, console s
 	return pid, start, nil
 }
 
-// launcherCmd is the command that makes the launcher: the plugin
-// itself, in new mount, PID, UTS and IPC namespaces, in its own session
-// and process group (the runner kills each plugin's group after use,
-// and must spare the guest), with no parent-death signal (it must
-// outlive the plugin), the console (or /dev/null) as fds 0, 1 and 2 and
-// its controlling terminal.
-func launcherCmd(stdio *os.File, files []*os.File, flags uintptr, ctty bool) *exec.Cmd {
-	return &exec.Cmd{
-		Path:       "/proc/self/exe",
-		Args:       []string{"subhost-guest-launcher", launchArg},
-		Env:        []string{},
-		Dir:        "/",
-		Stdin:      stdio,
-		Stdout:     stdio,
-		Stderr:     stdio,
-		ExtraFiles: files,
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: flags | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
-			Setsid:     true,
-			Setctty:    ctty,
-			Ctty:       0, // the child's fd 0
-		},
+// launcherDevices are the boot record's disks as the launcher takes them.
+func launcherDevices(devs []sdk.Device) []launcher.Device {
+	out := make([]launcher.Device, len(devs))
+	for i, d := range devs {
+		out[i] = launcher.Device{GuestName: d.GuestName, Major: d.Major, Minor: d.Minor, ReadOnly: d.ReadOnly}
 	}
+	return out
+}
+
+// launcherName is subhost-launch's name beside the plugin's executable.
+const launcherName = "subhost-launch"
+
+// launcherDir is where subhost-launch is: beside the plugin. Tests, whose
+// executable is the test binary, point it elsewhere.
+var launcherDir = func() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(exe), nil
+}
+
+// openLauncher opens subhost-launch, the guest's launcher
+// (internal/launcher), which is executed through the descriptor: what
+// was checked is what runs. Like the plugins, it must be owned by root
+// and writable by nobody else.
+func openLauncher() (*os.File, error) {
+	dir, err := launcherDir()
+	if err != nil {
+		return nil, sdk.Internalf("find the plugin's own directory: %w", err)
+	}
+	path := filepath.Join(dir, launcherName)
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, sdk.Internalf("the guest launcher: %w (build it with make build; it is installed beside the plugins)", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, sdk.Internalf("the guest launcher %s: %w", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o111 == 0 || st.Uid != 0 || st.Mode&0o022 != 0 {
+		f.Close()
+		return nil, sdk.Internalf("the guest launcher %s must be an executable file owned by root and not writable by group or others", path)
+	}
+	return f, nil
+}
+
+// execPath names the open executable exe for an execve in a child that
+// gets files as its descriptors from 3 on: the kernel opens the path
+// before it closes the descriptors marked close-on-exec, but the child
+// puts files in place first, so exe is duplicated above them. The
+// duplicate is closed by done.
+func execPath(exe *os.File, files []*os.File) (path string, done func(), err error) {
+	fd, err := unix.FcntlInt(exe.Fd(), unix.F_DUPFD_CLOEXEC, 3+len(files))
+	if err != nil {
+		return "", nil, sdk.Internalf("the guest launcher's descriptor: %w", err)
+	}
+	return fmt.Sprintf("/proc/self/fd/%d", fd), func() { unix.Close(fd) }, nil
 }
 
 // startPrivileged starts the launcher of a privileged guest, on a thread
 // that joined the boot record's netns (a new, empty one when it has
 // none).
-func startPrivileged(stdio *os.File, files []*os.File, netns string, ctty bool) (*os.Process, error) {
+func startPrivileged(exe, stdio *os.File, files []*os.File, netns string, ctty bool) (*os.Process, error) {
 	var flags uintptr
 	if netns == "" {
 		flags = syscall.CLONE_NEWNET
 	}
-	cmd := launcherCmd(stdio, files, flags, ctty)
+	path, done, err := execPath(exe, files)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	cmd := launcher.Command(path, stdio, files, flags, ctty)
 	if err := startIn(cmd, netns); err != nil {
 		return nil, err
 	}
@@ -300,11 +295,6 @@ func waitStatus(proc *os.Process) string {
 	}
 	return ps.String()
 }
-
-// launcherComm is the launcher's command name before it executes
-// subhost-init: the kernel takes it from the name executed,
-// /proc/self/exe.
-const launcherComm = "exe"
 
 // procComm reads a process's command name and state letter.
 func procComm(pid int) (string, byte) {

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/launcher"
 	"github.com/subhost/subhost/sdk"
 	"github.com/subhost/subhost/sdk/stagetest"
 )
@@ -229,7 +230,7 @@ func TestLaunchFailsAfterStart(t *testing.T) {
 	stagetest.RequireRoot(t)
 	stagetest.NoLeaks(t)
 	root := scratchRoot(t, "wait")
-	cfg := guestConfig{Root: root, Hostname: "tguest", Argv: []string{"/sbin/subhost-init"}, Env: []string{}}
+	cfg := launcher.Config{Root: root, Hostname: "tguest", Argv: []string{"/sbin/subhost-init"}, Env: []string{}}
 
 	var launcher int
 	_, _, err := launch(ctx(t), cfg, &sdk.BootRecord{}, "", &prepared{}, func(pid int, start uint64) error {

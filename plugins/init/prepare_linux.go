@@ -13,6 +13,7 @@ import (
 	"github.com/subhost/subhost/internal/fsdetect"
 	"github.com/subhost/subhost/internal/guestroot"
 	"github.com/subhost/subhost/internal/idrange"
+	"github.com/subhost/subhost/internal/launcher"
 	"github.com/subhost/subhost/internal/mountfd"
 	"github.com/subhost/subhost/internal/nsfs"
 	"github.com/subhost/subhost/sdk"
@@ -34,10 +35,10 @@ func (p *prepared) close() {
 }
 
 // add appends f and returns the descriptor number the launcher will find
-// it at: the launcher's extra descriptors start at firstPreparedFD.
+// it at: the launcher's extra descriptors start at launcher.FirstPreparedFD.
 func (p *prepared) add(f *os.File) int {
 	p.files = append(p.files, f)
-	return firstPreparedFD + len(p.files) - 1
+	return launcher.FirstPreparedFD + len(p.files) - 1
 }
 
 // wantsUserns tells whether the config asks for an unprivileged guest.
@@ -49,7 +50,7 @@ func wantsUserns(sub *sdk.Subhost) bool {
 // prepare makes the detached mounts cfg names: for an unprivileged guest
 // the idmapped clone of its root and its /dev; in both modes the MOUNTS
 // data disks.
-func prepare(req *sdk.Request, cfg *guestConfig) (_ *prepared, err error) {
+func prepare(req *sdk.Request, cfg *launcher.Config) (_ *prepared, err error) {
 	rec := &req.Record
 	p := &prepared{}
 	defer func() {
@@ -92,7 +93,7 @@ func prepare(req *sdk.Request, cfg *guestConfig) (_ *prepared, err error) {
 		if err != nil {
 			return nil, err
 		}
-		cfg.Mounts = append(cfg.Mounts, guestMount{Path: m.Path, FD: p.add(f)})
+		cfg.Mounts = append(cfg.Mounts, launcher.Mount{Path: m.Path, FD: p.add(f)})
 	}
 	return p, nil
 }
@@ -141,7 +142,7 @@ func guestDev(devices []sdk.Device, ids idrange.Range) (*os.File, error) {
 		return nil, err
 	}
 	fd := int(dev.Fd())
-	nodes := append(standardNodes(), diskNodes(devices)...)
+	nodes := append(launcher.StandardNodes(), launcher.DiskNodes(launcherDevices(devices))...)
 	for _, n := range nodes {
 		if err := unix.Mknodat(fd, n.Name, n.Type|n.Perm, int(unix.Mkdev(n.Major, n.Minor))); err != nil {
 			dev.Close()
@@ -219,7 +220,7 @@ func placeGuest(pid int, dirs []string) error {
 // unprivileged guest, gives its root its console and empties
 // cfg.Cgroups: the plugin places the guest in them (the cgroup stage
 // delegated them to its root).
-func prepareUnprivileged(req *sdk.Request, cfg *guestConfig) (*prepared, error) {
+func prepareUnprivileged(req *sdk.Request, cfg *launcher.Config) (*prepared, error) {
 	prep, err := prepare(req, cfg)
 	if err != nil || !cfg.Unprivileged {
 		return prep, err

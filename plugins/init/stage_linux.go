@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/internal/cgroups"
+	"github.com/subhost/subhost/internal/launcher"
 	"github.com/subhost/subhost/internal/version"
 	"github.com/subhost/subhost/sdk"
 )
@@ -104,10 +105,10 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	}
 	log.Debug("subhost-init in the guest root", "path", "/sbin/subhost-init", "rewritten", wrote)
 
-	cfg := guestConfig{
+	cfg := launcher.Config{
 		Root:     rec.Root,
 		Hostname: req.Subhost.Name,
-		Devices:  rec.Devices,
+		Devices:  launcherDevices(rec.Devices),
 		Console:  req.Console,
 		Argv:     guestArgv(p),
 		Env:      guestEnv(p),

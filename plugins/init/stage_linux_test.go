@@ -13,6 +13,7 @@ import (
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/launcher"
 	"github.com/subhost/subhost/sdk"
 	"github.com/subhost/subhost/sdk/stagetest"
 )
@@ -499,20 +500,7 @@ func TestConformance(t *testing.T) {
 }
 
 // kernelFileMount reports whether the guest mount at is one of those
-// that make kernel files read-only or masked (kernelfiles.go).
+// that make kernel files read-only or masked (internal/launcher).
 func kernelFileMount(at string) bool {
-	if at == "/proc/sys" || strings.HasPrefix(at, "/proc/sys/") {
-		return true
-	}
-	for _, f := range readOnlyKernelFiles {
-		if f.path == at {
-			return true
-		}
-	}
-	for _, f := range maskedKernelFiles {
-		if f.path == at {
-			return true
-		}
-	}
-	return false
+	return at == "/proc/sys" || strings.HasPrefix(at, "/proc/sys/") || slices.Contains(launcher.ProtectedPaths(), at)
 }

@@ -1,4 +1,4 @@
-package main
+package launcher
 
 import (
 	"encoding/json"
@@ -14,7 +14,7 @@ func TestAwaitPlaced(t *testing.T) {
 		name, after string
 		ok          bool
 	}{
-		{"placed", placedToken, true},
+		{"placed", PlacedToken, true},
 		{"plugin died before placing", "", false},
 		{"something else", "what?\n", false},
 	} {
@@ -23,11 +23,11 @@ func TestAwaitPlaced(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			json.NewEncoder(w).Encode(guestConfig{Root: "/x"})
+			json.NewEncoder(w).Encode(Config{Root: "/x"})
 			w.WriteString(tt.after)
 			w.Close()
 			dec := json.NewDecoder(r)
-			var cfg guestConfig
+			var cfg Config
 			if err := dec.Decode(&cfg); err != nil || cfg.Root != "/x" {
 				t.Fatalf("decode: %v %+v", err, cfg)
 			}

@@ -1,4 +1,4 @@
-package main
+package launcher
 
 import "strings"
 
@@ -62,4 +62,18 @@ var maskedKernelFiles = []struct{ path, why string }{
 	{"/proc/scsi", "the host's SCSI devices; scsi/device_info is writable"},
 	{"/sys/firmware", "firmware tables (ACPI, DMI, EFI variables) of the host machine"},
 	{"/sys/devices/virtual/powercap", "energy counters (RAPL), a side channel on the host's computations (PLATYPUS)"},
+}
+
+// ProtectedPaths are the guest paths the launcher mounts over to make
+// kernel files read-only or to hide them; /proc/sys and what is below it
+// are handled apart.
+func ProtectedPaths() []string {
+	var out []string
+	for _, f := range readOnlyKernelFiles {
+		out = append(out, f.path)
+	}
+	for _, f := range maskedKernelFiles {
+		out = append(out, f.path)
+	}
+	return out
 }

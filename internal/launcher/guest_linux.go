@@ -1,4 +1,4 @@
-package main
+package launcher
 
 import (
 	"encoding/json"
@@ -12,25 +12,23 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/subhost/subhost/internal/cgroups"
 	"github.com/subhost/subhost/internal/guestroot"
 	"github.com/subhost/subhost/internal/mountfd"
 	"github.com/subhost/subhost/internal/seccompguard"
-	"github.com/subhost/subhost/sdk"
 )
 
-// guestMain is the launched child, PID 1 of the guest's new PID
-// namespace. It returns only by exiting: after executing subhost-init, or
-// after writing why it could not to the error pipe.
-func guestMain() {
+// Main is the launched child, PID 1 of the guest's new PID namespace. It
+// returns only by exiting: after executing subhost-init, or after writing
+// why it could not to the error pipe.
+func Main() {
 	var st unix.Stat_t
-	if unix.Fstat(configFD, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO || unix.Fstat(errorFD, &st) != nil {
+	if unix.Fstat(ConfigFD, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO || unix.Fstat(ErrorFD, &st) != nil {
 		fmt.Fprintln(os.Stderr, "the guest launcher is started by the init stage, not by hand")
 		os.Exit(2)
 	}
-	unix.CloseOnExec(configFD)
-	unix.CloseOnExec(errorFD)
-	errPipe := os.NewFile(errorFD, "error pipe")
+	unix.CloseOnExec(ConfigFD)
+	unix.CloseOnExec(ErrorFD)
+	errPipe := os.NewFile(ErrorFD, "error pipe")
 	defer func() {
 		if r := recover(); r != nil {
 			fmt.Fprintf(errPipe, "launcher panic: %v\n%s", r, debug.Stack())
@@ -45,8 +43,8 @@ func guestMain() {
 // bootGuest sets the guest up and executes its PID 1; it returns only an
 // error.
 func bootGuest() error {
-	var cfg guestConfig
-	cfgPipe := os.NewFile(configFD, "config pipe")
+	var cfg Config
+	cfgPipe := os.NewFile(ConfigFD, "config pipe")
 	dec := json.NewDecoder(cfgPipe)
 	if err := dec.Decode(&cfg); err != nil {
 		return fmt.Errorf("read the launch config: %w", err)
@@ -134,7 +132,7 @@ func bootGuest() error {
 }
 
 // awaitPlaced waits for the plugin's word that this process is in the
-// guest's cgroups it moves it into (placedToken, after the config), and
+// guest's cgroups it moves it into (PlacedToken, after the config), and
 // closes the pipe. Without it, nothing of the guest may run.
 func awaitPlaced(dec *json.Decoder, pipe *os.File) error {
 	defer pipe.Close()
@@ -142,7 +140,7 @@ func awaitPlaced(dec *json.Decoder, pipe *os.File) error {
 	if err != nil {
 		return fmt.Errorf("wait to be placed in the guest's cgroups: %w", err)
 	}
-	if strings.TrimLeft(string(rest), " \t\r\n") != placedToken {
+	if strings.TrimLeft(string(rest), " \t\r\n") != PlacedToken {
 		return errors.New("the init stage ended before it placed the guest in its cgroups")
 	}
 	return nil
@@ -154,11 +152,29 @@ func awaitPlaced(dec *json.Decoder, pipe *os.File) error {
 // nor any hierarchy's root. The order matters: a namespace made before
 // the join would be rooted at the host's cgroups.
 func enterCgroups(dirs []string) error {
-	if err := cgroups.Join(dirs); err != nil {
-		return err
+	for _, d := range dirs {
+		if err := writeProcs(d); err != nil {
+			return fmt.Errorf("join cgroup: %w", err)
+		}
 	}
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 		return fmt.Errorf("unshare the cgroup namespace: %w", err)
+	}
+	return nil
+}
+
+// writeProcs moves this process, every thread of it, into the cgroup dir.
+// The kernel takes one PID per write; 0 is the writer's.
+func writeProcs(dir string) error {
+	path := dir + "/cgroup.procs"
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	_, err = unix.Write(fd, []byte("0"))
+	unix.Close(fd)
+	if err != nil {
+		return &os.PathError{Op: "write", Path: path, Err: err}
 	}
 	return nil
 }
@@ -172,7 +188,7 @@ const (
 )
 
 // mountGuest mounts the guest's /proc, /sys, /dev and /run.
-func mountGuest(root *guestroot.Root, cfg guestConfig) error {
+func mountGuest(root *guestroot.Root, cfg Config) error {
 	const nosuidNodevNoexec = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	for _, m := range []struct {
 		at   string
@@ -200,7 +216,7 @@ func mountGuest(root *guestroot.Root, cfg guestConfig) error {
 
 // mountDev mounts the guest's /dev: a fresh tmpfs, or for an
 // unprivileged guest the one the plugin made with its nodes.
-func mountDev(root *guestroot.Root, cfg guestConfig) error {
+func mountDev(root *guestroot.Root, cfg Config) error {
 	if !cfg.Unprivileged {
 		return mountDir(root, "/dev", 0o755, guestroot.Mount{Source: "tmpfs", FSType: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k", Magic: tmpfsMagic})
 	}
@@ -219,7 +235,7 @@ func attachPrepared(root *guestroot.Root, at string, fd int) error {
 }
 
 // attachMounts attaches the MOUNTS data disks.
-func attachMounts(root *guestroot.Root, mounts []guestMount) error {
+func attachMounts(root *guestroot.Root, mounts []Mount) error {
 	for _, m := range mounts {
 		if err := attachPrepared(root, m.Path, m.FD); err != nil {
 			return fmt.Errorf("MOUNTS: %w", err)
@@ -242,7 +258,7 @@ const attachDir = "/tmp"
 // itself (guestroot.CloneSelf: setuid works there, unlike on the host's
 // nosuid mount); an unprivileged guest's is the idmapped clone the
 // plugin made (nosuid cleared too), attached under attachDir.
-func openRoot(cfg guestConfig) (*guestroot.Root, error) {
+func openRoot(cfg Config) (*guestroot.Root, error) {
 	if !cfg.Unprivileged {
 		root, err := guestroot.Open(cfg.Root)
 		if err != nil {
@@ -280,7 +296,7 @@ func mountDir(root *guestroot.Root, at string, mode uint32, m guestroot.Mount) e
 }
 
 // populateDev fills the guest's fresh tmpfs /dev.
-func populateDev(root *guestroot.Root, cfg guestConfig) error {
+func populateDev(root *guestroot.Root, cfg Config) error {
 	dev, err := root.MountDir("/dev", 0)
 	if err != nil {
 		return err
@@ -289,7 +305,7 @@ func populateDev(root *guestroot.Root, cfg guestConfig) error {
 	// An unprivileged guest's /dev came from the host with its nodes
 	// (prepare_linux.go): mknod is refused in a user namespace.
 	if !cfg.Unprivileged {
-		for _, n := range append(standardNodes(), diskNodes(cfg.Devices)...) {
+		for _, n := range append(StandardNodes(), DiskNodes(cfg.Devices)...) {
 			if err := guestroot.Mknod(dev, n); err != nil {
 				return err
 			}
@@ -349,8 +365,8 @@ func populateDev(root *guestroot.Root, cfg guestConfig) error {
 	return root.MountAt(guestroot.Mount{Source: fmt.Sprintf("/proc/self/fd/%d", src.Fd()), Flags: unix.MS_BIND}, console, "/dev/console")
 }
 
-// standardNodes are the character devices every guest's /dev has.
-func standardNodes() []guestroot.Node {
+// StandardNodes are the character devices every guest's /dev has.
+func StandardNodes() []guestroot.Node {
 	return []guestroot.Node{
 		{Name: "null", Type: unix.S_IFCHR, Major: 1, Minor: 3, Perm: 0o666},
 		{Name: "zero", Type: unix.S_IFCHR, Major: 1, Minor: 5, Perm: 0o666},
@@ -361,8 +377,8 @@ func standardNodes() []guestroot.Node {
 	}
 }
 
-// diskNodes are the boot record's disks as block device nodes.
-func diskNodes(devices []sdk.Device) []guestroot.Node {
+// DiskNodes are the boot record's disks as block device nodes.
+func DiskNodes(devices []Device) []guestroot.Node {
 	var out []guestroot.Node
 	for _, d := range devices {
 		// 0440 does not stop root; the read-only loop device does.
