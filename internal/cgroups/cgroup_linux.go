@@ -614,13 +614,16 @@ func Remove(name, parent string, recorded []sdk.Cgroup) error {
 		places = append(places, under...)
 	}
 	places = uniquePlaces(places, name)
-	var dirs []string
-	for _, h := range places {
-		dirs = append(dirs, h.nameDir(name))
-	}
-	thawErr := Thaw(dirs)
-	killAll(dirs)
-	return errors.Join(thawErr, remove(places, name))
+	// Each hierarchy on its own, all at once: a frozen process that is
+	// killed before its freezer cgroup is thawed dies when it is, and
+	// removeTree waits for the cgroups to empty.
+	errs := make([]error, len(places))
+	eachHierarchy(places, func(i int, h hierarchy) {
+		dirs := []string{h.nameDir(name)}
+		errs[i] = Thaw(dirs)
+		killAll(dirs)
+	})
+	return errors.Join(errors.Join(errs...), remove(places, name))
 }
 
 func remove(hs []hierarchy, name string) error {

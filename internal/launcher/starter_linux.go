@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"syscall"
 
@@ -19,9 +20,11 @@ import (
 // controlling terminal, and files from fd 3 on.
 func Command(path string, stdio *os.File, files []*os.File, flags uintptr, ctty bool) *exec.Cmd {
 	return &exec.Cmd{
-		Path:       path,
-		Args:       []string{"subhost-launch", LaunchArg},
-		Env:        []string{},
+		Path: path,
+		Args: []string{"subhost-launch", LaunchArg},
+		// Its own, never the guest's (which comes in the Config):
+		// told, its runtime need not work it out from the cgroups.
+		Env:        []string{"GOMAXPROCS=" + strconv.Itoa(runtime.GOMAXPROCS(0))},
 		Dir:        "/",
 		Stdin:      stdio,
 		Stdout:     stdio,

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -50,11 +51,15 @@ type Plugin struct {
 }
 
 // fixedEnv is the whole environment a plugin gets besides go-plugin's own
-// variables: nothing of the caller's leaks in.
+// variables: nothing of the caller's leaks in. GOMAXPROCS is the
+// runner's own, which its runtime worked out from the CPUs and the
+// cgroup CPU limit: a plugin told it skips that work (reading its
+// cgroups and mountinfo), a few tenths of a millisecond of every start.
 func (h *Host) fixedEnv() []string {
 	return []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"LANG=C.UTF-8",
+		"GOMAXPROCS=" + strconv.Itoa(runtime.GOMAXPROCS(0)),
 		sdk.LogLevelEnv + "=" + h.LogLevel,
 	}
 }

@@ -236,8 +236,10 @@ func (*stage) Down(ctx context.Context, req *sdk.Request) error {
 	}
 
 	var errs []error
-	// A guest that froze its own cgroup would not die of SIGKILL.
-	if len(guests) > 0 {
+	// A guest that froze its own cgroup would not die of SIGKILL. One
+	// whose PID 1 is gone (a stop's usual case) needs no thawing here: the
+	// cgroup stage's Down thaws and kills whatever it left.
+	if slices.ContainsFunc(guests, func(g guestState) bool { return alive(g.PID, g.StartTime) }) {
 		var dirs []string
 		for _, c := range req.Record.Cgroups {
 			dirs = append(dirs, c.Dir)
