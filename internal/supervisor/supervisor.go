@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/subhost/subhost/internal/cgroups"
 	"github.com/subhost/subhost/internal/console"
 	"github.com/subhost/subhost/internal/monitor"
 	"github.com/subhost/subhost/internal/pageshed"
@@ -245,6 +246,10 @@ func supervise(ctx context.Context, spec Spec, ev *EventWriter, marks *timeline.
 		return err
 	}
 	launched := false
+	// The boot will move the guest's launcher into its cgroups: the
+	// kernel's slow part of the first such move is paid now, while the
+	// plugins start (cgroups.WarmMigration).
+	cgroups.WarmMigration()
 	st, err := r.Run(ctx, plan, runner.RunOptions{
 		Console: sv.con.SlavePath(),
 		Supervise: func(ctx context.Context, sup *runner.Supervision) error {

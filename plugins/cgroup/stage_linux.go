@@ -86,7 +86,8 @@ func (*stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 		return nil, sdk.Internalf("the guest's cgroups: %w", err)
 	}
 	// The launcher moves into these next: let the kernel's slow part of
-	// that start now (not before Setup, whose directories wait for it).
+	// that start now (not before Setup, whose directories would wait for
+	// it).
 	cgroups.WarmMigration()
 	log := sdk.Logger(ctx)
 	if len(p.Unplaced) > 0 {
