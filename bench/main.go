@@ -69,6 +69,10 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
+	// Output into a pipe that closed early (`| head`) must not kill the
+	// benchmark before it has undone its mounts, loop devices and
+	// netns: asked for, SIGPIPE turns into EPIPE on the write.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	b := &bench{opts: o}
