@@ -38,6 +38,9 @@ type fakeStages struct {
 	behave   map[string]misbehaviour
 	started  int
 	live     map[*fakeInstance]bool
+	// onUp, when set, is called as each Up begins (they come one at a
+	// time).
+	onUp func(stage string)
 }
 
 func newFakeStages(behave map[string]misbehaviour) *fakeStages {
@@ -135,6 +138,9 @@ func (s fakeStage) Validate(_ context.Context, req *sdk.Request) error {
 
 func (s fakeStage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	s.in.f.note(s.in.name, "up", req)
+	if s.in.f.onUp != nil {
+		s.in.f.onUp(s.in.name)
+	}
 	res := &sdk.Result{
 		Record: sdk.BootRecord{Extra: map[string]string{s.in.name: "up"}},
 		State:  []byte(`{"stage":"` + s.in.name + `"}`),

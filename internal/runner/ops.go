@@ -51,14 +51,12 @@ func (r *Runner) Run(ctx context.Context, plan *Plan, opts RunOptions) (*state.S
 	s.st.Status, s.st.Error, s.st.Subhost = state.Booting, "", plan.Subhost
 	s.st.Console = opts.Console
 	s.st.ForgetGuest()
-	if err := s.upFrom(ctx, 0); err != nil {
-		return s.st, err
-	}
-	s.st.Status = state.Running
-	if s.st.Record.GuestPID != 0 {
-		s.st.GuestStarted = time.Now().UTC()
-	}
-	if err := s.save(); err != nil {
+	if err := s.upFrom(ctx, 0, func() {
+		s.st.Status = state.Running
+		if s.st.Record.GuestPID != 0 {
+			s.st.GuestStarted = time.Now().UTC()
+		}
+	}); err != nil {
 		return s.st, err
 	}
 	// No plugin stays alive while the guest runs.

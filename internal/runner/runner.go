@@ -445,30 +445,57 @@ func prefixStage(stage string, err error) error {
 }
 
 // upFrom runs Up for stages first..last in order, recording each before
-// and after. On failure it rolls back every stage that may have left
+// and after, then calls done (if any) to complete the state and saves it.
+// A stage's result is written with the next stage's "starting", and the
+// last one's with what done adds: nothing happens between the two but
+// bookkeeping in memory, so a runner killed there leaves the same state
+// either way, and a boot writes its state half as often. On failure,
+// that last save's included, it rolls back every stage that may have left
 // something (the failing one included) and returns the first error.
-func (s *session) upFrom(ctx context.Context, first int) error {
+func (s *session) upFrom(ctx context.Context, first int, done func()) error {
 	for i := first; i < len(s.plan.Stages); i++ {
 		if s.skips(i) {
 			s.st.Stages[i].Status, s.st.Stages[i].Error = state.StageSkipped, ""
 			continue
 		}
-		if err := s.up(ctx, i); err != nil {
-			s.st.Status = state.Failed
-			s.st.Error = err.Error()
-			// Even when this save fails the rollback goes on: it works
-			// from the state in memory, and stop finds the rest.
-			saveErr := s.save()
-			if rbErr := s.rollback(); rbErr != nil {
-				return fmt.Errorf("%w; rollback incomplete, run `subhost stop %s`: %v", err, s.plan.Name, errors.Join(saveErr, rbErr))
-			}
-			return err
+		if err := s.upUnsaved(ctx, i); err != nil {
+			return s.failUp(err)
 		}
+	}
+	if done != nil {
+		done()
+	}
+	if err := s.save(); err != nil {
+		return s.failUp(err)
 	}
 	return nil
 }
 
+// failUp records a failed boot and rolls back every stage that may have
+// left something; it returns err, or says what is left.
+func (s *session) failUp(err error) error {
+	s.st.Status = state.Failed
+	s.st.Error = err.Error()
+	// Even when this save fails the rollback goes on: it works from the
+	// state in memory, and stop finds the rest.
+	saveErr := s.save()
+	if rbErr := s.rollback(); rbErr != nil {
+		return fmt.Errorf("%w; rollback incomplete, run `subhost stop %s`: %v", err, s.plan.Name, errors.Join(saveErr, rbErr))
+	}
+	return err
+}
+
+// up runs stage i's Up, recording it before and after.
 func (s *session) up(ctx context.Context, i int) error {
+	if err := s.upUnsaved(ctx, i); err != nil {
+		return err
+	}
+	return s.save()
+}
+
+// upUnsaved is up without the save after a successful Up: the caller
+// saves, soon and before anything else changes the host.
+func (s *session) upUnsaved(ctx context.Context, i int) error {
 	if ctx.Err() != nil {
 		return prefixStage(s.plan.Stages[i].Name, fmt.Errorf("interrupted before up: %w", ctx.Err()))
 	}
@@ -505,11 +532,8 @@ func (s *session) up(ctx context.Context, i int) error {
 	// The whole record, not just up to this stage: on a reboot the
 	// launcher is re-run with later stages still up.
 	s.st.Record = s.recordOfUpStages()
-	if err := s.save(); err != nil {
-		return err
-	}
 	if ctx.Err() != nil {
-		// Interrupted while this stage finished: it is recorded as up,
+		// Interrupted while this stage finished: it is up in the state,
 		// so the rollback takes it down too.
 		return prefixStage(st.Name, fmt.Errorf("interrupted as it came up: %w", ctx.Err()))
 	}

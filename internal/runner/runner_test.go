@@ -44,6 +44,55 @@ func TestOrderUpThenReverseDownOnStop(t *testing.T) {
 	}
 }
 
+// When a stage's Up begins, the state on disk has it starting and every
+// stage before it up with the state its Up returned: a runner killed
+// during that Up leaves stop all it needs. After the run, all are up and
+// the subhost running.
+func TestOrderEachUpRecordedBeforeTheNext(t *testing.T) {
+	names := []string{"a", "b", "c"}
+	f := newFixture(t, names, nil)
+	seen := map[string]*state.State{}
+	f.stages.onUp = func(stage string) {
+		st, err := f.r.dir("rec").Load()
+		if err != nil {
+			t.Errorf("state as %s comes up: %v", stage, err)
+			return
+		}
+		seen[stage] = st
+	}
+	if _, err := f.r.Run(context.Background(), f.plan("rec"), RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range names {
+		st := seen[name]
+		if st == nil {
+			continue
+		}
+		for j, ss := range st.Stages {
+			want := ""
+			switch {
+			case j < i:
+				want = state.StageUp
+				if string(ss.State) != `{"stage":"`+names[j]+`"}` {
+					t.Errorf("as %s comes up, %s's state on disk is %s", name, ss.Name, ss.State)
+				}
+			case j == i:
+				want = state.StagePending
+			}
+			if want != "" && ss.Status != want {
+				t.Errorf("as %s comes up, %s is %q on disk, want %q", name, ss.Name, ss.Status, want)
+			}
+		}
+	}
+	st, err := f.r.dir("rec").Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != state.Running || slices.ContainsFunc(st.Stages, func(s state.Stage) bool { return s.Status != state.StageUp }) {
+		t.Errorf("after the run the state on disk is %s with stages %+v", st.Status, st.Stages)
+	}
+}
+
 // Each stage sees the boot record as the stages before it made it, and
 // Down sees the whole record and the state its own Up returned.
 func TestOrderBootRecordFlowsDownThePipeline(t *testing.T) {
