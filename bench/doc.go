@@ -43,7 +43,13 @@
 //   - before (with -before-bin DIR, the bin/ of another build, say the
 //     commit before a change): the same guest booted and stopped with that
 //     build first, in the same round, so that a change's cost is read from
-//     one run whatever the machine's load does meanwhile.
+//     one run whatever the machine's load does meanwhile. Or the same
+//     build's twin of the guest: with -private-users alone, the guest
+//     booted privileged (an unprivileged boot may cost at most 8 ms
+//     more); with -without-cgroup, the guest booted with pretend-boot
+//     less its cgroup stage (skipped by a `when` its config never sets,
+//     with DEVICE_POLICY=none): the stage may cost at most 5 ms. The
+//     boot timeline then shows the twin's marks beside.
 //   - stop: `subhost stop` until the host is clean: no mount under HOME,
 //     no loop device backed by the image, no netns NAME, no state
 //     directory and no supervisor process (also: until the command
@@ -51,8 +57,8 @@
 //
 // The report gives median, minimum and maximum of each, the ratio of the
 // median boot to the median floor (target: under 2) and the supervisor's
-// median VmRSS (target: under 15 MB), and with -before-bin the difference
-// of the median boots (target for a new stage: at most 5 ms). Everything the benchmark makes is
-// removed on exit, also on SIGINT/SIGTERM, and it checks that nothing of
-// its own is left behind.
+// median VmRSS (target: under 15 MB), and with a before build or a twin
+// the difference of the median boots. Everything the benchmark makes is
+// removed on exit, also on SIGINT/SIGTERM and when its output pipe
+// closes early, and it checks that nothing of its own is left behind.
 package main
