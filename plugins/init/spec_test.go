@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +132,28 @@ func TestNoDevicePolicyRefused(t *testing.T) {
 	req.Record.DevicePolicy = []string{"cgroup2-bpf"}
 	if err := checkDevicePolicy(req); err != nil {
 		t.Errorf("with a device policy: %v", err)
+	}
+}
+
+// TestValidateRefusesLauncher: a missing subhost-launch, or one that is
+// not root's alone, fails Validate, before any stage has made anything.
+func TestValidateRefusesLauncher(t *testing.T) {
+	dir := t.TempDir()
+	defer func(old func() (string, error)) { launcherDir = old }(launcherDir)
+	launcherDir = func() (string, error) { return dir, nil }
+	err := (&stage{}).Validate(context.Background(), validRequest())
+	if err == nil || !strings.Contains(err.Error(), "guest launcher") || !strings.Contains(err.Error(), "make build") {
+		t.Errorf("Validate without subhost-launch: %v", err)
+	}
+	path := filepath.Join(dir, launcherName)
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	err = (&stage{}).Validate(context.Background(), validRequest())
+	if err == nil || !strings.Contains(err.Error(), "not writable by group or others") {
+		t.Errorf("Validate with a subhost-launch anyone may write: %v", err)
 	}
 }

@@ -45,6 +45,13 @@ func (*stage) Validate(ctx context.Context, req *sdk.Request) error {
 	if _, err := parseMounts(&req.Subhost); err != nil {
 		return err
 	}
+	// A launcher missing or not root's fails the boot before any stage
+	// has made anything.
+	exe, err := openLauncher()
+	if err != nil {
+		return err
+	}
+	exe.Close()
 	return checkRecord(req)
 }
 
