@@ -421,9 +421,10 @@ func makeDirs(h hierarchy, name string, rules []string, pl plan) error {
 		return err
 	}
 	if h.devices() && rules != nil {
-		// Inherited from Dir/NAME already; written again so that the
-		// guest's own list does not rest on that.
-		return applyRules(h.guestDir(name), rules)
+		// A new device cgroup starts with its parent's list (the kernel
+		// copies it as it makes the cgroup): checked, not written again
+		// rule by rule.
+		return checkRules(h.guestDir(name), rules)
 	}
 	return nil
 }
