@@ -99,6 +99,19 @@ func TestAutostartOrder(t *testing.T) {
 	})
 	p1, hp1 := h.subhost("ap", nil)
 	p2, hp2 := h.subhost("ap", nil)
+	// The two of equal order get 1% of a CPU: their launchers, throttled
+	// from the moment they join their cgroups, take a good part of a
+	// second to start the guest, so that two runs begun together overlap
+	// whatever the machine's load, and two begun one after the other
+	// cannot.
+	for _, home := range []string{hp1, hp2} {
+		f, err := os.OpenFile(filepath.Join(home, "config"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintln(f, "CPU_MAX=0.01")
+		f.Close()
+	}
 	h.enable(a, ha, "--order", "20", "--group", "web")
 	h.enable(b, hb, "--order", "10")
 	h.enable(c, hc, "--order", "30")
