@@ -635,8 +635,15 @@ func remove(hs []hierarchy, name string) error {
 			errs[i] = fmt.Errorf("cgroup %s: %w", h.name(), err)
 			return
 		}
-		// Fails while another subhost's cgroup is there.
-		unix.Rmdir(filepath.Join(h.base, Dir))
+		// The parent at the fixed place stays, made once: an operator
+		// may give it limits for all subhosts together, and making it
+		// again would cost a boot on a host with one guest a mkdir per
+		// hierarchy under the kernel's global cgroup_mutex. Below a
+		// unit's cgroup it goes, so that the service manager can remove
+		// the unit's. (Fails while another subhost's cgroup is there.)
+		if h.base != h.mount {
+			unix.Rmdir(filepath.Join(h.base, Dir))
+		}
 	})
 	return errors.Join(errs...)
 }

@@ -168,6 +168,12 @@ func TestSetupJoinRemove(t *testing.T) {
 	if left, _ := Paths(name); len(left) > 0 {
 		t.Errorf("after Remove: %q", left)
 	}
+	// The parent at the fixed place stays for the next subhost.
+	for _, h := range hs {
+		if _, err := os.Stat(filepath.Join(h.mount, Dir)); h.mount != "" && err != nil {
+			t.Errorf("the subhosts' parent in %s after Remove: %v", h.name(), err)
+		}
+	}
 	// Not found is success.
 	if err := Remove(name, "", nil); err != nil {
 		t.Errorf("Remove again: %v", err)
@@ -267,7 +273,7 @@ func TestSetupCgroupV2Only(t *testing.T) {
 	if err := remove([]hierarchy{{membership: membership{id: "0", path: "/"}, mount: mnt, base: mnt}}, "v2guest"); err != nil {
 		t.Fatal(err)
 	}
-	if left, _ := os.ReadDir(mnt); len(left) > 0 {
+	if left := leftBesidesParent(mnt); len(left) > 0 {
 		t.Errorf("after remove: %v", left)
 	}
 
@@ -275,7 +281,7 @@ func TestSetupCgroupV2Only(t *testing.T) {
 	if _, err := Setup("v2guest", "", Defaults(), nil); err == nil || !strings.Contains(err.Error(), "cgroup2 device program") {
 		t.Errorf("Setup where the device program cannot attach: %v", err)
 	}
-	if left, _ := os.ReadDir(mnt); len(left) > 0 {
+	if left := leftBesidesParent(mnt); len(left) > 0 {
 		t.Errorf("after a failed Setup: %v", left)
 	}
 	// A host with neither v1 devices nor cgroup2: no device policy at
@@ -284,7 +290,7 @@ func TestSetupCgroupV2Only(t *testing.T) {
 	if _, err := Setup("v2guest", "", Defaults(), nil); err == nil || !strings.Contains(err.Error(), "DEVICE_POLICY=none") {
 		t.Errorf("Setup without a way to apply a device policy: %v", err)
 	}
-	if left, _ := os.ReadDir(mnt); len(left) > 0 {
+	if left := leftBesidesParent(mnt); len(left) > 0 {
 		t.Errorf("after a failed Setup: %v", left)
 	}
 
@@ -301,4 +307,21 @@ func writeTestFile(t *testing.T, path, s string) {
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// leftBesidesParent lists what is in the hierarchy mounted at mnt but the
+// subhosts' parent, which stays once made (empty, it is all that may be
+// left).
+func leftBesidesParent(mnt string) []string {
+	var out []string
+	ents, _ := os.ReadDir(mnt)
+	for _, e := range ents {
+		if e.Name() == Dir {
+			if in, _ := os.ReadDir(filepath.Join(mnt, Dir)); len(in) == 0 {
+				continue
+			}
+		}
+		out = append(out, e.Name())
+	}
+	return out
 }

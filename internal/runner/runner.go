@@ -68,6 +68,9 @@ type session struct {
 	mu       sync.Mutex
 	plugins  map[string]Instance
 	starting map[string]*sync.Mutex
+	// retiring counts plugins being killed in the background (retire):
+	// the session ends only when they are gone.
+	retiring sync.WaitGroup
 	// others are the other subhosts up on this host, as every stage's
 	// request tells them.
 	others []sdk.Neighbour
@@ -112,22 +115,43 @@ func (s *session) close() {
 	s.lock.Release()
 }
 
-// killPlugins kills every plugin of the session, concurrently: each Kill
+// killPlugins kills every plugin of the session, concurrently, and
+// returns when all are gone, those retired before included: each Kill
 // waits for its process to be reaped.
 func (s *session) killPlugins() {
 	s.mu.Lock()
 	plugins := s.plugins
 	s.plugins = map[string]Instance{}
 	s.mu.Unlock()
-	var wg sync.WaitGroup
 	for _, p := range plugins {
-		wg.Add(1)
+		s.retiring.Add(1)
 		go func() {
-			defer wg.Done()
+			defer s.retiring.Done()
 			p.Kill()
 		}()
 	}
-	wg.Wait()
+	s.retiring.Wait()
+}
+
+// retire kills stage i's plugin in the background once the operation
+// needs it no more, so that its exit (a Go process's teardown, most of a
+// millisecond of CPU) overlaps the next stages' calls instead of adding
+// to the end. Should it be needed after all (a rollback), plugin starts
+// another.
+func (s *session) retire(i int) {
+	name := s.plan.Stages[i].Name
+	s.mu.Lock()
+	p := s.plugins[name]
+	delete(s.plugins, name)
+	s.mu.Unlock()
+	if p == nil {
+		return
+	}
+	s.retiring.Add(1)
+	go func() {
+		defer s.retiring.Done()
+		p.Kill()
+	}()
 }
 
 // newState starts a state for the plan with every stage not started.
@@ -583,6 +607,7 @@ func (s *session) downAll(ctx context.Context) error {
 		if err := s.down(ctx, i); err != nil {
 			errs = append(errs, err)
 		}
+		s.retire(i)
 	}
 	if len(errs) > 0 {
 		s.st.Status = state.Failed

@@ -248,12 +248,14 @@ func supervise(ctx context.Context, spec Spec, ev *EventWriter, marks *timeline.
 	launched := false
 	// The boot will move the guest's launcher into its cgroups: the
 	// kernel's slow part of the first such move is paid now, while the
-	// plugins start (cgroups.WarmMigration).
-	cgroups.WarmMigration()
+	// plugins start, and kept paid until the guest runs.
+	stopWarm := cgroups.KeepMigrationWarm()
+	defer stopWarm()
 	st, err := r.Run(ctx, plan, runner.RunOptions{
 		Console: sv.con.SlavePath(),
 		Supervise: func(ctx context.Context, sup *runner.Supervision) error {
 			launched = true
+			stopWarm()
 			return sv.run(ctx, sup)
 		},
 	})

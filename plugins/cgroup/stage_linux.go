@@ -41,6 +41,15 @@ func (*stage) Describe() sdk.Description {
 // limits reads and checks the config and the host: everything Up would
 // refuse, without changing anything.
 func limits(req *sdk.Request) (cgroups.Limits, error) {
+	l, err := configLimits(req)
+	if err != nil {
+		return l, err
+	}
+	return l, hostError(req, cgroups.CheckHost(req.CgroupParent, l))
+}
+
+// configLimits reads and checks the config alone.
+func configLimits(req *sdk.Request) (cgroups.Limits, error) {
 	if len(req.Params) > 0 {
 		for name := range req.Params {
 			return cgroups.Limits{}, sdk.Invalidf("unknown parameter %q (the cgroup stage takes its settings from the config: %v)", name, cgroups.Vars)
@@ -49,22 +58,30 @@ func limits(req *sdk.Request) (cgroups.Limits, error) {
 	if err := sdk.ValidName(req.Subhost.Name); err != nil {
 		return cgroups.Limits{}, err
 	}
-	l, err := cgroups.FromConfig(req.Subhost)
-	if err != nil {
-		return l, err
+	return cgroups.FromConfig(req.Subhost)
+}
+
+// hostError says what of the config this host cannot apply (a limit
+// with no controller for it), naming where the config sets it.
+func hostError(req *sdk.Request, err error) error {
+	if err == nil {
+		return nil
 	}
-	if err := cgroups.CheckHost(req.CgroupParent, l); err != nil {
-		var ve *cgroups.VarError
-		if errors.As(err, &ve) {
-			return l, sdk.Invalidf("%s: %v", req.Subhost.Where(ve.Var), err)
-		}
-		return l, sdk.Internalf("%w", err)
+	var ve *cgroups.VarError
+	if errors.As(err, &ve) {
+		return sdk.Invalidf("%s: %v", req.Subhost.Where(ve.Var), ve)
 	}
-	return l, nil
+	if sdk.KindOf(err) == sdk.KindInvalidConfig {
+		return err
+	}
+	return sdk.Internalf("%w", err)
 }
 
 func (*stage) Validate(ctx context.Context, req *sdk.Request) error {
-	_, err := limits(req)
+	l, err := limits(req)
+	if err == nil && !l.NoDevicePolicy {
+		cgroups.WarmDeviceProgram()
+	}
 	return err
 }
 
@@ -74,21 +91,20 @@ func (*stage) Validate(ctx context.Context, req *sdk.Request) error {
 // from the mount stage before it, are the disks the device policy
 // allows.
 func (*stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
-	l, err := limits(req)
+	// Setup checks the host as limits does (Validate did already): not
+	// twice here.
+	l, err := configLimits(req)
 	if err != nil {
 		return nil, err
 	}
 	p, err := cgroups.Setup(req.Subhost.Name, req.CgroupParent, l, req.Record.Devices)
-	if sdk.KindOf(err) == sdk.KindInvalidConfig {
-		return nil, err
+	var ve *cgroups.VarError
+	if errors.As(err, &ve) || sdk.KindOf(err) == sdk.KindInvalidConfig {
+		return nil, hostError(req, err)
 	}
 	if err != nil {
 		return nil, sdk.Internalf("the guest's cgroups: %w", err)
 	}
-	// The launcher moves into these next: let the kernel's slow part of
-	// that start now (not before Setup, whose directories would wait for
-	// it).
-	cgroups.WarmMigration()
 	log := sdk.Logger(ctx)
 	if len(p.Unplaced) > 0 {
 		log.Warn("cgroup hierarchies not mounted here: the guest's cgroup namespace shows their root", "hierarchies", p.Unplaced)
