@@ -20,7 +20,10 @@
 // same signal for both sides; a FIFO would be more exact but needs a
 // reader in place before HOME/live is even mounted.
 //
-// Each of the -n measured rounds (after one warm-up round) does:
+// Each of the -n measured rounds (after one warm-up round) does the
+// following, every boot 200 ms after the last teardown (the kernel
+// finishes removing a netns, a veth pair and cgroups in the background
+// for tens of milliseconds after the command returned):
 //
 //   - floor: `unshare --mount --pid --uts --ipc --net --fork
 //     --propagation unchanged sh -c SCRIPT` where SCRIPT makes / rslave,
@@ -42,8 +45,10 @@
 //     per-stage Up durations from `subhost status --json`.
 //   - before (with -before-bin DIR, the bin/ of another build, say the
 //     commit before a change): the same guest booted and stopped with that
-//     build first, in the same round, so that a change's cost is read from
-//     one run whatever the machine's load does meanwhile. Or the same
+//     build in the same round, first in every other round and last in the
+//     others (whichever boots second follows the other's stop), so that a
+//     change's cost is read from one run whatever the machine's load does
+//     meanwhile. Or the same
 //     build's twin of the guest: with -private-users alone, the guest
 //     booted privileged (an unprivileged boot may cost at most 8 ms
 //     more); with -without-cgroup, the guest booted with pretend-boot

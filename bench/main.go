@@ -35,6 +35,12 @@ const (
 	targetUnprivilegedMS = 8.0
 	targetRSSMB          = 15.0
 	settleBefore         = 250 * time.Millisecond // guest up, before memory is read
+	// settleAfter is the pause after each teardown (the floor's, each
+	// stop) before the next boot: the kernel finishes a netns's and a
+	// veth's removal, and frees cgroups, in the background for tens of
+	// milliseconds after the command returned, and a boot started at once
+	// would share the CPUs with that.
+	settleAfter = 200 * time.Millisecond
 )
 
 type options struct {
@@ -251,7 +257,7 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	var samples []sample
 	for i := -1; i < b.opts.n; i++ {
-		s, err := b.round(ctx)
+		s, err := b.round(ctx, i%2 != 0)
 		if err != nil {
 			return fmt.Errorf("round %d: %w", i+1, err)
 		}
@@ -281,17 +287,33 @@ func (b *bench) run(ctx context.Context) error {
 	return nil
 }
 
-// round is one floor boot, one subhost boot and one stop.
-func (b *bench) round(ctx context.Context) (sample, error) {
+// round is one floor boot, one subhost boot and one stop, and with
+// -before-bin or a twin one more boot and stop, first in every other
+// round (beforeFirst): whichever boots second would otherwise always
+// follow the other's stop.
+func (b *bench) round(ctx context.Context, beforeFirst bool) (sample, error) {
 	var s sample
 	var err error
 	if s.floor, err = b.fl.run(ctx, b.name); err != nil {
 		return s, err
 	}
-	if b.subhostBefore != "" || b.twin != nil {
-		if s.before, s.beforeTimeline, err = b.bootBefore(ctx); err != nil {
-			return s, fmt.Errorf("with %s: %w", b.subhostBefore, err)
+	before := b.subhostBefore != "" || b.twin != nil
+	bootBefore := func() error {
+		if err := settle(ctx); err != nil {
+			return err
 		}
+		if s.before, s.beforeTimeline, err = b.bootBefore(ctx); err != nil {
+			return fmt.Errorf("with %s: %w", b.subhostBefore, err)
+		}
+		return nil
+	}
+	if before && beforeFirst {
+		if err := bootBefore(); err != nil {
+			return s, err
+		}
+	}
+	if err := settle(ctx); err != nil {
+		return s, err
 	}
 	if err := b.boot(ctx, &s); err != nil {
 		return s, err
@@ -299,7 +321,25 @@ func (b *bench) round(ctx context.Context) (sample, error) {
 	if err := b.measureMemory(ctx, &s); err != nil {
 		return s, err
 	}
-	return s, b.stopOnce(ctx, &s)
+	if err := b.stopOnce(ctx, &s); err != nil {
+		return s, err
+	}
+	if before && !beforeFirst {
+		if err := bootBefore(); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// settle waits settleAfter, or until ctx ends.
+func settle(ctx context.Context) error {
+	select {
+	case <-time.After(settleAfter):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // inNet runs bin/subhost in the benchmark's network namespace.
