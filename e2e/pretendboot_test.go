@@ -308,6 +308,45 @@ func TestPretendBootStop(t *testing.T) {
 	}
 }
 
+// TestPretendBootShutdownLocksSysctls: while the guest runs, the sysctls
+// of its own UTS and IPC namespaces are writable; once it powers off,
+// its rc 0 finds them read-only (their mounts gone from /proc/mounts) and
+// its network namespace's still writable. Each probe writes the current
+// value back.
+func TestPretendBootShutdownLocksSysctls(t *testing.T) {
+	e := newEnv(t)
+	probe := `for k in kernel/shmmax kernel/hostname fs/mqueue/msg_max net/ipv4/ip_forward; do
+	v=$(cat /proc/sys/$k) && if echo "$v" >/proc/sys/$k 2>/dev/null; then r=rw; else r=ro; fi
+	echo "probe rc$RUNLEVEL $k $r"
+done
+echo "probe rc$RUNLEVEL sysctl mounts $(grep -c ' /proc/sys/' /proc/mounts)"`
+	g := e.newGuest("sysct", func(r *testguest.Root) {
+		r.Script(2, "S50probe", probe)
+		r.Script(0, "S50probe", probe)
+	})
+	g.boot()
+	e.waitFor("rc 2's probe", 10*time.Second, func() bool {
+		b, _ := os.ReadFile(filepath.Join(logDir, g.name+".log"))
+		return strings.Contains(string(b), "probe rc2 sysctl mounts")
+	})
+	e.mustRun("", "stop", g.name)
+	e.clean(g.name)
+	b, _ := os.ReadFile(filepath.Join(logDir, g.name+".log"))
+	lines := map[string]bool{}
+	for _, l := range strings.Split(string(b), "\n") {
+		lines[strings.TrimRight(l, "\r")] = true
+	}
+	for _, want := range []string{
+		"probe rc2 kernel/shmmax rw", "probe rc2 kernel/hostname rw", "probe rc2 fs/mqueue/msg_max rw", "probe rc2 net/ipv4/ip_forward rw",
+		"probe rc0 kernel/shmmax ro", "probe rc0 kernel/hostname ro", "probe rc0 fs/mqueue/msg_max ro", "probe rc0 net/ipv4/ip_forward rw",
+		"probe rc0 sysctl mounts 1", // /proc/sys/net's
+	} {
+		if !lines[want] {
+			t.Errorf("no line %q on the console:\n%s", want, tail(string(b), 3000))
+		}
+	}
+}
+
 // TestPretendBootStopTimeout: a guest whose rc 0 hangs is killed after
 // stop's --timeout, and stop completes with the host clean.
 func TestPretendBootStopTimeout(t *testing.T) {

@@ -78,6 +78,7 @@ func (p *pid1) shutdown(req request, prev string) int {
 		rl = "6"
 	}
 	s := step{[]string{"/etc/init.d/rc", rl}, rl}
+	lockSysctls()
 	if ok, why := executable(s.argv[0]); !ok {
 		p.say("%s, skipping %s", why, describe(s))
 	} else {
