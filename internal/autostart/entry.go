@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,11 +34,27 @@ const MaxOrder = 1_000_000
 // maxFileSize bounds an enrolment file; it holds a handful of short lines.
 const maxFileSize = 4096
 
-var groupName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
+// isGroupName reports whether s is 1 to 64 letters, digits, '.', '_' or
+// '-', the first a letter or digit. (A loop, not a regexp: this package
+// is in every subhost command, and compiling `{0,63}` took a fifth of a
+// millisecond at each start.)
+func isGroupName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidGroup checks a group name.
 func ValidGroup(g string) error {
-	if !groupName.MatchString(g) {
+	if !isGroupName(g) {
 		return fmt.Errorf("group %q: want letters, digits, '.', '_' or '-' (at most 64, not starting with a punctuation mark)", g)
 	}
 	return nil
@@ -56,7 +71,7 @@ func (e Entry) Validate() error {
 	if e.Home != "" && strings.ContainsAny(e.Home, "\n\x00") {
 		return fmt.Errorf("home %q holds a newline or NUL", e.Home)
 	}
-	if e.Pipeline != "" && !groupName.MatchString(e.Pipeline) {
+	if e.Pipeline != "" && !isGroupName(e.Pipeline) {
 		return fmt.Errorf("pipeline %q is not a pipeline name", e.Pipeline)
 	}
 	if e.Order < -MaxOrder || e.Order > MaxOrder {

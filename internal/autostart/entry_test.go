@@ -100,3 +100,15 @@ func TestListSortsAndReportsBadFiles(t *testing.T) {
 		}
 	}
 }
+
+func TestIsGroupName(t *testing.T) {
+	long := strings.Repeat("a", 64)
+	for s, want := range map[string]bool{
+		"web": true, "a": true, "0db": true, "a.b_c-d": true, long: true,
+		"": false, long + "a": false, ".x": false, "_x": false, "-x": false, "a b": false, "a/b": false, "é": false,
+	} {
+		if got := isGroupName(s); got != want {
+			t.Errorf("isGroupName(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
