@@ -23,6 +23,10 @@ import (
 // any host (a grace period takes a few milliseconds at the least).
 const warmInterval = 2 * time.Millisecond
 
+// slowMove is a move that waited for the cgroup_mutex (an uncontended
+// one on a warm semaphore takes tens of microseconds).
+const slowMove = time.Millisecond
+
 // warmLimit ends the moves of a KeepMigrationWarm nobody stopped.
 const warmLimit = 30 * time.Second
 
@@ -36,19 +40,55 @@ const warmLimit = 30 * time.Second
 // period. Meanwhile the host's forks and exits take the semaphore's
 // slower reader path, as on a host mounted with favordynmods; stop ends
 // that. stop may be called more than once.
-func KeepMigrationWarm() (stop func()) {
+//
+// It is for a boot on a quiet host. Boots under way together keep the
+// semaphore warm with their own moves, and more moves would only queue
+// on the cgroup_mutex (a hundred boots at once took twice as long). So
+// the boots share lockPath: one that finds it locked (flock) by another
+// boot's warmer does not move at all and touches the file, and the
+// warmer stops moving when it sees the file touched, or when a move of
+// its own was slow (past the first). Where lockPath cannot be opened,
+// this process moves on its own.
+func KeepMigrationWarm(lockPath string) (stop func()) {
 	procs, ok := ownProcsFile()
 	if !ok {
 		return func() {}
 	}
+	lock, err := unix.Open(lockPath, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+	if err == nil && unix.Flock(lock, unix.LOCK_EX|unix.LOCK_NB) != nil {
+		unix.Futimes(lock, nil) // tell the warmer: boots are under way together
+		unix.Close(lock)
+		return func() {}
+	}
+	var touched unix.Timespec
+	if err != nil {
+		lock = -1
+	} else {
+		// Where the clock is coarse, a touch within the same tick
+		// would go unseen: start from a time that cannot recur.
+		unix.UtimesNano(lockPath, []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: 1}})
+		touched = mtime(lock)
+	}
 	done := make(chan struct{})
 	go func() {
+		if lock >= 0 {
+			defer unix.Close(lock) // releases the lock
+		}
 		pid := strconv.Itoa(unix.Getpid())
-		tick := time.NewTicker(warmInterval)
-		defer tick.Stop()
 		limit := time.After(warmLimit)
-		for {
+		for moves := 1; ; moves++ {
+			start := time.Now()
 			if writeFile(procs, pid) != nil {
+				return
+			}
+			crowded := moves > 1 && time.Since(start) > slowMove
+			if crowded || (lock >= 0 && mtime(lock) != touched) {
+				// The lock stays held: no other boot starts moving
+				// while this one runs.
+				select {
+				case <-done:
+				case <-limit:
+				}
 				return
 			}
 			select {
@@ -56,12 +96,21 @@ func KeepMigrationWarm() (stop func()) {
 				return
 			case <-limit:
 				return
-			case <-tick.C:
+			case <-time.After(warmInterval):
 			}
 		}
 	}()
 	var once sync.Once
 	return func() { once.Do(func() { close(done) }) }
+}
+
+// mtime is the modification time of the open file fd.
+func mtime(fd int) unix.Timespec {
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil {
+		return unix.Timespec{}
+	}
+	return st.Mtim
 }
 
 // ownProcsFile is the cgroup.procs of this process's cgroup in its first
