@@ -30,6 +30,10 @@ const slowMove = time.Millisecond
 // warmLimit ends the moves of a KeepMigrationWarm nobody stopped.
 const warmLimit = 30 * time.Second
 
+// warmSocket is the abstract unix socket (in the caller's network
+// namespace) whose holder is the one warmer of the boots under way.
+const warmSocket = "@subhost-migration-warm"
+
 // KeepMigrationWarm moves this process into the cgroup it is already in
 // (a move that changes nothing, in its first mounted hierarchy), at once
 // and then every warmInterval until stop is called. The first move waits
@@ -43,37 +47,38 @@ const warmLimit = 30 * time.Second
 //
 // It is for a boot on a quiet host. Boots under way together keep the
 // semaphore warm with their own moves, and more moves would only queue
-// on the cgroup_mutex (a hundred boots at once took twice as long). So
-// the boots share lockPath: one that finds it locked (flock) by another
-// boot's warmer does not move at all and touches the file, and the
-// warmer stops moving when it sees the file touched, or when a move of
-// its own was slow (past the first). Where lockPath cannot be opened,
-// this process moves on its own.
-func KeepMigrationWarm(lockPath string) (stop func()) {
+// on the cgroup_mutex (a hundred boots at once, each moving every 2 ms,
+// took twice as long). So a boot moves only if it can listen on
+// warmSocket (an abstract socket: nothing on disk, gone with the
+// process); one that cannot connects to it instead, which tells the
+// warmer that boots are under way together, and the warmer stops moving
+// (as it does when a move of its own, past the first, was slow). Any
+// local user can take the name or knock on it: that only stops the
+// moves.
+func KeepMigrationWarm() (stop func()) {
 	procs, ok := ownProcsFile()
 	if !ok {
 		return func() {}
 	}
-	lock, err := unix.Open(lockPath, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
-	if err == nil && unix.Flock(lock, unix.LOCK_EX|unix.LOCK_NB) != nil {
-		unix.Futimes(lock, nil) // tell the warmer: boots are under way together
-		unix.Close(lock)
+	ln, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
 		return func() {}
 	}
-	var touched unix.Timespec
-	if err != nil {
-		lock = -1
-	} else {
-		// Where the clock is coarse, a touch within the same tick
-		// would go unseen: start from a time that cannot recur.
-		unix.UtimesNano(lockPath, []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: 1}})
-		touched = mtime(lock)
+	if err := unix.Bind(ln, &unix.SockaddrUnix{Name: warmSocket}); err != nil {
+		// Another boot's warmer: knock, and leave the moving to it.
+		if err == unix.EADDRINUSE {
+			unix.Connect(ln, &unix.SockaddrUnix{Name: warmSocket})
+		}
+		unix.Close(ln)
+		return func() {}
+	}
+	if err := unix.Listen(ln, 16); err != nil {
+		unix.Close(ln)
+		return func() {}
 	}
 	done := make(chan struct{})
 	go func() {
-		if lock >= 0 {
-			defer unix.Close(lock) // releases the lock
-		}
+		defer unix.Close(ln) // the name goes with it
 		pid := strconv.Itoa(unix.Getpid())
 		limit := time.After(warmLimit)
 		for moves := 1; ; moves++ {
@@ -82,8 +87,8 @@ func KeepMigrationWarm(lockPath string) (stop func()) {
 				return
 			}
 			crowded := moves > 1 && time.Since(start) > slowMove
-			if crowded || (lock >= 0 && mtime(lock) != touched) {
-				// The lock stays held: no other boot starts moving
+			if crowded || knocked(ln) {
+				// The name stays taken: no other boot starts moving
 				// while this one runs.
 				select {
 				case <-done:
@@ -104,13 +109,15 @@ func KeepMigrationWarm(lockPath string) (stop func()) {
 	return func() { once.Do(func() { close(done) }) }
 }
 
-// mtime is the modification time of the open file fd.
-func mtime(fd int) unix.Timespec {
-	var st unix.Stat_t
-	if unix.Fstat(fd, &st) != nil {
-		return unix.Timespec{}
+// knocked reports whether another boot connected to the listening
+// socket ln, and lets it go.
+func knocked(ln int) bool {
+	conn, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
+	if err != nil {
+		return false
 	}
-	return st.Mtim
+	unix.Close(conn)
+	return true
 }
 
 // ownProcsFile is the cgroup.procs of this process's cgroup in its first

@@ -2,7 +2,6 @@ package cgroups
 
 import (
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -13,9 +12,9 @@ import (
 )
 
 // TestKeepMigrationWarm: the moves change nothing (this process stays in
-// its cgroups); a boot that finds another's warmer moves not at all and
-// tells it so (the lock file touched); the lock is held until the
-// warmer's stop, which may be called more than once.
+// its cgroups); while a boot's warmer runs, another boot's call does not
+// take its place (it knocks and returns); the name is free once the
+// warmer stopped, and stop may be called more than once.
 func TestKeepMigrationWarm(t *testing.T) {
 	stagetest.RequireRoot(t)
 	procs, ok := ownProcsFile()
@@ -26,49 +25,67 @@ func TestKeepMigrationWarm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lock := filepath.Join(t.TempDir(), "warm.lock")
-	held := func() bool {
-		fd, err := unix.Open(lock, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	taken := func() bool {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer unix.Close(fd)
-		return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil
+		return unix.Bind(fd, &unix.SockaddrUnix{Name: warmSocket}) != nil
 	}
-	modified := func() unix.Timespec {
-		var st unix.Stat_t
-		if err := unix.Stat(lock, &st); err != nil {
-			t.Fatal(err)
-		}
-		return st.Mtim
+	if taken() {
+		t.Skip("another boot's warmer runs on this host")
 	}
-	stop1 := KeepMigrationWarm(lock)
-	if !held() {
-		t.Fatal("the first boot's warmer does not hold the lock")
+	stop1 := KeepMigrationWarm()
+	if !taken() {
+		t.Fatal("the first boot's warmer does not hold the name")
 	}
 	time.Sleep(20 * warmInterval)
 	// A move of its own meanwhile works as ever.
 	if err := writeFile(procs, strconv.Itoa(os.Getpid())); err != nil {
 		t.Fatal(err)
 	}
-	was := modified()
-	stop2 := KeepMigrationWarm(lock)
-	if modified() == was {
-		t.Error("a second boot did not touch the lock file")
-	}
+	stop2 := KeepMigrationWarm()
 	stop2()
-	if !held() {
-		t.Error("the lock went with the second boot")
+	if !taken() {
+		t.Error("the name went with the second boot")
 	}
 	stop1()
 	stop1()
-	for deadline := time.Now().Add(2 * time.Second); held(); time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(2 * time.Second); taken(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("the lock is still held after stop")
+			t.Fatal("the name is still taken after stop")
 		}
 	}
 	after, _ := os.ReadFile("/proc/self/cgroup")
 	if string(after) != string(before) {
 		t.Errorf("cgroups changed:\n%s\nnow:\n%s", before, after)
+	}
+}
+
+// TestKnocked: a connection to the warmer's socket is seen once.
+func TestKnocked(t *testing.T) {
+	ln, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ln)
+	name := "@subhost-test-knock-" + strconv.Itoa(os.Getpid())
+	if err := unix.Bind(ln, &unix.SockaddrUnix{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(ln, 4); err != nil {
+		t.Fatal(err)
+	}
+	if knocked(ln) {
+		t.Error("knocked before anyone connected")
+	}
+	c, _ := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err := unix.Connect(c, &unix.SockaddrUnix{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(c)
+	if !knocked(ln) || knocked(ln) {
+		t.Error("one connection is not seen exactly once")
 	}
 }

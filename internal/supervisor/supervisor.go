@@ -249,8 +249,7 @@ func supervise(ctx context.Context, spec Spec, ev *EventWriter, marks *timeline.
 	// The boot will move the guest's launcher into its cgroups: the
 	// kernel's slow part of the first such move is paid now, while the
 	// plugins start, and kept paid until the guest runs.
-	os.MkdirAll(r.StateRoot, 0o700) // the runner makes it too; the lock needs it first
-	stopWarm := cgroups.KeepMigrationWarm(filepath.Join(r.StateRoot, ".migration-warm.lock"))
+	stopWarm := cgroups.KeepMigrationWarm()
 	defer stopWarm()
 	st, err := r.Run(ctx, plan, runner.RunOptions{
 		Console: sv.con.SlavePath(),
