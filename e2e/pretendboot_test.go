@@ -309,9 +309,10 @@ func TestPretendBootStop(t *testing.T) {
 }
 
 // TestPretendBootShutdownLocksSysctls: while the guest runs, the sysctls
-// of its own UTS and IPC namespaces are writable; once it powers off,
-// its rc 0 finds them read-only (their mounts gone from /proc/mounts) and
-// its network namespace's still writable. Each probe writes the current
+// of its own UTS and IPC namespaces are writable; once it reboots or
+// powers off, its rc 6 or rc 0 finds them read-only (their mounts gone
+// from /proc/mounts) and its network namespace's still writable; the
+// rebooted guest has them writable again. Each probe writes the current
 // value back.
 func TestPretendBootShutdownLocksSysctls(t *testing.T) {
 	e := newEnv(t)
@@ -321,28 +322,38 @@ func TestPretendBootShutdownLocksSysctls(t *testing.T) {
 done
 echo "probe rc$RUNLEVEL sysctl mounts $(grep -c ' /proc/sys/' /proc/mounts)"`
 	g := e.newGuest("sysct", func(r *testguest.Root) {
-		r.Script(2, "S50probe", probe)
-		r.Script(0, "S50probe", probe)
+		for _, rl := range []int{2, 6, 0} {
+			r.Script(rl, "S50probe", probe)
+		}
 	})
 	g.boot()
-	e.waitFor("rc 2's probe", 10*time.Second, func() bool {
+	console := func() string {
 		b, _ := os.ReadFile(filepath.Join(logDir, g.name+".log"))
-		return strings.Contains(string(b), "probe rc2 sysctl mounts")
+		return string(b)
+	}
+	e.waitFor("rc 2's probe", 10*time.Second, func() bool {
+		return strings.Contains(console(), "probe rc2 sysctl mounts")
+	})
+	g.enter("reboot")
+	e.waitFor("the rebooted guest's rc 2 probe", 15*time.Second, func() bool {
+		return strings.Count(console(), "probe rc2 sysctl mounts") == 2
 	})
 	e.mustRun("", "stop", g.name)
 	e.clean(g.name)
-	b, _ := os.ReadFile(filepath.Join(logDir, g.name+".log"))
-	lines := map[string]bool{}
-	for _, l := range strings.Split(string(b), "\n") {
-		lines[strings.TrimRight(l, "\r")] = true
+	log := console()
+	count := map[string]int{}
+	for _, l := range strings.Split(log, "\n") {
+		count[strings.TrimRight(l, "\r")]++
 	}
-	for _, want := range []string{
-		"probe rc2 kernel/shmmax rw", "probe rc2 kernel/hostname rw", "probe rc2 fs/mqueue/msg_max rw", "probe rc2 net/ipv4/ip_forward rw",
-		"probe rc0 kernel/shmmax ro", "probe rc0 kernel/hostname ro", "probe rc0 fs/mqueue/msg_max ro", "probe rc0 net/ipv4/ip_forward rw",
-		"probe rc0 sysctl mounts 1", // /proc/sys/net's
+	for want, n := range map[string]int{
+		"probe rc2 kernel/shmmax rw": 2, "probe rc2 kernel/hostname rw": 2, "probe rc2 fs/mqueue/msg_max rw": 2, "probe rc2 net/ipv4/ip_forward rw": 2,
+		"probe rc6 kernel/shmmax ro": 1, "probe rc6 kernel/hostname ro": 1, "probe rc6 fs/mqueue/msg_max ro": 1, "probe rc6 net/ipv4/ip_forward rw": 1,
+		"probe rc6 sysctl mounts 1":  1, // /proc/sys/net's
+		"probe rc0 kernel/shmmax ro": 1, "probe rc0 kernel/hostname ro": 1, "probe rc0 fs/mqueue/msg_max ro": 1, "probe rc0 net/ipv4/ip_forward rw": 1,
+		"probe rc0 sysctl mounts 1": 1,
 	} {
-		if !lines[want] {
-			t.Errorf("no line %q on the console:\n%s", want, tail(string(b), 3000))
+		if count[want] != n {
+			t.Errorf("line %q on the console %d times, want %d:\n%s", want, count[want], n, tail(log, 3000))
 		}
 	}
 }
