@@ -87,6 +87,7 @@ func TestOneBridge(t *testing.T) {
 	if err := s.Check(ctx, &after); err != nil {
 		t.Errorf("Check: %v", err)
 	}
+	g.Close() // it holds the namespace (TestDownWhileSomethingHoldsTheNamespace)
 	if err := s.Down(ctx, &after); err != nil {
 		t.Fatalf("Down: %v", err)
 	}
@@ -481,6 +482,35 @@ config /x/config:2: BRIDGES[1] "nosuchbr:06:00:00:00:00:01": bridge "nosuchbr" d
 				t.Errorf("host links changed: %v -> %v", before, got)
 			}
 		})
+	}
+}
+
+// TestDownWhileSomethingHoldsTheNamespace: Down lets the kernel take the
+// veth pairs away with the namespace, and deletes them itself when the
+// namespace outlives its pin (here the test holds it open, as a shell
+// nsenter'ed into it would).
+func TestDownWhileSomethingHoldsTheNamespace(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	th, s := newTestHost(t)
+	th.bridge("br0", 0)
+	before := th.linkNames()
+	name := subhostName("h")
+	req := request(name, []string{"br0:06:00:00:00:05:01"}, nil)
+	upOrFail(t, s, req)
+	held, err := os.Open(netnsDir + "/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	wait := vethTeardownWait
+	vethTeardownWait = 50 * time.Millisecond
+	t.Cleanup(func() { vethTeardownWait = wait })
+	if err := s.Down(ctx, req); err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	if netnsExists(name) || !reflect.DeepEqual(th.linkNames(), before) {
+		t.Errorf("left netns %v, links %v (before %v)", netnsExists(name), th.linkNames(), before)
 	}
 }
 
