@@ -44,8 +44,8 @@
 //     its whole process tree minus the guest's PID 1 and its descendants;
 //     per-stage Up durations from `subhost status --json`.
 //   - before (with -before-bin DIR, the bin/ of another build, say the
-//     commit before a change): the same guest booted and stopped with that
-//     build in the same round, first in every other round and last in the
+//     commit before a change): the same guest booted and stopped (both
+//     timed) with that build in the same round, first in every other round and last in the
 //     others (whichever boots second follows the other's stop), so that a
 //     change's cost is read from one run whatever the machine's load does
 //     meanwhile. Or the same

@@ -123,7 +123,7 @@ type stageTime struct {
 // sample is one measured round.
 type sample struct {
 	floor, boot, detach, stop, stopCmd time.Duration
-	before                             time.Duration // boot with -before-bin's build, or of the twin
+	before, beforeStop                 time.Duration // boot and stop with -before-bin's build, or of the twin
 	beforeTimeline                     timeline
 	bootAt, stopAt                     time.Time // wall clock, to read beside the logs
 	supRSS, supAnon, treeRSS           int64
@@ -302,7 +302,7 @@ func (b *bench) round(ctx context.Context, beforeFirst bool) (sample, error) {
 		if err := settle(ctx); err != nil {
 			return err
 		}
-		if s.before, s.beforeTimeline, err = b.bootBefore(ctx); err != nil {
+		if s.before, s.beforeStop, s.beforeTimeline, err = b.bootBefore(ctx); err != nil {
 			return fmt.Errorf("with %s: %w", b.subhostBefore, err)
 		}
 		return nil
@@ -386,8 +386,8 @@ const withoutCgroupPipeline = `pipeline "bench-without-cgroup" {
 `
 
 // bootBefore times a boot with -before-bin's build, or of the twin, and
-// stops it.
-func (b *bench) bootBefore(ctx context.Context) (time.Duration, timeline, error) {
+// its stop.
+func (b *bench) bootBefore(ctx context.Context) (boot, stop time.Duration, _ timeline, _ error) {
 	after, home, pipeline, file := b.subhost, b.home, b.pipeline, b.pipelineFile
 	if b.subhostBefore != "" {
 		b.subhost = b.subhostBefore
@@ -396,11 +396,12 @@ func (b *bench) bootBefore(ctx context.Context) (time.Duration, timeline, error)
 		b.home, b.pipeline, b.pipelineFile = b.twin.home, b.twin.pipeline, b.twin.pipelineFile
 	}
 	defer func() { b.subhost, b.home, b.pipeline, b.pipelineFile = after, home, pipeline, file }()
-	var s, discard sample
+	var s sample
 	if err := b.boot(ctx, &s); err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
-	return s.boot, s.timeline, b.stopOnce(ctx, &discard)
+	err := b.stopOnce(ctx, &s)
+	return s.boot, s.stop, s.timeline, err
 }
 
 // boot times `subhost run --detach` until the marker, and until the

@@ -78,6 +78,9 @@ func report(w io.Writer, samples []sample) {
 	}
 	row("  run --detach returned", detach, "ms")
 	row("stop: stop -> host clean", stop, "ms")
+	if beforeStop := durations(samples, func(s sample) time.Duration { return s.beforeStop }); beforeStop.median > 0 {
+		row("  the same with "+beforeWhat, beforeStop, "ms")
+	}
 	row("  stop returned", stopCmd, "ms")
 	row("supervisor VmRSS", sup, "MB")
 	row("  of which anonymous (RssAnon)", anon, "MB")

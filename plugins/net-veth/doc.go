@@ -11,4 +11,13 @@
 // namespace work goes through netlink sockets opened inside the wanted
 // namespace on a throwaway OS thread; no thread that Go may reuse ever
 // changes namespace.
+//
+// Down takes down only veths whose peer is in the subhost's namespace,
+// found by the names the state records and the config gives. It unpins
+// the namespace and lets go of it: the kernel then deletes the veth pairs
+// with the namespace, in the background and without the RCU grace
+// periods that deleting a pair outright waits for with RTNL held; Down
+// waits for the host ends to vanish, and deletes one itself when it is
+// still there after a second (something else, a shell nsenter'ed into
+// the namespace, holds it).
 package main
