@@ -32,3 +32,12 @@ func BenchmarkSetup(b *testing.B) {
 	}
 	b.ReportMetric(float64(removing.Microseconds())/float64(b.N), "remove-µs/op")
 }
+
+// BenchmarkCheckHost is what the cgroup stage's Validate costs.
+func BenchmarkCheckHost(b *testing.B) {
+	for b.Loop() {
+		if err := CheckHost("", Defaults()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
