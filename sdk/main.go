@@ -29,6 +29,7 @@ const LogLevelEnv = "SUBHOST_LOG_LEVEL"
 //	dlv exec ./bin/plugins/net-veth -- --debug
 //	SUBHOST_REATTACH_PLUGINS='{...}' subhost stage net-veth up NAME
 func Main(stage Stage) {
+	keepExecutableFromChildren()
 	// The logger exists before Serve: go-plugin reads JSON lines from the
 	// plugin's stderr and replays them in the runner's log.
 	logger = hclog.New(&hclog.LoggerOptions{
@@ -59,6 +60,20 @@ func Main(stage Stage) {
 		Logger:          logger,
 	})
 	os.Exit(0)
+}
+
+// keepExecutableFromChildren marks descriptor 3 close-on-exec when it is
+// this program's own executable: the runner starts a plugin from the
+// file it checked, handed over as descriptor 3, which the plugin's own
+// children (a script the exec stage runs) need not inherit.
+func keepExecutableFromChildren() {
+	var fd, exe syscall.Stat_t
+	if syscall.Fstat(3, &fd) != nil || syscall.Stat("/proc/self/exe", &exe) != nil {
+		return
+	}
+	if fd.Dev == exe.Dev && fd.Ino == exe.Ino {
+		syscall.CloseOnExec(3)
+	}
 }
 
 // reattachJSON is go-plugin's ReattachConfig in a form JSON can carry.

@@ -193,12 +193,18 @@ func newProcess(exe *os.File, path string, env []string) (*process, error) {
 		return nil, err
 	}
 	cmd := &exec.Cmd{
-		// The kernel resolves /proc/self/fd/N in the child before the
-		// close-on-exec descriptor goes away: what runs is what was hashed.
-		Path:  "/proc/self/fd/" + strconv.Itoa(int(exe.Fd())),
-		Args:  []string{path},
-		Env:   env,
-		Stdin: devnull,
+		// What runs is what was checked and hashed: the open file,
+		// handed to the child as its descriptor 3 (ExtraFiles[0]; the
+		// plugin's sdk.Main marks it close-on-exec). Not exe's number in
+		// this process: before the exec, the child moves descriptors
+		// onto numbers just above the files it is given, and one of
+		// them could be that number (under load, one start in a few
+		// hundred then failed with EACCES: it executed a pipe).
+		Path:       "/proc/self/fd/3",
+		Args:       []string{path},
+		Env:        env,
+		ExtraFiles: []*os.File{exe},
+		Stdin:      devnull,
 		SysProcAttr: &syscall.SysProcAttr{
 			Setpgid:   true,
 			Pdeathsig: syscall.SIGKILL,

@@ -200,17 +200,16 @@ func openLauncher() (*os.File, error) {
 	return f, nil
 }
 
-// execPath names the open executable exe for an execve in a child that
-// gets files as its descriptors from 3 on: the kernel opens the path
-// before it closes the descriptors marked close-on-exec, but the child
-// puts files in place first, so exe is duplicated above them. The
-// duplicate is closed by done.
-func execPath(exe *os.File, files []*os.File) (path string, done func(), err error) {
-	fd, err := unix.FcntlInt(exe.Fd(), unix.F_DUPFD_CLOEXEC, 3+len(files))
-	if err != nil {
-		return "", nil, sdk.Internalf("the guest launcher's descriptor: %w", err)
-	}
-	return fmt.Sprintf("/proc/self/fd/%d", fd), func() { unix.Close(fd) }, nil
+// withExecutable returns files with exe after them, and the path that
+// names exe in a child that gets them as its descriptors from 3 on: the
+// kernel resolves it before it closes anything, so what runs is the file
+// the plugin opened. A number of this process's own would not do: before
+// the exec, the child moves descriptors onto the numbers just above the
+// files it is given, and one of them could be exe's. The launcher marks
+// every descriptor close-on-exec before the guest's init runs.
+func withExecutable(exe *os.File, files []*os.File) (path string, all []*os.File) {
+	all = append(append([]*os.File(nil), files...), exe)
+	return fmt.Sprintf("/proc/self/fd/%d", 3+len(files)), all
 }
 
 // startPrivileged starts the launcher of a privileged guest, on a thread
@@ -221,11 +220,7 @@ func startPrivileged(exe, stdio *os.File, files []*os.File, netns string, ctty b
 	if netns == "" {
 		flags = syscall.CLONE_NEWNET
 	}
-	path, done, err := execPath(exe, files)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
+	path, files := withExecutable(exe, files)
 	cmd := launcher.Command(path, stdio, files, flags, ctty)
 	if err := startIn(cmd, netns); err != nil {
 		return nil, err
