@@ -18,6 +18,6 @@
 // with the namespace, in the background and without the RCU grace
 // periods that deleting a pair outright waits for with RTNL held; Down
 // waits for the host ends to vanish, and deletes one itself when it is
-// still there after a second (something else, a shell nsenter'ed into
+// still there after five seconds (something else, a shell nsenter'ed into
 // the namespace, holds it).
 package main

@@ -303,8 +303,10 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 
 // vethTeardownWait is how long Down waits for the kernel to take a veth
 // pair away with the subhost's namespace before it deletes the pair
-// itself.
-var vethTeardownWait = time.Second
+// itself. The kernel has one worker for it: with 100 subhosts stopping at
+// once, a namespace waited more than a second behind the others (and the
+// deletes that followed made the whole stop 2-3 s longer), never five.
+var vethTeardownWait = 5 * time.Second
 
 // awaitGone polls, for up to d, until none of the host interfaces is
 // there any more (by index and name), and returns those still there.
