@@ -284,7 +284,7 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 		errs = append(errs, sdk.Internalf("delete network namespace: %w", err))
 	} else {
 		log.Info("deleted network namespace", "netns", path)
-		left = e.awaitGone(ours, vethTeardownWait)
+		left = e.awaitGone(ctx, ours, vethTeardownWait)
 	}
 	for _, link := range ours {
 		if !slices.Contains(left, link) {
@@ -308,9 +308,10 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 // deletes that followed made the whole stop 2-3 s longer), never five.
 var vethTeardownWait = 5 * time.Second
 
-// awaitGone polls, for up to d, until none of the host interfaces is
-// there any more (by index and name), and returns those still there.
-func (e *env) awaitGone(links []netlink.Link, d time.Duration) []netlink.Link {
+// awaitGone polls, for up to d or until ctx ends, until none of the host
+// interfaces is there any more (by index and name), and returns those
+// still there.
+func (e *env) awaitGone(ctx context.Context, links []netlink.Link, d time.Duration) []netlink.Link {
 	deadline := time.Now().Add(d)
 	for {
 		var left []netlink.Link
@@ -320,7 +321,7 @@ func (e *env) awaitGone(links []netlink.Link, d time.Duration) []netlink.Link {
 				left = append(left, l)
 			}
 		}
-		if len(left) == 0 || time.Now().After(deadline) {
+		if len(left) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
 			return left
 		}
 		links = left
