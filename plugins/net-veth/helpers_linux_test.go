@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -11,7 +12,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// The main goroutine, and so TestMain, stays on the process's main
+// thread: see mainThreadElsewhere.
+func init() { runtime.LockOSThread() }
+
+// mainThreadElsewhere, set in a helper process's environment, moves the
+// main thread into a network namespace of its own before the tests run:
+// as a plugin's main thread ends up when one of its throwaway-thread
+// goroutines ran there (the runtime parks the main thread for good
+// rather than end it), and /proc/self/ns/net then names that namespace.
+const mainThreadElsewhere = "NET_VETH_MAIN_THREAD_ELSEWHERE"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(mainThreadElsewhere) != "" {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
 	// The first netns a test makes turns /run/netns into a shared mount
 	// point, as `ip netns add` does, and it stays one (iproute2 never
 	// undoes it either). Do it before any test takes its leak snapshot.

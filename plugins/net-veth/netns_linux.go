@@ -14,7 +14,10 @@ import (
 // onThrowawayThread runs fn on an OS thread of its own that dies
 // afterwards: fn may change the thread's namespaces without any other
 // goroutine ever running in them. (A goroutine that exits while locked to
-// its thread takes the thread with it.)
+// its thread takes the thread with it; the main thread, which the
+// runtime cannot end, it parks for good, in whatever namespace fn left
+// it: so /proc/self/ns, which is the main thread's, says nothing about
+// the others.)
 func onThrowawayThread(fn func() error) error {
 	done := make(chan error, 1)
 	go func() {

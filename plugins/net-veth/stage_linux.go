@@ -420,7 +420,10 @@ type env struct {
 func (s *stage) open(p *spec) (*env, error) {
 	path := s.hostNetns
 	if path == "" {
-		path = "/proc/self/ns/net"
+		// This thread's, not /proc/self's: that is the main thread's,
+		// which may be in a subhost's namespace since one of
+		// onThrowawayThread's goroutines ran there.
+		path = "/proc/thread-self/ns/net"
 	}
 	e := &env{name: p.name}
 	var err error

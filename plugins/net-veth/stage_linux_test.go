@@ -563,7 +563,7 @@ func TestInProcessNetns(t *testing.T) {
 	for _, call := range []string{"up", "check", "up", "down"} {
 		cmd := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), th.ns.Fd()), "--",
 			os.Args[0], "-test.run=^TestHelperStage$")
-		cmd.Env = append(os.Environ(), "NET_VETH_HELPER="+call, "NET_VETH_NAME="+name)
+		cmd.Env = append(os.Environ(), "NET_VETH_HELPER="+call, "NET_VETH_NAME="+name, mainThreadElsewhere+"=1")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s in the test netns: %v\n%s", call, err, out)
 		}
