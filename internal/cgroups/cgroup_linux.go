@@ -269,6 +269,16 @@ func Setup(name, parent string, l Limits, disks []sdk.Device) (p Placement, err 
 	if err != nil {
 		return p, err
 	}
+	rules := Rules(disks)
+	if l.NoDevicePolicy {
+		rules = nil
+	}
+	// The cgroup2 device program loads while the cgroups are made.
+	var load *programLoad
+	if rules != nil && slices.ContainsFunc(hs, func(h hierarchy) bool { return h.v2() && h.mount != "" }) {
+		load = loadDeviceProgram(rules)
+		defer load.close()
+	}
 	pl, err := planFor(hs, l)
 	if err != nil {
 		return p, sdk.Invalidf("%w", err)
@@ -293,15 +303,11 @@ func Setup(name, parent string, l Limits, disks []sdk.Device) (p Placement, err 
 			}
 		}()
 	}
-	rules := Rules(disks)
-	if l.NoDevicePolicy {
-		rules = nil
-	}
 	// The hierarchies are independent of each other, and each costs
 	// some kernel work (a v1 memory cgroup's creation most): they are
 	// set up at once, and the results gathered in their order.
 	made := make([]madeIn, len(hs))
-	eachHierarchy(hs, func(i int, h hierarchy) { made[i] = setupIn(h, name, rules, pl) })
+	eachHierarchy(hs, func(i int, h hierarchy) { made[i] = setupIn(h, name, rules, load, pl) })
 	for i, h := range hs {
 		if h.mount == "" {
 			p.Unplaced = append(p.Unplaced, h.name())
@@ -329,8 +335,9 @@ type madeIn struct {
 }
 
 // setupIn makes subhost name's cgroups in h, with the limits of pl and,
-// where h can carry it, the device policy of rules (none if nil).
-func setupIn(h hierarchy, name string, rules []string, pl plan) madeIn {
+// where h can carry it, the device policy of rules (none if nil): in
+// cgroup2, the program of load.
+func setupIn(h hierarchy, name string, rules []string, load *programLoad, pl plan) madeIn {
 	if err := makeDirs(h, name, rules, pl); err != nil {
 		return madeIn{err: fmt.Errorf("cgroup %s: %w", h.name(), err)}
 	}
@@ -339,7 +346,7 @@ func setupIn(h hierarchy, name string, rules []string, pl plan) madeIn {
 	case h.devices():
 		return madeIn{policy: PolicyV1Devices}
 	case h.v2():
-		if err := ensureDeviceProgram(h.nameDir(name), rules); err != nil {
+		if err := ensureDeviceProgram(h.nameDir(name), load); err != nil {
 			return madeIn{err: fmt.Errorf("cgroup2 device program on %s: %w", h.nameDir(name), err)}
 		}
 		return madeIn{policy: PolicyV2BPF}

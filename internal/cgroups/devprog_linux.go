@@ -115,14 +115,58 @@ func deviceProgram(rules []string) (asm.Instructions, error) {
 	return insts, nil
 }
 
-// ensureDeviceProgram attaches a device program for rules to the cgroup2
+// programLoad is a device program being loaded in the background: the
+// verifier's and the JIT's work (about 0.3 ms, more for a process's
+// first program) needs no cgroup, so Setup starts it before it makes
+// the cgroups and attaches the program once the cgroup2 directory
+// exists.
+type programLoad struct {
+	done chan struct{}
+	prog *ebpf.Program
+	err  error
+}
+
+// loadDeviceProgram starts loading the device program for rules.
+func loadDeviceProgram(rules []string) *programLoad {
+	l := &programLoad{done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		insts, err := deviceProgram(rules)
+		if err != nil {
+			l.err = err
+			return
+		}
+		l.prog, l.err = ebpf.NewProgram(&ebpf.ProgramSpec{
+			Name:         "subhost_dev",
+			Type:         ebpf.CGroupDevice,
+			License:      "Apache-2.0",
+			Instructions: insts,
+		})
+	}()
+	return l
+}
+
+// wait returns the loaded program, once it is.
+func (l *programLoad) wait() (*ebpf.Program, error) {
+	<-l.done
+	return l.prog, l.err
+}
+
+// close unloads the program (an attached one stays with its cgroup).
+func (l *programLoad) close() {
+	if prog, _ := l.wait(); prog != nil {
+		prog.Close()
+	}
+}
+
+// ensureDeviceProgram attaches the device program of load to the cgroup2
 // directory dir, unless one is attached there already (an adopted
 // cgroup's). It is attached with BPF_F_ALLOW_MULTI: a program the guest
 // might attach below can only deny more, never allow more, since every
 // program on the path must allow an access. The attachment is of the
 // cgroup (BPF_PROG_ATTACH, not a link): it lasts until the cgroup is
 // removed, not until this process exits.
-func ensureDeviceProgram(dir string, rules []string) error {
+func ensureDeviceProgram(dir string, load *programLoad) error {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -131,20 +175,10 @@ func ensureDeviceProgram(dir string, rules []string) error {
 	if n, err := attachedDevicePrograms(fd); err == nil && n > 0 {
 		return nil
 	}
-	insts, err := deviceProgram(rules)
-	if err != nil {
-		return err
-	}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:         "subhost_dev",
-		Type:         ebpf.CGroupDevice,
-		License:      "Apache-2.0",
-		Instructions: insts,
-	})
+	prog, err := load.wait()
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
-	defer prog.Close()
 	err = link.RawAttachProgram(link.RawAttachProgramOptions{
 		Target:  fd,
 		Program: prog,
@@ -188,19 +222,6 @@ func DeviceProgramAttached(dir string) (bool, error) {
 // and gone when closed. Called where the stage has time to spare (its
 // Validate, which the runner calls well before Up).
 func WarmDeviceProgram() {
-	go func() {
-		insts, err := deviceProgram(Rules(nil))
-		if err != nil {
-			return
-		}
-		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-			Name:         "subhost_dev",
-			Type:         ebpf.CGroupDevice,
-			License:      "Apache-2.0",
-			Instructions: insts,
-		})
-		if err == nil {
-			prog.Close()
-		}
-	}()
+	load := loadDeviceProgram(Rules(nil))
+	go load.close()
 }

@@ -73,7 +73,10 @@ func TestDeviceProgram(t *testing.T) {
 	})
 	rules := Rules([]sdk.Device{{GuestName: "vda", Major: 7, Minor: 250, ReadOnly: true}, {GuestName: "vdb", Major: 7, Minor: 251}})
 	for i := 0; i < 2; i++ { // the second adopts the first's program
-		if err := ensureDeviceProgram(dir, rules); err != nil {
+		load := loadDeviceProgram(rules)
+		err := ensureDeviceProgram(dir, load)
+		load.close()
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
