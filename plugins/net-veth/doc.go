@@ -16,8 +16,9 @@
 // found by the names the state records and the config gives. It unpins
 // the namespace and lets go of it: the kernel then deletes the veth pairs
 // with the namespace, in the background and without the RCU grace
-// periods that deleting a pair outright waits for with RTNL held; Down
-// waits for the host ends to vanish, and deletes one itself when it is
-// still there after five seconds (something else, a shell nsenter'ed into
-// the namespace, holds it).
+// periods that deleting a pair outright waits for with RTNL held. A Down
+// alone waits briefly for the host ends to vanish; one still there then
+// (something else, a shell nsenter'ed into the namespace, holds it), or
+// any at all when other Downs are under way (the kernel's one worker for
+// it falls behind them), it deletes itself.
 package main

@@ -274,17 +274,20 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 	// deleting every veth pair with an end in it, in about 4 ms here,
 	// where deleting a pair outright waits with RTNL held for RCU grace
 	// periods (15-35 ms on this machine; a stop waits for it). So Down
-	// lets go of the namespace, its own handles included, and waits for
-	// the host ends to vanish. One still there after vethTeardownWait
-	// (something else holds the namespace: a shell nsenter'ed into it)
-	// is deleted as before.
+	// lets go of the namespace, its own handles included, and, when no
+	// other Down is under way (teardown_linux.go), waits for the host
+	// ends to vanish. One still there then (the kernel is behind, or
+	// something else holds the namespace: a shell nsenter'ed into it) is
+	// deleted as before.
 	e.closeGuest()
 	left := ours
 	if err := deleteNetns(path); err != nil {
 		errs = append(errs, sdk.Internalf("delete network namespace: %w", err))
 	} else {
 		log.Info("deleted network namespace", "netns", path)
-		left = e.awaitGone(ctx, ours, vethTeardownWait)
+		if len(ours) > 0 {
+			left = e.awaitGone(ctx, ours)
+		}
 	}
 	for _, link := range ours {
 		if !slices.Contains(left, link) {
@@ -301,18 +304,25 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 	return errors.Join(errs...)
 }
 
-// vethTeardownWait is how long Down waits for the kernel to take a veth
-// pair away with the subhost's namespace before it deletes the pair
-// itself. The kernel has one worker for it: with 100 subhosts stopping at
-// once, a namespace waited more than a second behind the others (and the
-// deletes that followed made the whole stop 2-3 s longer), never five.
-var vethTeardownWait = 5 * time.Second
+// vethTeardownWait is how long a Down alone (teardown_linux.go) waits for
+// the kernel to take a veth pair away with the subhost's namespace
+// before it deletes the pair itself. On a quiet host the kernel takes
+// 3-4 ms (tens when its RCU grace periods are slow), and Down returns
+// 10-15 ms sooner than when it deletes the pair; a host busy enough to
+// starve the kernel's worker for longer is better served by the delete.
+var vethTeardownWait = 250 * time.Millisecond
 
-// awaitGone polls, for up to d or until ctx ends, until none of the host
-// interfaces is there any more (by index and name), and returns those
-// still there.
-func (e *env) awaitGone(ctx context.Context, links []netlink.Link, d time.Duration) []netlink.Link {
-	deadline := time.Now().Add(d)
+// awaitGone polls until none of the host interfaces is there any more
+// (by index and name), and returns those still there: at once when
+// another Down is under way, else for up to vethTeardownWait, until one
+// starts or ctx ends.
+func (e *env) awaitGone(ctx context.Context, links []netlink.Link) []netlink.Link {
+	claim := claimTeardown()
+	if claim == nil {
+		return links
+	}
+	defer claim.release()
+	deadline := time.Now().Add(vethTeardownWait)
 	for {
 		var left []netlink.Link
 		for _, l := range links {
@@ -321,7 +331,7 @@ func (e *env) awaitGone(ctx context.Context, links []netlink.Link, d time.Durati
 				left = append(left, l)
 			}
 		}
-		if len(left) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+		if len(left) == 0 || time.Now().After(deadline) || ctx.Err() != nil || claim.knocked() {
 			return left
 		}
 		links = left

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/sdk"
 	"github.com/subhost/subhost/sdk/stagetest"
@@ -503,14 +504,101 @@ func TestDownWhileSomethingHoldsTheNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	wait := vethTeardownWait
-	vethTeardownWait = 50 * time.Millisecond
-	t.Cleanup(func() { vethTeardownWait = wait })
 	if err := s.Down(ctx, req); err != nil {
 		t.Fatalf("Down: %v", err)
 	}
 	if netnsExists(name) || !reflect.DeepEqual(th.linkNames(), before) {
 		t.Errorf("left netns %v, links %v (before %v)", netnsExists(name), th.linkNames(), before)
+	}
+}
+
+// heldNamespace brings up a subhost with one veth on br0 and holds its
+// namespace open, as a shell nsenter'ed into it would, so that the
+// kernel cannot take the pair away: only Down's own delete can. Down is
+// told to wait for the kernel for an hour, and given a minute.
+func heldNamespace(t *testing.T, tag string) (th *testHost, s *stage, req *sdk.Request, before []string, ctx context.Context) {
+	t.Helper()
+	th, s = newTestHost(t)
+	th.bridge("br0", 0)
+	before = th.linkNames()
+	name := subhostName(tag)
+	req = request(name, []string{"br0:06:00:00:00:05:02"}, nil)
+	upOrFail(t, s, req)
+	held, err := os.Open(netnsDir + "/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { held.Close() })
+	wait := vethTeardownWait
+	vethTeardownWait = time.Hour
+	t.Cleanup(func() { vethTeardownWait = wait })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return th, s, req, before, ctx
+}
+
+// TestDownDeletesAtOnceWhenOthersAreUnderWay: a Down that finds another
+// waiting for the kernel (here the test holds the name) does not wait:
+// it deletes its pair, and knocks.
+func TestDownDeletesAtOnceWhenOthersAreUnderWay(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	other := claimTeardown()
+	if other == nil {
+		t.Fatal("cannot take the teardown socket's name")
+	}
+	defer other.release()
+	th, s, req, before, ctx := heldNamespace(t, "a")
+	if err := s.Down(ctx, req); err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Errorf("Down waited for the kernel with another Down under way")
+	}
+	if !other.knocked() {
+		t.Errorf("Down did not knock on the waiting one's socket")
+	}
+	if got := th.linkNames(); !reflect.DeepEqual(got, before) {
+		t.Errorf("links %v, before %v", got, before)
+	}
+}
+
+// knock connects to the teardown socket, as a Down that finds its name
+// taken does, and reports whether something listened there.
+func knock() bool {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return unix.Connect(fd, &unix.SockaddrUnix{Name: teardownSocket}) == nil
+}
+
+// TestDownWaitingStopsWhenAnotherStarts: a Down waiting for the kernel
+// stops waiting, and deletes its pair, when another Down knocks.
+func TestDownWaitingStopsWhenAnotherStarts(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	th, s, req, before, ctx := heldNamespace(t, "w")
+	done := make(chan error, 1)
+	go func() { done <- s.Down(ctx, req) }()
+	// Knock as another Down would, once the first holds the name.
+	for knocked := false; !knocked; {
+		select {
+		case err := <-done:
+			t.Fatalf("Down returned (%v) before it was knocked: it did not wait for the kernel", err)
+		case <-time.After(time.Millisecond):
+		}
+		knocked = knock()
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Errorf("Down went on waiting for the kernel after the knock")
+	}
+	if got := th.linkNames(); !reflect.DeepEqual(got, before) {
+		t.Errorf("links %v, before %v", got, before)
 	}
 }
 
