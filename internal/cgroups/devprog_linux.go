@@ -213,15 +213,3 @@ func DeviceProgramAttached(dir string) (bool, error) {
 	}
 	return n > 0, nil
 }
-
-// WarmDeviceProgram loads, and at once unloads, a device program for the
-// rules every guest gets, in the background: the first program this
-// process loads also pays for the loader's probes of the kernel and for
-// paging its code in (about half a millisecond), which Setup then does
-// not. It changes nothing on the host: the program is attached nowhere
-// and gone when closed. Called where the stage has time to spare (its
-// Validate, which the runner calls well before Up).
-func WarmDeviceProgram() {
-	load := loadDeviceProgram(Rules(nil))
-	go load.close()
-}

@@ -78,10 +78,7 @@ func hostError(req *sdk.Request, err error) error {
 }
 
 func (*stage) Validate(ctx context.Context, req *sdk.Request) error {
-	l, err := limits(req)
-	if err == nil && !l.NoDevicePolicy {
-		cgroups.WarmDeviceProgram()
-	}
+	_, err := limits(req)
 	return err
 }
 
