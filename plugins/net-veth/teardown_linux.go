@@ -6,7 +6,7 @@ import "golang.org/x/sys/unix"
 // pays when a stop is alone: the kernel's worker for it needs 3-4 ms.
 // When many subhosts stop at once, that one worker falls behind (a busy
 // host starves it like any other thread) and every stop waiting for it
-// waits long: 100 subhosts stopping at once took 10.5-14.1 s when each
+// waits long: 100 subhosts stopping at once took 9.8-14.1 s when each
 // waited for it (up to 50 ms, 100 ms or 5 s), 7.4-10.4 s when each deleted
 // its pairs itself, which the stops do in parallel. So a Down waits for
 // the kernel only while no other is under way: it holds an abstract unix
