@@ -45,8 +45,9 @@
 //     per-stage Up durations from `subhost status --json`.
 //   - before (with -before-bin DIR, the bin/ of another build, say the
 //     commit before a change): the same guest booted and stopped (both
-//     timed) with that build in the same round, first in every other round and last in the
-//     others (whichever boots second follows the other's stop), so that a
+//     timed) with that build in the same round, first in every other
+//     round and last in the others (whichever boots second follows the
+//     other's stop), so that a
 //     change's cost is read from one run whatever the machine's load does
 //     meanwhile. Or the same
 //     build's twin of the guest: with -private-users alone, the guest

@@ -15,7 +15,8 @@ import "golang.org/x/sys/unix"
 // the one waiting to delete at once too. Anyone on the host may take the
 // name or knock: that only makes Downs delete as they did before.
 
-// teardownSocket is the name, in the host's network namespace.
+// teardownSocket is the name, in the network namespace of the calling
+// thread: the plugin's own, the host's (the one Downs of one host share).
 const teardownSocket = "@subhost-veth-teardown"
 
 // teardownClaim is the hold on teardownSocket of the Down that waits.
