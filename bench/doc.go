@@ -45,17 +45,16 @@
 //     per-stage Up durations from `subhost status --json`.
 //   - before (with -before-bin DIR, the bin/ of another build, say the
 //     commit before a change): the same guest booted and stopped (both
-//     timed) with that build in the same round, first in every other
-//     round and last in the others (whichever boots second follows the
-//     other's stop), so that a
-//     change's cost is read from one run whatever the machine's load does
-//     meanwhile. Or the same
-//     build's twin of the guest: with -private-users alone, the guest
-//     booted privileged (an unprivileged boot may cost at most 8 ms
-//     more); with -without-cgroup, the guest booted with pretend-boot
-//     less its cgroup stage (skipped by a `when` its config never sets,
-//     with DEVICE_POLICY=none): the stage may cost at most 5 ms. The
-//     boot timeline then shows the twin's marks beside.
+//     timed) with that build in the same round, first in every other round
+//     and last in the others (whichever boots second follows the other's
+//     stop), so that a change's cost is read from one run whatever the
+//     machine's load does meanwhile. Or the same build's twin of the guest:
+//     with -private-users alone, the guest booted privileged (an
+//     unprivileged boot may cost at most 8 ms more); with -without-cgroup,
+//     the guest booted with pretend-boot less its cgroup stage (skipped by a
+//     `when` its config never sets, with DEVICE_POLICY=none): the stage may
+//     cost at most 5 ms. The boot timeline then shows the twin's marks
+//     beside.
 //   - stop: `subhost stop` until the host is clean: no mount under HOME,
 //     no loop device backed by the image, no netns NAME, no state
 //     directory and no supervisor process (also: until the command
