@@ -33,7 +33,9 @@ import (
 // returns; so it is when ctx is done, even if the launch had succeeded,
 // since the caller has given up on the result. place, called once the
 // launcher has its config and is in the cgroups launch moves it into,
-// puts it wherever else it must be before it goes on (see placedToken).
+// puts it wherever else it must be before it goes on (see placedToken),
+// and finishes whatever must be done before the guest's PID 1 runs; its
+// error is returned as it is.
 func launch(ctx context.Context, cfg launcher.Config, rec *sdk.BootRecord, console string, prep *prepared, started func(pid int, start uint64) error, place func(pid int) error) (int, uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, 0, sdk.Internalf("launch guest: %w", err)
@@ -112,7 +114,7 @@ func launch(ctx context.Context, cfg launcher.Config, rec *sdk.BootRecord, conso
 	}
 	if err := place(pid); err != nil {
 		abort()
-		return 0, 0, sdk.Internalf("launch guest: %w", err)
+		return 0, 0, err
 	}
 	tMoved := time.Now()
 	// A launcher that failed meanwhile is gone (EPIPE here): its error

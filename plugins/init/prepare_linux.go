@@ -282,3 +282,19 @@ func installInit(rec *sdk.BootRecord, content []byte) (bool, error) {
 	a := <-done
 	return a.wrote, a.err
 }
+
+// installInBackground runs installInit on its own goroutine; the function
+// it returns waits for it and gives its result, as often as it is called.
+func installInBackground(rec *sdk.BootRecord, content []byte) func() (bool, error) {
+	done := make(chan struct{})
+	var wrote bool
+	var err error
+	go func() {
+		defer close(done)
+		wrote, err = installInit(rec, content)
+	}()
+	return func() (bool, error) {
+		<-done
+		return wrote, err
+	}
+}

@@ -106,11 +106,15 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 		return nil, sdk.Internalf("read init_binary: %w", err)
 	}
 	defer unmap()
-	wrote, err := installInit(rec, content)
-	if err != nil {
-		return nil, err
-	}
-	log.Debug("subhost-init in the guest root", "path", "/sbin/subhost-init", "rewritten", wrote)
+	// On a root freshly mounted from an image, comparing subhost-init with
+	// the guest's copy reads 2 MB through the loop device: about a
+	// millisecond, spent while the launcher starts and mounts the guest's
+	// file systems. Nothing of the guest runs before it is done: the
+	// launcher waits for the word that it may go on (installed, in
+	// launch's place), and every return below waits for it first (the
+	// deferred call runs before unmap).
+	installed := installInBackground(rec, content)
+	defer installed()
 
 	cfg := launcher.Config{
 		Root:     rec.Root,
@@ -138,13 +142,21 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 		}
 		return nil
 	}, func(pid int) error {
+		wrote, err := installed()
+		if err != nil {
+			return err
+		}
+		log.Debug("subhost-init in the guest root", "path", "/sbin/subhost-init", "rewritten", wrote)
 		if !cfg.Unprivileged {
 			return nil
 		}
 		// The plugin places an unprivileged guest itself (the launcher,
 		// in the guest's user namespace, may not), before the launcher
 		// goes on: nothing of the guest runs outside its cgroups.
-		return placeGuest(pid, guestCgroups)
+		if err := placeGuest(pid, guestCgroups); err != nil {
+			return sdk.Internalf("launch guest: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		// launch reaped whatever it started.
