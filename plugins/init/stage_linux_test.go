@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -266,7 +267,8 @@ func TestHostileRoots(t *testing.T) {
 			os.WriteFile(outFile, []byte("marker\n"), 0o644)
 			tt.plant(t, root, outDir, outFile)
 
-			res, err := (&stage{}).Up(ctx(t), guestRequest(t, root, nil))
+			req := guestRequest(t, root, nil)
+			res, err := (&stage{}).Up(ctx(t), req)
 			if tt.want != "" {
 				if err == nil {
 					reap(t, res.Record.GuestPID, 10*time.Second)
@@ -277,6 +279,14 @@ func TestHostileRoots(t *testing.T) {
 				}
 				if c := children(t); len(c) > 0 {
 					t.Errorf("a failed boot left child processes %v", c)
+				}
+				// The launcher may have started (subhost-init is
+				// installed while it sets the guest up): its record
+				// goes with it.
+				if path, err := launchRecordPath(req.Subhost); err != nil {
+					t.Error(err)
+				} else if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("a failed boot left its launch record %s (%v)", path, err)
 				}
 			} else {
 				if err != nil {
