@@ -3,9 +3,15 @@
 //
 // Up injects subhost-init (the guest's PID 1, a small static binary built
 // beside this plugin, see cmd/subhost-init) into the guest root at
-// /sbin/subhost-init, then starts the guest and returns its PID:
+// /sbin/subhost-init, rewriting it only where the guest's copy differs,
+// and starts the guest and returns its PID. The two overlap: the copy is
+// compared (2 MB read from a freshly mounted image) while the launcher
+// sets the guest up, and the launcher goes on to join the guest's
+// cgroups and execute it only once the plugin says subhost-init is in
+// place.
 //
-//   - The plugin re-executes itself (/proc/self/exe __launch-guest) with
+//   - The plugin starts subhost-launch (built beside it, executed through
+//     the descriptor it checked) with
 //     new mount, PID, UTS and IPC namespaces, on a thread that has joined
 //     the boot record's netns (a new, empty one when the record has
 //     none). The child has its own session and process group (the runner
