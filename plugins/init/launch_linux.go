@@ -116,7 +116,7 @@ func launch(ctx context.Context, cfg launcher.Config, rec *sdk.BootRecord, conso
 		abort()
 		return 0, 0, err
 	}
-	tMoved := time.Now()
+	tPlaced := time.Now()
 	// A launcher that failed meanwhile is gone (EPIPE here): its error
 	// pipe says why, below.
 	cfgW.WriteString(launcher.PlacedToken)
@@ -150,7 +150,7 @@ func launch(ctx context.Context, cfg launcher.Config, rec *sdk.BootRecord, conso
 		return 0, 0, sdk.Internalf("launch guest: %w", err)
 	}
 	proc.Release()
-	sdk.Logger(ctx).Debug("launch timings", "launcher_started", tStarted.Sub(t0), "moved_into_cgroups", tMoved.Sub(tStarted), "until_exec", time.Since(tMoved))
+	sdk.Logger(ctx).Debug("launch timings", "launcher_started", tStarted.Sub(t0), "placed", tPlaced.Sub(tStarted), "until_exec", time.Since(tPlaced))
 	return pid, start, nil
 }
 

@@ -142,11 +142,12 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 		}
 		return nil
 	}, func(pid int) error {
+		waitStart := time.Now()
 		wrote, err := installed()
 		if err != nil {
 			return err
 		}
-		log.Debug("subhost-init in the guest root", "path", "/sbin/subhost-init", "rewritten", wrote)
+		log.Debug("subhost-init in the guest root", "path", "/sbin/subhost-init", "rewritten", wrote, "waited_for", time.Since(waitStart))
 		if !cfg.Unprivileged {
 			return nil
 		}
