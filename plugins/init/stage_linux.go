@@ -107,8 +107,8 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	}
 	defer unmap()
 	// On a root freshly mounted from an image, comparing subhost-init with
-	// the guest's copy reads 2 MB through the loop device: about a
-	// millisecond, spent while the launcher starts and mounts the guest's
+	// the guest's copy reads 2 MB through the loop device: one or two
+	// milliseconds, spent while the launcher starts and mounts the guest's
 	// file systems. Nothing of the guest runs before it is done: the
 	// launcher waits for the word that it may go on (installed, in
 	// launch's place), and every return below waits for it first (the
