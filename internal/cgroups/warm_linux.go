@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/subhost/subhost/internal/solo"
 	"golang.org/x/sys/unix"
 )
 
@@ -48,37 +49,25 @@ const warmSocket = "@subhost-migration-warm"
 // It is for a boot on a quiet host. Boots under way together keep the
 // semaphore warm with their own moves, and more moves would only queue
 // on the cgroup_mutex (a hundred boots at once, each moving every 2 ms,
-// took twice as long). So a boot moves only if it can listen on
-// warmSocket (an abstract socket: nothing on disk, gone with the
-// process); one that cannot connects to it instead, which tells the
-// warmer that boots are under way together, and the warmer stops moving
-// (as it does when a move of its own, past the first, was slow). Any
-// local user can take the name or knock on it: that only stops the
-// moves.
+// took twice as long). So a boot moves only if it holds warmSocket's
+// name (package solo); one that finds it taken knocks instead, which
+// tells the warmer that boots are under way together, and the warmer
+// stops moving (as it does when a move of its own, past the first, was
+// slow). Any local user can take the name or knock on it: that only
+// stops the moves.
 func KeepMigrationWarm() (stop func()) {
 	procs, ok := ownProcsFile()
 	if !ok {
 		return func() {}
 	}
-	ln, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return func() {}
-	}
-	if err := unix.Bind(ln, &unix.SockaddrUnix{Name: warmSocket}); err != nil {
-		// Another boot's warmer: knock, and leave the moving to it.
-		if err == unix.EADDRINUSE {
-			unix.Connect(ln, &unix.SockaddrUnix{Name: warmSocket})
-		}
-		unix.Close(ln)
-		return func() {}
-	}
-	if err := unix.Listen(ln, 16); err != nil {
-		unix.Close(ln)
+	claim := solo.Take(warmSocket)
+	if claim == nil {
+		// Another boot's warmer (Take knocked), or no socket.
 		return func() {}
 	}
 	done := make(chan struct{})
 	go func() {
-		defer unix.Close(ln) // the name goes with it
+		defer claim.Release()
 		pid := strconv.Itoa(unix.Getpid())
 		limit := time.After(warmLimit)
 		for moves := 1; ; moves++ {
@@ -87,7 +76,7 @@ func KeepMigrationWarm() (stop func()) {
 				return
 			}
 			crowded := moves > 1 && time.Since(start) > slowMove
-			if crowded || knocked(ln) {
+			if crowded || claim.Knocked() {
 				// The name stays taken: no other boot starts moving
 				// while this one runs.
 				select {
@@ -107,17 +96,6 @@ func KeepMigrationWarm() (stop func()) {
 	}()
 	var once sync.Once
 	return func() { once.Do(func() { close(done) }) }
-}
-
-// knocked reports whether another boot connected to the listening
-// socket ln, and lets it go.
-func knocked(ln int) bool {
-	conn, _, err := unix.Accept4(ln, unix.SOCK_CLOEXEC)
-	if err != nil {
-		return false
-	}
-	unix.Close(conn)
-	return true
 }
 
 // ownProcsFile is the cgroup.procs of this process's cgroup in its first

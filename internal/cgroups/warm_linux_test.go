@@ -62,30 +62,3 @@ func TestKeepMigrationWarm(t *testing.T) {
 		t.Errorf("cgroups changed:\n%s\nnow:\n%s", before, after)
 	}
 }
-
-// TestKnocked: a connection to the warmer's socket is seen once.
-func TestKnocked(t *testing.T) {
-	ln, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(ln)
-	name := "@subhost-test-knock-" + strconv.Itoa(os.Getpid())
-	if err := unix.Bind(ln, &unix.SockaddrUnix{Name: name}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(ln, 4); err != nil {
-		t.Fatal(err)
-	}
-	if knocked(ln) {
-		t.Error("knocked before anyone connected")
-	}
-	c, _ := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err := unix.Connect(c, &unix.SockaddrUnix{Name: name}); err != nil {
-		t.Fatal(err)
-	}
-	unix.Close(c)
-	if !knocked(ln) || knocked(ln) {
-		t.Error("one connection is not seen exactly once")
-	}
-}

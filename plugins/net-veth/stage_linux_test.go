@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/solo"
 	"github.com/subhost/subhost/sdk"
 	"github.com/subhost/subhost/sdk/stagetest"
 )
@@ -543,11 +544,11 @@ func heldNamespace(t *testing.T, tag string) (th *testHost, s *stage, req *sdk.R
 func TestDownDeletesAtOnceWhenOthersAreUnderWay(t *testing.T) {
 	stagetest.RequireRoot(t)
 	stagetest.NoLeaks(t)
-	other := claimTeardown()
+	other := solo.Take(teardownSocket)
 	if other == nil {
 		t.Fatal("cannot take the teardown socket's name")
 	}
-	defer other.release()
+	defer other.Release()
 	th, s, req, before, ctx := heldNamespace(t, "a")
 	if err := s.Down(ctx, req); err != nil {
 		t.Fatalf("Down: %v", err)
@@ -555,7 +556,7 @@ func TestDownDeletesAtOnceWhenOthersAreUnderWay(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Errorf("Down waited for the kernel with another Down under way")
 	}
-	if !other.knocked() {
+	if !other.Knocked() {
 		t.Errorf("Down did not knock on the waiting one's socket")
 	}
 	if got := th.linkNames(); !reflect.DeepEqual(got, before) {
