@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subhost/subhost/internal/settings"
 	"github.com/subhost/subhost/internal/state"
 	"github.com/subhost/subhost/internal/testbin"
 	"github.com/subhost/subhost/sdk/stagetest"
@@ -82,7 +83,8 @@ func (c *cli) writePipeline(stages []string, extra map[string]string) {
 }
 
 func (c *cli) cmd(args ...string) *exec.Cmd {
-	full := []string{"--state-dir", c.states}
+	// Logs go to the test's directory, not the host's /var/log/subhost.
+	full := []string{"--state-dir", c.states, "--log-dir", filepath.Join(c.dir, "logs")}
 	if c.pipeline != "" {
 		full = append(full, "--pipeline-file", c.pipeline)
 	}
@@ -244,9 +246,16 @@ func TestBadInputIsOneLineExitTwoAndChangesNothing(t *testing.T) {
 func TestRunStatusListStop(t *testing.T) {
 	c := newCLI(t)
 	c.writePipeline([]string{"a", "b"}, nil)
+	hostLog, _ := os.Stat(filepath.Join(settings.DefaultLogDir, "web1.supervisor.log"))
 	out, stderr, code := c.run("run", "--pipeline", "p", "web1")
 	if code != 0 {
 		t.Fatalf("run: exit %d\n%s%s", code, out, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(c.dir, "logs", "web1.supervisor.log")); err != nil {
+		t.Errorf("the supervisor's log is not in --log-dir: %v", err)
+	}
+	if fi, _ := os.Stat(filepath.Join(settings.DefaultLogDir, "web1.supervisor.log")); fi != nil && (hostLog == nil || fi.ModTime() != hostLog.ModTime()) {
+		t.Errorf("the supervisor wrote to %s despite --log-dir", fi.Name())
 	}
 	out, _, _ = c.run("status", "--json", "web1")
 	var rep report

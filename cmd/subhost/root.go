@@ -45,6 +45,7 @@ through a pipeline of stage plugins.`,
 	pf.StringVar(&g.StateDir, "state-dir", state.DefaultRoot, "where subhost keeps its state")
 	pf.MarkHidden("state-dir")
 	pf.StringVar(&g.EtcDir, "etc-dir", settings.DefaultEtc(), "the site's configuration: pipelines/, plugins/ and autostart/ (also $"+settings.EtcDirEnv+")")
+	pf.StringVar(&g.LogDir, "log-dir", settings.DefaultLogs(), "where each subhost's console log (NAME.log) and supervisor log (NAME.supervisor.log) go (also $"+settings.LogDirEnv+")")
 
 	root.AddCommand(
 		newRunCmd(), newStopCmd(), newStatusCmd(), newListCmd(),

@@ -143,7 +143,7 @@ func runSubhost(cmd *cobra.Command, t runner.Target, detach bool) error {
 	}
 	if ready == nil {
 		err := sup.Wait()
-		return fmt.Errorf("subhost %s: the supervisor ended before the guest ran (%v); see %s", t.Name, err, supervisor.LogFile(t.Name))
+		return fmt.Errorf("subhost %s: the supervisor ended before the guest ran (%v); see %s", t.Name, err, g.SupervisorLog(t.Name))
 	}
 	out := cmd.OutOrStdout()
 	if ready.PID == 0 {
@@ -183,7 +183,7 @@ func runSubhost(cmd *cobra.Command, t runner.Target, detach bool) error {
 		return nil
 	}
 	if waitErr != nil {
-		return fmt.Errorf("subhost %s: supervisor: %v; see %s", t.Name, waitErr, supervisor.LogFile(t.Name))
+		return fmt.Errorf("subhost %s: supervisor: %v; see %s", t.Name, waitErr, g.SupervisorLog(t.Name))
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ func runSupervised(ctx context.Context, t runner.Target) error {
 	}
 	last := n.lastEvent()
 	if last.Guest == guestexit.Crashed.String() && ctx.Err() == nil {
-		return fmt.Errorf("subhost %s: the guest crashed; it is %s (console log: %s)", t.Name, last.Status, supervisor.LogDir+"/"+t.Name+".log")
+		return fmt.Errorf("subhost %s: the guest crashed; it is %s (console log: %s)", t.Name, last.Status, g.ConsoleLog(t.Name))
 	}
 	return nil
 }

@@ -27,6 +27,8 @@ type Settings struct {
 	StateDir      string   `json:"state_dir,omitempty"`
 	// EtcDir holds the site's pipelines/, plugins/ and autostart/.
 	EtcDir string `json:"etc_dir,omitempty"`
+	// LogDir holds each subhost's console log and its supervisor's log.
+	LogDir string `json:"log_dir,omitempty"`
 	// CgroupParent is not a flag: `run --supervise` sets it when a
 	// service manager delegated its cgroup (cgroups.FindDelegation), and
 	// the runner passes it to the stages.
@@ -47,6 +49,40 @@ func DefaultEtc() string {
 		return d
 	}
 	return DefaultEtcDir
+}
+
+// LogDirEnv names the log directory when --log-dir is not given.
+const LogDirEnv = "SUBHOST_LOG_DIR"
+
+// DefaultLogDir is the log directory when neither --log-dir nor
+// $SUBHOST_LOG_DIR names one.
+const DefaultLogDir = "/var/log/subhost"
+
+// DefaultLogs is $SUBHOST_LOG_DIR, else DefaultLogDir: the --log-dir
+// flag's default.
+func DefaultLogs() string {
+	if d := os.Getenv(LogDirEnv); d != "" {
+		return d
+	}
+	return DefaultLogDir
+}
+
+// Logs is the log directory.
+func (s *Settings) Logs() string {
+	if s.LogDir == "" {
+		return DefaultLogDir
+	}
+	return s.LogDir
+}
+
+// ConsoleLog is a subhost's console log.
+func (s *Settings) ConsoleLog(name string) string {
+	return filepath.Join(s.Logs(), name+".log")
+}
+
+// SupervisorLog is a subhost's supervisor's own log.
+func (s *Settings) SupervisorLog(name string) string {
+	return filepath.Join(s.Logs(), name+".supervisor.log")
 }
 
 // AutostartDir holds the enrolments of `subhost enable`.

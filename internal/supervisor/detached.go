@@ -41,5 +41,5 @@ func StartDetached(ctx context.Context, spec Spec) (int, error) {
 		}
 	}
 	err = sup.Wait()
-	return 0, fmt.Errorf("subhost %s: the supervisor ended before the guest ran (%v); see %s", spec.Target.Name, err, LogFile(spec.Target.Name))
+	return 0, fmt.Errorf("subhost %s: the supervisor ended before the guest ran (%v); see %s", spec.Target.Name, err, spec.Settings.SupervisorLog(spec.Target.Name))
 }

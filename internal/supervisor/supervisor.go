@@ -33,9 +33,6 @@ import (
 // Command is the hidden subcommand that runs a supervisor.
 const Command = "__supervise"
 
-// LogDir holds each subhost's console log and its supervisor's log.
-const LogDir = "/var/log/subhost"
-
 // ConsoleLogMax caps a console log; it is rotated once, to NAME.log.1.
 const ConsoleLogMax = 4 << 20
 
@@ -87,11 +84,6 @@ func ConsoleSocket(stateRoot, name string) string {
 	return filepath.Join(stateRoot, name, "console.sock")
 }
 
-// LogFile is a supervisor's own log.
-func LogFile(name string) string {
-	return filepath.Join(LogDir, name+".supervisor.log")
-}
-
 // Start starts `subhost __supervise` for spec and returns it with the read
 // end of its event pipe.
 func Start(spec Spec) (*exec.Cmd, *os.File, error) {
@@ -99,10 +91,10 @@ func Start(spec Spec) (*exec.Cmd, *os.File, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := os.MkdirAll(LogDir, 0o700); err != nil {
+	if err := os.MkdirAll(spec.Settings.Logs(), 0o700); err != nil {
 		return nil, nil, err
 	}
-	logFile, err := os.OpenFile(LogFile(spec.Target.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logFile, err := os.OpenFile(spec.Settings.SupervisorLog(spec.Target.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -294,7 +286,7 @@ func (sv *supervision) openConsole() error {
 	if err != nil {
 		return err
 	}
-	if err := con.LogTo(filepath.Join(LogDir, sv.name+".log"), ConsoleLogMax); err != nil {
+	if err := con.LogTo(sv.spec.Settings.ConsoleLog(sv.name), ConsoleLogMax); err != nil {
 		con.Close()
 		return err
 	}
