@@ -44,12 +44,7 @@ const DefaultEtcDir = "/etc/subhost"
 
 // DefaultEtc is $SUBHOST_ETC_DIR, else DefaultEtcDir: the --etc-dir flag's
 // default.
-func DefaultEtc() string {
-	if d := os.Getenv(EtcDirEnv); d != "" {
-		return d
-	}
-	return DefaultEtcDir
-}
+func DefaultEtc() string { return orDefault(os.Getenv(EtcDirEnv), DefaultEtcDir) }
 
 // LogDirEnv names the log directory when --log-dir is not given.
 const LogDirEnv = "SUBHOST_LOG_DIR"
@@ -60,19 +55,17 @@ const DefaultLogDir = "/var/log/subhost"
 
 // DefaultLogs is $SUBHOST_LOG_DIR, else DefaultLogDir: the --log-dir
 // flag's default.
-func DefaultLogs() string {
-	if d := os.Getenv(LogDirEnv); d != "" {
-		return d
-	}
-	return DefaultLogDir
-}
+func DefaultLogs() string { return orDefault(os.Getenv(LogDirEnv), DefaultLogDir) }
 
 // Logs is the log directory.
-func (s *Settings) Logs() string {
-	if s.LogDir == "" {
-		return DefaultLogDir
+func (s *Settings) Logs() string { return orDefault(s.LogDir, DefaultLogDir) }
+
+// orDefault is dir, or def when dir is empty.
+func orDefault(dir, def string) string {
+	if dir == "" {
+		return def
 	}
-	return s.LogDir
+	return dir
 }
 
 // ConsoleLog is a subhost's console log.
@@ -89,12 +82,7 @@ func (s *Settings) SupervisorLog(name string) string {
 func (s *Settings) AutostartDir() string { return filepath.Join(s.Etc(), "autostart") }
 
 // Etc is the etc directory.
-func (s *Settings) Etc() string {
-	if s.EtcDir == "" {
-		return DefaultEtcDir
-	}
-	return s.EtcDir
-}
+func (s *Settings) Etc() string { return orDefault(s.EtcDir, DefaultEtcDir) }
 
 // Level is the log level the flags ask for: --log-level, else one step
 // per -v from warn.
