@@ -278,6 +278,24 @@ func TestRunStatusListStop(t *testing.T) {
 	}
 }
 
+// TestRelativeLogDir: a relative --log-dir names a directory below the
+// caller's working directory, however long the supervisor runs.
+func TestRelativeLogDir(t *testing.T) {
+	c := newCLI(t)
+	c.writePipeline([]string{"a"}, nil)
+	cmd := c.cmd("--log-dir", "rel", "run", "--pipeline", "p", "rl")
+	cmd.Dir = c.dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(c.dir, "rel", "rl.supervisor.log")); err != nil {
+		t.Errorf("the supervisor's log is not below the caller's directory: %v", err)
+	}
+	if out, stderr, code := c.run("stop", "rl"); code != 0 {
+		t.Fatalf("stop: exit %d\n%s%s", code, out, stderr)
+	}
+}
+
 func TestStageCommandPrintsRequestAndResult(t *testing.T) {
 	c := newCLI(t)
 	c.writePipeline([]string{"a", "b"}, nil)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -34,6 +35,15 @@ through a pipeline of stage plugins.`,
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if g.LogLevel != "" && hclog.LevelFromString(g.LogLevel) == hclog.NoLevel {
 			return usageError{fmt.Errorf("unknown log level %q (want trace, debug, info, warn or error)", g.LogLevel)}
+		}
+		// The supervisor keeps writing there long after this command,
+		// whatever becomes of its working directory.
+		if g.LogDir != "" {
+			abs, err := filepath.Abs(g.LogDir)
+			if err != nil {
+				return usageError{fmt.Errorf("--log-dir %s: %w", g.LogDir, err)}
+			}
+			g.LogDir = abs
 		}
 		return nil
 	}
