@@ -296,6 +296,27 @@ func TestRelativeLogDir(t *testing.T) {
 	}
 }
 
+// TestUnusableLogDir: a --log-dir that cannot be a directory fails the run
+// with one line naming it, before any stage comes up or state is kept.
+func TestUnusableLogDir(t *testing.T) {
+	c := newCLI(t)
+	c.writePipeline([]string{"a"}, nil)
+	file := filepath.Join(c.dir, "not-a-dir")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := c.run("--log-dir", file, "run", "--pipeline", "p", "bl")
+	if code == 0 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "--log-dir") || !strings.Contains(stderr, file) {
+		t.Errorf("run with --log-dir %s: exit %d, want one line naming it\n%s%s", file, code, out, stderr)
+	}
+	if got := c.calls("up"); len(got) > 0 {
+		t.Errorf("a stage came up: %v", got)
+	}
+	if entries, _ := os.ReadDir(c.states); len(entries) > 0 {
+		t.Errorf("state left behind: %v", entries)
+	}
+}
+
 func TestStageCommandPrintsRequestAndResult(t *testing.T) {
 	c := newCLI(t)
 	c.writePipeline([]string{"a", "b"}, nil)

@@ -92,11 +92,11 @@ func Start(spec Spec) (*exec.Cmd, *os.File, error) {
 		return nil, nil, err
 	}
 	if err := os.MkdirAll(spec.Settings.Logs(), 0o700); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("log directory (--log-dir): %w", err)
 	}
 	logFile, err := os.OpenFile(spec.Settings.SupervisorLog(spec.Target.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("supervisor log (--log-dir): %w", err)
 	}
 	defer logFile.Close()
 	specR, specW, err := os.Pipe()
