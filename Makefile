@@ -17,7 +17,10 @@ all: build
 
 build:
 	@mkdir -p $(BIN)/plugins
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/subhost ./cmd/subhost
+	@# bin/subhost is a small front: it boots `run --detach` itself and runs
+	@# the full CLI, installed with the plugins as subhost-cli, for the rest.
+	$(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/subhost ./cmd/subhost-front
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/plugins/subhost-cli ./cmd/subhost
 	@for p in $(PLUGINS); do \
 		echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p"; \
 		$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; \

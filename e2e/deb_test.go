@@ -55,6 +55,7 @@ func TestDebPackage(t *testing.T) {
 		"usr/bin/subhost", "usr/bin/pretend-boot -> subhost", "usr/bin/control -> subhost",
 		"usr/lib/subhost/plugins/mount-loop", "usr/lib/subhost/plugins/mount-overlay", "usr/lib/subhost/plugins/net-veth",
 		"usr/lib/subhost/plugins/init", "usr/lib/subhost/plugins/subhost-init", "usr/lib/subhost/plugins/subhost-launch",
+		"usr/lib/subhost/plugins/subhost-cli", "usr/lib/subhost/plugins/subhost-monitor",
 		"etc/init.d/subhost", "etc/default/subhost",
 		"usr/lib/systemd/system/subhost.service", "usr/lib/systemd/system/subhost@.service",
 		"usr/share/man/man8/subhost.8.gz", "usr/share/man/man8/subhost-run.8.gz", "usr/share/man/man8/subhost-autostart-start.8.gz",

@@ -67,14 +67,18 @@ func TestMain(m *testing.M) {
 }
 
 // build builds subhost and its plugins into a temporary directory with the
-// Makefile's layout: DIR/subhost, DIR/plugins/STAGE, and subhost-init,
-// subhost-launch and subhost-monitor (static, CGO off) in DIR/plugins.
+// Makefile's layout: the front as DIR/subhost, DIR/plugins/STAGE, and the
+// full CLI (subhost-cli), subhost-init, subhost-launch and subhost-monitor
+// (static, CGO off) in DIR/plugins.
 func build() (string, error) {
 	dir, err := os.MkdirTemp("", "subhost-e2e-bin-")
 	if err != nil {
 		return "", err
 	}
-	if err := testbin.Build(filepath.Join(dir, "subhost"), "./cmd/subhost"); err != nil {
+	if err := testbin.Build(filepath.Join(dir, "subhost"), "./cmd/subhost-front"); err != nil {
+		return dir, err
+	}
+	if err := testbin.Build(filepath.Join(dir, "plugins", "subhost-cli"), "./cmd/subhost"); err != nil {
 		return dir, err
 	}
 	root, err := testbin.ModuleRoot()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,14 +20,18 @@ import (
 	"github.com/subhost/subhost/sdk/stagetest"
 )
 
-// binDir holds a subhost built for the tests, with the runner's test
-// plugin beside it in plugins/ (where a build tree keeps its plugins).
+// binDir holds subhost built for the tests as a build tree holds it: the
+// front (cmd/subhost-front) as subhost, which runs this package, built as
+// plugins/subhost-cli, and the runner's test plugin beside it in plugins/.
 var binDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "subhost-cli-test-")
 	if err == nil {
-		err = testbin.Build(filepath.Join(dir, "subhost"), "./cmd/subhost")
+		err = testbin.Build(filepath.Join(dir, "subhost"), "./cmd/subhost-front")
+	}
+	if err == nil {
+		err = testbin.Build(filepath.Join(dir, "plugins", "subhost-cli"), "./cmd/subhost")
 	}
 	if err == nil {
 		err = testbin.Build(filepath.Join(dir, "plugins", "teststage"), "./internal/teststage")
@@ -182,6 +187,9 @@ func TestBadInputIsOneLineExitTwoAndChangesNothing(t *testing.T) {
 	notRoot := c.mkhome("notroot", "X=1\n", 0o644)
 	os.Chown(filepath.Join(notRoot, "config"), 65534, 65534)
 
+	// These are found as the supervisor starts the plugin, after it has
+	// begun its log; the rest before any log is written.
+	foundBySupervisor := map[string]bool{"insecure plugin": true, "checksum mismatch": true}
 	for _, tc := range []struct {
 		name   string
 		config string // a config for subhost "x" (mode 0644) unless empty
@@ -211,45 +219,79 @@ func TestBadInputIsOneLineExitTwoAndChangesNothing(t *testing.T) {
 		{"checksum mismatch", "", []string{"--pipeline-file", pinned, "run", "--pipeline", "q", "--home", filepath.Join(c.dir, "ok"), "x"}, "sha256"},
 		{"unknown flag", "", []string{"run", "--no-such-flag", "x"}, "no-such-flag"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			args := tc.args
-			if tc.config != "" {
-				home := c.mkhome("x", tc.config, 0o644)
-				args = []string{"run", "--pipeline", "p", "--home", home, "x"}
+		// --detach: the front has the full CLI make the plan as the
+		// supervisor-to-be, which must report it the same way.
+		for _, detach := range []bool{false, true} {
+			name := tc.name
+			if detach {
+				name += " detached"
 			}
-			c.mkhome("ww", "X=1\n", 0o666)
-			_, stderr, code := c.run(args...)
-			if code != 2 {
-				t.Errorf("exit %d, want 2; stderr:\n%s", code, stderr)
-			}
-			lines := strings.Split(strings.TrimSpace(stderr), "\n")
-			if !strings.HasPrefix(lines[0], "subhost: ") || !strings.Contains(lines[0], tc.want) {
-				t.Errorf("error line %q does not name %q", lines[0], tc.want)
-			}
-			if len(lines) > 1 && !strings.HasPrefix(lines[1], "Run '") {
-				t.Errorf("more than one line of error:\n%s", stderr)
-			}
-			if _, err := os.Stat(probe); err == nil {
-				os.Remove(probe)
-				t.Errorf("the config was executed")
-			}
-			if entries, _ := os.ReadDir(c.states); len(entries) > 0 && !(len(entries) == 1 && entries[0].Name() == ".plugins") {
-				t.Errorf("state left behind: %v", entries)
-			}
-			if got := c.calls("up"); len(got) > 0 {
-				t.Errorf("a stage came up: %v", got)
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				c.badInput(t, tc.config, tc.args, detach, tc.want, probe, foundBySupervisor[tc.name])
+			})
+		}
 	}
 }
 
+// badInput runs subhost with args (or, for a config, run x with it) and
+// checks that it fails as bad input, with nothing changed: no log either,
+// unless logged (found by a supervisor).
+func (c *cli) badInput(t *testing.T, config string, args []string, detach bool, want, probe string, logged bool) {
+	if config != "" {
+		home := c.mkhome("x", config, 0o644)
+		args = []string{"run", "--pipeline", "p", "--home", home, "x"}
+	}
+	if i := slices.Index(args, "run"); detach && i >= 0 {
+		args = slices.Insert(slices.Clone(args), i+1, "-d")
+	}
+	c.mkhome("ww", "X=1\n", 0o666)
+	logs := filepath.Join(c.dir, "logs")
+	logsBefore, _ := os.ReadDir(logs)
+	_, stderr, code := c.run(args...)
+	if code != 2 {
+		t.Errorf("exit %d, want 2; stderr:\n%s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if !strings.HasPrefix(lines[0], "subhost: ") || !strings.Contains(lines[0], want) {
+		t.Errorf("error line %q does not name %q", lines[0], want)
+	}
+	if len(lines) > 1 && !strings.HasPrefix(lines[1], "Run '") {
+		t.Errorf("more than one line of error:\n%s", stderr)
+	}
+	if _, err := os.Stat(probe); err == nil {
+		os.Remove(probe)
+		t.Errorf("the config was executed")
+	}
+	if entries, _ := os.ReadDir(c.states); len(entries) > 0 && !(len(entries) == 1 && entries[0].Name() == ".plugins") {
+		t.Errorf("state left behind: %v", entries)
+	}
+	// Bad input found in the plan, before a supervisor is started (or, in
+	// a detached run, before the CLI becomes it), leaves no log.
+	if logsAfter, _ := os.ReadDir(logs); len(logsAfter) > len(logsBefore) && !logged {
+		t.Errorf("log written: %v", logsAfter)
+	}
+	if got := c.calls("up"); len(got) > 0 {
+		t.Errorf("a stage came up: %v", got)
+	}
+}
+
+// TestRunStatusListStop runs a pipeline without a guest in the foreground
+// and detached (where the front has the full CLI become the supervisor).
 func TestRunStatusListStop(t *testing.T) {
+	t.Run("foreground", func(t *testing.T) { testRunStatusListStop(t) })
+	t.Run("detached", func(t *testing.T) { testRunStatusListStop(t, "--detach") })
+}
+
+func testRunStatusListStop(t *testing.T, flags ...string) {
 	c := newCLI(t)
 	c.writePipeline([]string{"a", "b"}, nil)
 	hostLog, _ := os.Stat(filepath.Join(settings.DefaultLogDir, "web1.supervisor.log"))
-	out, stderr, code := c.run("run", "--pipeline", "p", "web1")
+	out, stderr, code := c.run(append(append([]string{"run"}, flags...), "--pipeline", "p", "web1")...)
 	if code != 0 {
 		t.Fatalf("run: exit %d\n%s%s", code, out, stderr)
+	}
+	if want := "subhost web1 is running (its pipeline launches no guest)\n"; out != want || stderr != "" {
+		t.Errorf("run printed %q and %q on standard error, want %q", out, stderr, want)
 	}
 	if _, err := os.Stat(filepath.Join(c.dir, "logs", "web1.supervisor.log")); err != nil {
 		t.Errorf("the supervisor's log is not in --log-dir: %v", err)

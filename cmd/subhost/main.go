@@ -11,8 +11,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
+	"github.com/subhost/subhost/internal/supervisor/events"
 	"github.com/subhost/subhost/internal/timeline"
 	"github.com/subhost/subhost/sdk"
 )
@@ -32,33 +37,60 @@ func main() {
 }
 
 func run(args []string) int {
-	cliMarks.AddAt(timeline.ProcessStart(), "cli", "exec (estimate: less its CPU time so far)")
-	cliMarks.Add("cli", "main")
+	argv0, args := filepath.Base(args[0]), args[1:]
+	who := "cli"
+	if len(args) > 0 && strings.HasPrefix(args[0], events.FDFlag+"=") {
+		// Started by the front (cmd/subhost-front) to be the supervisor.
+		fd, err := strconv.Atoi(strings.TrimPrefix(args[0], events.FDFlag+"="))
+		if err != nil || fd < 3 {
+			fmt.Fprintf(os.Stderr, "subhost: %s: want a descriptor number above 2\n", args[0])
+			return exitBadInput
+		}
+		// Neither the plugins nor the guest nor subhost-monitor, which
+		// this process becomes, are the front's to report to.
+		syscall.CloseOnExec(fd)
+		front = &frontReport{ev: events.NewWriter(os.NewFile(uintptr(fd), "events"))}
+		args, who = args[1:], "supervisor"
+	}
+	cliMarks.AddAt(timeline.ProcessStart(), who, "exec (estimate: less its CPU time so far)")
+	cliMarks.Add(who, "main")
 	root := newRootCmd()
-	root.SetArgs(compatArgs(filepath.Base(args[0]), args[1:]))
+	root.SetArgs(compatArgs(argv0, args))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
 	}
+	msg, code := failure(cmd, err)
+	if front != nil {
+		front.end(err, msg, code)
+	} else {
+		fmt.Fprint(os.Stderr, msg)
+	}
+	return code
+}
+
+// failure is what subhost writes on standard error for err, which ended
+// cmd, and its exit status.
+func failure(cmd *cobra.Command, err error) (msg string, code int) {
 	var silent silentError
 	if !errors.As(err, &silent) {
-		fmt.Fprintf(os.Stderr, "subhost: %s\n", err)
+		msg = fmt.Sprintf("subhost: %s\n", err)
 	}
 	var usage usageError
 	switch {
 	case errors.As(err, &usage):
 		if cmd != nil {
-			fmt.Fprintf(os.Stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+			msg += fmt.Sprintf("Run '%s --help' for usage.\n", cmd.CommandPath())
 		}
-		return exitBadInput
+		return msg, exitBadInput
 	case errors.As(err, &silent):
-		return silent.code
+		return msg, silent.code
 	case sdk.IsKind(err, sdk.KindInvalidConfig):
-		return exitBadInput
+		return msg, exitBadInput
 	default:
-		return exitFailed
+		return msg, exitFailed
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/subhost/subhost/internal/console"
 	"github.com/subhost/subhost/internal/runner"
 	"github.com/subhost/subhost/internal/supervisor"
+	"github.com/subhost/subhost/internal/supervisor/events"
 	"github.com/subhost/subhost/internal/timeline"
 )
 
@@ -62,6 +63,9 @@ at the root; its log says which, and why.`,
 			if supervise && detach {
 				return usageError{fmt.Errorf("--detach and --supervise exclude each other")}
 			}
+			if front != nil && !detach {
+				return usageError{fmt.Errorf("%s is for subhost's front, with run --detach", events.FDFlag)}
+			}
 			if supervise {
 				enrolledDefaults(cmd, &t, args[0])
 			}
@@ -71,8 +75,12 @@ at the root; its log says which, and why.`,
 			if err != nil {
 				return err
 			}
-			if _, err := r.MakePlan(t.target(args[0])); err != nil {
+			plan, err := r.MakePlan(t.target(args[0]))
+			if err != nil {
 				return err
+			}
+			if front != nil {
+				return superviseForFront(cmd.Context(), r, plan, t.target(args[0]), timings)
 			}
 			if supervise {
 				return runSupervised(cmd.Context(), t.target(args[0]))
@@ -130,7 +138,7 @@ func runSubhost(cmd *cobra.Command, t runner.Target, detach bool) error {
 		}
 		if e.Error != "" {
 			sup.Wait()
-			return e.Err()
+			return supervisor.ErrOf(e)
 		}
 		if e.Ready {
 			cliMarks.Add("cli", "supervisor reports the guest running")
@@ -173,7 +181,7 @@ func runSubhost(cmd *cobra.Command, t runner.Target, detach bool) error {
 	}
 	waitErr := sup.Wait()
 	if last.Error != "" {
-		return last.Err()
+		return supervisor.ErrOf(last)
 	}
 	if last.Status != "" && !progress {
 		return nil

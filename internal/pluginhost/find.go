@@ -2,6 +2,7 @@ package pluginhost
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/subhost/subhost/internal/layout"
 	"github.com/subhost/subhost/internal/trust"
 	"github.com/subhost/subhost/sdk"
 )
@@ -22,9 +24,10 @@ const SiteDir = "/etc/subhost/plugins"
 
 // notPlugins are executables that live beside the plugins but are not
 // stages: the guest init that the init stage injects, the launcher it
-// starts the guest with, and the small process a supervisor becomes
-// while its guest runs.
-var notPlugins = []string{"subhost-init", "subhost-launch", "subhost-monitor"}
+// starts the guest with, the small process a supervisor becomes while its
+// guest runs, and the full CLI that the installed subhost (a small front)
+// runs.
+var notPlugins = []string{"subhost-init", "subhost-launch", "subhost-monitor", "subhost-cli"}
 
 var pluginName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 
@@ -43,12 +46,7 @@ func SearchPath(flagDirs []string, siteDir string, getenv func(string) string) [
 		}
 	}
 	dirs = append(dirs, siteDir)
-	if exe, err := os.Executable(); err == nil {
-		if exe, err = filepath.EvalSymlinks(exe); err == nil {
-			bin := filepath.Dir(exe)
-			dirs = append(dirs, filepath.Join(bin, "..", "lib", "subhost", "plugins"), filepath.Join(bin, "plugins"))
-		}
-	}
+	dirs = append(dirs, layout.HelperDirs()...)
 	for i, d := range dirs {
 		dirs[i] = filepath.Clean(d)
 	}
@@ -60,16 +58,8 @@ func SearchPath(flagDirs []string, siteDir string, getenv func(string) string) [
 // subhost binary, never in a site's or the command line's, and only if it
 // passes the rule for executables root runs (package trust).
 func Shipped(name string) (string, error) {
-	exe, err := os.Executable()
-	if err == nil {
-		exe, err = filepath.EvalSymlinks(exe)
-	}
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Dir(exe)
-	var last error
-	for _, d := range []string{filepath.Join(bin, "..", "lib", "subhost", "plugins"), filepath.Join(bin, "plugins")} {
+	var last error = fmt.Errorf("%s: cannot tell where subhost is installed", name)
+	for _, d := range layout.HelperDirs() {
 		p := filepath.Join(filepath.Clean(d), name)
 		f, err := trust.Open(p, "helper")
 		if err != nil {

@@ -29,7 +29,7 @@ func StartDetached(ctx context.Context, spec Spec) (int, error) {
 		}
 		if e.Error != "" {
 			sup.Wait()
-			return 0, e.Err()
+			return 0, ErrOf(e)
 		}
 		if e.Ready {
 			if e.PID == 0 {

@@ -4,7 +4,9 @@
 // subreaper and tears down when the guest is gone. A foreground
 // `subhost run` starts it (Start), relays the console until the guest's
 // session ends, and waits for it; `--detach` returns once the guest's PID 1
-// runs. The two talk over a pipe of JSON lines (Event).
+// runs. The two talk over a pipe of JSON lines (Event, package events).
+// The installed subhost's `run --detach` (cmd/subhost-front) skips a
+// process: the full CLI it starts is the supervisor (SuperviseDetached).
 package supervisor
 
 import (
@@ -15,9 +17,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/internal/cgroups"
 	"github.com/subhost/subhost/internal/console"
@@ -26,6 +29,7 @@ import (
 	"github.com/subhost/subhost/internal/pluginhost"
 	"github.com/subhost/subhost/internal/runner"
 	"github.com/subhost/subhost/internal/settings"
+	"github.com/subhost/subhost/internal/supervisor/events"
 	"github.com/subhost/subhost/internal/timeline"
 	"github.com/subhost/subhost/sdk"
 )
@@ -58,21 +62,11 @@ type Spec struct {
 const TimingsWait = 5 * time.Second
 
 // Event is one line of the supervisor's report to the command that
-// started it.
-type Event struct {
-	Progress string `json:"progress,omitempty"`
-	Ready    bool   `json:"ready,omitempty"`
-	PID      int    `json:"pid,omitempty"`
-	Error    string `json:"error,omitempty"`
-	Kind     string `json:"kind,omitempty"`
-	Guest    string `json:"guest,omitempty"`  // how the guest ended
-	Status   string `json:"status,omitempty"` // the subhost's status at the end
-	// Timeline is the supervisor's part of the boot's timeline.
-	Timeline []timeline.Mark `json:"timeline,omitempty"`
-}
+// started it (package events).
+type Event = events.Event
 
-// Err turns an error event back into an error of the same kind.
-func (e Event) Err() error {
+// ErrOf turns an error event back into an error of the same kind.
+func ErrOf(e Event) error {
 	if e.Kind == sdk.KindInvalidConfig.String() {
 		return sdk.Invalidf("%s", e.Error)
 	}
@@ -91,12 +85,9 @@ func Start(spec Spec) (*exec.Cmd, *os.File, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := os.MkdirAll(spec.Settings.Logs(), 0o700); err != nil {
-		return nil, nil, fmt.Errorf("log directory (--log-dir): %w", err)
-	}
-	logFile, err := os.OpenFile(spec.Settings.SupervisorLog(spec.Target.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logFile, err := openLog(&spec.Settings, spec.Target.Name)
 	if err != nil {
-		return nil, nil, fmt.Errorf("supervisor log (--log-dir): %w", err)
+		return nil, nil, err
 	}
 	defer logFile.Close()
 	specR, specW, err := os.Pipe()
@@ -134,6 +125,37 @@ func Start(spec Spec) (*exec.Cmd, *os.File, error) {
 	return cmd, evR, nil
 }
 
+// openLog opens (for appending) the supervisor's log of the subhost name,
+// making the log directory when needed.
+func openLog(s *settings.Settings, name string) (*os.File, error) {
+	if err := os.MkdirAll(s.Logs(), 0o700); err != nil {
+		return nil, fmt.Errorf("log directory (--log-dir): %w", err)
+	}
+	f, err := os.OpenFile(s.SupervisorLog(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor log (--log-dir): %w", err)
+	}
+	return f, nil
+}
+
+// RedirectToLog makes the supervisor's log of the subhost name this
+// process's standard output and error, and returns its path: for a CLI
+// that becomes the supervisor (SuperviseDetached) once its plan is made,
+// so that bad input leaves no log behind.
+func RedirectToLog(s *settings.Settings, name string) (string, error) {
+	f, err := openLog(s, name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	for _, fd := range []int{1, 2} {
+		if err := unix.Dup3(int(f.Fd()), fd, 0); err != nil {
+			return "", fmt.Errorf("supervisor log: %w", err)
+		}
+	}
+	return f.Name(), nil
+}
+
 // Main is the supervisor process: it reads its spec from standard input
 // and reports on fd 3, when that is open. With handoverFD (not -1) it is
 // the supervisor executed again by subhost-monitor, and the spec comes in
@@ -142,10 +164,10 @@ func Main(ctx context.Context, handoverFD int) error {
 	marks := timeline.New()
 	marks.AddAt(timeline.ProcessStart(), "supervisor", "exec (estimate: less its CPU time so far)")
 	marks.Add("supervisor", "main")
-	ev := &EventWriter{}
+	ev := NewEventWriter(nil)
 	if f := os.NewFile(3, "events"); f != nil {
 		if _, err := f.Stat(); err == nil {
-			ev.w = f
+			ev = NewEventWriter(f)
 			defer f.Close()
 		}
 	}
@@ -169,7 +191,11 @@ func Main(ctx context.Context, handoverFD int) error {
 		if spec.Detached {
 			monitor = monitorPath()
 		}
-		err = supervise(ctx, spec, ev, marks, from, monitor)
+		var r *runner.Runner
+		var plan *runner.Plan
+		if r, plan, err = prepare(spec, ev, marks, from); err == nil {
+			err = supervise(ctx, r, plan, spec, ev, marks, from, monitor)
+		}
 	}
 	if err != nil {
 		ev.Send(Event{Error: err.Error(), Kind: sdk.KindOf(err).String()})
@@ -198,19 +224,31 @@ func monitorPath() string {
 // is gone for good, reporting on ev. marks, when not nil, collects the
 // boot's timeline, which is sent once the guest has written to its console.
 func Supervise(ctx context.Context, spec Spec, ev *EventWriter, marks *timeline.Recorder) error {
-	return supervise(ctx, spec, ev, marks, nil, "")
-}
-
-// supervise runs the pipeline (from nil) or picks up a supervision that
-// subhost-monitor handed back (from), and supervises the guest. With a
-// monitor, this process becomes it whenever a guest has started.
-func supervise(ctx context.Context, spec Spec, ev *EventWriter, marks *timeline.Recorder, from *monitor.Handover, monitor string) error {
-	if err := runner.BecomeSubreaper(); err != nil {
-		return fmt.Errorf("become child subreaper: %w", err)
-	}
-	r, err := spec.Settings.NewRunner()
+	r, plan, err := prepare(spec, ev, marks, nil)
 	if err != nil {
 		return err
+	}
+	return supervise(ctx, r, plan, spec, ev, marks, nil, "")
+}
+
+// SuperviseDetached is `subhost run --detach` when the CLI process is
+// itself the supervisor (started by the front, cmd/subhost-front): r made
+// plan, and standard output and error go to the supervisor's log
+// (RedirectToLog). This process becomes subhost-monitor once the guest
+// runs, as a supervisor started by Start does.
+func SuperviseDetached(ctx context.Context, r *runner.Runner, plan *runner.Plan, spec Spec, ev *EventWriter, marks *timeline.Recorder) error {
+	spec.Detached = true
+	r.Progress = ev
+	r.Timeline = marks
+	return supervise(ctx, r, plan, spec, ev, marks, nil, monitorPath())
+}
+
+// prepare makes the runner for spec and its plan: a new one (from nil) or
+// the one of a supervision that subhost-monitor handed back.
+func prepare(spec Spec, ev *EventWriter, marks *timeline.Recorder, from *monitor.Handover) (*runner.Runner, *runner.Plan, error) {
+	r, err := spec.Settings.NewRunner()
+	if err != nil {
+		return nil, nil, err
 	}
 	r.Progress = ev
 	r.Timeline = marks
@@ -221,9 +259,19 @@ func supervise(ctx context.Context, spec Spec, ev *EventWriter, marks *timeline.
 		plan, err = r.ResumePlan(spec.Target)
 	}
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	marks.Add("supervisor", "plan made (pipeline, config, plugins found)")
+	return r, plan, nil
+}
+
+// supervise runs plan (from nil) or picks up a supervision that
+// subhost-monitor handed back (from), and supervises the guest. With a
+// monitor, this process becomes it whenever a guest has started.
+func supervise(ctx context.Context, r *runner.Runner, plan *runner.Plan, spec Spec, ev *EventWriter, marks *timeline.Recorder, from *monitor.Handover, monitor string) error {
+	if err := runner.BecomeSubreaper(); err != nil {
+		return fmt.Errorf("become child subreaper: %w", err)
+	}
 	sv := &supervision{spec: spec, r: r, name: plan.Name, ev: ev, marks: marks, from: from, monitor: monitor}
 	serveCtx, stopServing := context.WithCancel(context.Background())
 	defer stopServing()
@@ -370,29 +418,8 @@ func drainConsole(con *console.Console) {
 	}
 }
 
-// EventWriter sends events up the pipe; safe for concurrent use, and a
-// no-op without a pipe.
-type EventWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
+// EventWriter sends events up the pipe (package events).
+type EventWriter = events.Writer
 
 // NewEventWriter sends events to w.
-func NewEventWriter(w io.Writer) *EventWriter { return &EventWriter{w: w} }
-
-// Send writes one event.
-func (ew *EventWriter) Send(e Event) {
-	if ew == nil || ew.w == nil {
-		return
-	}
-	data, _ := json.Marshal(e)
-	ew.mu.Lock()
-	defer ew.mu.Unlock()
-	ew.w.Write(append(data, '\n'))
-}
-
-// Write makes the runner's progress lines events.
-func (ew *EventWriter) Write(p []byte) (int, error) {
-	ew.Send(Event{Progress: string(p)})
-	return len(p), nil
-}
+func NewEventWriter(w io.Writer) *EventWriter { return events.NewWriter(w) }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/subhost/subhost/internal/trust/rule"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -65,13 +66,8 @@ func check(name, what string, fi fs.FileInfo) error {
 	if !ok {
 		return sdk.Internalf("%s %s: no owner information", what, name)
 	}
-	// The owner may be root, or the user running subhost (who is root in
-	// production; a file one owns is as trusted as oneself).
-	if st.Uid != 0 && int(st.Uid) != os.Geteuid() {
-		return sdk.Invalidf("%s %s is owned by uid %d, not root: chown root it", what, name, st.Uid)
-	}
-	if st.Mode&0o022 != 0 {
-		return sdk.Invalidf("%s %s is writable by group or others (mode %04o): chmod go-w it", what, name, st.Mode&0o7777)
+	if p := rule.Problem(st); p != "" {
+		return sdk.Invalidf("%s %s %s", what, name, p)
 	}
 	return nil
 }

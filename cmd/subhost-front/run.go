@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/internal/supervisor/events"
+	"github.com/subhost/subhost/internal/timeline"
+)
+
+// runDetached is `subhost run --detach`: it starts the full CLI as the
+// subhost's supervisor, in a session of its own, and relays its reports
+// until the guest's PID 1 runs or the boot fails; it returns the exit
+// status, the full CLI's own for a failure.
+func runDetached(cli string, run detachedRun, marks *timeline.Recorder) int {
+	evR, evW, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "subhost: %v\n", err)
+		return 1
+	}
+	defer evR.Close()
+	cmd := exec.Command(cli, append([]string{events.FDFlag + "=3"}, os.Args[1:]...)...)
+	cmd.Args[0] = os.Args[0] // for ps: the command the user typed
+	// Standard output and error until the CLI has made its plan and
+	// turned to the supervisor's log: a crash before that is seen here.
+	cmd.Stderr = os.Stderr
+	cmd.ExtraFiles = []*os.File{evW} // fd 3
+	// Its own session: neither the terminal's signals nor the end of this
+	// process reach the supervisor.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	marks.Add("cli", "start supervisor")
+	err = cmd.Start()
+	evW.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "subhost: start %s: %v\n", cli, err)
+		return 1
+	}
+	// Until the guest runs, an interrupt here is an interrupt of the boot:
+	// pass it on, the supervisor rolls back.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		for s := range sigs {
+			cmd.Process.Signal(s)
+		}
+	}()
+
+	progress := isTerminal(os.Stderr)
+	log := "the supervisor's log"
+	sc := bufio.NewScanner(evR)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var e events.Event
+		if json.Unmarshal(sc.Bytes(), &e) != nil {
+			continue
+		}
+		switch {
+		case e.Progress != "":
+			if progress {
+				fmt.Fprint(os.Stderr, e.Progress)
+			}
+		case e.Log != "":
+			log = e.Log
+		case e.Error != "" || e.Exit != 0:
+			cmd.Wait()
+			fmt.Fprint(os.Stderr, e.Stderr)
+			if e.Exit == 0 {
+				return 1
+			}
+			return e.Exit
+		case e.Ready:
+			marks.Add("cli", "supervisor reports the guest running")
+			signal.Stop(sigs)
+			if e.PID == 0 {
+				cmd.Wait()
+				fmt.Printf("subhost %s is %s (its pipeline launches no guest)\n", run.name, e.Status)
+				return 0
+			}
+			if run.timings {
+				printTimeline(sc, marks)
+			}
+			cmd.Process.Release()
+			fmt.Printf("subhost %s running (guest pid %d); console: subhost console %s\n", run.name, e.PID, run.name)
+			return 0
+		}
+	}
+	err = cmd.Wait()
+	fmt.Fprintf(os.Stderr, "subhost: subhost %s: the supervisor ended before the guest ran (%v); see %s\n", run.name, err, log)
+	return 1
+}
+
+// printTimeline waits for the supervisor's part of the timeline and prints
+// the whole of it on standard error, as the full CLI does.
+func printTimeline(sc *bufio.Scanner, marks *timeline.Recorder) {
+	for sc.Scan() {
+		var e events.Event
+		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Timeline != nil {
+			marks.Merge(e.Timeline)
+			break
+		}
+	}
+	fmt.Fprintln(os.Stderr, "boot timeline:")
+	timeline.Write(os.Stderr, marks.Marks())
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
