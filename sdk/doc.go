@@ -1,6 +1,10 @@
 // Package sdk is what every subhost stage plugin imports: the Stage
 // interface, the request and boot-record types that flow down a pipeline,
-// typed errors, and Main, which serves a stage over go-plugin gRPC.
+// typed errors, and Main, which serves a stage over gRPC to the runner's
+// hashicorp/go-plugin client. Main speaks go-plugin's protocol itself
+// (serve.go) rather than linking go-plugin's server, which would cost
+// every plugin about a millisecond of start; sdk/goplugin is go-plugin's
+// side, for the runner and for tests.
 //
 // A stage is a small executable:
 //
@@ -24,7 +28,7 @@
 // nothing else is needed to stay compatible. The config file is never
 // changed: it governs the next boot.
 //
-// The runner imports this package too; nothing else is shared between the
-// runner and its plugins. sdk/stagetest serves a stage in-process through
-// real RPC for tests.
+// The runner imports this package too (and sdk/goplugin); nothing else
+// is shared between the runner and its plugins. sdk/stagetest serves a
+// stage in-process through real RPC for tests.
 package sdk

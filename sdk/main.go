@@ -1,16 +1,12 @@
 package sdk
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
-	"os/signal"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 )
 
 // ReattachEnv is the variable the runner reads to use stages started by
@@ -23,15 +19,15 @@ const LogLevelEnv = "SUBHOST_LOG_LEVEL"
 
 // Main serves stage as a plugin and never returns. Run with the argument
 // "describe" it prints the stage's description as JSON and exits; with
-// "--debug" it serves in go-plugin's test mode and prints the line to put
-// in the runner's environment so that one stage can run under a debugger:
+// "--debug" it serves until interrupted and prints the line to put in
+// the runner's environment so that one stage can run under a debugger:
 //
 //	dlv exec ./bin/plugins/net-veth -- --debug
 //	SUBHOST_REATTACH_PLUGINS='{...}' subhost stage net-veth up NAME
 func Main(stage Stage) {
 	keepExecutableFromChildren()
-	// The logger exists before Serve: go-plugin reads JSON lines from the
-	// plugin's stderr and replays them in the runner's log.
+	// The runner reads JSON lines from the plugin's stderr and replays
+	// them in its own log.
 	logger = hclog.New(&hclog.LoggerOptions{
 		Name:       stage.Describe().Name,
 		Level:      hclog.LevelFromString(os.Getenv(LogLevelEnv)),
@@ -46,20 +42,13 @@ func Main(stage Stage) {
 			os.Exit(0)
 		case "--debug":
 			os.Exit(serveDebug(stage))
-		default:
-			if os.Getenv(Handshake.MagicCookieKey) == "" {
-				fmt.Fprintf(os.Stderr, "%s: a subhost stage plugin; run it through subhost, or with \"describe\" or \"--debug\"\n", os.Args[0])
-				os.Exit(2)
-			}
 		}
 	}
-	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: Handshake,
-		Plugins:         PluginSet(stage),
-		GRPCServer:      plugin.DefaultGRPCServer,
-		Logger:          logger,
-	})
-	os.Exit(0)
+	if os.Getenv(MagicCookieKey) != MagicCookieValue {
+		fmt.Fprintf(os.Stderr, "%s: a subhost stage plugin; run it through subhost, or with \"describe\" or \"--debug\"\n", os.Args[0])
+		os.Exit(2)
+	}
+	os.Exit(serve(stage))
 }
 
 // keepExecutableFromChildren marks descriptor 3 close-on-exec when it is
@@ -76,8 +65,11 @@ func keepExecutableFromChildren() {
 	}
 }
 
-// reattachJSON is go-plugin's ReattachConfig in a form JSON can carry.
-type reattachJSON struct {
+// Reattach is how a stage serving in debug mode tells the runner where it
+// is: the value of ReattachEnv is a JSON object from stage plugin name to
+// a Reattach (go-plugin's ReattachConfig in a form JSON can carry; see
+// sdk/goplugin.ParseReattach).
+type Reattach struct {
 	Protocol        string
 	ProtocolVersion int
 	Pid             int
@@ -85,64 +77,9 @@ type reattachJSON struct {
 	Addr            struct{ Network, String string }
 }
 
-func serveDebug(stage Stage) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	reattach := make(chan *plugin.ReattachConfig, 1)
-	closed := make(chan struct{})
-	go plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: Handshake,
-		Plugins:         PluginSet(stage),
-		GRPCServer:      plugin.DefaultGRPCServer,
-		Logger:          logger,
-		Test:            &plugin.ServeTestConfig{Context: ctx, ReattachConfigCh: reattach, CloseCh: closed},
-	})
-	select {
-	case rc := <-reattach:
-		var r reattachJSON
-		r.Protocol, r.ProtocolVersion, r.Pid, r.Test = string(rc.Protocol), rc.ProtocolVersion, rc.Pid, true
-		r.Addr.Network, r.Addr.String = rc.Addr.Network(), rc.Addr.String()
-		value, _ := json.Marshal(map[string]reattachJSON{stage.Describe().Name: r})
-		fmt.Printf("Stage %q is serving in debug mode. In another shell, as root:\n\n", stage.Describe().Name)
-		fmt.Printf("\texport %s='%s'\n\n", ReattachEnv, value)
-		fmt.Println("then run subhost as usual; interrupt this process to stop.")
-	case <-closed:
-		fmt.Fprintln(os.Stderr, "debug server stopped before it was ready")
-		return 1
-	}
-	<-closed
-	return 0
-}
-
-// ParseReattach decodes the value of SUBHOST_REATTACH_PLUGINS into
-// go-plugin reattach configs, keyed by stage plugin name.
-func ParseReattach(value string) (map[string]*plugin.ReattachConfig, error) {
-	var raw map[string]reattachJSON
-	if err := json.Unmarshal([]byte(value), &raw); err != nil {
-		return nil, fmt.Errorf("%s: %w", ReattachEnv, err)
-	}
-	out := make(map[string]*plugin.ReattachConfig, len(raw))
-	for name, r := range raw {
-		var addr net.Addr
-		switch r.Addr.Network {
-		case "unix":
-			addr = &net.UnixAddr{Name: r.Addr.String, Net: "unix"}
-		case "tcp":
-			a, err := net.ResolveTCPAddr("tcp", r.Addr.String)
-			if err != nil {
-				return nil, fmt.Errorf("%s: stage %q: %w", ReattachEnv, name, err)
-			}
-			addr = a
-		default:
-			return nil, fmt.Errorf("%s: stage %q: unknown network %q", ReattachEnv, name, r.Addr.Network)
-		}
-		out[name] = &plugin.ReattachConfig{
-			Protocol:        plugin.Protocol(r.Protocol),
-			ProtocolVersion: r.ProtocolVersion,
-			Addr:            addr,
-			Pid:             r.Pid,
-			Test:            r.Test,
-		}
-	}
-	return out, nil
+func printReattach(stage string, r Reattach) {
+	value, _ := json.Marshal(map[string]Reattach{stage: r})
+	fmt.Printf("Stage %q is serving in debug mode. In another shell, as root:\n\n", stage)
+	fmt.Printf("\texport %s='%s'\n\n", ReattachEnv, value)
+	fmt.Println("then run subhost as usual; interrupt this process to stop.")
 }

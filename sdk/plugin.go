@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -18,35 +17,24 @@ import (
 // package version in stage.proto (subhost.stage.v1).
 const ProtocolVersion = 1
 
-// Handshake is shared by the runner and every plugin. The cookie only
-// keeps a plugin from being run by hand by mistake; it is no security.
-var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  ProtocolVersion,
-	MagicCookieKey:   "SUBHOST_STAGE_PLUGIN",
-	MagicCookieValue: "4d1f9c1e-boot-pipeline-stage",
+// The magic cookie of the plugin handshake, shared by the runner and
+// every plugin: it only keeps a plugin from being run by hand by mistake;
+// it is no security.
+const (
+	MagicCookieKey   = "SUBHOST_STAGE_PLUGIN"
+	MagicCookieValue = "4d1f9c1e-boot-pipeline-stage"
+)
+
+// RegisterServer registers impl as the stage service on a gRPC server:
+// how Main serves a stage, and how sdk/goplugin serves one in-process.
+func RegisterServer(s grpc.ServiceRegistrar, impl Stage) {
+	pb.RegisterStageServer(s, &server{impl: impl})
 }
 
-// PluginName is the single plugin every stage executable serves.
-const PluginName = "stage"
-
-// PluginSet is the go-plugin map for a stage; impl is nil on the runner.
-func PluginSet(impl Stage) plugin.PluginSet {
-	return plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl}}
-}
-
-// GRPCPlugin adapts a Stage to go-plugin's gRPC transport.
-type GRPCPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	Impl Stage
-}
-
-func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pb.RegisterStageServer(s, &server{impl: p.Impl})
-	return nil
-}
-
-func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &client{rpc: pb.NewStageClient(c)}, nil
+// NewClient is the stage served on conn, as a Stage: the runner's side
+// (sdk/goplugin dispenses it).
+func NewClient(conn grpc.ClientConnInterface) Stage {
+	return &client{rpc: pb.NewStageClient(conn)}
 }
 
 // server runs in the plugin: each handler decodes, calls the stage and
@@ -188,9 +176,6 @@ var ErrUnsupported = fmt.Errorf("the stage cannot change settings in place: %w",
 // Update changes settings of a running subhost through s, which may be a
 // dispensed plugin or an in-process stage: ErrUnsupported when s cannot.
 func Update(ctx context.Context, s Stage, req *Request) ([]string, error) {
-	if c, ok := s.(*client); ok {
-		return c.Update(ctx, req)
-	}
 	if u, ok := s.(Updater); ok {
 		return u.Update(ctx, req)
 	}
@@ -200,15 +185,17 @@ func Update(ctx context.Context, s Stage, req *Request) ([]string, error) {
 // DescribeContext asks a dispensed stage to describe itself within ctx,
 // returning the transport error a plain Describe cannot.
 func DescribeContext(ctx context.Context, s Stage) (Description, error) {
-	if c, ok := s.(*client); ok {
+	if c, ok := s.(interface {
+		DescribeContext(context.Context) (Description, error)
+	}); ok {
 		return c.DescribeContext(ctx)
 	}
 	return s.Describe(), nil
 }
 
-// logger is the plugin's logger: made by Main before serving (JSON on the
-// real stderr, which go-plugin forwards to the runner), a plain one in
-// tests.
+// logger is the plugin's logger: made by Main before serving (JSON on
+// stderr, which the runner's go-plugin client reads into its log), a plain
+// one in tests.
 var logger hclog.Logger = hclog.New(&hclog.LoggerOptions{Name: "stage", Level: hclog.Info})
 
 type loggerKey struct{}

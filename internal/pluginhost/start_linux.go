@@ -24,6 +24,7 @@ import (
 
 	"github.com/subhost/subhost/internal/trust"
 	"github.com/subhost/subhost/sdk"
+	"github.com/subhost/subhost/sdk/goplugin"
 )
 
 // Host finds and starts plugins.
@@ -71,8 +72,8 @@ func (h *Host) Start(ctx context.Context, stage, path, pin string) (*Plugin, err
 	base := filepath.Base(path)
 	if rc, ok := h.Reattach[base]; ok {
 		client := plugin.NewClient(&plugin.ClientConfig{
-			HandshakeConfig:  sdk.Handshake,
-			Plugins:          sdk.PluginSet(nil),
+			HandshakeConfig:  goplugin.Handshake,
+			Plugins:          goplugin.PluginSet(nil),
 			AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 			Reattach:         rc,
 			Logger:           logger,
@@ -95,8 +96,8 @@ func (h *Host) Start(ctx context.Context, stage, path, pin string) (*Plugin, err
 	}
 	p := &Plugin{Name: stage, path: path, SHA256: sum}
 	p.client = plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
-		Plugins:          sdk.PluginSet(nil),
+		HandshakeConfig:  goplugin.Handshake,
+		Plugins:          goplugin.PluginSet(nil),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           logger,
 		SkipHostEnv:      true,
@@ -117,7 +118,7 @@ func (h *Host) dispense(p *Plugin) (*Plugin, error) {
 		p.Kill()
 		return nil, fmt.Errorf("start plugin %s: %w", p.path, err)
 	}
-	raw, err := rpc.Dispense(sdk.PluginName)
+	raw, err := rpc.Dispense(goplugin.PluginName)
 	if err != nil {
 		p.Kill()
 		return nil, fmt.Errorf("plugin %s: %w", p.path, err)

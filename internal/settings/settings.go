@@ -16,6 +16,7 @@ import (
 	"github.com/subhost/subhost/internal/runner"
 	"github.com/subhost/subhost/internal/state"
 	"github.com/subhost/subhost/sdk"
+	"github.com/subhost/subhost/sdk/goplugin"
 )
 
 // Settings are the global flags.
@@ -135,7 +136,7 @@ func (s *Settings) PluginHost(logger hclog.Logger) (*pluginhost.Host, error) {
 	}
 	if v := os.Getenv(sdk.ReattachEnv); v != "" {
 		var err error
-		if h.Reattach, err = sdk.ParseReattach(v); err != nil {
+		if h.Reattach, err = goplugin.ParseReattach(v); err != nil {
 			return nil, sdk.Invalidf("%s: %v", sdk.ReattachEnv, err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/subhost/subhost/sdk"
+	"github.com/subhost/subhost/sdk/goplugin"
 )
 
 // Serve serves stage in-process over real go-plugin gRPC and returns the
@@ -14,11 +15,11 @@ import (
 // does between the runner and a plugin. It is closed when the test ends.
 func Serve(t testing.TB, stage sdk.Stage) sdk.Stage {
 	t.Helper()
-	client, _ := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(stage))
+	client, _ := plugin.TestPluginGRPCConn(t, false, goplugin.PluginSet(stage))
 	// Closing the client shuts the server down through go-plugin's
 	// controller; stopping the server as well races with that.
 	t.Cleanup(func() { client.Close() })
-	raw, err := client.Dispense(sdk.PluginName)
+	raw, err := client.Dispense(goplugin.PluginName)
 	if err != nil {
 		t.Fatalf("dispense stage: %v", err)
 	}

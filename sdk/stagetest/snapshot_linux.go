@@ -213,7 +213,7 @@ func pluginProcesses() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	cookie := []byte(sdk.Handshake.MagicCookieKey + "=")
+	cookie := []byte(sdk.MagicCookieKey + "=")
 	var out []string
 	for _, d := range dirs {
 		env, err := os.ReadFile(d + "/environ")
