@@ -53,7 +53,7 @@ func runDetached(cli string, run detachedRun, marks *timeline.Recorder) int {
 	}()
 
 	progress := isTerminal(os.Stderr)
-	log := "the supervisor's log"
+	log := run.name + ".supervisor.log in the log directory (--log-dir)"
 	sc := bufio.NewScanner(evR)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {

@@ -119,3 +119,34 @@ func TestFrontPassesTheRestOn(t *testing.T) {
 		}
 	}
 }
+
+// TestDetachedSupervisorDies: when the full CLI the front started dies
+// during the boot (killed here), the front says so in one line naming the
+// supervisor's log, and `subhost stop` takes down what the boot had made.
+func TestDetachedSupervisorDies(t *testing.T) {
+	c := newCLI(t)
+	c.writePipeline([]string{"a", "b"}, map[string]string{"b": `behavior = "hang"` + "\n    timeout = \"5m\""})
+	run := c.cmd("run", "-d", "--pipeline", "p", "died")
+	var stderr bytes.Buffer
+	run.Stderr = &stderr
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "stage b pending", func() bool { return c.stageStatus("died", "b") == state.StagePending })
+	syscall.Kill(c.holder("died"), syscall.SIGKILL)
+	err := run.Wait()
+	want := "subhost: subhost died: the supervisor ended before the guest ran (signal: killed); see " + filepath.Join(c.dir, "logs", "died.supervisor.log") + "\n"
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || stderr.String() != want {
+		t.Errorf("run -d: %v, stderr %q; want exit 1 and %q", err, stderr.String(), want)
+	}
+	waitFor(t, 10*time.Second, "the killed supervisor's plugins to die", func() bool {
+		out, _ := exec.Command("pgrep", "-f", "teststage").Output()
+		return len(bytes.TrimSpace(out)) == 0
+	})
+	if out, stderr, code := c.run("stop", "died"); code != 0 {
+		t.Fatalf("stop after the supervisor died: exit %d\n%s%s", code, out, stderr)
+	}
+	if got := strings.Join(c.calls("down"), ","); got != "b,a" {
+		t.Errorf("down calls %q, want b,a", got)
+	}
+}
