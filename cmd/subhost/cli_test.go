@@ -218,6 +218,8 @@ func TestBadInputIsOneLineExitTwoAndChangesNothing(t *testing.T) {
 		{"insecure plugin", "", []string{"--plugin-dir", insecure, "run", "--pipeline", "p", "--home", filepath.Join(c.dir, "ok"), "x"}, "writable"},
 		{"checksum mismatch", "", []string{"--pipeline-file", pinned, "run", "--pipeline", "q", "--home", filepath.Join(c.dir, "ok"), "x"}, "sha256"},
 		{"unknown flag", "", []string{"run", "--no-such-flag", "x"}, "no-such-flag"},
+		{"unknown command", "", []string{"rnu", "x"}, `unknown command "rnu"; did you mean run?`},
+		{"unknown command, nothing near", "", []string{"frobnicate", "x"}, `unknown command "frobnicate" for "subhost"`},
 	} {
 		// --detach: the front has the full CLI make the plan as the
 		// supervisor-to-be, which must report it the same way.

@@ -78,9 +78,17 @@ func failure(cmd *cobra.Command, err error) (msg string, code int) {
 	if !errors.As(err, &silent) {
 		msg = fmt.Sprintf("subhost: %s\n", err)
 	}
+	var word string
+	if _, serr := fmt.Sscanf(err.Error(), "unknown command %q", &word); serr == nil && cmd != nil {
+		// cobra's own suggestions take three lines more (the root
+		// disables them); here they end the one line.
+		if s := cmd.SuggestionsFor(word); len(s) > 0 {
+			msg = fmt.Sprintf("subhost: unknown command %q; did you mean %s?\n", word, strings.Join(s, " or "))
+		}
+	}
 	var usage usageError
 	switch {
-	case errors.As(err, &usage):
+	case errors.As(err, &usage) || unknownCommand(err):
 		if cmd != nil {
 			msg += fmt.Sprintf("Run '%s --help' for usage.\n", cmd.CommandPath())
 		}
@@ -92,6 +100,13 @@ func failure(cmd *cobra.Command, err error) (msg string, code int) {
 	default:
 		return msg, exitFailed
 	}
+}
+
+// unknownCommand reports cobra's error for a command line whose first
+// word is no command, which cobra gives as a plain error: it is a usage
+// error like any other.
+func unknownCommand(err error) bool {
+	return strings.HasPrefix(err.Error(), "unknown command ")
 }
 
 // silentError carries an exit code for an error already reported.
