@@ -78,8 +78,8 @@ func failure(cmd *cobra.Command, err error) (msg string, code int) {
 	if !errors.As(err, &silent) {
 		msg = fmt.Sprintf("subhost: %s\n", err)
 	}
-	var word string
-	if _, serr := fmt.Sscanf(err.Error(), "unknown command %q", &word); serr == nil && cmd != nil {
+	word, unknown := unknownCommand(err)
+	if unknown && cmd != nil {
 		// cobra's own suggestions take three lines more (the root
 		// disables them); here they end the one line.
 		if s := cmd.SuggestionsFor(word); len(s) > 0 {
@@ -88,7 +88,7 @@ func failure(cmd *cobra.Command, err error) (msg string, code int) {
 	}
 	var usage usageError
 	switch {
-	case errors.As(err, &usage) || unknownCommand(err):
+	case errors.As(err, &usage) || unknown:
 		if cmd != nil {
 			msg += fmt.Sprintf("Run '%s --help' for usage.\n", cmd.CommandPath())
 		}
@@ -103,10 +103,12 @@ func failure(cmd *cobra.Command, err error) (msg string, code int) {
 }
 
 // unknownCommand reports cobra's error for a command line whose first
-// word is no command, which cobra gives as a plain error: it is a usage
-// error like any other.
-func unknownCommand(err error) bool {
-	return strings.HasPrefix(err.Error(), "unknown command ")
+// word is no command, which cobra gives as a plain error (a usage error
+// like any other here), and that word.
+func unknownCommand(err error) (string, bool) {
+	var word string
+	_, serr := fmt.Sscanf(err.Error(), "unknown command %q", &word)
+	return word, serr == nil
 }
 
 // silentError carries an exit code for an error already reported.
