@@ -28,13 +28,19 @@ func runDetached(cli string, run detachedRun, marks *timeline.Recorder) int {
 	defer evR.Close()
 	cmd := exec.Command(cli, append([]string{events.FDFlag + "=3"}, os.Args[1:]...)...)
 	cmd.Args[0] = os.Args[0] // for ps: the command the user typed
-	// Standard output and error until the CLI has made its plan and
-	// turned to the supervisor's log: a crash before that is seen here.
+	// This standard error until the CLI has made its plan and turned its
+	// own to the supervisor's log: a crash before that is seen here.
+	// (Its standard output, nothing writes to.)
 	cmd.Stderr = os.Stderr
 	cmd.ExtraFiles = []*os.File{evW} // fd 3
 	// Its own session: neither the terminal's signals nor the end of this
 	// process reach the supervisor.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// Until the guest runs, an interrupt here is an interrupt of the boot:
+	// it is passed on (one that comes while the CLI starts, as soon as it
+	// has), and the supervisor rolls back.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	marks.Add("cli", "start supervisor")
 	err = cmd.Start()
 	evW.Close()
@@ -42,10 +48,6 @@ func runDetached(cli string, run detachedRun, marks *timeline.Recorder) int {
 		fmt.Fprintf(os.Stderr, "subhost: start %s: %v\n", cli, err)
 		return 1
 	}
-	// Until the guest runs, an interrupt here is an interrupt of the boot:
-	// pass it on, the supervisor rolls back.
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		for s := range sigs {
 			cmd.Process.Signal(s)
