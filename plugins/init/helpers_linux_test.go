@@ -68,6 +68,13 @@ func testLauncherDir() (string, error) {
 			testLauncherErr = err
 			return
 		}
+		// The stand-in for a plugin process (upHelper), killed by its
+		// test and so unable to remove a directory of its own, uses its
+		// parent's.
+		if dir := os.Getenv(launcherDirEnv); dir != "" {
+			testLauncher = dir
+			return
+		}
 		testLauncher, testLauncherErr = os.MkdirTemp("", "subhost-launch-test-")
 		if testLauncherErr != nil {
 			return
@@ -80,6 +87,9 @@ func testLauncherDir() (string, error) {
 	})
 	return testLauncher, testLauncherErr
 }
+
+// launcherDirEnv hands testLauncherDir's directory to a child test binary.
+const launcherDirEnv = "SUBHOST_INIT_TEST_LAUNCHER_DIR"
 
 var (
 	testLauncherOnce sync.Once

@@ -110,8 +110,12 @@ func TestPluginKilledDuringUp(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			dir, err := testLauncherDir()
+			if err != nil {
+				t.Fatal(err)
+			}
 			plugin := exec.Command(os.Args[0])
-			plugin.Env = append(os.Environ(), upHelperEnv+"="+string(data))
+			plugin.Env = append(os.Environ(), upHelperEnv+"="+string(data), launcherDirEnv+"="+dir)
 			plugin.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
 			out, err := plugin.StdoutPipe()
 			if err != nil {
