@@ -19,11 +19,11 @@ import (
 func locateCLI() (string, error) {
 	dirs := layout.HelperDirs()
 	if len(dirs) == 0 {
-		return "", fmt.Errorf("find the full CLI %s: cannot tell where this program is", CLI)
+		return "", fmt.Errorf("find the full CLI %s: cannot tell where this program is", layout.CLI)
 	}
 	var problem error // one that is there but may not be run
 	for _, d := range dirs {
-		p := filepath.Join(d, CLI)
+		p := filepath.Join(d, layout.CLI)
 		err := trusted(p)
 		if err == nil {
 			return p, nil
@@ -35,7 +35,7 @@ func locateCLI() (string, error) {
 	if problem != nil {
 		return "", problem
 	}
-	return "", fmt.Errorf("the full CLI %s is not in %s: reinstall subhost", CLI, strings.Join(dirs, " or "))
+	return "", fmt.Errorf("the full CLI %s is not in %s: reinstall subhost", layout.CLI, strings.Join(dirs, " or "))
 }
 
 // trusted checks the rule on path, which must be a regular file, and on

@@ -19,9 +19,6 @@ import (
 	"github.com/subhost/subhost/internal/timeline"
 )
 
-// CLI is the full CLI's name among subhost's helpers.
-const CLI = "subhost-cli"
-
 func main() {
 	marks := timeline.New()
 	marks.AddAt(timeline.ProcessStart(), "cli", "exec (estimate: less its CPU time so far)")

@@ -8,6 +8,10 @@ import (
 	"path/filepath"
 )
 
+// CLI is the full CLI's name among subhost's helpers: the installed
+// subhost is a small front (cmd/subhost-front) that runs it.
+const CLI = "subhost-cli"
+
 // HelperDirs are the directories where subhost's plugins and helpers are
 // installed beside the subhost command: PREFIX/lib/subhost/plugins for
 // PREFIX/bin/subhost, or bin/plugins in a build tree. The installed

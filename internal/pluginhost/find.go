@@ -27,7 +27,7 @@ const SiteDir = "/etc/subhost/plugins"
 // starts the guest with, the small process a supervisor becomes while its
 // guest runs, and the full CLI that the installed subhost (a small front)
 // runs.
-var notPlugins = []string{"subhost-init", "subhost-launch", "subhost-monitor", "subhost-cli"}
+var notPlugins = []string{"subhost-init", "subhost-launch", "subhost-monitor", layout.CLI}
 
 var pluginName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 
