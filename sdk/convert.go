@@ -20,6 +20,9 @@ func describeToProto(d Description) *pb.DescribeResponse {
 	for _, v := range d.Vars {
 		out.Vars = append(out.Vars, &pb.ConfigVar{Name: v.Name, Doc: v.Doc, Default: v.Default})
 	}
+	if d.Record != nil {
+		out.Record = &pb.RecordUse{Reads: d.Record.Reads, Writes: d.Record.Writes}
+	}
 	return out
 }
 
@@ -30,6 +33,9 @@ func describeFromProto(p *pb.DescribeResponse) Description {
 	}
 	for _, v := range p.GetVars() {
 		out.Vars = append(out.Vars, ConfigVar{Name: v.GetName(), Doc: v.GetDoc(), Default: v.GetDefault()})
+	}
+	if u := p.GetRecord(); u != nil {
+		out.Record = &RecordUse{Reads: u.GetReads(), Writes: u.GetWrites()}
 	}
 	return out
 }

@@ -50,6 +50,10 @@ type Description struct {
 	// Vars are the config variables the stage reads, so that `subhost
 	// plugins` can say where each variable is handled.
 	Vars []ConfigVar `json:"vars,omitempty"`
+	// Record declares which boot-record fields Up reads and sets, so
+	// that the runner can run it beside the stages it does not depend
+	// on; nil (the default) declares nothing: it runs alone.
+	Record *RecordUse `json:"record,omitempty"`
 }
 
 // ConfigVar documents one variable of the subhost's config that a stage

@@ -504,3 +504,13 @@ func TestConfigShowsWhatTheParserReads(t *testing.T) {
 		t.Errorf("bad config: exit %d, %s", code, stderr)
 	}
 }
+
+// describe says how a stage uses the boot record: whether its Up may run
+// beside others in a boot.
+func TestDescribeSaysHowTheBootRecordIsUsed(t *testing.T) {
+	c := newCLI(t)
+	out, errOut, code := c.run("describe", "teststage")
+	if code != 0 || !strings.Contains(out, "\nboot record: declares no use, so its Up runs alone\n") {
+		t.Errorf("describe teststage: exit %d, stdout:\n%s\nstderr: %s", code, out, errOut)
+	}
+}

@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/subhost/subhost/internal/pluginhost"
+	"github.com/subhost/subhost/sdk"
 )
 
 func newDescribeCmd() *cobra.Command {
@@ -37,6 +39,7 @@ documented: by the stage that handles it.`,
 				return writeJSON(w, desc)
 			}
 			fmt.Fprintf(w, "%s %s: %s\n%s (sha256 %s)\n", desc.Name, desc.Version, desc.Summary, path, sum)
+			fmt.Fprintln(w, recordUseLine(desc.Record))
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			if len(desc.Params) > 0 {
 				fmt.Fprintln(tw, "\nPARAMETER\tDEFAULT\tMEANING")
@@ -59,4 +62,19 @@ documented: by the stage that handles it.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the description as JSON")
 	return cmd
+}
+
+// recordUseLine says how a stage's Up uses the boot record, and so what
+// it runs beside in a boot.
+func recordUseLine(u *sdk.RecordUse) string {
+	if u == nil {
+		return "boot record: declares no use, so its Up runs alone"
+	}
+	list := func(fs []string) string {
+		if len(fs) == 0 {
+			return "nothing"
+		}
+		return strings.Join(fs, ", ")
+	}
+	return fmt.Sprintf("boot record: reads %s; sets %s", list(u.Reads), list(u.Writes))
 }

@@ -39,8 +39,13 @@ type fakeStages struct {
 	started  int
 	live     map[*fakeInstance]bool
 	// onUp, when set, is called as each Up begins (they come one at a
-	// time).
+	// time unless uses declares the stages' use of the record).
 	onUp func(stage string)
+	// uses is what each stage's Describe declares; none: nothing.
+	uses map[string]*sdk.RecordUse
+	// setsExtra makes Up set the stage's Extra key (as it always does)
+	// and also these fields: "root", "netns".
+	sets map[string][]string
 }
 
 func newFakeStages(behave map[string]misbehaviour) *fakeStages {
@@ -126,7 +131,11 @@ type fakeStage struct{ in *fakeInstance }
 
 func (s fakeStage) behaviour() misbehaviour { return s.in.f.behave[s.in.name] }
 
-func (s fakeStage) Describe() sdk.Description { return sdk.Description{Name: "fake"} }
+func (s fakeStage) Describe() sdk.Description {
+	s.in.f.mu.Lock()
+	defer s.in.f.mu.Unlock()
+	return sdk.Description{Name: "fake", Record: s.in.f.uses[s.in.name]}
+}
 
 func (s fakeStage) Validate(_ context.Context, req *sdk.Request) error {
 	s.in.f.note(s.in.name, "validate", req)
@@ -165,6 +174,14 @@ func (s fakeStage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error
 		res.Record.Root = "/elsewhere"
 	case "root":
 		res.Record.Root = "/live"
+	}
+	for _, f := range s.in.f.sets[s.in.name] {
+		switch f {
+		case sdk.FieldRoot:
+			res.Record.Root = "/" + s.in.name
+		case sdk.FieldNetns:
+			res.Record.Netns = "/run/netns/" + s.in.name
+		}
 	}
 	return res, nil
 }

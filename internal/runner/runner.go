@@ -60,13 +60,19 @@ const DownTimeoutFloor = 10 * time.Second
 // session is one operation on one subhost: the lock, the state as it is
 // being written, and the plugins started for it.
 type session struct {
-	r        *Runner
-	plan     *Plan
-	dir      state.Dir
-	lock     *state.Lock
-	st       *state.State
-	mu       sync.Mutex
-	plugins  map[string]Instance
+	r       *Runner
+	plan    *Plan
+	dir     state.Dir
+	lock    *state.Lock
+	st      *state.State
+	mu      sync.Mutex
+	plugins map[string]Instance
+	// stMu guards st while the Ups of several stages run (upAll).
+	stMu sync.Mutex
+	// uses are the stages' declared uses of the boot record, as their
+	// plugins described them when the boot started them (learnUse); a
+	// stage missing here runs alone.
+	uses     map[int]*sdk.RecordUse
 	starting map[string]*sync.Mutex
 	// retiring counts plugins being killed in the background (retire):
 	// the session ends only when they are gone.
@@ -428,15 +434,23 @@ func (s *session) startAndValidate(ctx context.Context, stages []int, start bool
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			learnt := make(chan error, 1)
 			if start {
 				if _, startErrs[k] = s.plugin(ctx, i); startErrs[k] != nil {
 					return
 				}
+				// Asked beside the validate, over the same connection.
+				go func() { learnt <- s.learnUse(ctx, i) }()
+			} else {
+				learnt <- nil
 			}
 			req := s.request(i, sdk.BootRecord{})
 			errs[k] = s.call(ctx, i, "validate", s.plan.Stages[i].Timeout, func(ctx context.Context, st sdk.Stage) error {
 				return st.Validate(ctx, req)
 			})
+			if err := <-learnt; errs[k] == nil {
+				errs[k] = err
+			}
 		}()
 	}
 	wg.Wait()
@@ -449,6 +463,40 @@ func (s *session) startAndValidate(ctx context.Context, stages []int, start bool
 		}
 	}
 	return nil
+}
+
+// learnUse asks stage i's plugin how its Up uses the boot record (its
+// Description's Record), for upAll. A plugin that declares nothing, as
+// one built before there was a way to, is run alone.
+func (s *session) learnUse(ctx context.Context, i int) error {
+	p, err := s.plugin(ctx, i)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.plan.Stages[i].Timeout)
+	defer cancel()
+	d, err := sdk.DescribeContext(cctx, p.Stage())
+	if err != nil {
+		return fmt.Errorf("describe: %w", err)
+	}
+	if err := d.Record.Check(); err != nil {
+		return sdk.Internalf("%s: %v", p.Path(), err)
+	}
+	s.stMu.Lock()
+	defer s.stMu.Unlock()
+	if s.uses == nil {
+		s.uses = map[int]*sdk.RecordUse{}
+	}
+	s.uses[i] = d.Record
+	return nil
+}
+
+// recordUse is stage i's declared use of the boot record; nil (it runs
+// alone) when it declares none or was not asked.
+func (s *session) recordUse(i int) *sdk.RecordUse {
+	s.stMu.Lock()
+	defer s.stMu.Unlock()
+	return s.uses[i]
 }
 
 // prefixStage names the stage in an error from or about it, keeping its
@@ -468,23 +516,26 @@ func prefixStage(stage string, err error) error {
 	return fmt.Errorf("stage %q: %w", stage, err)
 }
 
-// upFrom runs Up for stages first..last in order, recording each before
-// and after, then calls done (if any) to complete the state and saves it.
-// A stage's result is written with the next stage's "starting", and the
-// last one's with what done adds: nothing happens between the two but
-// bookkeeping in memory, so a runner killed there leaves the same state
-// either way, and a boot writes its state half as often. On failure,
-// that last save's included, it rolls back every stage that may have left
-// something (the failing one included) and returns the first error.
+// upFrom runs Up for stages first..last, each as soon as the stages it
+// depends on are up (upAll), recording each before and after, then calls
+// done (if any) to complete the state and saves it. A stage's result is
+// written with the next stages' "starting", and the last one's with what
+// done adds: nothing happens between the two but bookkeeping in memory,
+// so a runner killed there leaves the same state either way, and a boot
+// writes its state half as often. On failure, that last save's included,
+// it rolls back every stage that may have left something (the failing
+// ones included) and returns the first error in pipeline order.
 func (s *session) upFrom(ctx context.Context, first int, done func()) error {
+	var todo []int
 	for i := first; i < len(s.plan.Stages); i++ {
 		if s.skips(i) {
 			s.st.Stages[i].Status, s.st.Stages[i].Error = state.StageSkipped, ""
 			continue
 		}
-		if err := s.upUnsaved(ctx, i); err != nil {
-			return s.failUp(err)
-		}
+		todo = append(todo, i)
+	}
+	if err := s.upAll(ctx, todo); err != nil {
+		return s.failUp(err)
 	}
 	if done != nil {
 		done()
@@ -493,6 +544,83 @@ func (s *session) upFrom(ctx context.Context, first int, done func()) error {
 		return s.failUp(err)
 	}
 	return nil
+}
+
+// upAll runs Up for the stages todo (in pipeline order). A stage starts
+// once every stage before it that it depends on is up (sdk.RecordUse:
+// one that sets a boot-record field it reads, or any stage when either
+// declares nothing), so stages that do not depend on each other come up
+// at the same time; the stages that start together are recorded as
+// starting in one save. After a failure nothing more starts; the Ups
+// under way are waited for, and the first error in pipeline order is
+// returned, with every stage that may have left something recorded so.
+func (s *session) upAll(ctx context.Context, todo []int) error {
+	after := make(map[int][]int, len(todo))
+	for k, i := range todo {
+		for _, j := range todo[:k] {
+			if s.recordUse(i).DependsOn(s.recordUse(j)) {
+				after[i] = append(after[i], j)
+			}
+		}
+	}
+	type outcome struct {
+		i   int
+		err error
+	}
+	finished := make(chan outcome)
+	started, up := map[int]bool{}, map[int]bool{}
+	errs := map[int]error{}
+	running := 0
+	for {
+		if len(errs) == 0 {
+			var ready []int
+			for _, i := range todo {
+				if !started[i] && allIn(after[i], up) {
+					ready = append(ready, i)
+				}
+			}
+			switch err := ctx.Err(); {
+			case len(ready) == 0:
+			case err != nil:
+				errs[ready[0]] = prefixStage(s.plan.Stages[ready[0]].Name, fmt.Errorf("interrupted before up: %w", err))
+			default:
+				if err := s.beginUp(ready); err != nil {
+					errs[ready[0]] = err
+					break
+				}
+				for _, i := range ready {
+					started[i] = true
+					running++
+					go func() { finished <- outcome{i, s.upStarted(ctx, i)} }()
+				}
+			}
+		}
+		if running == 0 {
+			break
+		}
+		o := <-finished
+		running--
+		if o.err != nil {
+			errs[o.i] = o.err
+		} else {
+			up[o.i] = true
+		}
+	}
+	for _, i := range todo {
+		if errs[i] != nil {
+			return errs[i]
+		}
+	}
+	return nil
+}
+
+func allIn(list []int, set map[int]bool) bool {
+	for _, x := range list {
+		if !set[x] {
+			return false
+		}
+	}
+	return true
 }
 
 // failUp records a failed boot and rolls back every stage that may have
@@ -511,39 +639,63 @@ func (s *session) failUp(err error) error {
 
 // up runs stage i's Up, recording it before and after.
 func (s *session) up(ctx context.Context, i int) error {
-	if err := s.upUnsaved(ctx, i); err != nil {
+	if ctx.Err() != nil {
+		return prefixStage(s.plan.Stages[i].Name, fmt.Errorf("interrupted before up: %w", ctx.Err()))
+	}
+	if err := s.beginUp([]int{i}); err != nil {
+		return err
+	}
+	if err := s.upStarted(ctx, i); err != nil {
 		return err
 	}
 	return s.save()
 }
 
-// upUnsaved is up without the save after a successful Up: the caller
-// saves, soon and before anything else changes the host.
-func (s *session) upUnsaved(ctx context.Context, i int) error {
-	if ctx.Err() != nil {
-		return prefixStage(s.plan.Stages[i].Name, fmt.Errorf("interrupted before up: %w", ctx.Err()))
+// beginUp records the stages as starting, in one save, before any of
+// their Ups is called: a runner killed during one leaves them to stop.
+func (s *session) beginUp(stages []int) error {
+	s.stMu.Lock()
+	defer s.stMu.Unlock()
+	for _, i := range stages {
+		st := &s.st.Stages[i]
+		st.Status, st.Error = state.StagePending, ""
 	}
-	rec, err := s.recordBefore(i)
-	if err != nil {
-		return err
-	}
+	return s.save()
+}
+
+// upStarted calls stage i's Up, recorded as starting (beginUp), with the
+// boot record as the stages before it made it (only the fields it reads,
+// when it says which), and records the outcome in memory: the caller
+// saves it, soon and before anything else changes the host. It may run
+// beside other stages' upStarted: s.stMu guards the state.
+func (s *session) upStarted(ctx context.Context, i int) error {
+	use := s.recordUse(i)
+	s.stMu.Lock()
+	rec, err := s.upRecord(i, use)
 	req := s.request(i, rec)
-	st := &s.st.Stages[i]
-	st.Status, st.Error = state.StagePending, ""
-	if err := s.save(); err != nil {
+	s.stMu.Unlock()
+	if err != nil {
 		return err
 	}
 	start := time.Now()
 	res, err := callFor(s, ctx, i, "up", s.plan.Stages[i].Timeout, func(ctx context.Context, stg sdk.Stage) (*sdk.Result, error) {
 		return stg.Up(ctx, req)
 	})
+	s.stMu.Lock()
+	defer s.stMu.Unlock()
+	st := &s.st.Stages[i]
 	st.DurationMS = time.Since(start).Milliseconds()
 	if err == nil && res == nil {
 		err = sdk.Internalf("up returned no result")
 	}
 	if err == nil {
-		merged := rec
-		err = merged.Merge(res.Record)
+		if bad := use.Undeclared(res.Record); len(bad) > 0 {
+			err = sdk.Internalf("up set %s in the boot record, which the stage does not declare it sets (its description's record writes %v)", strings.Join(bad, ", "), use.Writes)
+		}
+	}
+	var whole sdk.BootRecord
+	if err == nil {
+		whole, err = s.recordWith(i, res.Record)
 	}
 	if err != nil {
 		st.Status, st.Error = state.StageFailed, err.Error()
@@ -555,13 +707,45 @@ func (s *session) upUnsaved(ctx context.Context, i int) error {
 	st.Status, st.Result, st.State = state.StageUp, res.Record, res.State
 	// The whole record, not just up to this stage: on a reboot the
 	// launcher is re-run with later stages still up.
-	s.st.Record = s.recordOfUpStages()
+	s.st.Record = whole
 	if ctx.Err() != nil {
 		// Interrupted while this stage finished: it is up in the state,
 		// so the rollback takes it down too.
 		return prefixStage(st.Name, fmt.Errorf("interrupted as it came up: %w", ctx.Err()))
 	}
 	return nil
+}
+
+// upRecord is the boot record that stage i's Up gets: as the stages
+// before it made it, with only the fields it reads when it says which
+// (use), so that it cannot come to depend on a field it does not wait
+// for.
+func (s *session) upRecord(i int, use *sdk.RecordUse) (sdk.BootRecord, error) {
+	rec, err := s.recordBefore(i)
+	if use != nil {
+		rec = rec.Only(use.Reads)
+	}
+	return rec, err
+}
+
+// recordWith is the boot record of every stage that is up with stage i's
+// result added, merged in pipeline order: a field that two stages set
+// differently is a conflict, whichever of the two came up first.
+func (s *session) recordWith(i int, result sdk.BootRecord) (sdk.BootRecord, error) {
+	var rec sdk.BootRecord
+	for j, st := range s.st.Stages {
+		add := st.Result
+		switch {
+		case j == i:
+			add = result
+		case st.Status != state.StageUp:
+			continue
+		}
+		if err := rec.Merge(add); err != nil {
+			return rec, err
+		}
+	}
+	return rec, nil
 }
 
 // skips reports whether stage i does not run for this subhost (its

@@ -24,6 +24,7 @@ func (*stage) Describe() sdk.Description {
 		Name:    "cgroup",
 		Version: version.Version,
 		Summary: "the guest's cgroups: resource limits (MEMORY_MAX, PIDS_MAX, CPU_MAX...) and the device policy, on cgroup v1 and v2",
+		Record:  &sdk.RecordUse{Reads: []string{sdk.FieldDevices, sdk.FieldUserns}, Writes: []string{sdk.FieldCgroups}},
 		Vars: []sdk.ConfigVar{
 			{Name: "MEMORY_MAX", Doc: "hard memory limit, tmpfs and page cache included; K, M, G, T suffixes, or max"},
 			{Name: "MEMORY_HIGH", Doc: "memory throttle point (cgroup v1: the soft limit)"},

@@ -56,6 +56,7 @@ func (s *stage) Describe() sdk.Description {
 		Name:    "mount-loop",
 		Version: version.Version,
 		Summary: "attach the DISKS images to loop devices, mount the first element's partition on HOME/live and give the guest /dev/<dev> and /dev/<dev><part> nodes",
+		Record:  &sdk.RecordUse{Reads: nil, Writes: []string{sdk.FieldRoot, sdk.FieldDevices}},
 		Vars: []sdk.ConfigVar{
 			{Name: "DISKS", Doc: "( dev:part:image ... ): each image on a loop device, seen inside as /dev/<dev> and /dev/<dev><part>; the first element's partition is the root (part 0: a bare filesystem); also from the environment"},
 		},

@@ -27,6 +27,7 @@ func (*stage) Describe() sdk.Description {
 		Name:    "mount-overlay",
 		Version: version.Version,
 		Summary: "mount HOME/live: an rbind of HOME/root, or an overlay of it over BASE; from HOME/NAME.img when there is one",
+		Record:  &sdk.RecordUse{Reads: []string{sdk.FieldUserns}, Writes: []string{sdk.FieldRoot}},
 		Vars: []sdk.ConfigVar{
 			{Name: "BASE", Doc: "read-only lower directories (colon-separated, uppermost first) that HOME/root is an overlay over; unset: HOME/root is bind-mounted as it is"},
 		},

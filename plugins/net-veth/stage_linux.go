@@ -44,6 +44,7 @@ func (s *stage) Describe() sdk.Description {
 		Name:    "net-veth",
 		Version: version.Version,
 		Summary: "netns /run/netns/NAME and a veth pair per BRIDGES element: ethN inside with its MAC, NAMEN (or HOSTIF_PREFIX N) in the host bridge",
+		Record:  &sdk.RecordUse{Reads: []string{sdk.FieldNetns}, Writes: []string{sdk.FieldNetns, sdk.FieldInterfaces}},
 		Vars: []sdk.ConfigVar{
 			{Name: "BRIDGES", Doc: "( bridge:MAC ... ): interface i is eth<i> inside, with that MAC, and <NAME><i> on the host, plugged into that bridge (also from the environment)"},
 			{Name: "HOSTIF_PREFIX", Doc: "host interface names are <HOSTIF_PREFIX><i> instead of <NAME><i>, for names too long for the kernel's 15 characters", Default: "NAME"},

@@ -77,6 +77,7 @@ func (*stage) Describe() sdk.Description {
 		Name:    "userns",
 		Version: version.Version,
 		Summary: "unprivileged subhosts: a user namespace mapping the guest's ids to a host range, and the network namespace it owns",
+		Record:  &sdk.RecordUse{Reads: nil, Writes: []string{sdk.FieldUserns, sdk.FieldNetns}},
 		Vars: []sdk.ConfigVar{{Name: varName, Default: "no",
 			Doc: "no: the guest's root is the host's root; pick: a free range of 65536 host ids chosen by subhost; BASE[:SIZE]: that range (SIZE 65536 by default)"}},
 	}

@@ -14,6 +14,9 @@ import (
 // Down, Down again, Down from an empty state, and Check failing after
 // Down. It also fails the test if the sequence leaks a host object. req
 // is the request for Up (Record: the boot record before this stage).
+// A stage that declares its use of the boot record (Description.Record)
+// gets, as from the runner, only the fields it reads, and fails when its
+// Up sets one it does not declare.
 func Conformance(t *testing.T, stage sdk.Stage, req *sdk.Request) {
 	t.Helper()
 	NoLeaks(t)
@@ -24,9 +27,24 @@ func Conformance(t *testing.T, stage sdk.Stage, req *sdk.Request) {
 	if err := s.Validate(ctx, req); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
+	d, err := sdk.DescribeContext(ctx, s)
+	if err != nil {
+		t.Fatalf("Describe: %v", err)
+	}
+	if err := d.Record.Check(); err != nil {
+		t.Fatalf("Describe: %v", err)
+	}
+	if d.Record != nil {
+		only := *req
+		only.Record = req.Record.Only(d.Record.Reads)
+		req = &only
+	}
 	first, err := s.Up(ctx, req)
 	if err != nil {
 		t.Fatalf("Up: %v", err)
+	}
+	if bad := d.Record.Undeclared(first.Record); len(bad) > 0 {
+		t.Errorf("Up set %v in the boot record, which the stage's description does not declare it sets (writes %v)", bad, d.Record.Writes)
 	}
 	after := *req
 	after.State = first.State

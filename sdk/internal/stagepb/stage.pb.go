@@ -249,12 +249,14 @@ func (x *ConfigVar) GetDefault() string {
 }
 
 type DescribeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	Summary       string                 `protobuf:"bytes,3,opt,name=summary,proto3" json:"summary,omitempty"`
-	Params        []*Param               `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty"`
-	Vars          []*ConfigVar           `protobuf:"bytes,5,rep,name=vars,proto3" json:"vars,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Summary string                 `protobuf:"bytes,3,opt,name=summary,proto3" json:"summary,omitempty"`
+	Params  []*Param               `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty"`
+	Vars    []*ConfigVar           `protobuf:"bytes,5,rep,name=vars,proto3" json:"vars,omitempty"`
+	// Which boot-record fields Up reads and sets; absent: every field.
+	Record        *RecordUse `protobuf:"bytes,6,opt,name=record,proto3" json:"record,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -324,6 +326,66 @@ func (x *DescribeResponse) GetVars() []*ConfigVar {
 	return nil
 }
 
+func (x *DescribeResponse) GetRecord() *RecordUse {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+// A stage's use of the boot record (sdk.RecordUse).
+type RecordUse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reads         []string               `protobuf:"bytes,1,rep,name=reads,proto3" json:"reads,omitempty"`
+	Writes        []string               `protobuf:"bytes,2,rep,name=writes,proto3" json:"writes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordUse) Reset() {
+	*x = RecordUse{}
+	mi := &file_stage_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordUse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordUse) ProtoMessage() {}
+
+func (x *RecordUse) ProtoReflect() protoreflect.Message {
+	mi := &file_stage_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordUse.ProtoReflect.Descriptor instead.
+func (*RecordUse) Descriptor() ([]byte, []int) {
+	return file_stage_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RecordUse) GetReads() []string {
+	if x != nil {
+		return x.Reads
+	}
+	return nil
+}
+
+func (x *RecordUse) GetWrites() []string {
+	if x != nil {
+		return x.Writes
+	}
+	return nil
+}
+
 // A config variable: a bash scalar has one word and is_array false.
 type Var struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -337,7 +399,7 @@ type Var struct {
 
 func (x *Var) Reset() {
 	*x = Var{}
-	mi := &file_stage_proto_msgTypes[4]
+	mi := &file_stage_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -349,7 +411,7 @@ func (x *Var) String() string {
 func (*Var) ProtoMessage() {}
 
 func (x *Var) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[4]
+	mi := &file_stage_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -362,7 +424,7 @@ func (x *Var) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Var.ProtoReflect.Descriptor instead.
 func (*Var) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{4}
+	return file_stage_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Var) GetWords() []string {
@@ -398,7 +460,7 @@ type Subhost struct {
 
 func (x *Subhost) Reset() {
 	*x = Subhost{}
-	mi := &file_stage_proto_msgTypes[5]
+	mi := &file_stage_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +472,7 @@ func (x *Subhost) String() string {
 func (*Subhost) ProtoMessage() {}
 
 func (x *Subhost) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[5]
+	mi := &file_stage_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +485,7 @@ func (x *Subhost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subhost.ProtoReflect.Descriptor instead.
 func (*Subhost) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{5}
+	return file_stage_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Subhost) GetName() string {
@@ -467,7 +529,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_stage_proto_msgTypes[6]
+	mi := &file_stage_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +541,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[6]
+	mi := &file_stage_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +554,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{6}
+	return file_stage_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Device) GetGuestName() string {
@@ -542,7 +604,7 @@ type Interface struct {
 
 func (x *Interface) Reset() {
 	*x = Interface{}
-	mi := &file_stage_proto_msgTypes[7]
+	mi := &file_stage_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -554,7 +616,7 @@ func (x *Interface) String() string {
 func (*Interface) ProtoMessage() {}
 
 func (x *Interface) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[7]
+	mi := &file_stage_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -567,7 +629,7 @@ func (x *Interface) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interface.ProtoReflect.Descriptor instead.
 func (*Interface) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{7}
+	return file_stage_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Interface) GetHostName() string {
@@ -632,7 +694,7 @@ type BootRecord struct {
 
 func (x *BootRecord) Reset() {
 	*x = BootRecord{}
-	mi := &file_stage_proto_msgTypes[8]
+	mi := &file_stage_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +706,7 @@ func (x *BootRecord) String() string {
 func (*BootRecord) ProtoMessage() {}
 
 func (x *BootRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[8]
+	mi := &file_stage_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +719,7 @@ func (x *BootRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootRecord.ProtoReflect.Descriptor instead.
 func (*BootRecord) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{8}
+	return file_stage_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BootRecord) GetRoot() string {
@@ -773,7 +835,7 @@ type Cgroup struct {
 
 func (x *Cgroup) Reset() {
 	*x = Cgroup{}
-	mi := &file_stage_proto_msgTypes[9]
+	mi := &file_stage_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +847,7 @@ func (x *Cgroup) String() string {
 func (*Cgroup) ProtoMessage() {}
 
 func (x *Cgroup) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[9]
+	mi := &file_stage_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +860,7 @@ func (x *Cgroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cgroup.ProtoReflect.Descriptor instead.
 func (*Cgroup) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{9}
+	return file_stage_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Cgroup) GetHierarchy() string {
@@ -834,7 +896,7 @@ type Neighbour struct {
 
 func (x *Neighbour) Reset() {
 	*x = Neighbour{}
-	mi := &file_stage_proto_msgTypes[10]
+	mi := &file_stage_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +908,7 @@ func (x *Neighbour) String() string {
 func (*Neighbour) ProtoMessage() {}
 
 func (x *Neighbour) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[10]
+	mi := &file_stage_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +921,7 @@ func (x *Neighbour) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Neighbour.ProtoReflect.Descriptor instead.
 func (*Neighbour) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{10}
+	return file_stage_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Neighbour) GetName() string {
@@ -908,7 +970,7 @@ type StageRequest struct {
 
 func (x *StageRequest) Reset() {
 	*x = StageRequest{}
-	mi := &file_stage_proto_msgTypes[11]
+	mi := &file_stage_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +982,7 @@ func (x *StageRequest) String() string {
 func (*StageRequest) ProtoMessage() {}
 
 func (x *StageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[11]
+	mi := &file_stage_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +995,7 @@ func (x *StageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StageRequest.ProtoReflect.Descriptor instead.
 func (*StageRequest) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{11}
+	return file_stage_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StageRequest) GetSubhost() *Subhost {
@@ -1016,7 +1078,7 @@ type Problem struct {
 
 func (x *Problem) Reset() {
 	*x = Problem{}
-	mi := &file_stage_proto_msgTypes[12]
+	mi := &file_stage_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1090,7 @@ func (x *Problem) String() string {
 func (*Problem) ProtoMessage() {}
 
 func (x *Problem) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[12]
+	mi := &file_stage_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1103,7 @@ func (x *Problem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Problem.ProtoReflect.Descriptor instead.
 func (*Problem) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{12}
+	return file_stage_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Problem) GetKind() ErrorKind {
@@ -1067,7 +1129,7 @@ type ValidateResponse struct {
 
 func (x *ValidateResponse) Reset() {
 	*x = ValidateResponse{}
-	mi := &file_stage_proto_msgTypes[13]
+	mi := &file_stage_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1141,7 @@ func (x *ValidateResponse) String() string {
 func (*ValidateResponse) ProtoMessage() {}
 
 func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[13]
+	mi := &file_stage_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1154,7 @@ func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateResponse.ProtoReflect.Descriptor instead.
 func (*ValidateResponse) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{13}
+	return file_stage_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ValidateResponse) GetProblems() []*Problem {
@@ -1113,7 +1175,7 @@ type UpResponse struct {
 
 func (x *UpResponse) Reset() {
 	*x = UpResponse{}
-	mi := &file_stage_proto_msgTypes[14]
+	mi := &file_stage_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1187,7 @@ func (x *UpResponse) String() string {
 func (*UpResponse) ProtoMessage() {}
 
 func (x *UpResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[14]
+	mi := &file_stage_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1200,7 @@ func (x *UpResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpResponse.ProtoReflect.Descriptor instead.
 func (*UpResponse) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{14}
+	return file_stage_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpResponse) GetRecord() *BootRecord {
@@ -1171,7 +1233,7 @@ type DownResponse struct {
 
 func (x *DownResponse) Reset() {
 	*x = DownResponse{}
-	mi := &file_stage_proto_msgTypes[15]
+	mi := &file_stage_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1245,7 @@ func (x *DownResponse) String() string {
 func (*DownResponse) ProtoMessage() {}
 
 func (x *DownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[15]
+	mi := &file_stage_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1258,7 @@ func (x *DownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownResponse.ProtoReflect.Descriptor instead.
 func (*DownResponse) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{15}
+	return file_stage_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DownResponse) GetProblems() []*Problem {
@@ -1215,7 +1277,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_stage_proto_msgTypes[16]
+	mi := &file_stage_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1289,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[16]
+	mi := &file_stage_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1302,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{16}
+	return file_stage_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CheckResponse) GetProblems() []*Problem {
@@ -1263,7 +1325,7 @@ type UpdateResponse struct {
 
 func (x *UpdateResponse) Reset() {
 	*x = UpdateResponse{}
-	mi := &file_stage_proto_msgTypes[17]
+	mi := &file_stage_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1337,7 @@ func (x *UpdateResponse) String() string {
 func (*UpdateResponse) ProtoMessage() {}
 
 func (x *UpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stage_proto_msgTypes[17]
+	mi := &file_stage_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1350,7 @@ func (x *UpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateResponse.ProtoReflect.Descriptor instead.
 func (*UpdateResponse) Descriptor() ([]byte, []int) {
-	return file_stage_proto_rawDescGZIP(), []int{17}
+	return file_stage_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateResponse) GetProblems() []*Problem {
@@ -1326,13 +1388,17 @@ const file_stage_proto_rawDesc = "" +
 	"\tConfigVar\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03doc\x18\x02 \x01(\tR\x03doc\x12\x18\n" +
-	"\adefault\x18\x03 \x01(\tR\adefault\"\xbc\x01\n" +
+	"\adefault\x18\x03 \x01(\tR\adefault\"\xf1\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x18\n" +
 	"\asummary\x18\x03 \x01(\tR\asummary\x12/\n" +
 	"\x06params\x18\x04 \x03(\v2\x17.subhost.stage.v1.ParamR\x06params\x12/\n" +
-	"\x04vars\x18\x05 \x03(\v2\x1b.subhost.stage.v1.ConfigVarR\x04vars\"N\n" +
+	"\x04vars\x18\x05 \x03(\v2\x1b.subhost.stage.v1.ConfigVarR\x04vars\x123\n" +
+	"\x06record\x18\x06 \x01(\v2\x1b.subhost.stage.v1.RecordUseR\x06record\"9\n" +
+	"\tRecordUse\x12\x14\n" +
+	"\x05reads\x18\x01 \x03(\tR\x05reads\x12\x16\n" +
+	"\x06writes\x18\x02 \x03(\tR\x06writes\"N\n" +
 	"\x03Var\x12\x14\n" +
 	"\x05words\x18\x01 \x03(\tR\x05words\x12\x19\n" +
 	"\bis_array\x18\x02 \x01(\bR\aisArray\x12\x16\n" +
@@ -1458,71 +1524,73 @@ func file_stage_proto_rawDescGZIP() []byte {
 }
 
 var file_stage_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stage_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_stage_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_stage_proto_goTypes = []any{
 	(ErrorKind)(0),           // 0: subhost.stage.v1.ErrorKind
 	(*DescribeRequest)(nil),  // 1: subhost.stage.v1.DescribeRequest
 	(*Param)(nil),            // 2: subhost.stage.v1.Param
 	(*ConfigVar)(nil),        // 3: subhost.stage.v1.ConfigVar
 	(*DescribeResponse)(nil), // 4: subhost.stage.v1.DescribeResponse
-	(*Var)(nil),              // 5: subhost.stage.v1.Var
-	(*Subhost)(nil),          // 6: subhost.stage.v1.Subhost
-	(*Device)(nil),           // 7: subhost.stage.v1.Device
-	(*Interface)(nil),        // 8: subhost.stage.v1.Interface
-	(*BootRecord)(nil),       // 9: subhost.stage.v1.BootRecord
-	(*Cgroup)(nil),           // 10: subhost.stage.v1.Cgroup
-	(*Neighbour)(nil),        // 11: subhost.stage.v1.Neighbour
-	(*StageRequest)(nil),     // 12: subhost.stage.v1.StageRequest
-	(*Problem)(nil),          // 13: subhost.stage.v1.Problem
-	(*ValidateResponse)(nil), // 14: subhost.stage.v1.ValidateResponse
-	(*UpResponse)(nil),       // 15: subhost.stage.v1.UpResponse
-	(*DownResponse)(nil),     // 16: subhost.stage.v1.DownResponse
-	(*CheckResponse)(nil),    // 17: subhost.stage.v1.CheckResponse
-	(*UpdateResponse)(nil),   // 18: subhost.stage.v1.UpdateResponse
-	nil,                      // 19: subhost.stage.v1.Subhost.VarsEntry
-	nil,                      // 20: subhost.stage.v1.BootRecord.ExtraEntry
-	nil,                      // 21: subhost.stage.v1.StageRequest.ParamsEntry
-	nil,                      // 22: subhost.stage.v1.StageRequest.ChangesEntry
+	(*RecordUse)(nil),        // 5: subhost.stage.v1.RecordUse
+	(*Var)(nil),              // 6: subhost.stage.v1.Var
+	(*Subhost)(nil),          // 7: subhost.stage.v1.Subhost
+	(*Device)(nil),           // 8: subhost.stage.v1.Device
+	(*Interface)(nil),        // 9: subhost.stage.v1.Interface
+	(*BootRecord)(nil),       // 10: subhost.stage.v1.BootRecord
+	(*Cgroup)(nil),           // 11: subhost.stage.v1.Cgroup
+	(*Neighbour)(nil),        // 12: subhost.stage.v1.Neighbour
+	(*StageRequest)(nil),     // 13: subhost.stage.v1.StageRequest
+	(*Problem)(nil),          // 14: subhost.stage.v1.Problem
+	(*ValidateResponse)(nil), // 15: subhost.stage.v1.ValidateResponse
+	(*UpResponse)(nil),       // 16: subhost.stage.v1.UpResponse
+	(*DownResponse)(nil),     // 17: subhost.stage.v1.DownResponse
+	(*CheckResponse)(nil),    // 18: subhost.stage.v1.CheckResponse
+	(*UpdateResponse)(nil),   // 19: subhost.stage.v1.UpdateResponse
+	nil,                      // 20: subhost.stage.v1.Subhost.VarsEntry
+	nil,                      // 21: subhost.stage.v1.BootRecord.ExtraEntry
+	nil,                      // 22: subhost.stage.v1.StageRequest.ParamsEntry
+	nil,                      // 23: subhost.stage.v1.StageRequest.ChangesEntry
 }
 var file_stage_proto_depIdxs = []int32{
 	2,  // 0: subhost.stage.v1.DescribeResponse.params:type_name -> subhost.stage.v1.Param
 	3,  // 1: subhost.stage.v1.DescribeResponse.vars:type_name -> subhost.stage.v1.ConfigVar
-	19, // 2: subhost.stage.v1.Subhost.vars:type_name -> subhost.stage.v1.Subhost.VarsEntry
-	7,  // 3: subhost.stage.v1.BootRecord.devices:type_name -> subhost.stage.v1.Device
-	8,  // 4: subhost.stage.v1.BootRecord.interfaces:type_name -> subhost.stage.v1.Interface
-	20, // 5: subhost.stage.v1.BootRecord.extra:type_name -> subhost.stage.v1.BootRecord.ExtraEntry
-	10, // 6: subhost.stage.v1.BootRecord.cgroups:type_name -> subhost.stage.v1.Cgroup
-	8,  // 7: subhost.stage.v1.Neighbour.interfaces:type_name -> subhost.stage.v1.Interface
-	6,  // 8: subhost.stage.v1.StageRequest.subhost:type_name -> subhost.stage.v1.Subhost
-	21, // 9: subhost.stage.v1.StageRequest.params:type_name -> subhost.stage.v1.StageRequest.ParamsEntry
-	9,  // 10: subhost.stage.v1.StageRequest.record:type_name -> subhost.stage.v1.BootRecord
-	11, // 11: subhost.stage.v1.StageRequest.others:type_name -> subhost.stage.v1.Neighbour
-	22, // 12: subhost.stage.v1.StageRequest.changes:type_name -> subhost.stage.v1.StageRequest.ChangesEntry
-	0,  // 13: subhost.stage.v1.Problem.kind:type_name -> subhost.stage.v1.ErrorKind
-	13, // 14: subhost.stage.v1.ValidateResponse.problems:type_name -> subhost.stage.v1.Problem
-	9,  // 15: subhost.stage.v1.UpResponse.record:type_name -> subhost.stage.v1.BootRecord
-	13, // 16: subhost.stage.v1.UpResponse.problems:type_name -> subhost.stage.v1.Problem
-	13, // 17: subhost.stage.v1.DownResponse.problems:type_name -> subhost.stage.v1.Problem
-	13, // 18: subhost.stage.v1.CheckResponse.problems:type_name -> subhost.stage.v1.Problem
-	13, // 19: subhost.stage.v1.UpdateResponse.problems:type_name -> subhost.stage.v1.Problem
-	5,  // 20: subhost.stage.v1.Subhost.VarsEntry.value:type_name -> subhost.stage.v1.Var
-	1,  // 21: subhost.stage.v1.Stage.Describe:input_type -> subhost.stage.v1.DescribeRequest
-	12, // 22: subhost.stage.v1.Stage.Validate:input_type -> subhost.stage.v1.StageRequest
-	12, // 23: subhost.stage.v1.Stage.Up:input_type -> subhost.stage.v1.StageRequest
-	12, // 24: subhost.stage.v1.Stage.Down:input_type -> subhost.stage.v1.StageRequest
-	12, // 25: subhost.stage.v1.Stage.Check:input_type -> subhost.stage.v1.StageRequest
-	12, // 26: subhost.stage.v1.Stage.Update:input_type -> subhost.stage.v1.StageRequest
-	4,  // 27: subhost.stage.v1.Stage.Describe:output_type -> subhost.stage.v1.DescribeResponse
-	14, // 28: subhost.stage.v1.Stage.Validate:output_type -> subhost.stage.v1.ValidateResponse
-	15, // 29: subhost.stage.v1.Stage.Up:output_type -> subhost.stage.v1.UpResponse
-	16, // 30: subhost.stage.v1.Stage.Down:output_type -> subhost.stage.v1.DownResponse
-	17, // 31: subhost.stage.v1.Stage.Check:output_type -> subhost.stage.v1.CheckResponse
-	18, // 32: subhost.stage.v1.Stage.Update:output_type -> subhost.stage.v1.UpdateResponse
-	27, // [27:33] is the sub-list for method output_type
-	21, // [21:27] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	5,  // 2: subhost.stage.v1.DescribeResponse.record:type_name -> subhost.stage.v1.RecordUse
+	20, // 3: subhost.stage.v1.Subhost.vars:type_name -> subhost.stage.v1.Subhost.VarsEntry
+	8,  // 4: subhost.stage.v1.BootRecord.devices:type_name -> subhost.stage.v1.Device
+	9,  // 5: subhost.stage.v1.BootRecord.interfaces:type_name -> subhost.stage.v1.Interface
+	21, // 6: subhost.stage.v1.BootRecord.extra:type_name -> subhost.stage.v1.BootRecord.ExtraEntry
+	11, // 7: subhost.stage.v1.BootRecord.cgroups:type_name -> subhost.stage.v1.Cgroup
+	9,  // 8: subhost.stage.v1.Neighbour.interfaces:type_name -> subhost.stage.v1.Interface
+	7,  // 9: subhost.stage.v1.StageRequest.subhost:type_name -> subhost.stage.v1.Subhost
+	22, // 10: subhost.stage.v1.StageRequest.params:type_name -> subhost.stage.v1.StageRequest.ParamsEntry
+	10, // 11: subhost.stage.v1.StageRequest.record:type_name -> subhost.stage.v1.BootRecord
+	12, // 12: subhost.stage.v1.StageRequest.others:type_name -> subhost.stage.v1.Neighbour
+	23, // 13: subhost.stage.v1.StageRequest.changes:type_name -> subhost.stage.v1.StageRequest.ChangesEntry
+	0,  // 14: subhost.stage.v1.Problem.kind:type_name -> subhost.stage.v1.ErrorKind
+	14, // 15: subhost.stage.v1.ValidateResponse.problems:type_name -> subhost.stage.v1.Problem
+	10, // 16: subhost.stage.v1.UpResponse.record:type_name -> subhost.stage.v1.BootRecord
+	14, // 17: subhost.stage.v1.UpResponse.problems:type_name -> subhost.stage.v1.Problem
+	14, // 18: subhost.stage.v1.DownResponse.problems:type_name -> subhost.stage.v1.Problem
+	14, // 19: subhost.stage.v1.CheckResponse.problems:type_name -> subhost.stage.v1.Problem
+	14, // 20: subhost.stage.v1.UpdateResponse.problems:type_name -> subhost.stage.v1.Problem
+	6,  // 21: subhost.stage.v1.Subhost.VarsEntry.value:type_name -> subhost.stage.v1.Var
+	1,  // 22: subhost.stage.v1.Stage.Describe:input_type -> subhost.stage.v1.DescribeRequest
+	13, // 23: subhost.stage.v1.Stage.Validate:input_type -> subhost.stage.v1.StageRequest
+	13, // 24: subhost.stage.v1.Stage.Up:input_type -> subhost.stage.v1.StageRequest
+	13, // 25: subhost.stage.v1.Stage.Down:input_type -> subhost.stage.v1.StageRequest
+	13, // 26: subhost.stage.v1.Stage.Check:input_type -> subhost.stage.v1.StageRequest
+	13, // 27: subhost.stage.v1.Stage.Update:input_type -> subhost.stage.v1.StageRequest
+	4,  // 28: subhost.stage.v1.Stage.Describe:output_type -> subhost.stage.v1.DescribeResponse
+	15, // 29: subhost.stage.v1.Stage.Validate:output_type -> subhost.stage.v1.ValidateResponse
+	16, // 30: subhost.stage.v1.Stage.Up:output_type -> subhost.stage.v1.UpResponse
+	17, // 31: subhost.stage.v1.Stage.Down:output_type -> subhost.stage.v1.DownResponse
+	18, // 32: subhost.stage.v1.Stage.Check:output_type -> subhost.stage.v1.CheckResponse
+	19, // 33: subhost.stage.v1.Stage.Update:output_type -> subhost.stage.v1.UpdateResponse
+	28, // [28:34] is the sub-list for method output_type
+	22, // [22:28] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_stage_proto_init() }
@@ -1536,7 +1604,7 @@ func file_stage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stage_proto_rawDesc), len(file_stage_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

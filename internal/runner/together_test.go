@@ -1,0 +1,177 @@
+package runner
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/subhost/subhost/internal/state"
+	"github.com/subhost/subhost/sdk"
+)
+
+// Stages that declare how they use the boot record come up at the same
+// time when neither reads what the other sets; a stage that reads what
+// both set waits for both and gets their fields, and only the fields it
+// reads; a stage that declares nothing waits for all before it.
+func TestUpsOfIndependentStagesOverlap(t *testing.T) {
+	f := newFixture(t, []string{"a", "b", "c", "d"}, nil)
+	f.stages.uses = map[string]*sdk.RecordUse{
+		"a": {Writes: []string{sdk.FieldRoot, sdk.FieldExtra}},
+		"b": {Writes: []string{sdk.FieldNetns, sdk.FieldExtra}},
+		"c": {Reads: []string{sdk.FieldExtra}, Writes: []string{sdk.FieldExtra}},
+	}
+	f.stages.sets = map[string][]string{"a": {sdk.FieldRoot}, "b": {sdk.FieldNetns}}
+	// a's Up and b's each go on only once the other has begun: run one
+	// after the other, they would time out.
+	began := map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{})}
+	var mu sync.Mutex
+	var order []string
+	f.stages.onUp = func(stage string) {
+		mu.Lock()
+		order = append(order, stage)
+		mu.Unlock()
+		other := map[string]string{"a": "b", "b": "a"}[stage]
+		if other == "" {
+			return
+		}
+		close(began[stage])
+		select {
+		case <-began[other]:
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s's Up began and %s's did not meanwhile", stage, other)
+		}
+	}
+	st, err := f.r.Run(context.Background(), f.plan("together"), RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(order) != 4 || !slices.Equal(order[2:], []string{"c", "d"}) {
+		t.Errorf("Ups began in the order %v, want a and b, then c, then d", order)
+	}
+	c := f.stages.requestsFor("c", "up")[0].Record
+	if c.Extra["a"] != "up" || c.Extra["b"] != "up" || c.Root != "" || c.Netns != "" {
+		t.Errorf("c, which reads extra only, got the record %+v", c)
+	}
+	d := f.stages.requestsFor("d", "up")[0].Record
+	if d.Root != "/a" || d.Netns != "/run/netns/b" || len(d.Extra) != 3 {
+		t.Errorf("d, which declares nothing, got the record %+v", d)
+	}
+	if st.Status != state.Running || st.Record.Root != "/a" || len(st.Record.Extra) != 4 {
+		t.Errorf("state after run: %+v", st)
+	}
+	if err := f.r.Stop(context.Background(), "together", StopOptions{Timeout: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.stages.calls("down"); !slices.Equal(got, []string{"d", "c", "b", "a"}) {
+		t.Errorf("Down order %v, want the reverse of the pipeline", got)
+	}
+	f.noState("together")
+}
+
+// Stages that start together are recorded as starting, together, before
+// either Up is called: a runner killed during them leaves both to stop.
+func TestOverlappingUpsRecordedBeforeEither(t *testing.T) {
+	f := newFixture(t, []string{"a", "b"}, nil)
+	f.stages.uses = map[string]*sdk.RecordUse{
+		"a": {Writes: []string{sdk.FieldExtra}},
+		"b": {Writes: []string{sdk.FieldExtra}},
+	}
+	var mu sync.Mutex
+	seen := map[string][]string{}
+	f.stages.onUp = func(stage string) {
+		st, err := f.r.dir("rec").Load()
+		if err != nil {
+			t.Errorf("state as %s comes up: %v", stage, err)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ss := range st.Stages {
+			seen[stage] = append(seen[stage], ss.Status)
+		}
+	}
+	if _, err := f.r.Run(context.Background(), f.plan("rec"), RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, stage := range []string{"a", "b"} {
+		for k, status := range seen[stage] {
+			if status != state.StagePending && status != state.StageUp {
+				t.Errorf("as %s comes up, stage %d is %q on disk, want it starting or up", stage, k, status)
+			}
+		}
+		if len(seen[stage]) != 2 {
+			t.Errorf("as %s comes up, the state on disk has %v", stage, seen[stage])
+		}
+	}
+	f.r.Stop(context.Background(), "rec", StopOptions{Timeout: time.Second})
+}
+
+// A stage whose result sets a field it does not declare fails the boot:
+// a stage after it that does not wait for it could otherwise miss it.
+func TestUpSettingAnUndeclaredFieldFails(t *testing.T) {
+	f := newFixture(t, []string{"a", "b"}, nil)
+	f.stages.uses = map[string]*sdk.RecordUse{
+		"a": {Writes: []string{sdk.FieldExtra}},
+		"b": {Writes: []string{sdk.FieldExtra}},
+	}
+	f.stages.sets = map[string][]string{"a": {sdk.FieldRoot}}
+	_, err := f.r.Run(context.Background(), f.plan("liar"), RunOptions{})
+	if err == nil || !strings.Contains(err.Error(), `stage "a"`) || !strings.Contains(err.Error(), "up set root in the boot record, which the stage does not declare") {
+		t.Fatalf("Run: %v, want stage a's undeclared root", err)
+	}
+	if got := f.stages.calls("down"); !slices.Equal(got, []string{"b", "a"}) {
+		t.Errorf("Downs %v, want both stages rolled back, last first", got)
+	}
+	f.noState("liar")
+}
+
+// When one of the Ups under way fails, nothing more starts, the others
+// finish, and every stage that came up or failed is rolled back, last
+// first; the error is the failing stage's.
+func TestFailureAmongOverlappingUps(t *testing.T) {
+	f := newFixture(t, []string{"a", "b", "c"}, map[string]misbehaviour{"a": {up: "fail"}})
+	f.stages.uses = map[string]*sdk.RecordUse{
+		"a": {Writes: []string{sdk.FieldExtra}},
+		"b": {Writes: []string{sdk.FieldExtra}},
+		"c": {Reads: []string{sdk.FieldExtra}, Writes: []string{sdk.FieldExtra}},
+	}
+	failed := make(chan struct{})
+	f.stages.onUp = func(stage string) {
+		switch stage {
+		case "a":
+			close(failed)
+		case "b":
+			<-failed
+			time.Sleep(50 * time.Millisecond) // finishes after a's failure
+		}
+	}
+	_, err := f.r.Run(context.Background(), f.plan("fails"), RunOptions{})
+	if err == nil || !strings.Contains(err.Error(), `stage "a": fails on request`) {
+		t.Fatalf("Run: %v, want a's failure", err)
+	}
+	if got := f.stages.calls("up"); slices.Contains(got, "c") {
+		t.Errorf("Ups %v: c started after a failed", got)
+	}
+	if got := f.stages.calls("down"); !slices.Equal(got, []string{"b", "a"}) {
+		t.Errorf("Downs %v, want b then a", got)
+	}
+	f.noState("fails")
+}
+
+// A declaration naming a field the record does not have is refused
+// before anything comes up.
+func TestUnknownRecordFieldRefused(t *testing.T) {
+	f := newFixture(t, []string{"a", "b"}, nil)
+	f.stages.uses = map[string]*sdk.RecordUse{"b": {Reads: []string{"rootfs"}}}
+	_, err := f.r.Run(context.Background(), f.plan("typo"), RunOptions{})
+	if err == nil || !strings.Contains(err.Error(), `stage "b"`) || !strings.Contains(err.Error(), `"rootfs", which is not a boot-record field`) {
+		t.Fatalf("Run: %v, want b's unknown field", err)
+	}
+	if got := f.stages.calls("up"); len(got) != 0 {
+		t.Errorf("Ups %v after a refused declaration", got)
+	}
+	f.noState("typo")
+}
