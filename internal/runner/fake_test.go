@@ -41,6 +41,8 @@ type fakeStages struct {
 	// onUp, when set, is called as each Up begins (they come one at a
 	// time unless uses declares the stages' use of the record).
 	onUp func(stage string)
+	// onDown is onUp for Down.
+	onDown func(stage string)
 	// uses is what each stage's Describe declares; none: nothing.
 	uses map[string]*sdk.RecordUse
 	// setsExtra makes Up set the stage's Extra key (as it always does)
@@ -188,6 +190,9 @@ func (s fakeStage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error
 
 func (s fakeStage) Down(_ context.Context, req *sdk.Request) error {
 	s.in.f.note(s.in.name, "down", req)
+	if s.in.f.onDown != nil {
+		s.in.f.onDown(s.in.name)
+	}
 	if s.behaviour().down == "fail" {
 		return sdk.Internalf("down fails on request")
 	}

@@ -239,7 +239,7 @@ func (s *session) powerOff(ctx context.Context, rec sdk.BootRecord, owed []int, 
 	prestarted := make(chan struct{})
 	go func() {
 		defer close(prestarted)
-		s.startPlugins(ctx, owed) // failures resurface, per stage, in Down
+		s.startForDown(ctx, owed)
 	}()
 	err := stopGuest(rec, opts)
 	<-prestarted

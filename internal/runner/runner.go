@@ -223,22 +223,6 @@ func (s *session) plugin(ctx context.Context, i int) (Instance, error) {
 	return p, nil
 }
 
-// startPlugins starts the plugins of the given stages concurrently: their
-// start-up is most of a short pipeline's cost.
-func (s *session) startPlugins(ctx context.Context, stages []int) error {
-	errs := make([]error, len(stages))
-	var wg sync.WaitGroup
-	for k, i := range stages {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[k] = s.plugin(ctx, i)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
 // forget kills a plugin that misbehaved (hung past its timeout, or died)
 // so the next call starts a fresh one.
 func (s *session) forget(name string) {
@@ -421,11 +405,11 @@ func (s *session) validate(ctx context.Context, stages []int) error {
 
 // startAndValidate starts the stages' plugins and validates each stage as
 // soon as its own plugin answers, rather than once all have: a boot's
-// first stage calls then overlap the other plugins' start. A plugin that
-// cannot be started fails the whole (as startPlugins), before any
-// validation error; otherwise the error reported is the first stage's in
-// pipeline order. start false only validates (the plugins start on first
-// use anyway).
+// first stage calls then overlap the other plugins' start; each plugin is
+// also asked how it uses the boot record (learnUse), for upAll. A plugin
+// that cannot be started fails the whole, before any validation error;
+// otherwise the error reported is the first stage's in pipeline order.
+// start false only validates (the plugins start on first use anyway).
 func (s *session) startAndValidate(ctx context.Context, stages []int, start bool) error {
 	startErrs := make([]error, len(stages))
 	errs := make([]error, len(stages))
@@ -489,6 +473,15 @@ func (s *session) learnUse(ctx context.Context, i int) error {
 	}
 	s.uses[i] = d.Record
 	return nil
+}
+
+// knowsUse reports whether stage i's plugin was asked how it uses the
+// boot record.
+func (s *session) knowsUse(i int) bool {
+	s.stMu.Lock()
+	defer s.stMu.Unlock()
+	_, ok := s.uses[i]
+	return ok
 }
 
 // recordUse is stage i's declared use of the boot record; nil (it runs
@@ -776,32 +769,95 @@ func (s *session) rollback() error {
 	return s.downAll(context.Background())
 }
 
-// downAll runs Down in reverse for every owed stage, continuing past
-// errors and reporting all of them. The state is removed only when every
-// Down succeeded, so that a failed teardown can be retried.
+// downAll runs Down for every owed stage, continuing past errors and
+// reporting all of them, last stage's first. A stage comes down once
+// every later stage that depends on it (sdk.RecordUse, as upAll) is
+// down, so stages that came up together go down together; a stage that
+// declares nothing goes down alone, as in a pipeline taken down one stage
+// at a time, last first. The state is removed only when every Down
+// succeeded, so that a failed teardown can be retried.
 func (s *session) downAll(ctx context.Context) error {
 	owed := s.owed()
 	synced := syncRoot(s.st.Record.Root)
-	s.startPlugins(ctx, owed) // failures resurface, per stage, below
-	var errs []error
-	for _, i := range owed {
-		if s.st.Stages[i].Result.Root != "" {
-			<-synced // its root is no longer held open
+	s.startForDown(ctx, owed)
+	waits := make(map[int][]int, len(owed))
+	holdsRoot := map[int]bool{}
+	for k, j := range owed {
+		for _, i := range owed[:k] { // the later stages
+			if s.recordUse(i).DependsOn(s.recordUse(j)) {
+				waits[j] = append(waits[j], i)
+			}
 		}
-		if err := s.down(ctx, i); err != nil {
-			errs = append(errs, err)
-		}
-		s.retire(i)
+		holdsRoot[j] = s.st.Stages[j].Result.Root != ""
 	}
-	if len(errs) > 0 {
-		s.st.Status = state.Failed
-		s.st.Error = errors.Join(errs...).Error()
-		if err := s.save(); err != nil {
-			errs = append(errs, err)
+	type outcome struct {
+		i   int
+		err error
+	}
+	finished := make(chan outcome)
+	started, down := map[int]bool{}, map[int]bool{}
+	errs := map[int]error{}
+	running := 0
+	for {
+		for _, j := range owed {
+			if started[j] || !allIn(waits[j], down) {
+				continue
+			}
+			started[j] = true
+			running++
+			go func() {
+				if holdsRoot[j] {
+					<-synced // its root is no longer held open
+				}
+				err := s.down(ctx, j)
+				s.retire(j)
+				finished <- outcome{j, err}
+			}()
 		}
-		return joinOneLine(errs)
+		if running == 0 {
+			break
+		}
+		o := <-finished
+		running--
+		down[o.i] = true
+		errs[o.i] = o.err
+	}
+	var all []error
+	for _, i := range owed {
+		if errs[i] != nil {
+			all = append(all, errs[i])
+		}
+	}
+	if len(all) > 0 {
+		s.st.Status = state.Failed
+		s.st.Error = errors.Join(all...).Error()
+		if err := s.save(); err != nil {
+			all = append(all, err)
+		}
+		return joinOneLine(all)
 	}
 	return s.dir.Remove()
+}
+
+// startForDown starts the plugins of the given stages and learns how each
+// uses the boot record, all at once: what downAll needs. A plugin that
+// cannot be started fails its Down, which says why; one that does not
+// answer Describe goes down alone.
+func (s *session) startForDown(ctx context.Context, stages []int) {
+	var wg sync.WaitGroup
+	for _, i := range stages {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.plugin(ctx, i); err != nil || s.knowsUse(i) {
+				return
+			}
+			if err := s.learnUse(ctx, i); err != nil {
+				s.r.Logger.Debug("stage goes down alone", sdk.LogKeySubhost, s.plan.Name, "stage", s.plan.Stages[i].Name, sdk.LogKeyError, err)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // syncRoot flushes the guest's root filesystem in the background and
@@ -828,13 +884,19 @@ func syncRoot(root string) <-chan struct{} {
 	return done
 }
 
+// down runs stage i's Down and records the outcome; it may run beside
+// other stages' (downAll): s.stMu guards the state.
 func (s *session) down(ctx context.Context, i int) error {
+	s.stMu.Lock()
 	st := &s.st.Stages[i]
 	req := s.request(i, s.st.Record)
+	s.stMu.Unlock()
 	timeout := max(s.plan.Stages[i].Timeout, DownTimeoutFloor)
 	err := s.call(ctx, i, "down", timeout, func(ctx context.Context, stg sdk.Stage) error {
 		return stg.Down(ctx, req)
 	})
+	s.stMu.Lock()
+	defer s.stMu.Unlock()
 	if err != nil {
 		st.Error = err.Error()
 		return errors.Join(prefixStage(st.Name, err), s.save())

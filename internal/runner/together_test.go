@@ -62,13 +62,57 @@ func TestUpsOfIndependentStagesOverlap(t *testing.T) {
 	if st.Status != state.Running || st.Record.Root != "/a" || len(st.Record.Extra) != 4 {
 		t.Errorf("state after run: %+v", st)
 	}
+	// Down goes the other way: d, which declares nothing, first; then c,
+	// which reads what a and b set; then a and b together.
+	began = map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{})}
+	order = nil
+	f.stages.onUp = nil
+	f.stages.onDown = func(stage string) {
+		mu.Lock()
+		order = append(order, stage)
+		mu.Unlock()
+		other := map[string]string{"a": "b", "b": "a"}[stage]
+		if other == "" {
+			return
+		}
+		close(began[stage])
+		select {
+		case <-began[other]:
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s's Down began and %s's did not meanwhile", stage, other)
+		}
+	}
 	if err := f.r.Stop(context.Background(), "together", StopOptions{Timeout: time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.stages.calls("down"); !slices.Equal(got, []string{"d", "c", "b", "a"}) {
-		t.Errorf("Down order %v, want the reverse of the pipeline", got)
+	if len(order) != 4 || !slices.Equal(order[:2], []string{"d", "c"}) {
+		t.Errorf("Downs began in the order %v, want d, c, then a and b", order)
 	}
 	f.noState("together")
+}
+
+// A stage that declares nothing keeps the pipeline's order on the way
+// down as on the way up: last first, one at a time, also when the stages
+// around it declare their use.
+func TestUndeclaredStageGoesDownAlone(t *testing.T) {
+	f := newFixture(t, []string{"a", "b", "c"}, map[string]misbehaviour{"b": {down: "fail"}})
+	f.stages.uses = map[string]*sdk.RecordUse{
+		"a": {Writes: []string{sdk.FieldExtra}},
+		"c": {Writes: []string{sdk.FieldExtra}},
+	}
+	if _, err := f.r.Run(context.Background(), f.plan("alone"), RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.stages.calls("up"); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Errorf("Ups %v", got)
+	}
+	err := f.r.Stop(context.Background(), "alone", StopOptions{Timeout: time.Second})
+	if err == nil || !strings.Contains(err.Error(), `stage "b": down fails on request`) {
+		t.Fatalf("Stop: %v, want b's failure", err)
+	}
+	if got := f.stages.calls("down"); !slices.Equal(got, []string{"c", "b", "a"}) {
+		t.Errorf("Downs %v, want c, b, a: a goes down past b's failure", got)
+	}
 }
 
 // Stages that start together are recorded as starting, together, before
@@ -122,15 +166,15 @@ func TestUpSettingAnUndeclaredFieldFails(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `stage "a"`) || !strings.Contains(err.Error(), "up set root in the boot record, which the stage does not declare") {
 		t.Fatalf("Run: %v, want stage a's undeclared root", err)
 	}
-	if got := f.stages.calls("down"); !slices.Equal(got, []string{"b", "a"}) {
-		t.Errorf("Downs %v, want both stages rolled back, last first", got)
+	if got := sorted(f.stages.calls("down")); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("Downs %v, want both stages rolled back", got)
 	}
 	f.noState("liar")
 }
 
 // When one of the Ups under way fails, nothing more starts, the others
-// finish, and every stage that came up or failed is rolled back, last
-// first; the error is the failing stage's.
+// finish, and every stage that came up or failed is rolled back; the
+// error is the failing stage's.
 func TestFailureAmongOverlappingUps(t *testing.T) {
 	f := newFixture(t, []string{"a", "b", "c"}, map[string]misbehaviour{"a": {up: "fail"}})
 	f.stages.uses = map[string]*sdk.RecordUse{
@@ -155,8 +199,8 @@ func TestFailureAmongOverlappingUps(t *testing.T) {
 	if got := f.stages.calls("up"); slices.Contains(got, "c") {
 		t.Errorf("Ups %v: c started after a failed", got)
 	}
-	if got := f.stages.calls("down"); !slices.Equal(got, []string{"b", "a"}) {
-		t.Errorf("Downs %v, want b then a", got)
+	if got := sorted(f.stages.calls("down")); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("Downs %v, want a and b (together: neither depends on the other)", got)
 	}
 	f.noState("fails")
 }
@@ -174,4 +218,10 @@ func TestUnknownRecordFieldRefused(t *testing.T) {
 		t.Errorf("Ups %v after a refused declaration", got)
 	}
 	f.noState("typo")
+}
+
+func sorted(xs []string) []string {
+	out := slices.Clone(xs)
+	slices.Sort(out)
+	return out
 }
