@@ -30,7 +30,7 @@ func TestRunTimings(t *testing.T) {
 	at := func(who, what string) float64 {
 		for _, l := range strings.Split(table, "\n") {
 			f := strings.Fields(l)
-			if len(f) < 4 || !strings.Contains(l, "  "+who+" ") || !strings.HasSuffix(l, what) {
+			if len(f) < 4 || !strings.Contains(l, "  "+who+" ") || !strings.HasSuffix(l, " "+what) {
 				continue
 			}
 			if ms, err := strconv.ParseFloat(f[0], 64); err == nil {
@@ -44,8 +44,11 @@ func TestRunTimings(t *testing.T) {
 		{{"cli", "main"}, {"supervisor", "main"}},
 		{{"supervisor", "main"}, {"stage mount-loop", "plugin answered (handshake)"}},
 		{{"stage mount-loop", "plugin answered (handshake)"}, {"stage mount-loop", "validate returned"}},
-		{{"stage mount-loop", "up returned"}, {"stage net-veth", "up"}},
+		// net-veth comes up beside mount-loop and cgroup; cgroup reads
+		// the disks that mount-loop attaches; init waits for all.
+		{{"stage mount-loop", "up returned"}, {"stage cgroup", "up"}},
 		{{"stage net-veth", "up returned"}, {"stage init", "up"}},
+		{{"stage cgroup", "up returned"}, {"stage init", "up"}},
 		{{"stage init", "up"}, {"guest", "first console output"}},
 		{{"stage init", "up returned"}, {"supervisor", "runs: ready"}},
 		{{"supervisor", "runs: ready"}, {"cli", "supervisor reports the guest running"}},
@@ -53,7 +56,7 @@ func TestRunTimings(t *testing.T) {
 	for _, o := range order {
 		a, b := at(o[0][0], o[0][1]), at(o[1][0], o[1][1])
 		if a > b {
-			t.Errorf("%s %q at %.1f ms, after %s %q at %.1f ms", o[0][0], o[0][1], a, o[1][0], o[1][1], b)
+			t.Errorf("%s %q at %.1f ms, after %s %q at %.1f ms in:\n%s", o[0][0], o[0][1], a, o[1][0], o[1][1], b, table)
 		}
 	}
 }
