@@ -20,10 +20,22 @@ func describeToProto(d Description) *pb.DescribeResponse {
 	for _, v := range d.Vars {
 		out.Vars = append(out.Vars, &pb.ConfigVar{Name: v.Name, Doc: v.Doc, Default: v.Default})
 	}
-	if d.Record != nil {
-		out.Record = &pb.RecordUse{Reads: d.Record.Reads, Writes: d.Record.Writes}
-	}
+	out.Record = recordUseToProto(d.Record)
 	return out
+}
+
+func recordUseToProto(u *RecordUse) *pb.RecordUse {
+	if u == nil {
+		return nil
+	}
+	return &pb.RecordUse{Reads: u.Reads, Writes: u.Writes}
+}
+
+func recordUseFromProto(u *pb.RecordUse) *RecordUse {
+	if u == nil {
+		return nil
+	}
+	return &RecordUse{Reads: u.GetReads(), Writes: u.GetWrites()}
 }
 
 func describeFromProto(p *pb.DescribeResponse) Description {
@@ -34,9 +46,7 @@ func describeFromProto(p *pb.DescribeResponse) Description {
 	for _, v := range p.GetVars() {
 		out.Vars = append(out.Vars, ConfigVar{Name: v.GetName(), Doc: v.GetDoc(), Default: v.GetDefault()})
 	}
-	if u := p.GetRecord(); u != nil {
-		out.Record = &RecordUse{Reads: u.GetReads(), Writes: u.GetWrites()}
-	}
+	out.Record = recordUseFromProto(p.GetRecord())
 	return out
 }
 

@@ -52,7 +52,7 @@ func (s *server) Validate(ctx context.Context, req *pb.StageRequest) (*pb.Valida
 	r := requestFromProto(req)
 	err := s.impl.Validate(withLogger(ctx, r, "validate"), r)
 	logFailure(r, "validate", err)
-	return &pb.ValidateResponse{Problems: problemsToProto(err)}, nil
+	return &pb.ValidateResponse{Problems: problemsToProto(err), Record: recordUseToProto(s.impl.Describe().Record)}, nil
 }
 
 func (s *server) Up(ctx context.Context, req *pb.StageRequest) (*pb.UpResponse, error) {
@@ -121,11 +121,16 @@ func (c *client) DescribeContext(ctx context.Context) (Description, error) {
 }
 
 func (c *client) Validate(ctx context.Context, req *Request) error {
+	_, err := c.validateUse(ctx, req)
+	return err
+}
+
+func (c *client) validateUse(ctx context.Context, req *Request) (*RecordUse, error) {
 	resp, err := c.rpc.Validate(ctx, requestToProto(req))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return problemsFromProto(resp.GetProblems())
+	return recordUseFromProto(resp.GetRecord()), problemsFromProto(resp.GetProblems())
 }
 
 func (c *client) Up(ctx context.Context, req *Request) (*Result, error) {
@@ -180,6 +185,23 @@ func Update(ctx context.Context, s Stage, req *Request) ([]string, error) {
 		return u.Update(ctx, req)
 	}
 	return nil, ErrUnsupported
+}
+
+// ValidateUse validates the request as s.Validate does, and returns how
+// the stage's Up uses the boot record (its Description's Record), which a
+// plugin sends with the validation: what the runner needs before a boot,
+// in the one call. A plugin built before there was a way to declare it
+// answers nil, as a stage that declares nothing.
+func ValidateUse(ctx context.Context, s Stage, req *Request) (*RecordUse, error) {
+	if c, ok := s.(interface {
+		validateUse(context.Context, *Request) (*RecordUse, error)
+	}); ok {
+		return c.validateUse(ctx, req)
+	}
+	if err := s.Validate(ctx, req); err != nil {
+		return nil, err
+	}
+	return s.Describe().Record, nil
 }
 
 // DescribeContext asks a dispensed stage to describe itself within ctx,

@@ -1,12 +1,14 @@
 package sdk_test
 
 import (
+	"context"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/subhost/subhost/sdk"
+	"github.com/subhost/subhost/sdk/stagetest"
 )
 
 // Every field of the boot record belongs to exactly one of the names a
@@ -83,5 +85,27 @@ func TestRecordUseCheck(t *testing.T) {
 	err := (&sdk.RecordUse{Writes: []string{"pid"}}).Check()
 	if err == nil || !strings.Contains(err.Error(), `"pid", which is not a boot-record field`) {
 		t.Errorf("unknown field: %v", err)
+	}
+}
+
+// The declaration comes with every validation, through RPC as in
+// process, so that a boot needs no Describe; a failing validation still
+// fails.
+func TestValidateUseCarriesTheDeclaration(t *testing.T) {
+	use := &sdk.RecordUse{Reads: []string{sdk.FieldDevices}, Writes: []string{sdk.FieldCgroups}}
+	impl := &echoStage{desc: &sdk.Description{Name: "cg", Record: use}}
+	for name, s := range map[string]sdk.Stage{"rpc": stagetest.Serve(t, impl), "in process": impl} {
+		got, err := sdk.ValidateUse(context.Background(), s, fullRequest())
+		if err != nil || !reflect.DeepEqual(got, use) {
+			t.Errorf("%s: ValidateUse = %+v, %v; want %+v", name, got, err, use)
+		}
+	}
+	plain := &echoStage{}
+	if got, err := sdk.ValidateUse(context.Background(), stagetest.Serve(t, plain), fullRequest()); err != nil || got != nil {
+		t.Errorf("a stage that declares nothing: %+v, %v; want nil", got, err)
+	}
+	impl.fail = sdk.Invalidf("bad DISKS")
+	if _, err := sdk.ValidateUse(context.Background(), stagetest.Serve(t, impl), fullRequest()); sdk.KindOf(err) != sdk.KindInvalidConfig {
+		t.Errorf("a failing validation: %v, want it invalid", err)
 	}
 }

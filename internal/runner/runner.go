@@ -70,8 +70,8 @@ type session struct {
 	// stMu guards st while the Ups of several stages run (upAll).
 	stMu sync.Mutex
 	// uses are the stages' declared uses of the boot record, as their
-	// plugins described them when the boot started them (learnUse); a
-	// stage missing here runs alone.
+	// plugins told them (validate, learnUse); a stage missing here runs
+	// alone.
 	uses     map[int]*sdk.RecordUse
 	starting map[string]*sync.Mutex
 	// retiring counts plugins being killed in the background (retire):
@@ -405,8 +405,9 @@ func (s *session) validate(ctx context.Context, stages []int) error {
 
 // startAndValidate starts the stages' plugins and validates each stage as
 // soon as its own plugin answers, rather than once all have: a boot's
-// first stage calls then overlap the other plugins' start; each plugin is
-// also asked how it uses the boot record (learnUse), for upAll. A plugin
+// first stage calls then overlap the other plugins' start. Each answer
+// also says how the stage uses the boot record (sdk.ValidateUse), for
+// upAll. A plugin
 // that cannot be started fails the whole, before any validation error;
 // otherwise the error reported is the first stage's in pipeline order.
 // start false only validates (the plugins start on first use anyway).
@@ -418,23 +419,19 @@ func (s *session) startAndValidate(ctx context.Context, stages []int, start bool
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			learnt := make(chan error, 1)
 			if start {
 				if _, startErrs[k] = s.plugin(ctx, i); startErrs[k] != nil {
 					return
 				}
-				// Asked beside the validate, over the same connection.
-				go func() { learnt <- s.learnUse(ctx, i) }()
-			} else {
-				learnt <- nil
 			}
 			req := s.request(i, sdk.BootRecord{})
-			errs[k] = s.call(ctx, i, "validate", s.plan.Stages[i].Timeout, func(ctx context.Context, st sdk.Stage) error {
-				return st.Validate(ctx, req)
+			use, err := callFor(s, ctx, i, "validate", s.plan.Stages[i].Timeout, func(ctx context.Context, st sdk.Stage) (*sdk.RecordUse, error) {
+				return sdk.ValidateUse(ctx, st, req)
 			})
-			if err := <-learnt; errs[k] == nil {
-				errs[k] = err
+			if err == nil {
+				err = s.setUse(i, use)
 			}
+			errs[k] = err
 		}()
 	}
 	wg.Wait()
@@ -450,8 +447,9 @@ func (s *session) startAndValidate(ctx context.Context, stages []int, start bool
 }
 
 // learnUse asks stage i's plugin how its Up uses the boot record (its
-// Description's Record), for upAll. A plugin that declares nothing, as
-// one built before there was a way to, is run alone.
+// Description's Record), where no validation told it: for a stop, and for
+// one stage run alone. A plugin that declares nothing, as one built
+// before there was a way to, is run alone.
 func (s *session) learnUse(ctx context.Context, i int) error {
 	p, err := s.plugin(ctx, i)
 	if err != nil {
@@ -463,15 +461,21 @@ func (s *session) learnUse(ctx context.Context, i int) error {
 	if err != nil {
 		return fmt.Errorf("describe: %w", err)
 	}
-	if err := d.Record.Check(); err != nil {
-		return sdk.Internalf("%s: %v", p.Path(), err)
+	return s.setUse(i, d.Record)
+}
+
+// setUse records stage i's declared use of the boot record, once it is
+// known to name only fields the record has.
+func (s *session) setUse(i int, use *sdk.RecordUse) error {
+	if err := use.Check(); err != nil {
+		return sdk.Internalf("%s: %v", s.plan.Stages[i].Path, err)
 	}
 	s.stMu.Lock()
 	defer s.stMu.Unlock()
 	if s.uses == nil {
 		s.uses = map[int]*sdk.RecordUse{}
 	}
-	s.uses[i] = d.Record
+	s.uses[i] = use
 	return nil
 }
 

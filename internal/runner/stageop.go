@@ -63,14 +63,12 @@ func (r *Runner) StageOp(ctx context.Context, plan *Plan, stage, op string) (*St
 		if err := s.validate(ctx, []int{i}); err != nil {
 			return nil, err
 		}
-		// The record it gets is the one it would get in a boot.
-		if err := s.learnUse(ctx, i); err != nil {
-			return nil, prefixStage(stage, err)
-		}
 		fresh := s.st == nil
 		if fresh {
 			s.st = s.newState()
 		}
+		// The record it gets is the one it would get in a boot: what the
+		// validation said it reads.
 		rec, err := s.upRecord(i, s.recordUse(i))
 		if err != nil {
 			return nil, err

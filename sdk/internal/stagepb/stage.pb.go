@@ -1121,8 +1121,11 @@ func (x *Problem) GetMessage() string {
 }
 
 type ValidateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Problems      []*Problem             `protobuf:"bytes,1,rep,name=problems,proto3" json:"problems,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Problems []*Problem             `protobuf:"bytes,1,rep,name=problems,proto3" json:"problems,omitempty"`
+	// The stage's DescribeResponse.record, so that a boot learns it from
+	// the call it makes anyway.
+	Record        *RecordUse `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1160,6 +1163,13 @@ func (*ValidateResponse) Descriptor() ([]byte, []int) {
 func (x *ValidateResponse) GetProblems() []*Problem {
 	if x != nil {
 		return x.Problems
+	}
+	return nil
+}
+
+func (x *ValidateResponse) GetRecord() *RecordUse {
+	if x != nil {
+		return x.Record
 	}
 	return nil
 }
@@ -1481,9 +1491,10 @@ const file_stage_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"T\n" +
 	"\aProblem\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.subhost.stage.v1.ErrorKindR\x04kind\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"I\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"~\n" +
 	"\x10ValidateResponse\x125\n" +
-	"\bproblems\x18\x01 \x03(\v2\x19.subhost.stage.v1.ProblemR\bproblems\"\x8f\x01\n" +
+	"\bproblems\x18\x01 \x03(\v2\x19.subhost.stage.v1.ProblemR\bproblems\x123\n" +
+	"\x06record\x18\x02 \x01(\v2\x1b.subhost.stage.v1.RecordUseR\x06record\"\x8f\x01\n" +
 	"\n" +
 	"UpResponse\x124\n" +
 	"\x06record\x18\x01 \x01(\v2\x1c.subhost.stage.v1.BootRecordR\x06record\x12\x14\n" +
@@ -1568,29 +1579,30 @@ var file_stage_proto_depIdxs = []int32{
 	23, // 13: subhost.stage.v1.StageRequest.changes:type_name -> subhost.stage.v1.StageRequest.ChangesEntry
 	0,  // 14: subhost.stage.v1.Problem.kind:type_name -> subhost.stage.v1.ErrorKind
 	14, // 15: subhost.stage.v1.ValidateResponse.problems:type_name -> subhost.stage.v1.Problem
-	10, // 16: subhost.stage.v1.UpResponse.record:type_name -> subhost.stage.v1.BootRecord
-	14, // 17: subhost.stage.v1.UpResponse.problems:type_name -> subhost.stage.v1.Problem
-	14, // 18: subhost.stage.v1.DownResponse.problems:type_name -> subhost.stage.v1.Problem
-	14, // 19: subhost.stage.v1.CheckResponse.problems:type_name -> subhost.stage.v1.Problem
-	14, // 20: subhost.stage.v1.UpdateResponse.problems:type_name -> subhost.stage.v1.Problem
-	6,  // 21: subhost.stage.v1.Subhost.VarsEntry.value:type_name -> subhost.stage.v1.Var
-	1,  // 22: subhost.stage.v1.Stage.Describe:input_type -> subhost.stage.v1.DescribeRequest
-	13, // 23: subhost.stage.v1.Stage.Validate:input_type -> subhost.stage.v1.StageRequest
-	13, // 24: subhost.stage.v1.Stage.Up:input_type -> subhost.stage.v1.StageRequest
-	13, // 25: subhost.stage.v1.Stage.Down:input_type -> subhost.stage.v1.StageRequest
-	13, // 26: subhost.stage.v1.Stage.Check:input_type -> subhost.stage.v1.StageRequest
-	13, // 27: subhost.stage.v1.Stage.Update:input_type -> subhost.stage.v1.StageRequest
-	4,  // 28: subhost.stage.v1.Stage.Describe:output_type -> subhost.stage.v1.DescribeResponse
-	15, // 29: subhost.stage.v1.Stage.Validate:output_type -> subhost.stage.v1.ValidateResponse
-	16, // 30: subhost.stage.v1.Stage.Up:output_type -> subhost.stage.v1.UpResponse
-	17, // 31: subhost.stage.v1.Stage.Down:output_type -> subhost.stage.v1.DownResponse
-	18, // 32: subhost.stage.v1.Stage.Check:output_type -> subhost.stage.v1.CheckResponse
-	19, // 33: subhost.stage.v1.Stage.Update:output_type -> subhost.stage.v1.UpdateResponse
-	28, // [28:34] is the sub-list for method output_type
-	22, // [22:28] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	5,  // 16: subhost.stage.v1.ValidateResponse.record:type_name -> subhost.stage.v1.RecordUse
+	10, // 17: subhost.stage.v1.UpResponse.record:type_name -> subhost.stage.v1.BootRecord
+	14, // 18: subhost.stage.v1.UpResponse.problems:type_name -> subhost.stage.v1.Problem
+	14, // 19: subhost.stage.v1.DownResponse.problems:type_name -> subhost.stage.v1.Problem
+	14, // 20: subhost.stage.v1.CheckResponse.problems:type_name -> subhost.stage.v1.Problem
+	14, // 21: subhost.stage.v1.UpdateResponse.problems:type_name -> subhost.stage.v1.Problem
+	6,  // 22: subhost.stage.v1.Subhost.VarsEntry.value:type_name -> subhost.stage.v1.Var
+	1,  // 23: subhost.stage.v1.Stage.Describe:input_type -> subhost.stage.v1.DescribeRequest
+	13, // 24: subhost.stage.v1.Stage.Validate:input_type -> subhost.stage.v1.StageRequest
+	13, // 25: subhost.stage.v1.Stage.Up:input_type -> subhost.stage.v1.StageRequest
+	13, // 26: subhost.stage.v1.Stage.Down:input_type -> subhost.stage.v1.StageRequest
+	13, // 27: subhost.stage.v1.Stage.Check:input_type -> subhost.stage.v1.StageRequest
+	13, // 28: subhost.stage.v1.Stage.Update:input_type -> subhost.stage.v1.StageRequest
+	4,  // 29: subhost.stage.v1.Stage.Describe:output_type -> subhost.stage.v1.DescribeResponse
+	15, // 30: subhost.stage.v1.Stage.Validate:output_type -> subhost.stage.v1.ValidateResponse
+	16, // 31: subhost.stage.v1.Stage.Up:output_type -> subhost.stage.v1.UpResponse
+	17, // 32: subhost.stage.v1.Stage.Down:output_type -> subhost.stage.v1.DownResponse
+	18, // 33: subhost.stage.v1.Stage.Check:output_type -> subhost.stage.v1.CheckResponse
+	19, // 34: subhost.stage.v1.Stage.Update:output_type -> subhost.stage.v1.UpdateResponse
+	29, // [29:35] is the sub-list for method output_type
+	23, // [23:29] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_stage_proto_init() }
