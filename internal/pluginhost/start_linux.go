@@ -1,45 +1,64 @@
 package pluginhost
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
-	"github.com/hashicorp/go-plugin/runner"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/subhost/subhost/internal/trust"
 	"github.com/subhost/subhost/sdk"
-	"github.com/subhost/subhost/sdk/goplugin"
 )
 
 // Host finds and starts plugins.
+//
+// It is the runner's side of go-plugin's protocol, for gRPC plugins only:
+// the plugin is started with go-plugin's cookie and variables, answers
+// with go-plugin's handshake line, and is served over gRPC on the unix
+// socket the line names; its standard error carries hclog's JSON lines.
+// Not go-plugin's client itself: that package brings net/rpc, gob, yamux
+// and gRPC reflection (protodesc) into every process that starts a
+// plugin, most of a millisecond of package initialisation on each boot's
+// critical path, and opens two streams per plugin (stdio and broker)
+// that nothing here uses. sdk/goplugin's tests hold a plugin to
+// go-plugin's own client, and this one to the same plugins.
 type Host struct {
 	// Dirs are the directories searched for plugins, in order (SearchPath).
 	Dirs []string
-	// SocketDir is a root-only directory for go-plugin's sockets.
+	// SocketDir is a root-only directory for the plugins' sockets.
 	SocketDir string
 	Logger    hclog.Logger
 	// LogLevel is passed to plugins (SUBHOST_LOG_LEVEL).
 	LogLevel string
 	// Reattach maps plugin names to stages started by hand with --debug
-	// (from SUBHOST_REATTACH_PLUGINS).
-	Reattach map[string]*plugin.ReattachConfig
+	// (from SUBHOST_REATTACH_PLUGINS, ParseReattach).
+	Reattach map[string]sdk.Reattach
+	// StartTimeout bounds the wait for a plugin's handshake line;
+	// DefaultStartTimeout when 0.
+	StartTimeout time.Duration
 }
+
+// DefaultStartTimeout is how long a plugin may take to answer.
+const DefaultStartTimeout = 30 * time.Second
 
 // Plugin is one running stage plugin.
 type Plugin struct {
@@ -47,8 +66,12 @@ type Plugin struct {
 	path   string
 	SHA256 string
 	stage  sdk.Stage
-	client *plugin.Client
-	proc   *process
+	conn   *grpc.ClientConn
+	proc   *process // nil when reattached
+	// socket is the plugin's socket, removed once the plugin is gone (a
+	// plugin killed cannot remove it).
+	socket string
+	logger hclog.Logger
 }
 
 // fixedEnv is the whole environment a plugin gets besides go-plugin's own
@@ -62,6 +85,11 @@ func (h *Host) fixedEnv() []string {
 		"LANG=C.UTF-8",
 		"GOMAXPROCS=" + strconv.Itoa(runtime.GOMAXPROCS(0)),
 		sdk.LogLevelEnv + "=" + h.LogLevel,
+		// go-plugin's: the cookie, the protocol versions this runner
+		// speaks, and where the plugin puts its socket.
+		sdk.MagicCookieKey + "=" + sdk.MagicCookieValue,
+		"PLUGIN_PROTOCOL_VERSIONS=" + strconv.Itoa(sdk.ProtocolVersion),
+		"PLUGIN_UNIX_SOCKET_DIR=" + h.SocketDir,
 	}
 }
 
@@ -70,15 +98,12 @@ func (h *Host) fixedEnv() []string {
 func (h *Host) Start(ctx context.Context, stage, path, pin string) (*Plugin, error) {
 	logger := h.Logger.Named(stage)
 	base := filepath.Base(path)
-	if rc, ok := h.Reattach[base]; ok {
-		client := plugin.NewClient(&plugin.ClientConfig{
-			HandshakeConfig:  goplugin.Handshake,
-			Plugins:          goplugin.PluginSet(nil),
-			AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-			Reattach:         rc,
-			Logger:           logger,
-		})
-		return h.dispense(&Plugin{Name: stage, path: "reattached:" + base, client: client})
+	if r, ok := h.Reattach[base]; ok {
+		p := &Plugin{Name: stage, path: "reattached:" + base, logger: logger}
+		if err := p.connect(r.Addr.Network, r.Addr.String); err != nil {
+			return nil, fmt.Errorf("plugin %s: %w", p.path, err)
+		}
+		return p, nil
 	}
 
 	// Hashing a plugin costs more than starting it: only when pinned.
@@ -94,37 +119,128 @@ func (h *Host) Start(ctx context.Context, stage, path, pin string) (*Plugin, err
 		exe.Close()
 		return nil, err
 	}
-	p := &Plugin{Name: stage, path: path, SHA256: sum}
-	p.client = plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  goplugin.Handshake,
-		Plugins:          goplugin.PluginSet(nil),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		Logger:           logger,
-		SkipHostEnv:      true,
-		StartTimeout:     30 * time.Second,
-		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: h.SocketDir},
-		RunnerFunc: func(l hclog.Logger, cmd *exec.Cmd, _ string) (runner.Runner, error) {
-			proc, err := newProcess(exe, path, append(h.fixedEnv(), cmd.Env...))
-			p.proc = proc
-			return proc, err
-		},
-	})
-	return h.dispense(p)
+	proc, err := newProcess(exe, path, h.fixedEnv())
+	if err != nil {
+		exe.Close()
+		return nil, err
+	}
+	p := &Plugin{Name: stage, path: path, SHA256: sum, proc: proc, logger: logger}
+	if err := proc.Start(); err != nil {
+		return nil, fmt.Errorf("start plugin %s: %w", path, err)
+	}
+	logger.Debug("plugin started", "path", path, "pid", proc.cmd.Process.Pid)
+	// Under the executable's name too, as go-plugin's client logged them
+	// ("subhost.STAGE.PLUGIN: ..."): what operators grep for.
+	go forwardLog(logger.Named(base), proc.stderr)
+	if err := p.handshake(ctx, h.startTimeout()); err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("start plugin %s: %w", path, err)
+	}
+	return p, nil
 }
 
-func (h *Host) dispense(p *Plugin) (*Plugin, error) {
-	rpc, err := p.client.Client()
-	if err != nil {
-		p.Kill()
-		return nil, fmt.Errorf("start plugin %s: %w", p.path, err)
+func (h *Host) startTimeout() time.Duration {
+	if h.StartTimeout > 0 {
+		return h.StartTimeout
 	}
-	raw, err := rpc.Dispense(goplugin.PluginName)
-	if err != nil {
-		p.Kill()
-		return nil, fmt.Errorf("plugin %s: %w", p.path, err)
+	return DefaultStartTimeout
+}
+
+// handshake reads the plugin's handshake line, go-plugin's
+// CORE|APP|NETWORK|ADDRESS|PROTOCOL, checks it and connects.
+func (p *Plugin) handshake(ctx context.Context, timeout time.Duration) error {
+	lines := make(chan string, 1)
+	go func() {
+		r := bufio.NewReader(p.proc.stdout)
+		line, err := r.ReadString('\n')
+		if err == nil {
+			lines <- line
+		}
+		close(lines)
+		// The rest, if a plugin writes any, is only worth a debug line.
+		for {
+			l, err := r.ReadString('\n')
+			if l = strings.TrimRight(l, "\n"); l != "" {
+				p.logger.Debug("plugin stdout", "line", l)
+			}
+			if err != nil {
+				p.proc.stdout.Close()
+				return
+			}
+		}
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var line string
+	for answered := false; !answered; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				// Standard output closed without a line: the plugin is
+				// ending, or hangs without it (the timeout).
+				lines = nil
+				continue
+			}
+			line, answered = l, true
+		case <-p.proc.done:
+			// A line written just before the end still counts (a child
+			// of the plugin could hold its output open: not for long).
+			if lines != nil {
+				select {
+				case l, ok := <-lines:
+					if ok {
+						line, answered = l, true
+						continue
+					}
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			return fmt.Errorf("it exited (%s) before it answered: %s", p.proc.status, notAStage)
+		case <-timer.C:
+			return fmt.Errorf("no answer in %s: %s", timeout, notAStage)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	p.stage = raw.(sdk.Stage)
-	return p, nil
+	f := strings.Split(strings.TrimSpace(line), "|")
+	switch {
+	case len(f) < 5:
+		return fmt.Errorf("it answered %q: %s", strings.TrimSpace(line), notAStage)
+	case f[0] != "1":
+		return fmt.Errorf("it speaks go-plugin's core protocol %s, this subhost 1: %s", f[0], notAStage)
+	case f[1] != strconv.Itoa(sdk.ProtocolVersion):
+		return fmt.Errorf("it speaks stage protocol version %s, this subhost %d: use a subhost and a plugin built from the same release", f[1], sdk.ProtocolVersion)
+	case f[4] != "grpc":
+		return fmt.Errorf("it serves go-plugin's %q protocol, not grpc: %s", f[4], notAStage)
+	case f[2] != "unix" || !strings.HasPrefix(f[3], p.proc.socketDir+"/"):
+		return fmt.Errorf("it serves on %s %s, not a unix socket in %s", f[2], f[3], p.proc.socketDir)
+	}
+	p.socket = f[3]
+	return p.connect(f[2], f[3])
+}
+
+// notAStage is what a plugin that does not speak the protocol is told.
+const notAStage = "the plugin did not speak the subhost stage protocol; is it a subhost stage built with sdk.Main?"
+
+// connect makes the gRPC connection to the plugin (made on the first
+// call) and the stage served on it.
+func (p *Plugin) connect(network, addr string) error {
+	if network != "unix" && network != "tcp" {
+		return fmt.Errorf("unknown network %q", network)
+	}
+	conn, err := grpc.NewClient("passthrough:///"+addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)),
+	)
+	if err != nil {
+		return err
+	}
+	p.conn, p.stage = conn, sdk.NewClient(conn)
+	return nil
 }
 
 // Stage is the plugin's stage, called over RPC.
@@ -138,15 +254,110 @@ func (p *Plugin) Path() string { return p.path }
 func (h *Host) Resolve(name string) (string, error) { return Resolve(h.Dirs, name) }
 
 // Exited reports whether the plugin process has gone (crashed or killed).
-func (p *Plugin) Exited() bool { return p.client.Exited() }
+// A reattached plugin is not this runner's to watch: never.
+func (p *Plugin) Exited() bool {
+	if p.proc == nil {
+		return false
+	}
+	select {
+	case <-p.proc.done:
+		return true
+	default:
+		return false
+	}
+}
 
 // Kill kills the plugin's whole process group (a plugin's own children
-// too) and waits for it.
+// too), waits for it, and removes what it leaves: its socket. A
+// reattached plugin is only disconnected: whoever started it stops it.
 func (p *Plugin) Kill() {
 	if p.proc != nil {
-		p.proc.Kill(context.Background())
+		p.proc.kill()
+		<-p.proc.done
 	}
-	p.client.Kill()
+	if p.conn != nil {
+		p.conn.Close()
+	}
+	if p.socket != "" {
+		os.Remove(p.socket)
+	}
+}
+
+// forwardLog logs the plugin's standard error through the runner's
+// logger: hclog's JSON lines (what sdk.Main writes) at their own level
+// with their fields, anything else (a panic's trace) as it is, at error
+// level once a panic began and at debug level before.
+func forwardLog(l hclog.Logger, r io.ReadCloser) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	inPanic := false
+	for sc.Scan() {
+		line := sc.Bytes()
+		level, msg, args, ok := parseLogLine(line)
+		if !ok {
+			text := string(line)
+			if strings.HasPrefix(text, "panic: ") || strings.HasPrefix(text, "fatal error: ") {
+				inPanic = true
+			}
+			if inPanic {
+				l.Error(text)
+			} else {
+				l.Debug(text)
+			}
+			continue
+		}
+		l.Log(level, msg, args...)
+	}
+}
+
+// parseLogLine decodes one of hclog's JSON lines: its level, message and
+// the other fields, sorted by name ("@module" first among them).
+func parseLogLine(line []byte) (hclog.Level, string, []any, bool) {
+	if len(line) == 0 || line[0] != '{' {
+		return 0, "", nil, false
+	}
+	var raw map[string]any
+	if json.Unmarshal(line, &raw) != nil {
+		return 0, "", nil, false
+	}
+	lv, _ := raw["@level"].(string)
+	msg, _ := raw["@message"].(string)
+	level := hclog.LevelFromString(lv)
+	if level == hclog.NoLevel {
+		return 0, "", nil, false
+	}
+	delete(raw, "@level")
+	delete(raw, "@message")
+	delete(raw, "@timestamp")
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	args := make([]any, 0, 2*len(keys))
+	for _, k := range keys {
+		args = append(args, k, raw[k])
+	}
+	return level, msg, args, true
+}
+
+// ParseReattach decodes the value of sdk.ReattachEnv: the stages started
+// by hand with --debug, by plugin name.
+func ParseReattach(value string) (map[string]sdk.Reattach, error) {
+	var out map[string]sdk.Reattach
+	if err := json.Unmarshal([]byte(value), &out); err != nil {
+		return nil, err
+	}
+	for name, r := range out {
+		if r.Addr.Network != "unix" && r.Addr.Network != "tcp" {
+			return nil, fmt.Errorf("stage %q: unknown network %q", name, r.Addr.Network)
+		}
+		if r.Protocol != "grpc" {
+			return nil, fmt.Errorf("stage %q: protocol %q, not grpc", name, r.Protocol)
+		}
+	}
+	return out, nil
 }
 
 // openTrusted opens a plugin executable, checks that it and its directory
@@ -178,14 +389,17 @@ func SHA256(path string) (string, error) {
 	return sum, err
 }
 
-// process is a go-plugin runner.Runner: the plugin executable run from
-// its open descriptor, in its own process group.
+// process is a plugin executable run from its open descriptor, in its
+// own process group.
 type process struct {
-	killed         atomic.Bool
 	cmd            *exec.Cmd
 	exe            *os.File
 	stdout, stderr io.ReadCloser
-	name           string
+	socketDir      string
+	// done is closed once the process is reaped; status then says how
+	// it ended.
+	done   chan struct{}
+	status string
 }
 
 func newProcess(exe *os.File, path string, env []string) (*process, error) {
@@ -211,7 +425,12 @@ func newProcess(exe *os.File, path string, env []string) (*process, error) {
 			Pdeathsig: syscall.SIGKILL,
 		},
 	}
-	p := &process{cmd: cmd, exe: exe, name: path}
+	p := &process{cmd: cmd, exe: exe, done: make(chan struct{})}
+	for _, e := range env {
+		if dir, ok := strings.CutPrefix(e, "PLUGIN_UNIX_SOCKET_DIR="); ok {
+			p.socketDir = dir
+		}
+	}
 	if p.stdout, err = cmd.StdoutPipe(); err != nil {
 		return nil, err
 	}
@@ -221,50 +440,37 @@ func newProcess(exe *os.File, path string, env []string) (*process, error) {
 	return p, nil
 }
 
-func (p *process) Start(context.Context) error {
+// Start starts the process and reaps it in the background (done).
+func (p *process) Start() error {
 	err := p.cmd.Start()
 	p.exe.Close()
 	if in, ok := p.cmd.Stdin.(*os.File); ok {
 		in.Close()
 	}
-	return err
-}
-
-// Wait reports a plugin that died of our own SIGKILL as a normal end:
-// that is how every plugin ends, and not worth an error in the log.
-func (p *process) Wait(context.Context) error {
-	err := p.cmd.Wait()
-	if p.killed.Load() {
-		return nil
+	if err != nil {
+		p.stdout.Close()
+		p.stderr.Close()
+		close(p.done)
+		return err
 	}
-	return err
+	go func() {
+		// The process, not the Cmd: Cmd.Wait would close the output
+		// pipes under their readers.
+		st, err := p.cmd.Process.Wait()
+		if err != nil {
+			p.status = err.Error()
+		} else {
+			p.status = st.String()
+		}
+		close(p.done)
+	}()
+	return nil
 }
 
-// Kill SIGKILLs the whole process group: go-plugin's own Kill reaches the
-// plugin's PID only, and a plugin's children would survive it.
-func (p *process) Kill(context.Context) error {
+// kill SIGKILLs the whole process group: a plugin's children go with it.
+func (p *process) kill() {
 	if p.cmd.Process == nil {
-		return nil
+		return
 	}
-	p.killed.Store(true)
-	err := unix.Kill(-p.cmd.Process.Pid, unix.SIGKILL)
-	if errors.Is(err, unix.ESRCH) {
-		return nil
-	}
-	return err
+	unix.Kill(-p.cmd.Process.Pid, unix.SIGKILL)
 }
-
-func (p *process) Stdout() io.ReadCloser { return p.stdout }
-func (p *process) Stderr() io.ReadCloser { return p.stderr }
-func (p *process) Name() string          { return p.name }
-func (p *process) ID() string {
-	if p.cmd.Process == nil {
-		return ""
-	}
-	return strconv.Itoa(p.cmd.Process.Pid)
-}
-func (p *process) Diagnose(context.Context) string {
-	return "the plugin did not speak the subhost stage protocol; is it a subhost stage built with sdk.Main?"
-}
-func (p *process) PluginToHost(n, a string) (string, string, error) { return n, a, nil }
-func (p *process) HostToPlugin(n, a string) (string, string, error) { return n, a, nil }

@@ -1,7 +1,6 @@
 package pluginhost
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"testing"
@@ -59,13 +58,13 @@ func TestProcessRunsItsFileWhateverItsNumber(t *testing.T) {
 		f.Close()
 	}
 
-	if err := p.Start(context.Background()); err != nil {
+	if err := p.Start(); err != nil {
 		t.Fatalf("start %s open as descriptor %d: %v", bin, target, err)
 	}
 	p.stdout.Close()
 	p.stderr.Close()
-	if err := p.cmd.Wait(); err != nil {
-		t.Errorf("%s: %v", bin, err)
+	if <-p.done; p.status != "exit status 0" {
+		t.Errorf("%s: %s", bin, p.status)
 	}
 }
 

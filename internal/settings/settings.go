@@ -16,7 +16,6 @@ import (
 	"github.com/subhost/subhost/internal/runner"
 	"github.com/subhost/subhost/internal/state"
 	"github.com/subhost/subhost/sdk"
-	"github.com/subhost/subhost/sdk/goplugin"
 )
 
 // Settings are the global flags.
@@ -136,7 +135,7 @@ func (s *Settings) PluginHost(logger hclog.Logger) (*pluginhost.Host, error) {
 	}
 	if v := os.Getenv(sdk.ReattachEnv); v != "" {
 		var err error
-		if h.Reattach, err = goplugin.ParseReattach(v); err != nil {
+		if h.Reattach, err = pluginhost.ParseReattach(v); err != nil {
 			return nil, sdk.Invalidf("%s: %v", sdk.ReattachEnv, err)
 		}
 	}

@@ -1,0 +1,126 @@
+package pluginhost
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/subhost/subhost/internal/testbin"
+	"github.com/subhost/subhost/sdk"
+	"github.com/subhost/subhost/sdk/stagetest"
+)
+
+func testHost(t *testing.T, out *bytes.Buffer) (*Host, string) {
+	t.Helper()
+	stagetest.RequireRoot(t)
+	dir := t.TempDir()
+	return &Host{
+		Dirs:      []string{filepath.Join(dir, "plugins")},
+		SocketDir: filepath.Join(dir, "sockets"),
+		Logger:    hclog.New(&hclog.LoggerOptions{Name: "subhost", Level: hclog.Trace, Output: out}),
+		LogLevel:  "debug",
+	}, dir
+}
+
+// A stage plugin started by the host answers over gRPC, its log lines
+// reach the host's logger under the stage's name, and Kill leaves
+// neither its process nor its socket.
+func TestStartServesAndKillLeavesNothing(t *testing.T) {
+	var out bytes.Buffer
+	h, dir := testHost(t, &out)
+	bin := filepath.Join(dir, "plugins", "teststage")
+	if err := testbin.Build(bin, "./internal/teststage"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := h.Start(context.Background(), "web", bin, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := sdk.DescribeContext(context.Background(), p.Stage())
+	if err != nil || d.Name != "teststage" {
+		t.Errorf("Describe through the plugin: %+v, %v", d, err)
+	}
+	req := &sdk.Request{Subhost: sdk.Subhost{Name: "t1"}, Stage: "web", Params: map[string]string{"behavior": "invalid"}}
+	if err := p.Stage().Validate(context.Background(), req); sdk.KindOf(err) != sdk.KindInvalidConfig {
+		t.Errorf("Validate on request to fail: %v", err)
+	}
+	socks, _ := os.ReadDir(h.SocketDir)
+	if len(socks) != 1 || p.Exited() {
+		t.Errorf("while it runs: sockets %v, exited %v", socks, p.Exited())
+	}
+	p.Kill()
+	if !p.Exited() {
+		t.Error("Kill returned with the plugin still running")
+	}
+	if socks, _ := os.ReadDir(h.SocketDir); len(socks) != 0 {
+		t.Errorf("Kill left %v in the socket directory", socks)
+	}
+	time.Sleep(50 * time.Millisecond) // the log forwarding ends with the pipe
+	if log := out.String(); !strings.Contains(log, "subhost.web.teststage: ") {
+		t.Errorf("no plugin log line under the stage's name:\n%s", log)
+	}
+}
+
+// What does not speak the protocol is refused in one line that says so,
+// and leaves nothing running.
+func TestStartRefusesWhatIsNotAStage(t *testing.T) {
+	var out bytes.Buffer
+	h, dir := testHost(t, &out)
+	h.StartTimeout = 300 * time.Millisecond
+	for _, tc := range []struct{ name, script, want string }{
+		{"says-hello", "echo hello", `it answered "hello": the plugin did not speak the subhost stage protocol`},
+		{"exits", "exit 3", "it exited (exit status 3) before it answered: the plugin did not speak"},
+		{"silent", "exec sleep 10", "no answer in 300ms: the plugin did not speak"},
+		{"other-version", "echo '1|99|unix|" + h.SocketDir + "/x|grpc|'", "it speaks stage protocol version 99, this subhost 1"},
+		{"netrpc", "echo '1|1|unix|" + h.SocketDir + "/x|netrpc|'", `it serves go-plugin's "netrpc" protocol, not grpc`},
+		{"elsewhere", "echo '1|1|unix|/tmp/x|grpc|'", "it serves on unix /tmp/x, not a unix socket in " + h.SocketDir},
+	} {
+		bin := filepath.Join(dir, "plugins", tc.name)
+		if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(bin, []byte("#!/bin/sh\n"+tc.script+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		p, err := h.Start(context.Background(), tc.name, bin, "")
+		if err == nil {
+			p.Kill()
+			t.Errorf("%s: started", tc.name)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") || !strings.HasPrefix(msg, "start plugin "+bin+": ") {
+			t.Errorf("%s: %q, want one line with %q", tc.name, msg, tc.want)
+		}
+	}
+}
+
+func TestParseLogLine(t *testing.T) {
+	level, msg, args, ok := parseLogLine([]byte(`{"@level":"warn","@message":"slow","@module":"init","@timestamp":"2026-12-06T23:00:00.000000Z","took":3,"call":"up"}`))
+	if !ok || level != hclog.Warn || msg != "slow" || !reflect.DeepEqual(args, []any{"@module", "init", "call", "up", "took", float64(3)}) {
+		t.Errorf("JSON line: %v %q %v %v", level, msg, args, ok)
+	}
+	for _, line := range []string{"panic: boom", `{"not":"hclog"}`, "", "{broken"} {
+		if _, _, _, ok := parseLogLine([]byte(line)); ok {
+			t.Errorf("%q taken for a log line", line)
+		}
+	}
+}
+
+func TestParseReattach(t *testing.T) {
+	got, err := ParseReattach(`{"net-veth":{"Protocol":"grpc","ProtocolVersion":1,"Pid":42,"Test":true,"Addr":{"Network":"unix","String":"/tmp/plugin1"}}}`)
+	if err != nil || got["net-veth"].Addr.String != "/tmp/plugin1" || got["net-veth"].Pid != 42 {
+		t.Errorf("ParseReattach: %+v, %v", got, err)
+	}
+	for _, bad := range []string{`{"a":{"Protocol":"grpc","Addr":{"Network":"udp","String":"x"}}}`, `{"a":{"Protocol":"netrpc","Addr":{"Network":"unix","String":"x"}}}`, `[`} {
+		if _, err := ParseReattach(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
