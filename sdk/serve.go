@@ -2,10 +2,13 @@ package sdk
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,20 +52,20 @@ func newPluginServer(stage Stage, dir string) (*pluginServer, error) {
 	if dir == "" {
 		dir = os.TempDir()
 	}
-	// A name go-plugin would choose: a temporary file's, freed for the
-	// socket.
-	f, err := os.CreateTemp(dir, "plugin")
-	if err != nil {
-		return nil, err
-	}
-	path := f.Name()
-	f.Close()
-	if err := os.Remove(path); err != nil {
-		return nil, err
-	}
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, err
+	// A name no other plugin holds: bound directly, rather than freed
+	// from a temporary file as go-plugin does (two file-system changes
+	// fewer on every start). A name taken (a socket left by a killed
+	// plugin with the same PID) is passed over.
+	var path string
+	var l net.Listener
+	for try := 0; ; try++ {
+		path = filepath.Join(dir, fmt.Sprintf("plugin%d-%08x", os.Getpid(), rand.Uint32()))
+		var err error
+		if l, err = net.Listen("unix", path); err == nil {
+			break
+		} else if !errors.Is(err, syscall.EADDRINUSE) || try == 9 {
+			return nil, err
+		}
 	}
 	s := &pluginServer{grpc: grpc.NewServer(), listener: l, path: path}
 	h := health.NewServer()
