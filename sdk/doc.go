@@ -1,10 +1,12 @@
 // Package sdk is what every subhost stage plugin imports: the Stage
 // interface, the request and boot-record types that flow down a pipeline,
-// typed errors, and Main, which serves a stage over gRPC to the runner's
-// hashicorp/go-plugin client. Main speaks go-plugin's protocol itself
+// typed errors, and Main, which serves a stage over gRPC with
+// hashicorp/go-plugin's protocol. Main speaks that protocol itself
 // (serve.go) rather than linking go-plugin's server, which would cost
-// every plugin about a millisecond of start; sdk/goplugin is go-plugin's
-// side, for the runner and for tests.
+// every plugin about a millisecond of start; the runner's side
+// (internal/pluginhost) does not link go-plugin's client either.
+// sdk/goplugin is go-plugin's own side, for tools and tests, which hold
+// a plugin to go-plugin's client.
 //
 // A stage is a small executable:
 //

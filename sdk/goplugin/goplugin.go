@@ -1,8 +1,11 @@
 // Package goplugin is the stage protocol on hashicorp/go-plugin's side:
-// the handshake and plugin set the runner starts plugins with, the
-// dispensed client, reattaching to a stage serving in debug mode, and
-// serving a stage in-process for tests (package stagetest). Plugins
-// themselves do not link go-plugin: sdk.Main serves its protocol.
+// the handshake and plugin set to start a stage plugin with go-plugin's
+// client, the dispensed client, reattaching to a stage serving in debug
+// mode, and serving a stage in-process for tests (package stagetest).
+// Neither the plugins nor the runner link go-plugin (sdk.Main serves its
+// protocol, internal/pluginhost speaks it); this package is for tools
+// and tests that want go-plugin's own side, and its tests hold the
+// plugins to it.
 package goplugin
 
 import (
