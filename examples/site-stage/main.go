@@ -21,7 +21,11 @@ var _ sdk.Stage = motd{}
 
 func (motd) Describe() sdk.Description {
 	return sdk.Description{Name: "motd", Version: "1.0.0", Summary: "write /etc/motd inside the guest root",
-		Params: []sdk.Param{{Name: "text", Doc: "the message", Default: "Welcome to NAME"}}}
+		Params: []sdk.Param{{Name: "text", Doc: "the message", Default: "Welcome to NAME"}},
+		// Up reads only the root and sets nothing in the boot record: it
+		// runs beside the stages that do not set the root (the network,
+		// the cgroups), and init still waits for it.
+		Record: &sdk.RecordUse{Reads: []string{sdk.FieldRoot}}}
 }
 
 // Validate sees an empty boot record (no stage is up yet): parameters only.
