@@ -407,10 +407,10 @@ func (s *session) validate(ctx context.Context, stages []int) error {
 // soon as its own plugin answers, rather than once all have: a boot's
 // first stage calls then overlap the other plugins' start. Each answer
 // also says how the stage uses the boot record (sdk.ValidateUse), for
-// upAll. A plugin
-// that cannot be started fails the whole, before any validation error;
-// otherwise the error reported is the first stage's in pipeline order.
-// start false only validates (the plugins start on first use anyway).
+// upAll. A plugin that cannot be started fails the whole, before any
+// validation error; otherwise the error reported is the first stage's in
+// pipeline order. start false only validates (the plugins start on first
+// use anyway).
 func (s *session) startAndValidate(ctx context.Context, stages []int, start bool) error {
 	startErrs := make([]error, len(stages))
 	errs := make([]error, len(stages))
@@ -516,8 +516,8 @@ func prefixStage(stage string, err error) error {
 // upFrom runs Up for stages first..last, each as soon as the stages it
 // depends on are up (upAll), recording each before and after, then calls
 // done (if any) to complete the state and saves it. A stage's result is
-// written with the next stages' "starting", and the last one's with what
-// done adds: nothing happens between the two but bookkeeping in memory,
+// written with the "starting" of the stages that wait for it, and the
+// last one's with what done adds: nothing happens between the two but bookkeeping in memory,
 // so a runner killed there leaves the same state either way, and a boot
 // writes its state half as often. On failure, that last save's included,
 // it rolls back every stage that may have left something (the failing
