@@ -124,3 +124,38 @@ func TestParseReattach(t *testing.T) {
 		}
 	}
 }
+
+// A plugin's standard error is read to its end whatever it writes: a line
+// longer than any buffer is logged in pieces, and the lines after it as
+// usual.
+func TestForwardLogReadsEverything(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		forwardLog(hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: &out}), r)
+		close(done)
+	}()
+	long := strings.Repeat("x", 3<<20)
+	if _, err := w.WriteString(long + "\n" + `{"@level":"info","@message":"after the long line","k":"v"}` + "\npanic: boom\ngoroutine 1\n"); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("forwardLog did not read to the end")
+	}
+	log := out.String()
+	for _, want := range []string{"[INFO]  after the long line: k=v", "[ERROR] panic: boom", "[ERROR] goroutine 1"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("no %q in the log", want)
+		}
+	}
+	if got := strings.Count(log, "x"); got < 3<<20 {
+		t.Errorf("the long line came through with %d of its %d bytes", got, 3<<20)
+	}
+}

@@ -286,14 +286,23 @@ func (p *Plugin) Kill() {
 // forwardLog logs the plugin's standard error through the runner's
 // logger: hclog's JSON lines (what sdk.Main writes) at their own level
 // with their fields, anything else (a panic's trace) as it is, at error
-// level once a panic began and at debug level before.
+// level once a panic began and at debug level before. A line longer than
+// its buffer is logged in pieces, as it is: the plugin's writes never
+// wait for a reader that gave up.
 func forwardLog(l hclog.Logger, r io.ReadCloser) {
 	defer r.Close()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	inPanic := false
-	for sc.Scan() {
-		line := sc.Bytes()
+	br := bufio.NewReaderSize(r, 64*1024)
+	inPanic, continued := false, false
+	for {
+		line, isPrefix, err := br.ReadLine()
+		if err != nil {
+			return
+		}
+		if isPrefix || continued {
+			l.Debug(string(line))
+			continued = isPrefix
+			continue
+		}
 		level, msg, args, ok := parseLogLine(line)
 		if !ok {
 			text := string(line)
