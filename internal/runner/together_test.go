@@ -26,29 +26,13 @@ func TestUpsOfIndependentStagesOverlap(t *testing.T) {
 	f.stages.sets = map[string][]string{"a": {sdk.FieldRoot}, "b": {sdk.FieldNetns}}
 	// a's Up and b's each go on only once the other has begun: run one
 	// after the other, they would time out.
-	began := map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{})}
-	var mu sync.Mutex
-	var order []string
-	f.stages.onUp = func(stage string) {
-		mu.Lock()
-		order = append(order, stage)
-		mu.Unlock()
-		other := map[string]string{"a": "b", "b": "a"}[stage]
-		if other == "" {
-			return
-		}
-		close(began[stage])
-		select {
-		case <-began[other]:
-		case <-time.After(5 * time.Second):
-			t.Errorf("%s's Up began and %s's did not meanwhile", stage, other)
-		}
-	}
+	ups := meet(t, "Up")
+	f.stages.onUp = ups.hook
 	st, err := f.r.Run(context.Background(), f.plan("together"), RunOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(order) != 4 || !slices.Equal(order[2:], []string{"c", "d"}) {
+	if order := ups.order; len(order) != 4 || !slices.Equal(order[2:], []string{"c", "d"}) {
 		t.Errorf("Ups began in the order %v, want a and b, then c, then d", order)
 	}
 	c := f.stages.requestsFor("c", "up")[0].Record
@@ -64,28 +48,13 @@ func TestUpsOfIndependentStagesOverlap(t *testing.T) {
 	}
 	// Down goes the other way: d, which declares nothing, first; then c,
 	// which reads what a and b set; then a and b together.
-	began = map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{})}
-	order = nil
 	f.stages.onUp = nil
-	f.stages.onDown = func(stage string) {
-		mu.Lock()
-		order = append(order, stage)
-		mu.Unlock()
-		other := map[string]string{"a": "b", "b": "a"}[stage]
-		if other == "" {
-			return
-		}
-		close(began[stage])
-		select {
-		case <-began[other]:
-		case <-time.After(5 * time.Second):
-			t.Errorf("%s's Down began and %s's did not meanwhile", stage, other)
-		}
-	}
+	downs := meet(t, "Down")
+	f.stages.onDown = downs.hook
 	if err := f.r.Stop(context.Background(), "together", StopOptions{Timeout: time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	if len(order) != 4 || !slices.Equal(order[:2], []string{"d", "c"}) {
+	if order := downs.order; len(order) != 4 || !slices.Equal(order[:2], []string{"d", "c"}) {
 		t.Errorf("Downs began in the order %v, want d, c, then a and b", order)
 	}
 	f.noState("together")
@@ -224,4 +193,35 @@ func sorted(xs []string) []string {
 	out := slices.Clone(xs)
 	slices.Sort(out)
 	return out
+}
+
+// meeting is a fake stage hook that notes the order calls begin in, and
+// holds stage a's call and stage b's each until the other has begun: one
+// after the other, they fail the test after 5 s.
+type meeting struct {
+	t     *testing.T
+	call  string
+	mu    sync.Mutex
+	order []string
+	began map[string]chan struct{}
+}
+
+func meet(t *testing.T, call string) *meeting {
+	return &meeting{t: t, call: call, began: map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{})}}
+}
+
+func (m *meeting) hook(stage string) {
+	m.mu.Lock()
+	m.order = append(m.order, stage)
+	m.mu.Unlock()
+	other := map[string]string{"a": "b", "b": "a"}[stage]
+	if other == "" {
+		return
+	}
+	close(m.began[stage])
+	select {
+	case <-m.began[other]:
+	case <-time.After(5 * time.Second):
+		m.t.Errorf("%s's %s began and %s's did not meanwhile", stage, m.call, other)
+	}
 }
