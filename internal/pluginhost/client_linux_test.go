@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +18,25 @@ import (
 	"github.com/subhost/subhost/sdk/stagetest"
 )
 
-func testHost(t *testing.T, out *bytes.Buffer) (*Host, string) {
+// syncBuffer is a log output the test reads while the host writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func testHost(t *testing.T, out *syncBuffer) (*Host, string) {
 	t.Helper()
 	stagetest.RequireRoot(t)
 	dir := t.TempDir()
@@ -33,7 +52,7 @@ func testHost(t *testing.T, out *bytes.Buffer) (*Host, string) {
 // reach the host's logger under the stage's name, and Kill leaves
 // neither its process nor its socket.
 func TestStartServesAndKillLeavesNothing(t *testing.T) {
-	var out bytes.Buffer
+	var out syncBuffer
 	h, dir := testHost(t, &out)
 	bin := filepath.Join(dir, "plugins", "teststage")
 	if err := testbin.Build(bin, "./internal/teststage"); err != nil {
@@ -63,15 +82,15 @@ func TestStartServesAndKillLeavesNothing(t *testing.T) {
 		t.Errorf("Kill left %v in the socket directory", socks)
 	}
 	time.Sleep(50 * time.Millisecond) // the log forwarding ends with the pipe
-	if log := out.String(); !strings.Contains(log, "subhost.web.teststage: ") {
-		t.Errorf("no plugin log line under the stage's name:\n%s", log)
+	if log := out.String(); !strings.Contains(log, "subhost.web.teststage: ") || strings.Contains(log, "exited by itself") {
+		t.Errorf("no plugin log line under the stage's name, or its kill taken for a crash:\n%s", log)
 	}
 }
 
 // What does not speak the protocol is refused in one line that says so,
 // and leaves nothing running.
 func TestStartRefusesWhatIsNotAStage(t *testing.T) {
-	var out bytes.Buffer
+	var out syncBuffer
 	h, dir := testHost(t, &out)
 	h.StartTimeout = 300 * time.Millisecond
 	for _, tc := range []struct{ name, script, want string }{
@@ -98,6 +117,11 @@ func TestStartRefusesWhatIsNotAStage(t *testing.T) {
 		if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") || !strings.HasPrefix(msg, "start plugin "+bin+": ") {
 			t.Errorf("%s: %q, want one line with %q", tc.name, msg, tc.want)
 		}
+	}
+	// The one that exited by itself is in the log as such.
+	time.Sleep(50 * time.Millisecond)
+	if log := out.String(); !strings.Contains(log, "subhost.exits: plugin process exited by itself") || !strings.Contains(log, "status=\"exit status 3\"") {
+		t.Errorf("the plugin that exited is not logged so:\n%s", log)
 	}
 }
 
@@ -133,7 +157,7 @@ func TestForwardLogReadsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
+	var out syncBuffer
 	done := make(chan struct{})
 	go func() {
 		forwardLog(hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: &out}), r)

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -129,6 +130,14 @@ func (h *Host) Start(ctx context.Context, stage, path, pin string) (*Plugin, err
 		return nil, fmt.Errorf("start plugin %s: %w", path, err)
 	}
 	logger.Debug("plugin started", "path", path, "pid", proc.cmd.Process.Pid)
+	go func() {
+		<-proc.done
+		// Every plugin ends killed; one that ended otherwise crashed
+		// (its last words are on the lines forwarded above).
+		if !proc.endedByKill() {
+			logger.Warn("plugin process exited by itself", "path", path, "pid", proc.cmd.Process.Pid, "status", proc.status)
+		}
+	}()
 	// Under the executable's name too, as go-plugin's client logged them
 	// ("subhost.STAGE.PLUGIN: ..."): what operators grep for.
 	go forwardLog(logger.Named(base), proc.stderr)
@@ -405,10 +414,13 @@ type process struct {
 	exe            *os.File
 	stdout, stderr io.ReadCloser
 	socketDir      string
-	// done is closed once the process is reaped; status then says how
-	// it ended.
+	// done is closed once the process is reaped; status (and state, nil
+	// when the wait failed) then say how it ended.
 	done   chan struct{}
 	status string
+	state  *os.ProcessState
+	// killed is set by kill: the end every plugin has.
+	killed atomic.Bool
 }
 
 func newProcess(exe *os.File, path string, env []string) (*process, error) {
@@ -469,11 +481,21 @@ func (p *process) Start() error {
 		if err != nil {
 			p.status = err.Error()
 		} else {
-			p.status = st.String()
+			p.status, p.state = st.String(), st
 		}
 		close(p.done)
 	}()
 	return nil
+}
+
+// endedByKill reports, once done is closed, whether the process died of
+// kill's SIGKILL rather than by itself.
+func (p *process) endedByKill() bool {
+	if !p.killed.Load() || p.state == nil {
+		return false
+	}
+	ws, ok := p.state.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
 }
 
 // kill SIGKILLs the whole process group: a plugin's children go with it.
@@ -481,5 +503,6 @@ func (p *process) kill() {
 	if p.cmd.Process == nil {
 		return
 	}
+	p.killed.Store(true)
 	unix.Kill(-p.cmd.Process.Pid, unix.SIGKILL)
 }
