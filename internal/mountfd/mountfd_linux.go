@@ -24,7 +24,15 @@ type Options struct {
 // (O_PATH will do; any type of file), rooted there. what names it in
 // errors, and is the result's name.
 func Clone(src *os.File, what string, o Options) (*os.File, error) {
-	return clone(int(src.Fd()), "", unix.AT_EMPTY_PATH, what, o)
+	return CloneFD(int(src.Fd()), what, o)
+}
+
+// CloneFD is Clone of a directory open as the descriptor fd, which stays
+// its owner's to close: wrapping it in an os.File to call Clone would
+// close it a second time when that File is collected, and so close
+// whatever then has its number.
+func CloneFD(fd int, what string, o Options) (*os.File, error) {
+	return clone(fd, "", unix.AT_EMPTY_PATH, what, o)
 }
 
 // CloneAt is Clone of the directory at path, a host path the host

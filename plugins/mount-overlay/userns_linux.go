@@ -134,9 +134,9 @@ func mountOverlayInUserns(l *layout, target *dir, usernsPath string) error {
 	defer answers.Close()
 	files = append(files, os.NewFile(uintptr(pair[1]), "overlay socket"))
 	clone := func(d *dir) error {
-		src := os.NewFile(uintptr(d.fd), d.path)
-		// A layer never shows the mounts below it: one mount alone.
-		f, err := mountfd.Clone(src, d.path, mountfd.Options{Userns: user})
+		// A layer never shows the mounts below it: one mount alone. d
+		// keeps its descriptor (dir.close closes it).
+		f, err := mountfd.CloneFD(d.fd, d.path, mountfd.Options{Userns: user})
 		if err != nil {
 			var probe *mountfd.ProbeError
 			if errors.As(err, &probe) {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/subhost/subhost/internal/idrange"
 	"github.com/subhost/subhost/internal/mountinfo"
@@ -14,6 +16,7 @@ import (
 	"github.com/subhost/subhost/internal/userns"
 	"github.com/subhost/subhost/sdk"
 	"github.com/subhost/subhost/sdk/stagetest"
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
@@ -63,6 +66,29 @@ func TestUnprivilegedOverlay(t *testing.T) {
 	}
 	unpriv.Record.Userns = pin
 	res := up(t, &unpriv)
+	// The Up closed the layers' descriptors; a file opened now may take
+	// one of their numbers, and must keep it through a garbage
+	// collection (an os.File left over a closed descriptor closes it
+	// again when collected: so it did, and a test's cleanup then failed
+	// with "bad file descriptor").
+	probes := make([]*os.File, 8)
+	for i := range probes {
+		f, err := os.Open(parent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		probes[i] = f
+	}
+	runtime.GC()
+	runtime.GC()
+	time.Sleep(20 * time.Millisecond) // finalizers run in their own goroutine
+	for _, f := range probes {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			t.Errorf("descriptor %d, opened after the Up, was closed under its file: %v", f.Fd(), err)
+		}
+		f.Close()
+	}
 	if res.Record.RootUserns != pin {
 		t.Errorf("record root_userns %q, want %q", res.Record.RootUserns, pin)
 	}
