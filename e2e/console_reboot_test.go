@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/subhost/subhost/internal/testguest"
+	"github.com/subhost/subhost/sdk/stagetest"
 )
 
 // TestDetachedConsoleAcrossReboot: a `subhost console` client attached to
@@ -127,7 +128,7 @@ type pipeClient struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	in   io.WriteCloser
-	out  *syncBuffer
+	out  *stagetest.SyncBuffer
 	done chan struct{} // closed when the command has ended
 }
 
@@ -138,7 +139,7 @@ func startPipeClient(t *testing.T, e *env, name string) *pipeClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &pipeClient{t: t, cmd: cmd, in: in, out: &syncBuffer{}, done: make(chan struct{})}
+	c := &pipeClient{t: t, cmd: cmd, in: in, out: &stagetest.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = c.out, c.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -294,8 +294,8 @@ func exitCode(err error) int {
 // bg is a background subhost command.
 type bg struct {
 	Cmd    *exec.Cmd
-	Stdout syncBuffer
-	Stderr syncBuffer
+	Stdout stagetest.SyncBuffer
+	Stderr stagetest.SyncBuffer
 	done   chan struct{}
 	err    error
 }
@@ -565,24 +565,6 @@ func (s *ptySession) wait(d time.Duration) int {
 		s.t.Fatalf("pty: %s did not end within %v; output:\n%s", strings.Join(s.Cmd.Args, " "), d, tail(s.Output(), 2000))
 		return -1
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func tail(s string, n int) string {

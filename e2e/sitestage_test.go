@@ -15,6 +15,7 @@ import (
 
 	"github.com/subhost/subhost/internal/testbin"
 	"github.com/subhost/subhost/internal/testguest"
+	"github.com/subhost/subhost/sdk/stagetest"
 )
 
 // Site stages as a site uses them: its own plugins in a plugin directory
@@ -311,7 +312,7 @@ func TestStageCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var dbgErr syncBuffer
+	var dbgErr stagetest.SyncBuffer
 	dbg.Stderr = &dbgErr
 	dbg.Env = append(os.Environ(), "SUBHOST_LOG_LEVEL=debug")
 	if err := dbg.Start(); err != nil {

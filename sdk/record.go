@@ -1,6 +1,9 @@
 package sdk
 
-import "fmt"
+import (
+	"fmt"
+	"maps"
+)
 
 // Merge adds a stage's contribution to the boot record. Lists are
 // appended; a single-valued field already set to something else, a device
@@ -103,12 +106,7 @@ func (r *BootRecord) clone() BootRecord {
 	out.Interfaces = append([]Interface(nil), r.Interfaces...)
 	out.Cgroups = append([]Cgroup(nil), r.Cgroups...)
 	out.DevicePolicy = append([]string(nil), r.DevicePolicy...)
-	if r.Extra != nil {
-		out.Extra = make(map[string]string, len(r.Extra))
-		for k, v := range r.Extra {
-			out.Extra[k] = v
-		}
-	}
+	out.Extra = maps.Clone(r.Extra)
 	return out
 }
 

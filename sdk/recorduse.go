@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -124,12 +125,7 @@ func (r BootRecord) Only(fields []string) BootRecord {
 		case FieldUserns:
 			out.Userns, out.UsernsBase, out.UsernsSize = r.Userns, r.UsernsBase, r.UsernsSize
 		case FieldExtra:
-			if r.Extra != nil {
-				out.Extra = make(map[string]string, len(r.Extra))
-				for k, v := range r.Extra {
-					out.Extra[k] = v
-				}
-			}
+			out.Extra = maps.Clone(r.Extra)
 		}
 	}
 	return out

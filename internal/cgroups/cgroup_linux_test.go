@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -52,7 +51,7 @@ func joined(t *testing.T, dirs []string, script string) (*exec.Cmd, func() strin
 		fmt.Fprintf(&join, "echo 0 > %s/cgroup.procs || exit 9\n", d)
 	}
 	cmd := exec.Command("/bin/sh", "-c", join.String()+script+"\necho done\nread x\n")
-	out := &syncBuffer{}
+	out := &stagetest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -213,23 +212,6 @@ func TestMain(m *testing.M) {
 		openDevices(dir)
 	}
 	os.Exit(m.Run())
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // fakeHost makes hierarchies read the given tables.

@@ -1,13 +1,11 @@
 package pluginhost
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,25 +16,7 @@ import (
 	"github.com/subhost/subhost/sdk/stagetest"
 )
 
-// syncBuffer is a log output the test reads while the host writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testHost(t *testing.T, out *syncBuffer) (*Host, string) {
+func testHost(t *testing.T, out *stagetest.SyncBuffer) (*Host, string) {
 	t.Helper()
 	stagetest.RequireRoot(t)
 	dir := t.TempDir()
@@ -52,7 +32,7 @@ func testHost(t *testing.T, out *syncBuffer) (*Host, string) {
 // reach the host's logger under the stage's name, and Kill leaves
 // neither its process nor its socket.
 func TestStartServesAndKillLeavesNothing(t *testing.T) {
-	var out syncBuffer
+	var out stagetest.SyncBuffer
 	h, dir := testHost(t, &out)
 	bin := filepath.Join(dir, "plugins", "teststage")
 	if err := testbin.Build(bin, "./internal/teststage"); err != nil {
@@ -90,7 +70,7 @@ func TestStartServesAndKillLeavesNothing(t *testing.T) {
 // What does not speak the protocol is refused in one line that says so,
 // and leaves nothing running.
 func TestStartRefusesWhatIsNotAStage(t *testing.T) {
-	var out syncBuffer
+	var out stagetest.SyncBuffer
 	h, dir := testHost(t, &out)
 	h.StartTimeout = 300 * time.Millisecond
 	for _, tc := range []struct{ name, script, want string }{
@@ -157,7 +137,7 @@ func TestForwardLogReadsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out stagetest.SyncBuffer
 	done := make(chan struct{})
 	go func() {
 		forwardLog(hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: &out}), r)
