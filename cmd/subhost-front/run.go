@@ -28,7 +28,7 @@ func runDetached(cli string, run detachedRun, marks *timeline.Recorder) int {
 	defer evR.Close()
 	cmd := exec.Command(cli, append([]string{events.FDFlag + "=3"}, os.Args[1:]...)...)
 	cmd.Args[0] = os.Args[0] // for ps: the command the user typed
-	// This standard error until the CLI has made its plan and turned its
+	// This standard error until the CLI's boot begins and it turns its
 	// own to the supervisor's log: a crash before that is seen here.
 	// (Its standard output, nothing writes to.)
 	cmd.Stderr = os.Stderr
@@ -55,7 +55,7 @@ func runDetached(cli string, run detachedRun, marks *timeline.Recorder) int {
 	}()
 
 	progress := isTerminal(os.Stderr)
-	log := run.name + ".supervisor.log in the log directory (--log-dir)"
+	log := "" // the supervisor's, once its boot began and it opened it
 	sc := bufio.NewScanner(evR)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
@@ -94,7 +94,12 @@ func runDetached(cli string, run detachedRun, marks *timeline.Recorder) int {
 		}
 	}
 	err = cmd.Wait()
-	fmt.Fprintf(os.Stderr, "subhost: subhost %s: the supervisor ended before the guest ran (%v); see %s\n", run.name, err, log)
+	if log == "" {
+		// It wrote here until it would have opened its log.
+		fmt.Fprintf(os.Stderr, "subhost: subhost %s: the supervisor ended before the guest ran (%v), before it opened its log: what it wrote is above\n", run.name, err)
+	} else {
+		fmt.Fprintf(os.Stderr, "subhost: subhost %s: the supervisor ended before the guest ran (%v); see %s\n", run.name, err, log)
+	}
 	return 1
 }
 

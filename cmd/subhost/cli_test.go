@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -187,9 +188,9 @@ func TestBadInputIsOneLineExitTwoAndChangesNothing(t *testing.T) {
 	notRoot := c.mkhome("notroot", "X=1\n", 0o644)
 	os.Chown(filepath.Join(notRoot, "config"), 65534, 65534)
 
-	// These are found as the supervisor starts the plugin, after it has
-	// begun its log; the rest before any log is written.
-	foundBySupervisor := map[string]bool{"insecure plugin": true, "checksum mismatch": true}
+	refused := filepath.Join(c.dir, "refused.hcl")
+	os.WriteFile(refused, []byte(fmt.Sprintf("pipeline \"q\" {\n  home = %q\n  stage \"a\" {\n    plugin = \"teststage\"\n    log = %q\n    behavior = \"invalid\"\n  }\n}\n", c.dir, c.log)), 0o644)
+
 	for _, tc := range []struct {
 		name   string
 		config string // a config for subhost "x" (mode 0644) unless empty
@@ -217,6 +218,7 @@ func TestBadInputIsOneLineExitTwoAndChangesNothing(t *testing.T) {
 		{"pipeline file syntax", "", []string{"--pipeline-file", badHCL, "run", "--pipeline", "q", "x"}, "bad.hcl:"},
 		{"insecure plugin", "", []string{"--plugin-dir", insecure, "run", "--pipeline", "p", "--home", filepath.Join(c.dir, "ok"), "x"}, "writable"},
 		{"checksum mismatch", "", []string{"--pipeline-file", pinned, "run", "--pipeline", "q", "--home", filepath.Join(c.dir, "ok"), "x"}, "sha256"},
+		{"a stage refuses", "", []string{"--pipeline-file", refused, "run", "--pipeline", "q", "--home", filepath.Join(c.dir, "ok"), "x"}, "invalid on request"},
 		{"unknown flag", "", []string{"run", "--no-such-flag", "x"}, "no-such-flag"},
 		{"unknown command", "", []string{"rnu", "x"}, `unknown command "rnu"; did you mean run?`},
 		{"unknown command, nothing near", "", []string{"frobnicate", "x"}, `unknown command "frobnicate" for "subhost"`},
@@ -229,7 +231,7 @@ func TestBadInputIsOneLineExitTwoAndChangesNothing(t *testing.T) {
 				name += " detached"
 			}
 			t.Run(name, func(t *testing.T) {
-				c.badInput(t, tc.config, tc.args, detach, tc.want, probe, foundBySupervisor[tc.name])
+				c.badInput(t, tc.config, tc.args, detach, tc.want, probe)
 			})
 		}
 	}
@@ -237,8 +239,9 @@ func TestBadInputIsOneLineExitTwoAndChangesNothing(t *testing.T) {
 
 // badInput runs subhost with args (or, for a config, run x with it) and
 // checks that it fails as bad input, with nothing changed: no log either,
-// unless logged (found by a supervisor).
-func (c *cli) badInput(t *testing.T, config string, args []string, detach bool, want, probe string, logged bool) {
+// also when a supervisor found it (a plugin's checks, a stage's
+// Validate).
+func (c *cli) badInput(t *testing.T, config string, args []string, detach bool, want, probe string) {
 	if config != "" {
 		home := c.mkhome("x", config, 0o644)
 		args = []string{"run", "--pipeline", "p", "--home", home, "x"}
@@ -267,9 +270,9 @@ func (c *cli) badInput(t *testing.T, config string, args []string, detach bool, 
 	if entries, _ := os.ReadDir(c.states); len(entries) > 0 && !(len(entries) == 1 && entries[0].Name() == ".plugins") {
 		t.Errorf("state left behind: %v", entries)
 	}
-	// Bad input found in the plan, before a supervisor is started (or, in
-	// a detached run, before the CLI becomes it), leaves no log.
-	if logsAfter, _ := os.ReadDir(logs); len(logsAfter) > len(logsBefore) && !logged {
+	// Bad input leaves no log: the supervisor opens its logs only when
+	// its boot begins (supervisor.PendingLog).
+	if logsAfter, _ := os.ReadDir(logs); len(logsAfter) > len(logsBefore) {
 		t.Errorf("log written: %v", logsAfter)
 	}
 	if got := c.calls("up"); len(got) > 0 {
@@ -513,4 +516,51 @@ func TestDescribeSaysHowTheBootRecordIsUsed(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "\nboot record: declares no use, so its Up runs alone\n") {
 		t.Errorf("describe teststage: exit %d, stdout:\n%s\nstderr: %s", code, out, errOut)
 	}
+}
+
+// TestSupervisorLogOpensWithTheBoot: the supervisor holds what it logs
+// until its first stage comes up, then writes it to its log; a boot
+// refused before that shows it on standard error when asked (-vv), and a
+// run refused because another holds the subhost leaves that one's log
+// alone.
+func TestSupervisorLogOpensWithTheBoot(t *testing.T) {
+	c := newCLI(t)
+	c.writePipeline([]string{"a", "b"}, map[string]string{"b": `behavior = "hang"` + "\n    timeout = \"5m\""})
+	refused := filepath.Join(c.dir, "refused.hcl")
+	os.WriteFile(refused, []byte(fmt.Sprintf("pipeline \"q\" {\n  home = %q\n  stage \"a\" {\n    plugin = \"teststage\"\n    log = %q\n    behavior = \"invalid\"\n  }\n}\n", c.dir, c.log)), 0o644)
+	for _, mode := range []string{"-d", "--supervise"} {
+		_, stderr, code := c.run("--pipeline-file", refused, "-vv", "run", mode, "--pipeline", "q", "web1")
+		if code != 2 || !strings.Contains(stderr, "[DEBUG] subhost.a: plugin started") || !strings.HasSuffix(stderr, "invalid on request\n") {
+			t.Errorf("run %s -vv, refused: exit %d, stderr:\n%s\nwant exit 2, the debug lines held, then the error", mode, code, stderr)
+		}
+		if entries, _ := os.ReadDir(filepath.Join(c.dir, "logs")); len(entries) > 0 {
+			t.Errorf("run %s, refused: logs written: %v", mode, entries)
+		}
+	}
+
+	// A boot that hangs in stage b's Up holds web1.
+	run := c.cmd("-vv", "run", "-d", "--pipeline", "p", "web1")
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "stage b pending", func() bool { return c.stageStatus("web1", "b") == state.StagePending })
+	supLog := filepath.Join(c.dir, "logs", "web1.supervisor.log")
+	before, _ := os.ReadFile(supLog)
+	validated := strings.Index(string(before), "stage=a call=validate")
+	up := strings.Index(string(before), "stage=a call=up")
+	if validated < 0 || up < validated {
+		t.Errorf("the log does not have stage a's validation (held) before its Up:\n%s", before)
+	}
+	if _, stderr, code := c.run("run", "-d", "--pipeline", "p", "web1"); code == 0 || !strings.Contains(stderr, "holds its lock") {
+		t.Errorf("a second run: exit %d, %s", code, stderr)
+	}
+	if after, _ := os.ReadFile(supLog); !bytes.Equal(after, before) {
+		t.Errorf("a second run wrote to the first one's log:\n%s", after[len(before):])
+	}
+	run.Process.Signal(syscall.SIGINT) // the front passes it on: the boot rolls back
+	run.Wait()
+	waitFor(t, 20*time.Second, "web1 rolled back", func() bool {
+		_, err := state.Dir{Root: c.states, Name: "web1"}.Load()
+		return errors.Is(err, state.ErrNoState)
+	})
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/subhost/subhost/internal/supervisor"
 	"github.com/subhost/subhost/internal/supervisor/events"
 	"github.com/subhost/subhost/internal/timeline"
 	"github.com/subhost/subhost/sdk"
@@ -49,7 +50,8 @@ func run(args []string) int {
 		// Neither the plugins nor the guest nor subhost-monitor, which
 		// this process becomes, are the front's to report to.
 		syscall.CloseOnExec(fd)
-		front = &frontReport{ev: events.NewWriter(os.NewFile(uintptr(fd), "events"))}
+		front = &frontReport{ev: events.NewWriter(os.NewFile(uintptr(fd), "events")), log: supervisor.NewPendingLog()}
+		g.LogOutput = front.log
 		args, who = args[1:], "supervisor"
 	}
 	cliMarks.AddAt(timeline.ProcessStart(), who, "exec (estimate: less its CPU time so far)")

@@ -132,9 +132,13 @@ func runSubhost(cmd *cobra.Command, t runner.Target, detach bool) error {
 	}()
 	progress := term.IsTerminal(int(os.Stderr.Fd()))
 	var ready *supervisor.Event
+	log := "" // the supervisor's, once it has one
 	for e := range events {
 		if e.Progress != "" && progress {
 			fmt.Fprint(os.Stderr, e.Progress)
+		}
+		if e.Log != "" {
+			log = e.Log
 		}
 		if e.Error != "" {
 			sup.Wait()
@@ -150,8 +154,7 @@ func runSubhost(cmd *cobra.Command, t runner.Target, detach bool) error {
 		printTimeline(events)
 	}
 	if ready == nil {
-		err := sup.Wait()
-		return fmt.Errorf("subhost %s: the supervisor ended before the guest ran (%v); see %s", t.Name, err, g.SupervisorLog(t.Name))
+		return supervisor.EndedEarly(t.Name, sup.Wait(), log)
 	}
 	out := cmd.OutOrStdout()
 	if ready.PID == 0 {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/subhost/subhost/internal/runner"
@@ -20,36 +21,47 @@ var front *frontReport
 // frontReport is how a CLI started by the front reports: events on the
 // descriptor the front passed.
 type frontReport struct {
-	ev     *events.Writer
-	logged bool // standard output and error are the supervisor's log
+	ev *events.Writer
+	// log is the supervisor's log (the logger's output), held until the
+	// boot begins: bad input leaves none.
+	log *supervisor.PendingLog
 }
 
 // end reports the error that ends this process: to the front, which
 // writes msg on its standard error and exits with code, and to the
-// supervisor's log once there is one.
+// supervisor's log once there is one. A boot that ended before it had
+// one shows what it logged only when asked for detail (-v), before the
+// front's message.
 func (f *frontReport) end(err error, msg string, code int) {
-	f.ev.Send(events.Event{Error: err.Error(), Kind: sdk.KindOf(err).String(), Stderr: msg, Exit: code})
-	if f.logged {
+	if f.log.IsOpen() {
 		fmt.Fprint(os.Stderr, msg)
+	} else {
+		f.log.Abandon(detail())
 	}
+	f.ev.Send(events.Event{Error: err.Error(), Kind: sdk.KindOf(err).String(), Stderr: msg, Exit: code})
+}
+
+// detail is where a refused boot's log goes: standard error (still the
+// front's) with -v, nowhere without.
+func detail() io.Writer {
+	if g.Detailed() {
+		return os.Stderr
+	}
+	return nil
 }
 
 // superviseForFront is `run --detach` started by the front: this process
-// becomes the subhost's supervisor. Its plan is made, so bad input has
-// been reported with nothing written; from here on its output goes to the
-// supervisor's log, and the front returns once the guest's PID 1 runs.
+// becomes the subhost's supervisor. Its plan is made, so bad input in the
+// config or pipeline has been reported; the stages' validation follows.
+// Its log is held until the boot begins, then written to the
+// supervisor's log, with its standard output and error; the front
+// returns once the guest's PID 1 runs.
 func superviseForFront(ctx context.Context, r *runner.Runner, plan *runner.Plan, t runner.Target, timings bool) error {
 	marks := cliMarks
 	if !timings {
 		marks = nil
 	}
 	marks.Add("supervisor", "plan made (pipeline, config, plugins found)")
-	log, err := supervisor.RedirectToLog(&g, t.Name)
-	if err != nil {
-		return err
-	}
-	front.logged = true
-	front.ev.Send(events.Event{Log: log})
 	spec := supervisor.Spec{Settings: g, Target: t, Timings: timings}
-	return supervisor.SuperviseDetached(ctx, r, plan, spec, front.ev, marks)
+	return supervisor.SuperviseDetached(ctx, r, plan, spec, front.ev, marks, front.log)
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/spf13/cobra"
 
 	"github.com/subhost/subhost/internal/monitor"
@@ -17,7 +19,13 @@ func newSuperviseCmd() *cobra.Command {
 		Hidden: true,
 		Args:   exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return supervisor.Main(cmd.Context(), handoverFD)
+			err := supervisor.Main(cmd.Context(), handoverFD)
+			var reported supervisor.ReportedError
+			if errors.As(err, &reported) {
+				_, code := failure(cmd, reported.Err)
+				return silentError{code}
+			}
+			return err
 		},
 	}
 	cmd.Flags().IntVar(&handoverFD, monitor.FDFlag[2:], -1, "descriptor of subhost-monitor's hand-over")

@@ -20,6 +20,11 @@ type RunOptions struct {
 	// Supervise is called, with the lock still held and no plugin
 	// running, once every stage is up and a stage launched a guest.
 	Supervise func(ctx context.Context, sup *Supervision) error
+	// BeforeChange, when set, is called once every stage has validated
+	// and right before the first stage's Up: the last moment a refused
+	// run has changed nothing. Its error ends the run there. The
+	// supervisor opens its logs then, so that bad input leaves none.
+	BeforeChange func() error
 }
 
 // Run brings every stage up in order. A subhost that is hibernating (or
@@ -42,10 +47,15 @@ func (r *Runner) Run(ctx context.Context, plan *Plan, opts RunOptions) (*state.S
 	if err := s.startAndValidate(ctx, all, true); err != nil {
 		return nil, err
 	}
-	if s.st == nil || s.st.Pipeline != plan.Pipeline.Name {
-		if s.st != nil {
-			return s.st, sdk.Conflictf("subhost %q has state from pipeline %q; stop it first", plan.Name, s.st.Pipeline)
+	if s.st != nil && s.st.Pipeline != plan.Pipeline.Name {
+		return s.st, sdk.Conflictf("subhost %q has state from pipeline %q; stop it first", plan.Name, s.st.Pipeline)
+	}
+	if opts.BeforeChange != nil {
+		if err := opts.BeforeChange(); err != nil {
+			return s.st, err
 		}
+	}
+	if s.st == nil {
 		s.st = s.newState()
 	}
 	s.st.Status, s.st.Error, s.st.Subhost = state.Booting, "", plan.Subhost

@@ -6,6 +6,7 @@ package settings
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -33,6 +34,10 @@ type Settings struct {
 	// service manager delegated its cgroup (cgroups.FindDelegation), and
 	// the runner passes it to the stages.
 	CgroupParent string `json:"cgroup_parent,omitempty"`
+	// LogOutput is where Logger writes; standard error when nil. Not a
+	// flag either: a supervisor holds its log in memory until its boot
+	// begins (supervisor.PendingLog).
+	LogOutput io.Writer `json:"-"`
 }
 
 // EtcDirEnv names the etc directory when --etc-dir is not given.
@@ -101,14 +106,28 @@ func (s *Settings) Level() hclog.Level {
 	return hclog.Warn
 }
 
-// Logger logs to standard error at the asked level.
+// Logger logs to LogOutput (standard error) at the asked level.
 func (s *Settings) Logger() hclog.Logger {
+	var out io.Writer = os.Stderr
+	color := hclog.AutoColor
+	if s.LogOutput != nil {
+		// Bound for a file: no colours (hclog would colour any writer
+		// that is not a file).
+		out, color = s.LogOutput, hclog.ColorOff
+	}
 	return hclog.New(&hclog.LoggerOptions{
 		Name:   "subhost",
 		Level:  s.Level(),
-		Output: os.Stderr,
-		Color:  hclog.AutoColor,
+		Output: out,
+		Color:  color,
 	})
+}
+
+// Detailed reports whether the flags ask for more than warnings and
+// errors (-v, --log-level info or below).
+func (s *Settings) Detailed() bool {
+	l := s.Level()
+	return l != hclog.NoLevel && l < hclog.Warn
 }
 
 // StateRoot is where subhost keeps its state.

@@ -21,11 +21,15 @@ func StartDetached(ctx context.Context, spec Spec) (int, error) {
 	defer evR.Close()
 	stop := context.AfterFunc(ctx, func() { sup.Process.Signal(syscall.SIGINT) })
 	defer stop()
+	log := ""
 	sc := bufio.NewScanner(evR)
 	for sc.Scan() {
 		var e Event
 		if json.Unmarshal(sc.Bytes(), &e) != nil {
 			continue
+		}
+		if e.Log != "" {
+			log = e.Log
 		}
 		if e.Error != "" {
 			sup.Wait()
@@ -40,6 +44,17 @@ func StartDetached(ctx context.Context, spec Spec) (int, error) {
 			return e.PID, nil
 		}
 	}
-	err = sup.Wait()
-	return 0, fmt.Errorf("subhost %s: the supervisor ended before the guest ran (%v); see %s", spec.Target.Name, err, spec.Settings.SupervisorLog(spec.Target.Name))
+	return 0, EndedEarly(spec.Target.Name, sup.Wait(), log)
+}
+
+// EndedEarly is the error for a supervisor that ended before the guest
+// ran without saying why (crashed, killed): its log says more, at the
+// path its Log event gave, or, when it ended before its boot began (no
+// log yet: PendingLog), what it wrote went to the standard error it was
+// started with.
+func EndedEarly(name string, waitErr error, log string) error {
+	if log == "" {
+		return fmt.Errorf("subhost %s: the supervisor ended before the guest ran (%v), before it opened its log: what it wrote is above", name, waitErr)
+	}
+	return fmt.Errorf("subhost %s: the supervisor ended before the guest ran (%v); see %s", name, waitErr, log)
 }

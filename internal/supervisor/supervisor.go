@@ -12,15 +12,15 @@ package supervisor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/internal/cgroups"
 	"github.com/subhost/subhost/internal/console"
@@ -85,11 +85,6 @@ func Start(spec Spec) (*exec.Cmd, *os.File, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	logFile, err := openLog(&spec.Settings, spec.Target.Name)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer logFile.Close()
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return nil, nil, err
@@ -104,7 +99,10 @@ func Start(spec Spec) (*exec.Cmd, *os.File, error) {
 	// The name on the command line is for ps; the spec is what counts.
 	cmd := exec.Command(self, Command, spec.Target.Name)
 	cmd.Stdin = specR
-	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// This standard error until the supervisor's boot begins and it
+	// turns its own to its log (PendingLog.Open): a crash before that is
+	// seen here. (Its standard output, nothing writes to.)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.ExtraFiles = []*os.File{evW} // fd 3
 	// Its own session: neither the terminal's signals nor the end of this
 	// process reach the supervisor.
@@ -125,6 +123,21 @@ func Start(spec Spec) (*exec.Cmd, *os.File, error) {
 	return cmd, evR, nil
 }
 
+// checkLogDir refuses a log directory (--log-dir) that exists and is not
+// a directory; one that does not exist yet is made with the first log.
+func checkLogDir(s *settings.Settings) error {
+	fi, err := os.Stat(s.Logs())
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("log directory (--log-dir): %w", err)
+	case !fi.IsDir():
+		return sdk.Invalidf("log directory (--log-dir) %s: not a directory", s.Logs())
+	}
+	return nil
+}
+
 // openLog opens (for appending) the supervisor's log of the subhost name,
 // making the log directory when needed.
 func openLog(s *settings.Settings, name string) (*os.File, error) {
@@ -136,24 +149,6 @@ func openLog(s *settings.Settings, name string) (*os.File, error) {
 		return nil, fmt.Errorf("supervisor log (--log-dir): %w", err)
 	}
 	return f, nil
-}
-
-// RedirectToLog makes the supervisor's log of the subhost name this
-// process's standard output and error, and returns its path: for a CLI
-// that becomes the supervisor (SuperviseDetached) once its plan is made,
-// so that bad input leaves no log behind.
-func RedirectToLog(s *settings.Settings, name string) (string, error) {
-	f, err := openLog(s, name)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	for _, fd := range []int{1, 2} {
-		if err := unix.Dup3(int(f.Fd()), fd, 0); err != nil {
-			return "", fmt.Errorf("supervisor log: %w", err)
-		}
-	}
-	return f.Name(), nil
 }
 
 // Main is the supervisor process: it reads its spec from standard input
@@ -173,6 +168,7 @@ func Main(ctx context.Context, handoverFD int) error {
 	}
 	var spec Spec
 	var from *monitor.Handover
+	var logs *PendingLog
 	var err error
 	if handoverFD >= 0 {
 		var h monitor.Handover
@@ -191,17 +187,38 @@ func Main(ctx context.Context, handoverFD int) error {
 		if spec.Detached {
 			monitor = monitorPath()
 		}
+		// A new boot's log waits for the boot to begin; a supervision
+		// handed back already writes to it.
+		if from == nil {
+			logs = NewPendingLog()
+			spec.Settings.LogOutput = logs
+		}
 		var r *runner.Runner
 		var plan *runner.Plan
 		if r, plan, err = prepare(spec, ev, marks, from); err == nil {
-			err = supervise(ctx, r, plan, spec, ev, marks, from, monitor)
+			err = supervise(ctx, r, plan, spec, ev, marks, from, monitor, logs)
+		}
+		if err != nil && logs != nil {
+			logs.Abandon(detail(&spec.Settings))
 		}
 	}
 	if err != nil {
 		ev.Send(Event{Error: err.Error(), Kind: sdk.KindOf(err).String()})
+		if logs != nil && !logs.IsOpen() {
+			return ReportedError{err}
+		}
 	}
 	return err
 }
+
+// ReportedError is how Main ends when it failed before its log was open:
+// its starter, which got the error as an event, prints it, on the
+// standard error that is still this process's too; saying it here as
+// well would say it twice.
+type ReportedError struct{ Err error }
+
+func (e ReportedError) Error() string { return e.Err.Error() }
+func (e ReportedError) Unwrap() error { return e.Err }
 
 // MonitorEnv set to "0" keeps the full supervisor in place of
 // subhost-monitor while the guest runs (for debugging).
@@ -228,19 +245,20 @@ func Supervise(ctx context.Context, spec Spec, ev *EventWriter, marks *timeline.
 	if err != nil {
 		return err
 	}
-	return supervise(ctx, r, plan, spec, ev, marks, nil, "")
+	return supervise(ctx, r, plan, spec, ev, marks, nil, "", nil)
 }
 
 // SuperviseDetached is `subhost run --detach` when the CLI process is
 // itself the supervisor (started by the front, cmd/subhost-front): r made
-// plan, and standard output and error go to the supervisor's log
-// (RedirectToLog). This process becomes subhost-monitor once the guest
-// runs, as a supervisor started by Start does.
-func SuperviseDetached(ctx context.Context, r *runner.Runner, plan *runner.Plan, spec Spec, ev *EventWriter, marks *timeline.Recorder) error {
+// plan, with its logger writing to logs, which it opens, with standard
+// output and error, once the boot begins. This process becomes
+// subhost-monitor once the guest runs, as a supervisor started by Start
+// does.
+func SuperviseDetached(ctx context.Context, r *runner.Runner, plan *runner.Plan, spec Spec, ev *EventWriter, marks *timeline.Recorder, logs *PendingLog) error {
 	spec.Detached = true
 	r.Progress = ev
 	r.Timeline = marks
-	return supervise(ctx, r, plan, spec, ev, marks, nil, monitorPath())
+	return supervise(ctx, r, plan, spec, ev, marks, nil, monitorPath(), logs)
 }
 
 // prepare makes the runner for spec and its plan: a new one (from nil) or
@@ -268,11 +286,11 @@ func prepare(spec Spec, ev *EventWriter, marks *timeline.Recorder, from *monitor
 // supervise runs plan (from nil) or picks up a supervision that
 // subhost-monitor handed back (from), and supervises the guest. With a
 // monitor, this process becomes it whenever a guest has started.
-func supervise(ctx context.Context, r *runner.Runner, plan *runner.Plan, spec Spec, ev *EventWriter, marks *timeline.Recorder, from *monitor.Handover, monitor string) error {
+func supervise(ctx context.Context, r *runner.Runner, plan *runner.Plan, spec Spec, ev *EventWriter, marks *timeline.Recorder, from *monitor.Handover, monitor string, logs *PendingLog) error {
 	if err := runner.BecomeSubreaper(); err != nil {
 		return fmt.Errorf("become child subreaper: %w", err)
 	}
-	sv := &supervision{spec: spec, r: r, name: plan.Name, ev: ev, marks: marks, from: from, monitor: monitor}
+	sv := &supervision{spec: spec, r: r, name: plan.Name, ev: ev, marks: marks, from: from, monitor: monitor, logs: logs}
 	serveCtx, stopServing := context.WithCancel(context.Background())
 	defer stopServing()
 	sv.serveCtx = serveCtx
@@ -285,6 +303,12 @@ func supervise(ctx context.Context, r *runner.Runner, plan *runner.Plan, spec Sp
 		_, err := r.Resume(ctx, plan, sv.run)
 		return err
 	}
+	// The logs are opened once the stages have validated; a log
+	// directory that cannot be one is bad input found now, before any
+	// plugin starts.
+	if err := checkLogDir(&spec.Settings); err != nil {
+		return err
+	}
 	launched := false
 	// The boot will move the guest's launcher into its cgroups: the
 	// kernel's slow part of the first such move is paid now, while the
@@ -292,7 +316,8 @@ func supervise(ctx context.Context, r *runner.Runner, plan *runner.Plan, spec Sp
 	stopWarm := cgroups.KeepMigrationWarm()
 	defer stopWarm()
 	st, err := r.Run(ctx, plan, runner.RunOptions{
-		Console: sv.con.SlavePath(),
+		Console:      sv.con.SlavePath(),
+		BeforeChange: sv.openLogs,
 		Supervise: func(ctx context.Context, sup *runner.Supervision) error {
 			launched = true
 			stopWarm()
@@ -318,6 +343,9 @@ type supervision struct {
 	serveCtx context.Context   // serving the console socket
 	con      *console.Console
 	served   bool // the socket is served (adopted with the console)
+	// logs is the supervisor's log of a new boot, held until openLogs;
+	// nil when standard error is the log already.
+	logs *PendingLog
 }
 
 // openConsole makes the guest's console, or adopts the one handed back.
@@ -334,11 +362,40 @@ func (sv *supervision) openConsole() error {
 	if err != nil {
 		return err
 	}
-	if err := con.LogTo(sv.spec.Settings.ConsoleLog(sv.name), ConsoleLogMax); err != nil {
-		con.Close()
-		return err
+	// A new boot's console log is opened with the boot (openLogs); a
+	// supervision handed back without its console logs at once.
+	if sv.from != nil {
+		if err := con.LogTo(sv.spec.Settings.ConsoleLog(sv.name), ConsoleLogMax); err != nil {
+			con.Close()
+			return err
+		}
 	}
 	sv.con = con
+	return nil
+}
+
+// openLogs opens the boot's logs once its stages have validated, right
+// before the first one changes the host: the supervisor's (when held
+// until now) and the console's. The front learns the supervisor log's
+// path, for its message should the supervisor end early.
+func (sv *supervision) openLogs() error {
+	if sv.logs != nil {
+		path, err := sv.logs.Open(&sv.spec.Settings, sv.name)
+		if err != nil {
+			return err
+		}
+		sv.ev.Send(Event{Log: path})
+	}
+	return sv.con.LogTo(sv.spec.Settings.ConsoleLog(sv.name), ConsoleLogMax)
+}
+
+// detail is where a boot refused before its logs were opened writes what
+// it logged meanwhile: standard error when the flags ask for detail
+// (-v), nowhere otherwise (the refusal itself is reported).
+func detail(s *settings.Settings) io.Writer {
+	if s.Detailed() {
+		return os.Stderr
+	}
 	return nil
 }
 
