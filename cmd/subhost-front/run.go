@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -55,21 +53,13 @@ func runDetached(cli string, run detachedRun, marks *timeline.Recorder) int {
 	}()
 
 	progress := isTerminal(os.Stderr)
-	log := "" // the supervisor's, once its boot began and it opened it
-	sc := bufio.NewScanner(evR)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var e events.Event
-		if json.Unmarshal(sc.Bytes(), &e) != nil {
-			continue
-		}
+	rd := events.NewReader(evR)
+	for e, ok := rd.Next(); ok; e, ok = rd.Next() {
 		switch {
 		case e.Progress != "":
 			if progress {
 				fmt.Fprint(os.Stderr, e.Progress)
 			}
-		case e.Log != "":
-			log = e.Log
 		case e.Error != "" || e.Exit != 0:
 			cmd.Wait()
 			fmt.Fprint(os.Stderr, e.Stderr)
@@ -86,7 +76,7 @@ func runDetached(cli string, run detachedRun, marks *timeline.Recorder) int {
 				return 0
 			}
 			if run.timings {
-				printTimeline(sc, marks)
+				printTimeline(rd, marks)
 			}
 			cmd.Process.Release()
 			fmt.Printf("subhost %s running (guest pid %d); console: subhost console %s\n", run.name, e.PID, run.name)
@@ -94,21 +84,20 @@ func runDetached(cli string, run detachedRun, marks *timeline.Recorder) int {
 		}
 	}
 	err = cmd.Wait()
-	if log == "" {
+	if rd.Log == "" {
 		// It wrote here until it would have opened its log.
 		fmt.Fprintf(os.Stderr, "subhost: subhost %s: the supervisor ended before the guest ran (%v), before it opened its log: what it wrote is above\n", run.name, err)
 	} else {
-		fmt.Fprintf(os.Stderr, "subhost: subhost %s: the supervisor ended before the guest ran (%v); see %s\n", run.name, err, log)
+		fmt.Fprintf(os.Stderr, "subhost: subhost %s: the supervisor ended before the guest ran (%v); see %s\n", run.name, err, rd.Log)
 	}
 	return 1
 }
 
 // printTimeline waits for the supervisor's part of the timeline and prints
 // the whole of it on standard error, as the full CLI does.
-func printTimeline(sc *bufio.Scanner, marks *timeline.Recorder) {
-	for sc.Scan() {
-		var e events.Event
-		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Timeline != nil {
+func printTimeline(rd *events.Reader, marks *timeline.Recorder) {
+	for e, ok := rd.Next(); ok; e, ok = rd.Next() {
+		if e.Timeline != nil {
 			marks.Merge(e.Timeline)
 			break
 		}

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
@@ -119,21 +117,18 @@ func runSubhost(cmd *cobra.Command, t runner.Target, detach bool) error {
 		}
 	}()
 
-	events := make(chan supervisor.Event, 16)
+	evs := make(chan supervisor.Event, 16)
 	go func() {
-		defer close(events)
-		sc := bufio.NewScanner(evR)
-		for sc.Scan() {
-			var e supervisor.Event
-			if json.Unmarshal(sc.Bytes(), &e) == nil {
-				events <- e
-			}
+		defer close(evs)
+		rd := events.NewReader(evR)
+		for e, ok := rd.Next(); ok; e, ok = rd.Next() {
+			evs <- e
 		}
 	}()
 	progress := term.IsTerminal(int(os.Stderr.Fd()))
 	var ready *supervisor.Event
 	log := "" // the supervisor's, once it has one
-	for e := range events {
+	for e := range evs {
 		if e.Progress != "" && progress {
 			fmt.Fprint(os.Stderr, e.Progress)
 		}
@@ -151,7 +146,7 @@ func runSubhost(cmd *cobra.Command, t runner.Target, detach bool) error {
 		}
 	}
 	if ready != nil && ready.PID != 0 && cliMarks != nil {
-		printTimeline(events)
+		printTimeline(evs)
 	}
 	if ready == nil {
 		return supervisor.EndedEarly(t.Name, sup.Wait(), log)
@@ -177,7 +172,7 @@ func runSubhost(cmd *cobra.Command, t runner.Target, detach bool) error {
 		fmt.Fprintf(os.Stderr, "subhost: console: %v\n", err)
 	}
 	var last supervisor.Event
-	for e := range events {
+	for e := range evs {
 		if e.Status != "" || e.Error != "" {
 			last = e
 		}

@@ -1,11 +1,11 @@
 package supervisor
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"syscall"
+
+	"github.com/subhost/subhost/internal/supervisor/events"
 )
 
 // StartDetached starts a supervisor for spec and returns once the guest's
@@ -21,15 +21,11 @@ func StartDetached(ctx context.Context, spec Spec) (int, error) {
 	defer evR.Close()
 	stop := context.AfterFunc(ctx, func() { sup.Process.Signal(syscall.SIGINT) })
 	defer stop()
-	log := ""
-	sc := bufio.NewScanner(evR)
-	for sc.Scan() {
-		var e Event
-		if json.Unmarshal(sc.Bytes(), &e) != nil {
-			continue
-		}
-		if e.Log != "" {
-			log = e.Log
+	rd := events.NewReader(evR)
+	for {
+		e, ok := rd.Next()
+		if !ok {
+			break
 		}
 		if e.Error != "" {
 			sup.Wait()
@@ -44,7 +40,7 @@ func StartDetached(ctx context.Context, spec Spec) (int, error) {
 			return e.PID, nil
 		}
 	}
-	return 0, EndedEarly(spec.Target.Name, sup.Wait(), log)
+	return 0, EndedEarly(spec.Target.Name, sup.Wait(), rd.Log)
 }
 
 // EndedEarly is the error for a supervisor that ended before the guest

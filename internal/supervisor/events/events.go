@@ -6,6 +6,7 @@
 package events
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
 	"sync"
@@ -63,4 +64,37 @@ func (ew *Writer) Send(e Event) {
 func (ew *Writer) Write(p []byte) (int, error) {
 	ew.Send(Event{Progress: string(p)})
 	return len(p), nil
+}
+
+// Reader reads a supervisor's events off its pipe.
+type Reader struct {
+	sc *bufio.Scanner
+	// Log is the supervisor's log, once an event named it ("" before:
+	// until its boot begins, it writes to the standard error it was
+	// started with).
+	Log string
+}
+
+// NewReader reads events from r.
+func NewReader(r io.Reader) *Reader {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 1<<20) // a timeline is one long line
+	return &Reader{sc: sc}
+}
+
+// Next returns the next event, and false once the pipe is closed (the
+// supervisor ended, or is running on its own). A line that is not an
+// event is passed over.
+func (r *Reader) Next() (Event, bool) {
+	for r.sc.Scan() {
+		var e Event
+		if json.Unmarshal(r.sc.Bytes(), &e) != nil {
+			continue
+		}
+		if e.Log != "" {
+			r.Log = e.Log
+		}
+		return e, true
+	}
+	return Event{}, false
 }
