@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/subhost/subhost/internal/runner"
@@ -36,18 +35,9 @@ func (f *frontReport) end(err error, msg string, code int) {
 	if f.log.IsOpen() {
 		fmt.Fprint(os.Stderr, msg)
 	} else {
-		f.log.Abandon(detail())
+		f.log.Abandon(supervisor.Detail(&g)) // standard error is still the front's
 	}
 	f.ev.Send(events.Event{Error: err.Error(), Kind: sdk.KindOf(err).String(), Stderr: msg, Exit: code})
-}
-
-// detail is where a refused boot's log goes: standard error (still the
-// front's) with -v, nowhere without.
-func detail() io.Writer {
-	if g.Detailed() {
-		return os.Stderr
-	}
-	return nil
 }
 
 // superviseForFront is `run --detach` started by the front: this process

@@ -199,7 +199,7 @@ func Main(ctx context.Context, handoverFD int) error {
 			err = supervise(ctx, r, plan, spec, ev, marks, from, monitor, logs)
 		}
 		if err != nil && logs != nil {
-			logs.Abandon(detail(&spec.Settings))
+			logs.Abandon(Detail(&spec.Settings))
 		}
 	}
 	if err != nil {
@@ -389,10 +389,11 @@ func (sv *supervision) openLogs() error {
 	return sv.con.LogTo(sv.spec.Settings.ConsoleLog(sv.name), ConsoleLogMax)
 }
 
-// detail is where a boot refused before its logs were opened writes what
-// it logged meanwhile: standard error when the flags ask for detail
-// (-v), nowhere otherwise (the refusal itself is reported).
-func detail(s *settings.Settings) io.Writer {
+// Detail is where a boot refused before its logs were opened writes what
+// it logged meanwhile (PendingLog.Abandon): standard error when the flags
+// ask for detail (-v), nowhere otherwise (the refusal itself is
+// reported).
+func Detail(s *settings.Settings) io.Writer {
 	if s.Detailed() {
 		return os.Stderr
 	}
