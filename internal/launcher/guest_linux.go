@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -116,6 +117,14 @@ func bootGuest() error {
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fmt.Errorf("close the host's descriptors: %w", err)
 	}
+	// The guest's PID 1 (subhost-init, in Go) has the console as its
+	// controlling terminal until it gives it up, and until its signal
+	// handlers are in place the Go runtime ends the process on SIGHUP
+	// (the console hung up: its supervisor died) or SIGINT (a ^C typed
+	// on it): for PID 1, the guest. Ignored here, both stay ignored across
+	// the exec and through the runtime's start (it keeps an inherited
+	// SIG_IGN for these two) until subhost-init takes them.
+	signal.Ignore(unix.SIGHUP, unix.SIGINT)
 	// The guard, last, so that it covers everything the guest does and
 	// nothing the launcher still had to (the disk nodes above are block
 	// mknods). DropCapabilities locks this goroutine to its thread, the

@@ -139,6 +139,12 @@ func TestGuard(t *testing.T) {
 			}
 		}
 	}
+	// PID 1 starts with SIGHUP and SIGINT ignored, until it takes them:
+	// the Go runtime would otherwise end it on either before it can (a
+	// console that hangs up as its supervisor dies, a ^C).
+	if v, err := strconv.ParseUint(r["SigIgn"], 16, 64); err != nil || v&(1<<(unix.SIGHUP-1)) == 0 || v&(1<<(unix.SIGINT-1)) == 0 {
+		t.Errorf("guest PID 1 started with SigIgn %q: want SIGHUP and SIGINT ignored", r["SigIgn"])
+	}
 	if o := r["root-mount-options"]; o == "" || hasOpt(o, "nosuid") {
 		t.Errorf("the guest's / is mounted %q: want its own clone, without nosuid", o)
 	}

@@ -63,7 +63,7 @@ func main() {
 
 	if b, err := os.ReadFile("/proc/1/status"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.HasPrefix(k, "Cap") {
+			if k, v, ok := strings.Cut(l, ":"); ok && (strings.HasPrefix(k, "Cap") || k == "SigIgn") {
 				r[k] = strings.TrimSpace(v)
 			}
 		}
