@@ -225,6 +225,13 @@ func (d Dir) read(name string) (Entry, error) {
 	return parse(path, name, data)
 }
 
+// gone reports whether the enrolment file name no longer exists at all
+// (a dangling symlink does, and is an error to report).
+func (d Dir) gone(name string) bool {
+	_, err := os.Lstat(d.path(name))
+	return errors.Is(err, fs.ErrNotExist)
+}
+
 // List reads every enrolment, sorted by order then name. Files that are
 // not valid are returned as errors, one per file, and left out: one typo
 // must not keep every other subhost down at boot. Hidden files and
@@ -249,6 +256,9 @@ func (d Dir) List() ([]Entry, []error) {
 			continue
 		}
 		e, err := d.read(n)
+		if errors.Is(err, fs.ErrNotExist) && d.gone(n) {
+			continue // disabled since the directory was read
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -101,6 +101,41 @@ func TestListSortsAndReportsBadFiles(t *testing.T) {
 	}
 }
 
+// An enrolment disabled while List reads the directory is left out, not
+// an error (three hosts of a fleet sharing one etc directory, say); a
+// dangling symlink is still one.
+func TestListWhileDisabling(t *testing.T) {
+	d := Dir(t.TempDir())
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			d.Enable(Entry{Name: "flip", Order: 20})
+			d.Disable("flip")
+		}
+	}()
+	d.Enable(Entry{Name: "stays", Order: 10})
+	for range 3000 {
+		entries, errs := d.List()
+		if len(errs) > 0 || len(entries) == 0 || entries[0].Name != "stays" {
+			t.Errorf("List while another is disabled: %v, errors %v", entries, errs)
+			break
+		}
+	}
+	close(stop)
+	<-done
+	os.Symlink(filepath.Join(string(d), "nowhere"), filepath.Join(string(d), "dangling"))
+	if _, errs := d.List(); len(errs) != 1 || !strings.Contains(errs[0].Error(), "dangling") {
+		t.Errorf("a dangling enrolment: errors %v, want one naming it", errs)
+	}
+}
+
 func TestIsGroupName(t *testing.T) {
 	long := strings.Repeat("a", 64)
 	for s, want := range map[string]bool{
