@@ -58,9 +58,66 @@ func (h *autoHost) run(args ...string) (string, string, int) {
 
 func (h *autoHost) enable(name, home string, extra ...string) {
 	h.e.t.Helper()
-	args := append([]string{"enable", "--pipeline", "pretend-boot", "--home", home}, extra...)
+	h.enableIn("pretend-boot", name, home, extra...)
+}
+
+// enableIn enrols name with pipeline.
+func (h *autoHost) enableIn(pipeline, name, home string, extra ...string) {
+	h.e.t.Helper()
+	args := append([]string{"enable", "--pipeline", pipeline, "--home", home}, extra...)
 	if o, er, code := h.run(append(args, name)...); code != 0 {
 		h.e.t.Fatalf("enable %s: exit %d: %s%s", name, code, o, er)
+	}
+}
+
+// meetScript is an exec stage whose up says the subhost's boot has begun
+// and waits until every subhost its parameter "peers" names has said so,
+// for 10 s at most.
+const meetScript = `#!/bin/sh
+[ "$1" = up ] || exit 0
+: >"$SUBHOST_PARAM_DIR/$SUBHOST_NAME"
+for i in $(seq 200); do
+	missing=
+	for p in $SUBHOST_PARAM_PEERS; do [ -e "$SUBHOST_PARAM_DIR/$p" ] || missing=$p; done
+	[ -z "$missing" ] && exit 0
+	sleep 0.05
+done
+echo "$missing did not begin its boot within 10 s of $SUBHOST_NAME's" >&2
+exit 1
+`
+
+// meetingPipeline writes pipeline "meeting" into the host's etc
+// directory: pretend-boot with a stage before init where the boots of
+// peers wait for each other (meetScript).
+func (h *autoHost) meetingPipeline(peers ...string) {
+	t := h.e.t
+	t.Helper()
+	hooks := hookDir(t, map[string]string{"meet.sh": meetScript})
+	met := t.TempDir()
+	dir := filepath.Join(h.etc, "pipelines")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hcl := fmt.Sprintf(`pipeline "meeting" {
+  home    = "/opt/sub"
+  on_exit = "down"
+  stage "mount-loop" {}
+  stage "net-veth" {}
+  stage "meet" {
+    plugin  = "exec"
+    script  = %q
+    dir     = %q
+    peers   = %q
+    timeout = "30s"
+  }
+  stage "cgroup" {}
+  stage "init" {
+    mode = "sysv"
+  }
+}
+`, filepath.Join(hooks, "meet.sh"), met, strings.Join(peers, " "))
+	if err := os.WriteFile(filepath.Join(dir, "meeting.hcl"), []byte(hcl), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -99,24 +156,17 @@ func TestAutostartOrder(t *testing.T) {
 	})
 	p1, hp1 := h.subhost("ap", nil)
 	p2, hp2 := h.subhost("ap", nil)
-	// The two of equal order get 1% of a CPU: their launchers, throttled
-	// from the moment they join their cgroups, take a good part of a
-	// second to start the guest, so that two runs begun together overlap
-	// whatever the machine's load, and two begun one after the other
+	// The two of equal order meet before their guests start: each one's
+	// boot waits (10 s at most, then fails) in a stage of its own until
+	// the other's has begun, so two runs begun together overlap however
+	// fast the machine boots them, and two begun one after the other
 	// cannot.
-	for _, home := range []string{hp1, hp2} {
-		f, err := os.OpenFile(filepath.Join(home, "config"), os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintln(f, "CPU_MAX=0.01")
-		f.Close()
-	}
+	h.meetingPipeline(p1, p2)
 	h.enable(a, ha, "--order", "20", "--group", "web")
 	h.enable(b, hb, "--order", "10")
 	h.enable(c, hc, "--order", "30")
-	h.enable(p1, hp1, "--order", "25")
-	h.enable(p2, hp2, "--order", "25")
+	h.enableIn("meeting", p1, hp1, "--order", "25")
+	h.enableIn("meeting", p2, hp2, "--order", "25")
 	if _, err := os.Stat(filepath.Join("/etc/subhost/autostart", a)); err == nil {
 		t.Fatalf("enable --etc-dir wrote under /etc/subhost")
 	}
