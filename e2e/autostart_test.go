@@ -72,9 +72,13 @@ func (h *autoHost) enableIn(pipeline, name, home string, extra ...string) {
 
 // meetScript is an exec stage whose up says the subhost's boot has begun
 // and waits until every subhost its parameter "peers" names has said so,
-// for 10 s at most.
+// for 10 s at most; its down takes the word back.
 const meetScript = `#!/bin/sh
-[ "$1" = up ] || exit 0
+case $1 in
+down) rm -f "$SUBHOST_PARAM_DIR/$SUBHOST_NAME"; exit 0 ;;
+up) ;;
+*) exit 0 ;;
+esac
 : >"$SUBHOST_PARAM_DIR/$SUBHOST_NAME"
 for i in $(seq 200); do
 	missing=
