@@ -11,7 +11,8 @@ import (
 // summary is the median, minimum and maximum of a series.
 type summary struct {
 	median, min, max float64
-	n                int // how many values
+	q1, q3           float64 // the quartiles (nearest rank)
+	n                int     // how many values
 }
 
 // summarize sorts a copy of xs; the median of an even count is the mean
@@ -26,7 +27,7 @@ func summarize(xs []float64) summary {
 	if len(s)%2 == 0 {
 		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
 	}
-	return summary{median: m, min: s[0], max: s[len(s)-1], n: len(s)}
+	return summary{median: m, min: s[0], max: s[len(s)-1], q1: s[(len(s)-1)/4], q3: s[3*(len(s)-1)/4], n: len(s)}
 }
 
 func durations(samples []sample, f func(sample) time.Duration) summary {
@@ -94,6 +95,11 @@ func report(w io.Writer, samples []sample) {
 	if before.median > 0 {
 		d := boot.median - before.median
 		fmt.Fprintf(w, "this vs %s: %+.1f ms on the median boot  (target: <= +%.0f ms: %s)\n", beforeWhat, d, targetMS, verdict(d <= targetMS))
+		// The same round's two boots share the machine's load of the
+		// moment, so the median of their differences drifts less with it
+		// than the difference of the medians.
+		paired := durations(samples, func(s sample) time.Duration { return s.boot - s.before })
+		fmt.Fprintf(w, "  median of the rounds' differences: %+.1f ms (middle half %+.1f to %+.1f ms)\n", paired.median, paired.q1, paired.q3)
 	}
 	fmt.Fprintf(w, "supervisor VmRSS median: %.1f MB  (target < %.0f MB: %s)\n", sup.median, targetRSSMB, verdict(sup.median < targetRSSMB))
 	procs := make([]float64, len(samples))

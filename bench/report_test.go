@@ -14,10 +14,10 @@ func TestSummarize(t *testing.T) {
 		want summary
 	}{
 		{"empty", nil, summary{}},
-		{"one", []float64{3}, summary{3, 3, 3, 1}},
-		{"odd", []float64{5, 1, 3}, summary{3, 1, 5, 3}},
-		{"even: mean of the middle two", []float64{4, 1, 10, 2}, summary{3, 1, 10, 4}},
-		{"outlier does not move the median", []float64{1, 2, 3, 4, 1000}, summary{3, 1, 1000, 5}},
+		{"one", []float64{3}, summary{3, 3, 3, 3, 3, 1}},
+		{"odd", []float64{5, 1, 3}, summary{3, 1, 5, 1, 3, 3}},
+		{"even: mean of the middle two", []float64{4, 1, 10, 2}, summary{3, 1, 10, 1, 4, 4}},
+		{"outlier does not move the median", []float64{1, 2, 3, 4, 1000}, summary{3, 1, 1000, 2, 4, 5}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := append([]float64(nil), tc.in...)

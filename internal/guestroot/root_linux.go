@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
-	"github.com/cyphar/filepath-securejoin/pathrs-lite/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,7 +28,7 @@ func Open(hostPath string) (*Root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open guest root: %w", err)
 	}
-	real, err := procfs.ProcSelfFdReadlink(f)
+	real, err := kernelPath(f)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("open guest root %q: %w", hostPath, err)
@@ -65,7 +64,7 @@ func (r *Root) Reopen() error {
 // Inside checks, through /proc/self/fd, that f is the root or below it.
 // guestPath names f in the error.
 func (r *Root) Inside(f *os.File, guestPath string) error {
-	got, err := procfs.ProcSelfFdReadlink(f)
+	got, err := kernelPath(f)
 	if err != nil {
 		return fmt.Errorf("%s: check it is inside the guest root: %w", guestPath, err)
 	}

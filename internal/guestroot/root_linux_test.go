@@ -244,3 +244,49 @@ func BenchmarkInstallFileUnchanged(b *testing.B) {
 		}
 	}
 }
+
+// Inside reads a descriptor's path back from the kernel: one inside the
+// root passes, one beside it (whose path only shares the root's prefix)
+// and one above it are OutsideErrors naming what they resolved to.
+func TestInside(t *testing.T) {
+	base := t.TempDir()
+	for _, d := range []string{"root/etc", "root-twin"} {
+		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := Open(filepath.Join(base, "root"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if want, _ := filepath.EvalSymlinks(filepath.Join(base, "root")); r.Path() != want {
+		t.Errorf("Path() = %q, want %q", r.Path(), want)
+	}
+	open := func(p string) *os.File {
+		f, err := os.OpenFile(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	for _, p := range []string{"root", "root/etc"} {
+		if err := r.Inside(open(filepath.Join(base, p)), "/"+p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	for _, p := range []string{"root-twin", "."} {
+		err := r.Inside(open(filepath.Join(base, p)), "/x")
+		var out *OutsideError
+		if !errors.As(err, &out) || out.Root != r.Path() || !strings.HasPrefix(out.Got, "/") {
+			t.Errorf("%s: got %v, want an OutsideError", p, err)
+		}
+	}
+	// A descriptor no longer open is an error, not a path.
+	f := open(filepath.Join(base, "root/etc"))
+	f.Close()
+	if err := r.Inside(f, "/etc"); err == nil {
+		t.Error("closed descriptor: no error")
+	}
+}
