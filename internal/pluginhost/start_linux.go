@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -56,6 +57,8 @@ type Host struct {
 	// StartTimeout bounds the wait for a plugin's handshake line;
 	// DefaultStartTimeout when 0.
 	StartTimeout time.Duration
+
+	swept sync.Once // SweepSockets, once, at the first start
 }
 
 // DefaultStartTimeout is how long a plugin may take to answer.
@@ -120,6 +123,15 @@ func (h *Host) Start(ctx context.Context, stage, path, pin string) (*Plugin, err
 		exe.Close()
 		return nil, err
 	}
+	h.swept.Do(func() {
+		// In the background: it reads a directory that is nearly always
+		// empty, and nothing here waits for it.
+		go func() {
+			if n := SweepSockets(h.SocketDir, time.Now()); n > 0 {
+				h.Logger.Debug("removed sockets of plugins that died with their runner", "dir", h.SocketDir, "count", n)
+			}
+		}()
+	})
 	proc, err := newProcess(exe, path, h.fixedEnv())
 	if err != nil {
 		exe.Close()
