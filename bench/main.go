@@ -57,6 +57,9 @@ type options struct {
 	// withoutCgroup: each round also boots the guest with the same
 	// pipeline less its cgroup stage, to see what the stage costs.
 	withoutCgroup bool
+	// many, when above 0, is how many subhosts to boot at once instead
+	// of the rounds.
+	many int
 }
 
 func main() {
@@ -70,8 +73,10 @@ func main() {
 	flag.StringVar(&o.logLevel, "log-level", "", "pass --log-level to subhost run and stop (with -keep-logs, for profiling: debug or trace)")
 	flag.StringVar(&o.privateUsers, "private-users", "", "PRIVATE_USERS for the guest (pick: an unprivileged guest); alone, each round also boots it privileged, for the comparison")
 	flag.BoolVar(&o.withoutCgroup, "without-cgroup", false, "each round also boots the guest with pretend-boot less its cgroup stage (and DEVICE_POLICY=none), to see what the stage costs")
+	flag.IntVar(&o.many, "many", 0, "instead of the rounds: boot this many subhosts at once (each from its own copy of the image), report how many came up and how long each took, then stop them all at once")
 	flag.Parse()
-	if flag.NArg() != 0 || o.n < 1 || (o.withoutCgroup && (o.beforeBin != "" || o.privateUsers != "")) {
+	if flag.NArg() != 0 || o.n < 1 || o.many < 0 || (o.withoutCgroup && (o.beforeBin != "" || o.privateUsers != "")) ||
+		(o.many > 0 && (o.withoutCgroup || o.beforeBin != "" || o.privateUsers != "")) {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -165,7 +170,11 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 	b.undo = append(b.undo, func() error { return os.RemoveAll(scratch) })
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=512m,mode=0700", "subhost-bench", scratch).CombinedOutput(); err != nil {
+	size := "size=512m"
+	if b.opts.many > 0 {
+		size = manyTmpfsSize(b.opts.many)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", size+",mode=0700", "subhost-bench", scratch).CombinedOutput(); err != nil {
 		return fmt.Errorf("mount a tmpfs on %s: %v: %s", scratch, err, out)
 	}
 	b.scratch = scratch
@@ -180,7 +189,9 @@ func (b *bench) run(ctx context.Context) error {
 		return fmt.Errorf("subhost image build: %v: %s", err, out)
 	}
 
-	b.fl, err = setupFloor(scratch, b.image)
+	if b.opts.many == 0 {
+		b.fl, err = setupFloor(scratch, b.image)
+	}
 	if b.fl != nil {
 		fl := b.fl
 		b.undo = append(b.undo, fl.unmount)
@@ -208,6 +219,12 @@ func (b *bench) run(ctx context.Context) error {
 		if err := runQuiet("ip", args...); err != nil {
 			return err
 		}
+	}
+
+	if b.opts.many > 0 {
+		return b.runMany(ctx, b.opts.many, func(image, mac string) string {
+			return fmt.Sprintf("DISKS=( vda:1:%s )\nBRIDGES=( br0:%s )\n", image, mac)
+		})
 	}
 
 	b.home = filepath.Join(scratch, "home")
@@ -581,8 +598,10 @@ func (b *bench) cleanup() error {
 		}
 	}
 	if b.name != "" && !b.opts.keepLogs {
-		for _, f := range []string{".log", ".log.1", ".supervisor.log"} {
-			os.Remove(filepath.Join("/var/log/subhost", b.name+f))
+		for _, name := range b.names() {
+			for _, f := range []string{".log", ".log.1", ".supervisor.log"} {
+				os.Remove(filepath.Join("/var/log/subhost", name+f))
+			}
 		}
 		if b.logDirMade {
 			os.Remove("/var/log/subhost") // only when empty
@@ -595,6 +614,18 @@ func (b *bench) cleanup() error {
 }
 
 // leftovers lists anything of this run's still on the host.
+// names are the benchmark's subhosts: its one, or -many's.
+func (b *bench) names() []string {
+	if b.opts.many == 0 {
+		return []string{b.name}
+	}
+	names := make([]string, b.opts.many)
+	for i := range names {
+		names[i] = manyName(b.name, i)
+	}
+	return names
+}
+
 func (b *bench) leftovers() []error {
 	var errs []error
 	if m := mountsUnder(b.scratch); len(m) > 0 {
@@ -603,16 +634,19 @@ func (b *bench) leftovers() []error {
 	if l := loopsBackedBy(b.scratch); len(l) > 0 {
 		errs = append(errs, fmt.Errorf("left behind: loop devices %v", l))
 	}
-	for _, ns := range []string{b.name, b.netns} {
-		if netnsExists(ns) {
-			errs = append(errs, fmt.Errorf("left behind: netns %s", ns))
+	if netnsExists(b.netns) {
+		errs = append(errs, fmt.Errorf("left behind: netns %s", b.netns))
+	}
+	for _, name := range b.names() {
+		if netnsExists(name) {
+			errs = append(errs, fmt.Errorf("left behind: netns %s", name))
 		}
-	}
-	if linkExists(b.name + "0") {
-		errs = append(errs, fmt.Errorf("left behind: link %s0", b.name))
-	}
-	if exists(filepath.Join("/run/subhost", b.name)) {
-		errs = append(errs, fmt.Errorf("left behind: /run/subhost/%s", b.name))
+		if linkExists(name + "0") {
+			errs = append(errs, fmt.Errorf("left behind: link %s0", name))
+		}
+		if exists(filepath.Join("/run/subhost", name)) {
+			errs = append(errs, fmt.Errorf("left behind: /run/subhost/%s", name))
+		}
 	}
 	if p := processesMentioning(b.scratch); len(p) > 0 {
 		errs = append(errs, fmt.Errorf("left behind: process %d (%s)", p[0].pid, p[0].cmdline))
