@@ -63,7 +63,22 @@
 // The report gives median, minimum and maximum of each, the ratio of the
 // median boot to the median floor (target: under 2) and the supervisor's
 // median VmRSS (target: under 15 MB), and with a before build or a twin
-// the difference of the median boots. Everything the benchmark makes is
-// removed on exit, also on SIGINT/SIGTERM and when its output pipe
-// closes early, and it checks that nothing of its own is left behind.
+// the difference of the median boots, and the median of the rounds'
+// paired differences (each round's two boots share the machine's load of
+// the moment), with its middle half.
+//
+// -many N replaces the rounds: N subhosts, each with its own home and a
+// sparse copy of the image and its own MAC on the bridge, are launched
+// with `run --detach` all at once; one poller looks for every guest's
+// marker. It reports how many came up, when the last one did, and the
+// median, fastest and slowest time from the common launch to each one's
+// marker and to its command's return; then it stops them all at once and
+// reports when every stop returned and when the host was clean. With
+// many at once, the kernel tears netns and veth pairs down in the
+// background for a while after: let the load average fall below 1
+// before such a run, and before comparing two.
+//
+// Everything the benchmark makes is removed on exit, also on
+// SIGINT/SIGTERM and when its output pipe closes early, and it checks
+// that nothing of its own is left behind.
 package main
