@@ -613,7 +613,6 @@ func (b *bench) cleanup() error {
 	return errors.Join(errs...)
 }
 
-// leftovers lists anything of this run's still on the host.
 // names are the benchmark's subhosts: its one, or -many's.
 func (b *bench) names() []string {
 	if b.opts.many == 0 {
@@ -626,6 +625,7 @@ func (b *bench) names() []string {
 	return names
 }
 
+// leftovers lists anything of this run's still on the host.
 func (b *bench) leftovers() []error {
 	var errs []error
 	if m := mountsUnder(b.scratch); len(m) > 0 {

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// summary is the median, minimum and maximum of a series.
+// summary is the median, minimum, maximum and quartiles of a series.
 type summary struct {
 	median, min, max float64
 	q1, q3           float64 // the quartiles (nearest rank)

@@ -47,13 +47,20 @@ func kernelPath(f *os.File) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	buf := make([]byte, unix.PathMax+1)
-	n, err := unix.Readlinkat(int(fds.Fd()), strconv.Itoa(int(f.Fd())), buf)
-	if err != nil {
-		return "", fmt.Errorf("readlink /proc/self/fd/%d: %w", f.Fd(), err)
+	fd := int(f.Fd()) // -1 once f is closed: no such entry
+	name := strconv.Itoa(fd)
+	// A guest root's paths are short: a small buffer on the stack first,
+	// one of PATH_MAX only for a longer one.
+	var small [256]byte
+	for buf := small[:]; ; buf = make([]byte, unix.PathMax+1) {
+		n, err := unix.Readlinkat(int(fds.Fd()), name, buf)
+		switch {
+		case err != nil:
+			return "", fmt.Errorf("readlink /proc/self/fd/%d: %w", fd, err)
+		case n < len(buf):
+			return string(buf[:n]), nil
+		case len(buf) > unix.PathMax:
+			return "", fmt.Errorf("readlink /proc/self/fd/%d: longer than PATH_MAX", fd)
+		}
 	}
-	if n == len(buf) {
-		return "", fmt.Errorf("readlink /proc/self/fd/%d: longer than PATH_MAX", f.Fd())
-	}
-	return string(buf[:n]), nil
 }

@@ -271,10 +271,21 @@ func TestInside(t *testing.T) {
 		t.Cleanup(func() { f.Close() })
 		return f
 	}
-	for _, p := range []string{"root", "root/etc"} {
+	// A path longer than kernelPath's first buffer is read whole.
+	deep := "root"
+	for range 6 {
+		deep = filepath.Join(deep, strings.Repeat("d", 60))
+	}
+	if err := os.MkdirAll(filepath.Join(base, deep), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"root", "root/etc", deep} {
 		if err := r.Inside(open(filepath.Join(base, p)), "/"+p); err != nil {
 			t.Errorf("%s: %v", p, err)
 		}
+	}
+	if got, err := kernelPath(open(filepath.Join(base, deep))); err != nil || got != filepath.Join(r.Path(), strings.TrimPrefix(deep, "root")) {
+		t.Errorf("kernelPath of a %d-byte path: %q, %v", len(filepath.Join(r.Path(), deep)), got, err)
 	}
 	for _, p := range []string{"root-twin", "."} {
 		err := r.Inside(open(filepath.Join(base, p)), "/x")
