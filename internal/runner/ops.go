@@ -25,6 +25,13 @@ type RunOptions struct {
 	// run has changed nothing. Its error ends the run there. The
 	// supervisor opens its logs then, so that bad input leaves none.
 	BeforeChange func() error
+	// AfterUp, when set, is called once every stage is up, before the
+	// plugins are ended and the guest supervised: the first moment
+	// nothing of the boot is left to do but bookkeeping. The supervisor
+	// stops keeping the cgroup migration path warm then, not after the
+	// plugins have gone (the guest's first forks take the slower path
+	// while it moves).
+	AfterUp func()
 }
 
 // Run brings every stage up in order. A subhost that is hibernating (or
@@ -68,6 +75,9 @@ func (r *Runner) Run(ctx context.Context, plan *Plan, opts RunOptions) (*state.S
 		}
 	}); err != nil {
 		return s.st, err
+	}
+	if opts.AfterUp != nil {
+		opts.AfterUp()
 	}
 	// No plugin stays alive while the guest runs.
 	s.killPlugins()

@@ -388,3 +388,34 @@ func TestOrderStageSkippedByWhen(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// AfterUp is called once, after the last stage's Up and while the
+// plugins still run (they are ended after it); a boot whose Up fails
+// never calls it.
+func TestAfterUpComesAfterEveryUpBeforeThePluginsEnd(t *testing.T) {
+	f := newFixture(t, []string{"a", "b", "c"}, nil)
+	var ups []string
+	var live int
+	calls := 0
+	_, err := f.r.Run(context.Background(), f.plan("after"), RunOptions{AfterUp: func() {
+		calls++
+		ups, live = f.stages.calls("up"), f.stages.running()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 || !slices.Equal(ups, []string{"a", "b", "c"}) || live == 0 {
+		t.Errorf("AfterUp called %d times, after Ups %v with %d plugins running; want once, after a b c, with plugins running", calls, ups, live)
+	}
+	if n := f.stages.running(); n != 0 {
+		t.Errorf("%d plugins left running after the run", n)
+	}
+	if err := f.r.Stop(context.Background(), "after", StopOptions{Timeout: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+
+	g := newFixture(t, []string{"a", "b"}, map[string]misbehaviour{"b": {up: "fail"}})
+	if _, err := g.r.Run(context.Background(), g.plan("fails"), RunOptions{AfterUp: func() { t.Error("AfterUp called for a failed boot") }}); err == nil {
+		t.Fatal("a failing Up: no error")
+	}
+}

@@ -312,15 +312,16 @@ func supervise(ctx context.Context, r *runner.Runner, plan *runner.Plan, spec Sp
 	launched := false
 	// The boot will move the guest's launcher into its cgroups: the
 	// kernel's slow part of the first such move is paid now, while the
-	// plugins start, and kept paid until the guest runs.
+	// plugins start, and kept paid until every stage is up (init's Up
+	// returns once the launcher, placed, has executed the guest's PID 1).
 	stopWarm := cgroups.KeepMigrationWarm()
 	defer stopWarm()
 	st, err := r.Run(ctx, plan, runner.RunOptions{
 		Console:      sv.con.SlavePath(),
 		BeforeChange: sv.openLogs,
+		AfterUp:      stopWarm,
 		Supervise: func(ctx context.Context, sup *runner.Supervision) error {
 			launched = true
-			stopWarm()
 			return sv.run(ctx, sup)
 		},
 	})
