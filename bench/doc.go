@@ -55,6 +55,15 @@
 //     `when` its config never sets, with DEVICE_POLICY=none): the stage may
 //     cost at most 5 ms. The boot timeline then shows the twin's marks
 //     beside.
+//   - CPU time: each boot and each stop command is started straight into
+//     a cgroup2 directory of the benchmark's own (clone3's
+//     CLONE_INTO_CGROUP; cgroup2 keeps cpu.stat with no controller
+//     enabled), and the CPU time used there meanwhile is the boot's or
+//     the stop's: the front, the supervisor, the plugins, the launcher
+//     until the init stage moves it into the guest's cgroups. The guest
+//     itself is not counted (a boot without the cgroup stage is: its
+//     guest never leaves that cgroup). On this 2-CPU machine, which a
+//     boot keeps busy, it is what a change that saves work moves.
 //   - stop: `subhost stop` until the host is clean: no mount under HOME,
 //     no loop device backed by the image, no netns NAME, no state
 //     directory and no supervisor process (also: until the command
@@ -65,7 +74,7 @@
 // median VmRSS (target: under 15 MB), and with a before build or a twin
 // the difference of the median boots, and the median of the rounds'
 // paired differences (each round's two boots share the machine's load of
-// the moment), with its middle half.
+// the moment), with its middle half; the same for the CPU time.
 //
 // -many N replaces the rounds: N subhosts, each with its own home and a
 // sparse copy of the image and its own MAC on the bridge, are launched

@@ -115,8 +115,11 @@ type bench struct {
 	// subhostBefore is -before-bin's subhost, "" without it.
 	subhostBefore string
 	fl            *floor
-	logDirMade    bool
-	undo          []func() error
+	// cpu counts the CPU time of each boot's and stop's own processes;
+	// nil where the host has no cgroup2 mount.
+	cpu        *cpuMeter
+	logDirMade bool
+	undo       []func() error
 }
 
 // stageTime is one stage's Up duration as the runner recorded it.
@@ -131,11 +134,14 @@ type sample struct {
 	before, beforeStop                 time.Duration // boot and stop with -before-bin's build, or of the twin
 	beforeTimeline                     timeline
 	bootAt, stopAt                     time.Time // wall clock, to read beside the logs
-	supRSS, supAnon, treeRSS           int64
-	treeProcs                          int
-	stages                             []stageTime
-	timeline                           timeline
-	timelineOrder                      []string
+	// bootCPU and stopCPU are the CPU time subhost's own processes used
+	// (cpuMeter); beforeCPU the same boot's with -before-bin or the twin.
+	bootCPU, stopCPU, beforeCPU time.Duration
+	supRSS, supAnon, treeRSS    int64
+	treeProcs                   int
+	stages                      []stageTime
+	timeline                    timeline
+	timelineOrder               []string
 }
 
 func (b *bench) run(ctx context.Context) error {
@@ -231,6 +237,13 @@ func (b *bench) run(ctx context.Context) error {
 	if err := os.Mkdir(b.home, 0o755); err != nil {
 		return err
 	}
+	if b.cpu, err = newCPUMeter("subhost-bench-" + b.name); err != nil {
+		fmt.Println("note:", err)
+		b.cpu = nil
+	} else {
+		m := b.cpu
+		b.undo = append(b.undo, m.close)
+	}
 	config := fmt.Sprintf("DISKS=( vda:1:%s )\nBRIDGES=( br0:02:5b:%s:%s:00:01 )\n", b.image, tag[:2], tag[2:])
 	if b.opts.privateUsers != "" {
 		config += "PRIVATE_USERS=" + b.opts.privateUsers + "\n"
@@ -257,6 +270,8 @@ func (b *bench) run(ctx context.Context) error {
 		}
 		b.twin, err = newTwin(scratch, "without-cgroup", baseConfig+"DEVICE_POLICY=none\n", "bench-without-cgroup", file)
 		beforeWhat = "no cgroup stage"
+		// Without the stage the guest stays in the boot's cgroup.
+		cpuCaveat = "; the boot without the stage counts its guest's CPU time too, which the other's cgroups take"
 	}
 	if err != nil {
 		return err
@@ -319,7 +334,7 @@ func (b *bench) round(ctx context.Context, beforeFirst bool) (sample, error) {
 		if err := settle(ctx); err != nil {
 			return err
 		}
-		if s.before, s.beforeStop, s.beforeTimeline, err = b.bootBefore(ctx); err != nil {
+		if s.before, s.beforeStop, s.beforeCPU, s.beforeTimeline, err = b.bootBefore(ctx); err != nil {
 			return fmt.Errorf("with %s: %w", b.subhostBefore, err)
 		}
 		return nil
@@ -404,7 +419,7 @@ const withoutCgroupPipeline = `pipeline "bench-without-cgroup" {
 
 // bootBefore times a boot with -before-bin's build, or of the twin, and
 // its stop.
-func (b *bench) bootBefore(ctx context.Context) (boot, stop time.Duration, _ timeline, _ error) {
+func (b *bench) bootBefore(ctx context.Context) (boot, stop, cpu time.Duration, _ timeline, _ error) {
 	after, home, pipeline, file := b.subhost, b.home, b.pipeline, b.pipelineFile
 	if b.subhostBefore != "" {
 		b.subhost = b.subhostBefore
@@ -415,10 +430,10 @@ func (b *bench) bootBefore(ctx context.Context) (boot, stop time.Duration, _ tim
 	defer func() { b.subhost, b.home, b.pipeline, b.pipelineFile = after, home, pipeline, file }()
 	var s sample
 	if err := b.boot(ctx, &s); err != nil {
-		return 0, 0, nil, err
+		return 0, 0, 0, nil, err
 	}
 	err := b.stopOnce(ctx, &s)
-	return s.boot, s.stop, s.timeline, err
+	return s.boot, s.stop, s.bootCPU, s.timeline, err
 }
 
 // boot times `subhost run --detach` until the marker, and until the
@@ -434,9 +449,10 @@ func (b *bench) boot(ctx context.Context, s *sample) error {
 	cmd := b.inNet(append(args, b.name)...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
+	cpu0 := b.cpu.usage()
 	t0 := time.Now()
 	s.bootAt = t0
-	if err := cmd.Start(); err != nil {
+	if err := b.cpu.start(cmd); err != nil {
 		return err
 	}
 	done := make(chan error, 1)
@@ -470,6 +486,7 @@ func (b *bench) boot(ctx context.Context, s *sample) error {
 		}
 		time.Sleep(pollEvery)
 	}
+	s.bootCPU = b.cpu.usage() - cpu0
 	s.timeline, s.timelineOrder = parseTimeline(out.String())
 	return os.Remove(marker)
 }
@@ -547,9 +564,10 @@ func (b *bench) stopOnce(ctx context.Context, s *sample) error {
 	cmd := b.inNet("stop", b.name)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
+	cpu0 := b.cpu.usage()
 	t0 := time.Now()
 	s.stopAt = t0
-	if err := cmd.Start(); err != nil {
+	if err := b.cpu.start(cmd); err != nil {
 		return err
 	}
 	done := make(chan error, 1)
@@ -577,6 +595,7 @@ func (b *bench) stopOnce(ctx context.Context, s *sample) error {
 		}
 		time.Sleep(pollCleanEvery)
 	}
+	s.stopCPU = b.cpu.usage() - cpu0
 	return nil
 }
 

@@ -56,6 +56,10 @@ var beforeWhat = "-before-bin's build"
 // allowance, or an unprivileged guest's over a privileged one.
 var targetMS = targetStageMS
 
+// cpuCaveat qualifies the CPU comparison where the two boots do not
+// count the same processes.
+var cpuCaveat = ""
+
 func report(w io.Writer, samples []sample) {
 	floor := durations(samples, func(s sample) time.Duration { return s.floor })
 	boot := durations(samples, func(s sample) time.Duration { return s.boot })
@@ -83,6 +87,15 @@ func report(w io.Writer, samples []sample) {
 		row("  the same with "+beforeWhat, beforeStop, "ms")
 	}
 	row("  stop returned", stopCmd, "ms")
+	bootCPU := durations(samples, func(s sample) time.Duration { return s.bootCPU })
+	beforeCPU := durations(samples, func(s sample) time.Duration { return s.beforeCPU })
+	if bootCPU.median > 0 {
+		row("CPU time of a boot (subhost's processes)", bootCPU, "ms")
+		if beforeCPU.median > 0 {
+			row("  the same with "+beforeWhat, beforeCPU, "ms")
+		}
+		row("CPU time of a stop", durations(samples, func(s sample) time.Duration { return s.stopCPU }), "ms")
+	}
 	row("supervisor VmRSS", sup, "MB")
 	row("  of which anonymous (RssAnon)", anon, "MB")
 	row("supervisor tree VmRSS (no guest)", tree, "MB")
@@ -100,6 +113,11 @@ func report(w io.Writer, samples []sample) {
 		// than the difference of the medians.
 		paired := durations(samples, func(s sample) time.Duration { return s.boot - s.before })
 		fmt.Fprintf(w, "  median of the rounds' differences: %+.1f ms (middle half %+.1f to %+.1f ms)\n", paired.median, paired.q1, paired.q3)
+		if bootCPU.median > 0 && beforeCPU.median > 0 {
+			pairedCPU := durations(samples, func(s sample) time.Duration { return s.bootCPU - s.beforeCPU })
+			fmt.Fprintf(w, "  CPU time: %+.2f ms on the median boot, %+.2f ms the median of the rounds' differences (middle half %+.2f to %+.2f ms)%s\n",
+				bootCPU.median-beforeCPU.median, pairedCPU.median, pairedCPU.q1, pairedCPU.q3, cpuCaveat)
+		}
 	}
 	fmt.Fprintf(w, "supervisor VmRSS median: %.1f MB  (target < %.0f MB: %s)\n", sup.median, targetRSSMB, verdict(sup.median < targetRSSMB))
 	procs := make([]float64, len(samples))
