@@ -1,7 +1,5 @@
 package launcher
 
-import "strings"
-
 // What of the kernel's /proc and /sys a privileged guest may write or
 // read. Its root is root in the host's user namespace, so most kernel
 // files it sees are the host's: the launcher makes them read-only or
@@ -11,29 +9,31 @@ import "strings"
 // writableSysctls are the /proc/sys entries that belong to the guest's
 // own namespaces and stay writable under an otherwise read-only
 // /proc/sys: its network namespace's and its UTS and IPC namespaces'.
-// Entries of /proc/sys/kernel whose names start with one of
-// ipcSysctlPrefixes are added to it.
-var writableSysctls = []string{
+// An entry this kernel lacks is skipped.
+var writableSysctls = append([]string{
 	"/proc/sys/net",               // the guest's network namespace (ip_forward, rp_filter, its interfaces')
 	"/proc/sys/kernel/hostname",   // its UTS namespace
 	"/proc/sys/kernel/domainname", // its UTS namespace
 	"/proc/sys/fs/mqueue",         // its IPC namespace's POSIX message queue limits
-}
+}, ipcSysctls()...)
 
-// ipcSysctlPrefixes name /proc/sys/kernel's System V IPC limits, which
-// belong to the guest's IPC namespace (shmmax, shm_rmid_forced, msgmnb,
-// sem, sem_next_id...).
-var ipcSysctlPrefixes = []string{"shm", "msg", "sem"}
-
-// isIPCSysctl reports whether the /proc/sys/kernel entry name is one of
-// its IPC namespace's.
-func isIPCSysctl(name string) bool {
-	for _, p := range ipcSysctlPrefixes {
-		if strings.HasPrefix(name, p) {
-			return true
-		}
+// ipcSysctls are /proc/sys/kernel's System V IPC limits, which belong to
+// the guest's IPC namespace: the kernel's whole list (ipc/ipc_sysctl.c),
+// named rather than found by listing /proc/sys/kernel, whose first
+// listing on the guest's fresh proc costs the launcher, on every boot's
+// critical path, a few tenths of a millisecond making a hundred-odd
+// entries. One a later kernel adds stays read-only, the safe way to
+// be wrong.
+func ipcSysctls() []string {
+	var out []string
+	for _, name := range []string{
+		"shmmax", "shmall", "shmmni", "shm_rmid_forced", "shm_next_id",
+		"msgmax", "msgmni", "msgmnb", "msg_next_id",
+		"sem", "sem_next_id",
+	} {
+		out = append(out, "/proc/sys/kernel/"+name)
 	}
-	return false
+	return out
 }
 
 // readOnlyKernelFiles are made read-only over themselves (runc's and

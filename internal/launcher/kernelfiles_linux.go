@@ -57,23 +57,8 @@ type detachedAt struct {
 // cloneWritableSysctls clones each writable /proc/sys entry from the
 // guest's still writable proc, to put back over the read-only one.
 func cloneWritableSysctls(root *guestroot.Root) ([]detachedAt, error) {
-	paths := append([]string(nil), writableSysctls...)
-	kernel, err := root.OpenBeneath("/proc/sys/kernel", unix.O_RDONLY|unix.O_DIRECTORY)
-	if err != nil {
-		return nil, err
-	}
-	names, err := kernel.Readdirnames(-1)
-	kernel.Close()
-	if err != nil {
-		return nil, fmt.Errorf("list /proc/sys/kernel: %w", err)
-	}
-	for _, n := range names {
-		if isIPCSysctl(n) {
-			paths = append(paths, "/proc/sys/kernel/"+n)
-		}
-	}
 	var out []detachedAt
-	for _, p := range paths {
+	for _, p := range writableSysctls {
 		f, err := root.OpenBeneath(p, unix.O_PATH)
 		if errors.Is(err, unix.ENOENT) {
 			continue

@@ -1,19 +1,37 @@
 package launcher
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
 
-func TestIsIPCSysctl(t *testing.T) {
-	for name, want := range map[string]bool{
-		"shmmax": true, "shm_rmid_forced": true, "shm_next_id": true, "msgmnb": true, "msg_next_id": true,
-		"sem": true, "sem_next_id": true,
-		"core_pattern": false, "hostname": false, "pid_max": false, "modprobe": false, "sysrq": false,
-		"auto_msgmni": false, "ns_last_pid": false,
-	} {
-		if got := isIPCSysctl(name); got != want {
-			t.Errorf("isIPCSysctl(%q) = %v, want %v", name, got, want)
+// TestIPCSysctlsAreThisKernels: every System V IPC entry of this
+// kernel's /proc/sys/kernel is in the list (a kernel that added one
+// would leave it read-only: the list wants it), and every listed one
+// that this kernel has is a System V IPC limit.
+func TestIPCSysctlsAreThisKernels(t *testing.T) {
+	entries, err := os.ReadDir("/proc/sys/kernel")
+	if err != nil {
+		t.Skipf("no /proc/sys/kernel: %v", err)
+	}
+	listed := map[string]bool{}
+	for _, p := range ipcSysctls() {
+		listed[strings.TrimPrefix(p, "/proc/sys/kernel/")] = true
+	}
+	for _, e := range entries {
+		n := e.Name()
+		ipc := strings.HasPrefix(n, "shm") || strings.HasPrefix(n, "msg") || strings.HasPrefix(n, "sem")
+		if n == "auto_msgmni" {
+			ipc = false // a host-wide switch of old kernels, not the namespace's
+		}
+		if ipc && !listed[n] {
+			t.Errorf("/proc/sys/kernel/%s is a System V IPC limit this kernel has and the list lacks", n)
+		}
+	}
+	for name := range listed {
+		if !strings.HasPrefix(name, "shm") && !strings.HasPrefix(name, "msg") && !strings.HasPrefix(name, "sem") {
+			t.Errorf("%s listed as an IPC sysctl", name)
 		}
 	}
 }
