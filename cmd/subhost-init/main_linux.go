@@ -42,6 +42,7 @@ func run(args []string) int {
 	}
 	reserveThreads()
 	p := newPID1(*timeout)
+	runOnOneCPU()
 	if *mode == "shell" {
 		return p.shellMode(*shell)
 	}
