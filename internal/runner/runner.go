@@ -78,8 +78,12 @@ type session struct {
 	// the session ends only when they are gone.
 	retiring sync.WaitGroup
 	// others are the other subhosts up on this host, as every stage's
-	// request tells them.
-	others []sdk.Neighbour
+	// request tells them, once othersRead is closed. Each one's state
+	// file is read (milliseconds on a host with a hundred subhosts): in
+	// the background from the session's start, since no request is made
+	// before its plugins have started.
+	others     []sdk.Neighbour
+	othersRead chan struct{}
 }
 
 func (r *Runner) dir(name string) state.Dir {
@@ -108,11 +112,16 @@ func (r *Runner) open(plan *Plan, operation string) (*session, error) {
 }
 
 func (r *Runner) newSession(plan *Plan, d state.Dir, lock *state.Lock) *session {
-	return &session{
+	s := &session{
 		r: r, plan: plan, dir: d, lock: lock,
-		plugins: map[string]Instance{},
-		others:  state.Others(r.StateRoot, plan.Name),
+		plugins:    map[string]Instance{},
+		othersRead: make(chan struct{}),
 	}
+	go func() {
+		defer close(s.othersRead)
+		s.others = state.Others(r.StateRoot, plan.Name)
+	}()
+	return s
 }
 
 // close kills every plugin and releases the lock.
@@ -237,6 +246,7 @@ func (s *session) forget(name string) {
 
 // request builds a stage's request from the plan and the state.
 func (s *session) request(i int, record sdk.BootRecord) *sdk.Request {
+	<-s.othersRead
 	ps := s.plan.Stages[i]
 	req := &sdk.Request{
 		Subhost: s.plan.Subhost,

@@ -101,3 +101,42 @@ func TestStopRequestIsTakenOnce(t *testing.T) {
 		t.Errorf("taken twice")
 	}
 }
+
+// TestOthers: every other subhost's name, status and interfaces, as
+// Load reads them; not self, not a stopped one, not one whose state
+// cannot be read or is of a newer schema.
+func TestOthers(t *testing.T) {
+	root := t.TempDir()
+	save := func(st *State) {
+		t.Helper()
+		if err := (Dir{Root: root, Name: st.Name}).Save(st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ifs := []sdk.Interface{{HostName: "web0", GuestName: "eth0", MAC: "06:00:00:00:00:01", Bridge: "br0"}}
+	save(&State{Name: "self", Status: Running})
+	save(&State{Name: "web", Status: Running, Record: sdk.BootRecord{Interfaces: ifs},
+		Stages: []Stage{{Name: "net-veth", Status: StageUp, Result: sdk.BootRecord{Interfaces: ifs}}}})
+	save(&State{Name: "idle", Status: Hibernating})
+	save(&State{Name: "gone", Status: Stopped})
+	for name, content := range map[string]string{"broken": "{", "future": fmt.Sprintf(`{"schema": %d, "status": "running"}`, Schema+1)} {
+		os.MkdirAll(filepath.Join(root, name), 0o700)
+		os.WriteFile(filepath.Join(root, name, "state.json"), []byte(content), 0o600)
+	}
+	got := Others(root, "self")
+	var summary []string
+	for _, n := range got {
+		summary = append(summary, fmt.Sprintf("%s %s %v", n.Name, n.Status, n.Interfaces))
+	}
+	want := []string{"idle hibernating []", "web running [" + fmt.Sprint(ifs[0]) + "]"}
+	if strings.Join(summary, "; ") != strings.Join(want, "; ") {
+		t.Errorf("Others:\n got %q\nwant %q", summary, want)
+	}
+	// What Load reads, for each one listed.
+	for _, n := range got {
+		st, err := (Dir{Root: root, Name: n.Name}).Load()
+		if err != nil || st.Status != n.Status || fmt.Sprint(st.Record.Interfaces) != fmt.Sprint(n.Interfaces) {
+			t.Errorf("%s: Others says %+v, Load %+v (%v)", n.Name, n, st, err)
+		}
+	}
+}
