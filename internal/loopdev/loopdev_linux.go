@@ -50,7 +50,8 @@ type Device struct {
 	ReadOnly  bool
 	Autoclear bool
 	// Tag is the device's lo_file_name: Options.Tag, or the image path it
-	// was attached with. Only FindByBacking fills it in.
+	// was attached with ("" where the device could be read from sysfs
+	// only).
 	Tag string
 
 	// The backing file's device and inode, when known: Detach uses them
@@ -236,20 +237,79 @@ func openLoop(n int, mode int) (*os.File, error) {
 // made (hundreds, after a while), and looking for each one's backing file
 // in sysfs costs milliseconds. Without that table, sysfs is searched.
 func List() ([]Device, error) {
+	return scan(func(Device) bool { return true })
+}
+
+// scan returns the attached loop devices that keep wants, in number
+// order. Each one is read through its node (an open, an fstat and
+// LOOP_GET_STATUS64), and only those kept get their backing file's path,
+// from sysfs: with a hundred guests' devices attached, reading six sysfs
+// attributes of every device made each FindByBacking 13-20 ms, and the
+// mount stages call it from Validate and Up on every boot.
+func scan(keep func(Device) bool) ([]Device, error) {
 	dirs, err := attachedDirs()
 	if err != nil {
 		return nil, err
 	}
 	var out []Device
 	for _, dir := range dirs {
-		d, err := fromSys(dir)
-		if err != nil {
-			continue // detached while we looked
+		d, err := probe(dir)
+		if err != nil || !keep(d) {
+			continue // detached while we looked, or not wanted
+		}
+		if d.Backing == "" {
+			if d.Backing, err = readSys(filepath.Join(dir, "loop", "backing_file")); err != nil {
+				continue
+			}
 		}
 		out = append(out, d)
 	}
 	sort.Slice(out, func(i, j int) bool { return loopNumber(out[i].Path) < loopNumber(out[j].Path) })
 	return out, nil
+}
+
+// probe reads an attached device's attributes through its node, all but
+// the backing file's path; where the node cannot be read (a /dev without
+// it) from sysfs, with the backing file identified by its path.
+func probe(dir string) (Device, error) {
+	d := Device{Path: "/dev/" + filepath.Base(dir)}
+	fd, err := unix.Open(d.Path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return probeSys(dir)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return probeSys(dir)
+	}
+	info, err := unix.IoctlLoopGetStatus64(fd)
+	if errors.Is(err, unix.ENXIO) {
+		return d, err // detached meanwhile
+	}
+	if err != nil {
+		return probeSys(dir)
+	}
+	d.Major, d.Minor = unix.Major(st.Rdev), unix.Minor(st.Rdev)
+	d.Offset, d.SizeLimit = int64(info.Offset), int64(info.Sizelimit)
+	d.ReadOnly = info.Flags&unix.LO_FLAGS_READ_ONLY != 0
+	d.Autoclear = info.Flags&unix.LO_FLAGS_AUTOCLEAR != 0
+	d.Tag = cstring(info.File_name[:])
+	d.backingDev, d.backingIno = info.Device, info.Inode
+	return d, nil
+}
+
+// probeSys is probe from sysfs alone: no tag, and the backing file
+// known by the path the kernel reports.
+func probeSys(dir string) (Device, error) {
+	d, err := fromSys(dir)
+	if err != nil {
+		return d, err
+	}
+	var st unix.Stat_t
+	if unix.Stat(strings.TrimSuffix(d.Backing, " (deleted)"), &st) == nil {
+		d.backingDev, d.backingIno = st.Dev, st.Ino
+	}
+	return d, nil
 }
 
 // attachedDirs returns the sysfs directories of the loop devices that
@@ -327,33 +387,11 @@ func FindByBacking(image string) ([]Device, error) {
 		}
 		return nil, fmt.Errorf("find loop devices of %q: %w", image, err)
 	}
-	all, err := List()
+	out, err := scan(func(d Device) bool { return d.backingIno == st.Ino && d.backingDev == st.Dev })
 	if err != nil {
 		return nil, fmt.Errorf("find loop devices of %q: %w", image, err)
 	}
-	var out []Device
-	for _, d := range all {
-		dev, ino, tag, ok := backingID(d)
-		if ok && dev == st.Dev && ino == st.Ino {
-			d.backingDev, d.backingIno, d.Tag = dev, ino, tag
-			out = append(out, d)
-		}
-	}
 	return out, nil
-}
-
-// backingID returns the device and inode of d's backing file and d's tag:
-// from the kernel (LOOP_GET_STATUS64), or failing that (no tag) by the
-// path sysfs reports.
-func backingID(d Device) (dev, ino uint64, tag string, ok bool) {
-	if info, err := status(d.Path); err == nil {
-		return info.Device, info.Inode, cstring(info.File_name[:]), true
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(strings.TrimSuffix(d.Backing, " (deleted)"), &st); err == nil {
-		return st.Dev, st.Ino, "", true
-	}
-	return 0, 0, "", false
 }
 
 func cstring(b []byte) string {
@@ -361,15 +399,6 @@ func cstring(b []byte) string {
 		b = b[:i]
 	}
 	return string(b)
-}
-
-func status(path string) (*unix.LoopInfo64, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return unix.IoctlLoopGetStatus64(int(f.Fd()))
 }
 
 // Detach detaches dev (LOOP_CLR_FD). A device that is no longer attached,
