@@ -268,6 +268,14 @@ func scan(keep func(Device) bool) ([]Device, error) {
 	return out, nil
 }
 
+// BackingOf is the backing file's path of the loop device major:minor
+// as the kernel reports it, or "" and false when that device is not an
+// attached loop device: one sysfs read, where List reads every device.
+func BackingOf(major, minor uint32) (string, bool) {
+	b, err := readSys(fmt.Sprintf("/sys/dev/block/%d:%d/loop/backing_file", major, minor))
+	return b, err == nil && b != ""
+}
+
 // probe reads an attached device's attributes through its node, all but
 // the backing file's path; where the node cannot be read (a /dev without
 // it) from sysfs, with the backing file identified by its path.

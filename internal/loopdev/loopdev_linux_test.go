@@ -78,6 +78,12 @@ func TestAttachOffsetSizeLimit(t *testing.T) {
 	if !found {
 		t.Errorf("List does not have %s", d.Path)
 	}
+	if b, ok := BackingOf(d.Major, d.Minor); !ok || b != img {
+		t.Errorf("BackingOf(%d:%d) = %q, %v; want %s", d.Major, d.Minor, b, ok, img)
+	}
+	if b, ok := BackingOf(1, 3); ok { // a character device's numbers
+		t.Errorf("BackingOf(1:3) = %q, true", b)
+	}
 	f.Close()
 	// Without autoclear, closing leaves it attached.
 	if devs, _ := FindByBacking(img); len(devs) != 1 {

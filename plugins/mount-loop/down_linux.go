@@ -51,10 +51,6 @@ func discover(req *sdk.Request, log hclog.Logger) (teardown, []error) {
 		}
 	}
 	t.images = downImages(req, st)
-	all, err := loopdev.List()
-	if err != nil {
-		return t, []error{sdk.Internalf("list loop devices: %w", err)}
-	}
 	mounts, err := mountinfo.Self()
 	if err != nil {
 		return t, []error{sdk.Internalf("read mount table: %w", err)}
@@ -64,9 +60,11 @@ func discover(req *sdk.Request, log hclog.Logger) (teardown, []error) {
 		if top == nil {
 			continue
 		}
-		for _, d := range all {
-			b := strings.TrimSuffix(d.Backing, " (deleted)")
-			if d.Major == top.Major && d.Minor == top.Minor && filepath.IsAbs(b) && !slices.Contains(t.images, b) {
+		// Whatever loop device is mounted there (not only one of ours:
+		// its tag decides later).
+		if b, ok := loopdev.BackingOf(top.Major, top.Minor); ok {
+			b = strings.TrimSuffix(b, " (deleted)")
+			if filepath.IsAbs(b) && !slices.Contains(t.images, b) {
 				t.images = append(t.images, b)
 			}
 		}
