@@ -157,9 +157,19 @@ func TestSetupJoinRemove(t *testing.T) {
 		t.Errorf("in the guest's cgroups:\n%s", out)
 	}
 
-	// A second Setup, the first's guest gone, starts afresh.
-	if _, err := Setup(name, "", Defaults(), nil); err != nil {
+	// A second Setup, the first's guest gone, starts afresh: the
+	// cgroups the first left are removed and made again, with the
+	// device rules of the new disks (none).
+	q, err := Setup(name, "", Defaults(), nil)
+	if err != nil {
 		t.Fatalf("Setup again: %v", err)
+	}
+	for _, c := range q.Cgroups {
+		if b, err := os.ReadFile(filepath.Join(c.Dir, "devices.list")); err == nil {
+			if got, want := strings.Fields(strings.ReplaceAll(string(b), " ", "_")), strings.Fields(strings.ReplaceAll(strings.Join(Rules(nil), "\n"), " ", "_")); !slices.Equal(got, want) {
+				t.Errorf("after Setup again, %s/devices.list:\n%s", c.Dir, b)
+			}
+		}
 	}
 	if err := Remove(name, "", nil); err != nil {
 		t.Fatal(err)
