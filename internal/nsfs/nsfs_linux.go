@@ -74,9 +74,31 @@ func Unpin(path string) error {
 // a shared mount point, so that a pin made (or removed) there propagates
 // to every mount namespace that sees the directory, and removing it
 // elsewhere really frees the namespace.
+//
+// Callers take turns, on a lock on dir itself: two boots at once on a
+// host where dir is not a mount point yet (subhosts started together
+// after the host's boot) would each find it so and each bind it on
+// itself, stacking two mounts where one belongs. The bind keeps dir's
+// inode, so a caller that opened dir before another's bind still takes
+// the same lock. (iproute2 takes no lock: an `ip netns add` at the same
+// instant can still stack one.)
 func SharedDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close() // and with it the lock
+	for {
+		err = unix.Flock(int(d.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", dir, err)
 	}
 	for bound := false; ; bound = true {
 		err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
