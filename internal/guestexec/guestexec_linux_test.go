@@ -18,8 +18,21 @@ import (
 // that namespace for Dial.
 func listenInNewNetns(t *testing.T) (*Listener, int) {
 	t.Helper()
+	var l *Listener
+	ns := newNetns(t, func() (err error) {
+		l, err = Listen()
+		return err
+	})
+	t.Cleanup(func() { l.Close() })
+	return l, ns
+}
+
+// newNetns makes a network namespace of the test's own, runs inside in
+// it (on the thread that entered it, which ends afterwards), and returns
+// a descriptor of it, closed when the test ends.
+func newNetns(t *testing.T, inside func() error) int {
+	t.Helper()
 	type result struct {
-		l   *Listener
 		ns  int
 		err error
 	}
@@ -27,23 +40,53 @@ func listenInNewNetns(t *testing.T) (*Listener, int) {
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			done <- result{err: err}
+			done <- result{-1, err}
 			return
 		}
 		ns, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			done <- result{err: err}
+			done <- result{-1, err}
 			return
 		}
-		l, err := Listen()
-		done <- result{l, ns, err}
+		if err := inside(); err != nil {
+			unix.Close(ns)
+			done <- result{-1, err}
+			return
+		}
+		done <- result{ns, nil}
 	}()
 	r := <-done
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	t.Cleanup(func() { r.l.Close(); unix.Close(r.ns) })
-	return r.l, r.ns
+	t.Cleanup(func() { unix.Close(r.ns) })
+	return r.ns
+}
+
+// serveN runs handle on each of the next n connections to l, one after
+// the other, in a goroutine that the test waits for when it ends. Its
+// Accept must not outlive the test: called again after the listener's
+// descriptor is closed, it would accept on whatever the next test opened
+// under the same number (TestNoServer's listener, once, which a Dial then
+// reached). The wait shuts the listener down first, which wakes an
+// Accept that no connection will end.
+func serveN(t *testing.T, l *Listener, n int, handle func(*Conn)) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range n {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			handle(c)
+		}
+	}()
+	t.Cleanup(func() {
+		unix.Shutdown(l.fd, unix.SHUT_RDWR)
+		<-done
+	})
 }
 
 func pipes(t *testing.T) (ours, theirs [3]*os.File) {
@@ -71,12 +114,8 @@ func TestRoundTrip(t *testing.T) {
 	l, ns := listenInNewNetns(t)
 	l.allow = func(*unix.Ucred) error { return nil } // the test is its own peer
 	served := make(chan string, 1)
-	go func() {
-		c, err := l.Accept()
-		if err == nil {
-			err = c.ReadRequest()
-		}
-		if err != nil {
+	serveN(t, l, 1, func(c *Conn) {
+		if err := c.ReadRequest(); err != nil {
 			served <- err.Error()
 			return
 		}
@@ -92,7 +131,7 @@ func TestRoundTrip(t *testing.T) {
 			c.Send(Event{Exited: true, Signal: int(s)})
 		})
 		served <- "signal " + got.String()
-	}()
+	})
 
 	c, err := Dial(ns)
 	if err != nil {
@@ -133,12 +172,13 @@ func TestRefusesGuestPeers(t *testing.T) {
 	stagetest.RequireRoot(t)
 	l, ns := listenInNewNetns(t)
 	accepted := make(chan *Conn, 1)
-	go func() {
-		c, err := l.Accept()
-		if err == nil && c.ReadRequest() == nil {
+	serveN(t, l, 1, func(c *Conn) {
+		if c.ReadRequest() == nil {
 			accepted <- c
+			return
 		}
-	}()
+		c.Close()
+	})
 	c, err := Dial(ns)
 	if err != nil {
 		t.Fatal(err)
@@ -162,20 +202,8 @@ func TestBadRequests(t *testing.T) {
 	stagetest.RequireRoot(t)
 	l, ns := listenInNewNetns(t)
 	l.allow = func(*unix.Ucred) error { return nil }
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			if c.ReadRequest() == nil {
-				c.Send(Event{Error: "accepted a bad request"})
-			}
-			c.Close()
-		}
-	}()
 	_, theirs := pipes(t)
-	for _, tc := range []struct {
+	cases := []struct {
 		name  string
 		msg   clientMsg
 		files []*os.File
@@ -186,7 +214,14 @@ func TestBadRequests(t *testing.T) {
 		{"no command", clientMsg{Request: &Request{}}, theirs[:], "no command"},
 		{"bad environment", clientMsg{Request: &Request{Argv: []string{"sh"}, Env: []string{"NOEQUALS"}}}, theirs[:], `"NOEQUALS" is not NAME=value`},
 		{"a signal first", clientMsg{Signal: 9}, nil, "the first message is not a request"},
-	} {
+	}
+	serveN(t, l, len(cases), func(c *Conn) {
+		if c.ReadRequest() == nil {
+			c.Send(Event{Error: "accepted a bad request"})
+		}
+		c.Close()
+	})
+	for _, tc := range cases {
 		c, err := Dial(ns)
 		if err != nil {
 			t.Fatal(err)
@@ -205,8 +240,7 @@ func TestBadRequests(t *testing.T) {
 // TestNoServer: a guest whose PID 1 does not listen gets ErrNoServer.
 func TestNoServer(t *testing.T) {
 	stagetest.RequireRoot(t)
-	l, ns := listenInNewNetns(t)
-	l.Close()
+	ns := newNetns(t, func() error { return nil })
 	if _, err := Dial(ns); err != ErrNoServer {
 		t.Errorf("Dial with nobody listening: %v, want ErrNoServer", err)
 	}
