@@ -77,6 +77,11 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
+// listenGrace is how long after its start a guest's PID 1 is waited for
+// to listen for enter: it does within milliseconds, seconds at most on a
+// host busy booting many guests at once.
+const listenGrace = 10 * time.Second
+
 // enter runs req in the guest whose PID 1 is pid (started at start) and
 // relays its terminal or pipes; it returns the command's exit code.
 func enter(pid int, start uint64, req guestexec.Request) (int, error) {
@@ -85,7 +90,9 @@ func enter(pid int, start uint64, req guestexec.Request) (int, error) {
 		return 0, fmt.Errorf("the guest (pid %d) is gone", pid)
 	}
 	defer p.Close()
-	c, err := guestexec.Dial(p.FD())
+	// A guest younger than listenGrace may have a PID 1 that does not
+	// listen yet; an older one that does not listen never will.
+	c, err := guestexec.DialUntil(p.FD(), time.Now().Add(listenGrace-proc.Age(start)))
 	if err != nil {
 		return 0, err
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,6 +18,23 @@ var ErrNoServer = errors.New("the guest's init does not accept commands (is it a
 
 // Client is a connection to a guest's PID 1.
 type Client struct{ fd int }
+
+// DialUntil is Dial for a PID 1 that may not listen yet: it tries again,
+// at growing intervals up to 50 ms, while Dial finds no server and until
+// has not passed. (subhost-init listens a few milliseconds after its
+// start, and `run --detach` reports a guest running once its PID 1 is
+// executed: an enter right after it could otherwise come too soon.)
+func DialUntil(netns int, until time.Time) (*Client, error) {
+	wait := 2 * time.Millisecond
+	for {
+		c, err := Dial(netns)
+		if err != ErrNoServer || !time.Now().Add(wait).Before(until) {
+			return c, err
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
 
 // Dial connects to PID 1 of the guest whose network namespace netns (an
 // open descriptor: a pidfd of a guest process, or its /proc/PID/ns/net)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -260,4 +261,42 @@ func TestLookPath(t *testing.T) {
 	if p, err := LookPath("/bin/x", env); err != nil || p != "/bin/x" {
 		t.Errorf("LookPath(/bin/x): %q %v", p, err)
 	}
+}
+
+// TestDialUntilWaitsForALateListener: a PID 1 that starts listening only
+// after the client's first attempts (as subhost-init does a few
+// milliseconds after `run --detach` has reported the guest running) is
+// reached; with no time left, a namespace nobody listens in gives
+// ErrNoServer at once.
+func TestDialUntilWaitsForALateListener(t *testing.T) {
+	stagetest.RequireRoot(t)
+	ns := newNetns(t, func() error { return nil })
+	if _, err := DialUntil(ns, time.Now()); err != ErrNoServer {
+		t.Fatalf("DialUntil with no time left and nobody listening: %v, want ErrNoServer", err)
+	}
+	listening := make(chan *Listener, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		time.Sleep(30 * time.Millisecond)
+		if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
+			t.Error(err)
+			listening <- nil
+			return
+		}
+		l, err := Listen()
+		if err != nil {
+			t.Error(err)
+		}
+		listening <- l
+	}()
+	c, err := DialUntil(ns, time.Now().Add(10*time.Second))
+	l := <-listening
+	if l == nil {
+		t.FailNow()
+	}
+	defer l.Close()
+	if err != nil {
+		t.Fatalf("DialUntil while the listener comes up: %v", err)
+	}
+	c.Close()
 }

@@ -37,6 +37,22 @@ func StartTime(pid int) (uint64, error) {
 	return strconv.ParseUint(fields[19], 10, 64)
 }
 
+// userHZ is the unit of the start times in /proc/PID/stat: USER_HZ, which
+// Linux fixes at 100 for user space whatever the kernel's own tick rate.
+const userHZ = 100
+
+// Age is how long ago the process with this start time (StartTime's
+// clock ticks since boot) started. The start times count from boot on
+// CLOCK_BOOTTIME, so a suspended host does not make a process younger.
+func Age(startTime uint64) time.Duration {
+	var now unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &now); err != nil {
+		return 0
+	}
+	started := time.Duration(startTime) * (time.Second / userHZ)
+	return time.Duration(now.Nano()) - started
+}
+
 // Process is a pidfd on a process whose identity was checked.
 type Process struct {
 	PID int

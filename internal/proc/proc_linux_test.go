@@ -50,3 +50,29 @@ func TestStartTimeOfSelfAndGone(t *testing.T) {
 		t.Errorf("a pid that cannot exist: %v", err)
 	}
 }
+
+// TestAge: a process started now is a fraction of a second old (the
+// start times have 10 ms steps), and this test's own process is older
+// than one started after it.
+func TestAge(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	child, err := StartTime(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := StartTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if age := Age(child); age < -20*time.Millisecond || age > 5*time.Second {
+		t.Errorf("a process started just now is %v old", age)
+	}
+	if Age(self) < Age(child) {
+		t.Errorf("this process (%v) is younger than its child (%v)", Age(self), Age(child))
+	}
+}
