@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/subhost/subhost/internal/pipeline"
@@ -56,6 +57,9 @@ func (r *Runner) Run(ctx context.Context, plan *Plan, opts RunOptions) (*state.S
 	}
 	if s.st != nil && s.st.Pipeline != plan.Pipeline.Name {
 		return s.st, sdk.Conflictf("subhost %q has state from pipeline %q; stop it first", plan.Name, s.st.Pipeline)
+	}
+	if err := sameStages(plan, s.st); err != nil {
+		return s.st, err
 	}
 	if opts.BeforeChange != nil {
 		if err := opts.BeforeChange(); err != nil {
@@ -113,7 +117,15 @@ func (r *Runner) Resume(ctx context.Context, plan *Plan, supervise func(ctx cont
 func (r *Runner) ResumePlan(t Target) (*Plan, error) {
 	plan, err := r.MakePlan(t)
 	if err == nil {
-		return plan, nil
+		// A pipeline edited or upgraded since the boot (a stage added,
+		// say) would pair its stages with another stage's records.
+		st, lerr := r.dir(t.Name).Load()
+		if lerr != nil {
+			return plan, nil // Resume reports it
+		}
+		if err = sameStages(plan, st); err == nil {
+			return plan, nil
+		}
 	}
 	r.Logger.Warn("resuming with the plan recorded at boot", sdk.LogKeySubhost, t.Name, sdk.LogKeyError, err)
 	return r.planFromState(r.dir(t.Name))
@@ -243,6 +255,34 @@ func (r *Runner) planFromState(d state.Dir) (*Plan, error) {
 		plan.Stages = append(plan.Stages, ps)
 	}
 	return plan, nil
+}
+
+// sameStages checks that plan has the stages recorded in st (none: no
+// state), by name and plugin and in the same order. The runner pairs a
+// plan's stages with the recorded ones by their place in the pipeline:
+// with a pipeline edited (or upgraded) since the boot, a stage would get
+// another's state, and one added would never be taken down.
+func sameStages(plan *Plan, st *state.State) error {
+	if st == nil {
+		return nil
+	}
+	same := len(plan.Stages) == len(st.Stages)
+	for i := 0; same && i < len(plan.Stages); i++ {
+		same = plan.Stages[i].Name == st.Stages[i].Name && plan.Stages[i].Plugin == st.Stages[i].Plugin
+	}
+	if same {
+		return nil
+	}
+	now := make([]string, len(plan.Stages))
+	for i, s := range plan.Stages {
+		now[i] = s.Name
+	}
+	then := make([]string, len(st.Stages))
+	for i, s := range st.Stages {
+		then[i] = s.Name
+	}
+	return sdk.Conflictf("subhost %q was brought up with pipeline %q as stages %s, which now has %s; stop it first",
+		plan.Name, st.Pipeline, strings.Join(then, ", "), strings.Join(now, ", "))
 }
 
 // guestAlive reports whether the recorded guest PID 1 still runs.

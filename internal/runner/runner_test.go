@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subhost/subhost/internal/pipeline"
 	"github.com/subhost/subhost/internal/state"
 	"github.com/subhost/subhost/sdk"
 )
@@ -417,5 +418,94 @@ func TestAfterUpComesAfterEveryUpBeforeThePluginsEnd(t *testing.T) {
 	g := newFixture(t, []string{"a", "b"}, map[string]misbehaviour{"b": {up: "fail"}})
 	if _, err := g.r.Run(context.Background(), g.plan("fails"), RunOptions{AfterUp: func() { t.Error("AfterUp called for a failed boot") }}); err == nil {
 		t.Fatal("a failing Up: no error")
+	}
+}
+
+// A pipeline edited (or upgraded) under a subhost that is up: a stage
+// added, swapped or removed. The runner pairs stages with their records
+// by their place, so run again refuses before any Up (as does a stage
+// operation), and stop takes down what was brought up, from the record.
+func TestRunAgainRefusesAPipelineWithOtherStages(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		before, after []string
+	}{
+		{"added", []string{"a", "c"}, []string{"a", "b", "c"}},
+		{"swapped", []string{"a", "c", "d"}, []string{"a", "b", "d"}},
+		{"removed", []string{"a", "b", "c"}, []string{"a", "c"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, tc.before, nil)
+			if _, err := f.r.Run(ctx, f.plan("edited"), RunOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			f.names = tc.after
+			_, err := f.r.Run(ctx, f.plan("edited"), RunOptions{})
+			if !sdk.IsKind(err, sdk.KindConflict) || !strings.Contains(err.Error(), "stop it first") {
+				t.Errorf("run with the edited pipeline: %v, want a conflict", err)
+			}
+			if _, err := f.r.StageOp(ctx, f.plan("edited"), "a", OpUp); !sdk.IsKind(err, sdk.KindConflict) {
+				t.Errorf("stage a up with the edited pipeline: %v, want a conflict", err)
+			}
+			if got := f.stages.calls("up"); !slices.Equal(got, tc.before) {
+				t.Errorf("Ups %v, want only the first run's %v", got, tc.before)
+			}
+			if err := f.r.Stop(ctx, "edited", StopOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if got := f.stages.calls("down"); !slices.Equal(got, reversed(tc.before)) {
+				t.Errorf("Downs %v, want %v", got, reversed(tc.before))
+			}
+			f.noState("edited")
+		})
+	}
+}
+
+// A supervisor that subhost-monitor hands back resumes with the plan
+// recorded at boot when the pipeline's stages have changed since (here,
+// pretend-boot as it was before it had a cgroup stage), and with the
+// pipeline's own plan when they have not.
+func TestResumePlanKeepsTheRecordedStages(t *testing.T) {
+	set, err := pipeline.Load(pipeline.LoadOptions{Dirs: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	builtin, err := set.Get("pretend-boot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		booted []string
+	}{
+		{"older", []string{"userns", "mount-loop", "net-veth", "init"}},
+		{"same", []string{"userns", "mount-loop", "net-veth", "cgroup", "init"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, tc.booted, nil)
+			f.r.Pipelines = set
+			plan := &Plan{Name: tc.name, Pipeline: builtin, Subhost: sdk.Subhost{Name: tc.name, Home: f.home}}
+			for _, n := range tc.booted {
+				plan.Stages = append(plan.Stages, PlannedStage{Stage: pipeline.Stage{Name: n, Plugin: n, Timeout: time.Second}, Path: "fake:" + n})
+			}
+			if _, err := f.r.Run(context.Background(), plan, RunOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			resumed, err := f.r.ResumePlan(Target{Name: tc.name, Pipeline: "pretend-boot", Home: f.home})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, s := range resumed.Stages {
+				got = append(got, s.Name)
+			}
+			if !slices.Equal(got, tc.booted) {
+				t.Errorf("resumed with stages %v, want the recorded %v", got, tc.booted)
+			}
+			if err := f.r.Stop(context.Background(), tc.name, StopOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
