@@ -151,6 +151,20 @@ func openLog(s *settings.Settings, name string) (*os.File, error) {
 	return f, nil
 }
 
+// eventsPipe is the pipe for the reports on descriptor 3, or nil. Only a
+// pipe is ours: a supervisor that subhost-monitor executes again may have
+// nothing there (the front's pipe is close-on-exec), and the descriptor
+// is then whatever was opened first, the Go runtime's own cgroup files
+// included. An *os.File made for it would be written to, and would close
+// it when collected, whatever it is by then.
+func eventsPipe() *os.File {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(3, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFIFO {
+		return nil
+	}
+	return os.NewFile(3, "events")
+}
+
 // Main is the supervisor process: it reads its spec from standard input
 // and reports on fd 3, when that is open. With handoverFD (not -1) it is
 // the supervisor executed again by subhost-monitor, and the spec comes in
@@ -160,11 +174,9 @@ func Main(ctx context.Context, handoverFD int) error {
 	marks.AddAt(timeline.ProcessStart(), "supervisor", "exec (estimate: less its CPU time so far)")
 	marks.Add("supervisor", "main")
 	ev := NewEventWriter(nil)
-	if f := os.NewFile(3, "events"); f != nil {
-		if _, err := f.Stat(); err == nil {
-			ev = NewEventWriter(f)
-			defer f.Close()
-		}
+	if f := eventsPipe(); f != nil {
+		ev = NewEventWriter(f)
+		defer f.Close()
 	}
 	var spec Spec
 	var from *monitor.Handover
