@@ -115,6 +115,33 @@ func TestRestartOnFailure(t *testing.T) {
 		}
 	})
 	l.waitFor(t, "READY=1", 30*time.Second)
+	killUntilGivenUp(e, g)
+	if code := sup.wait(t, 30*time.Second); code == 0 {
+		t.Errorf("run --supervise exited 0 after giving up restarts")
+	}
+	e.mustRun("", "stop", g.name)
+	e.clean(g.name)
+}
+
+// TestRestartOnFailureDetached: the same with run --detach, whose
+// supervisor becomes subhost-monitor while the guest runs and is executed
+// afresh for each restart: the limit holds across those.
+func TestRestartOnFailureDetached(t *testing.T) {
+	e := newEnv(t)
+	g := e.newGuest("rsd", nil)
+	g.home = e.home(g.config + "\nRESTART=on-failure")
+	g.boot()
+	killUntilGivenUp(e, g)
+	e.mustRun("", "stop", g.name)
+	e.clean(g.name)
+}
+
+// killUntilGivenUp SIGKILLs g's PID 1 ten times, checking that it comes
+// back each time with the restart counted, and an eleventh, after which
+// the subhost must be failed with the reason.
+func killUntilGivenUp(e *env, g *guest) {
+	t := e.t
+	t.Helper()
 	var rs struct {
 		report
 		Restarts int `json:"restarts"`
@@ -142,15 +169,15 @@ func TestRestartOnFailure(t *testing.T) {
 		}
 	}
 	syscall.Kill(pid, syscall.SIGKILL)
-	if code := sup.wait(t, 30*time.Second); code == 0 {
-		t.Errorf("run --supervise exited 0 after giving up restarts")
-	}
-	status()
+	// Until the supervisor records why, status already says failed:
+	// the guest is gone.
+	poll(20*time.Second, func() bool {
+		status()
+		return strings.Contains(rs.Error, "giving up") || rs.PID != 0 && rs.PID != pid
+	})
 	if rs.State != "failed" || !strings.Contains(rs.Error, "RESTART=on-failure") || !strings.Contains(rs.Error, "giving up") {
 		t.Errorf("after the 11th kill: state %s, error %q; want failed with the reason", rs.State, rs.Error)
 	}
-	e.mustRun("", "stop", g.name)
-	e.clean(g.name)
 }
 
 // TestRestartBadValue: a bad RESTART is bad input naming the variable,

@@ -70,6 +70,7 @@ func (r *Runner) Run(ctx context.Context, plan *Plan, opts RunOptions) (*state.S
 		s.st = s.newState()
 	}
 	s.st.Status, s.st.Error, s.st.Subhost = state.Booting, "", plan.Subhost
+	s.st.RecentRestarts = nil // a run starts the restart limit afresh
 	s.st.Console = opts.Console
 	s.st.ForgetGuest()
 	if err := s.upFrom(ctx, 0, func() {

@@ -90,7 +90,6 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 		powerOffAsked = true
 		go stopGuest(s.st.Record, StopOptions{Timeout: DefaultStopTimeout})
 	}
-	var limiter restartLimiter
 	for {
 		pid := s.st.Record.GuestPID
 		if opts.OnGuest != nil {
@@ -128,7 +127,10 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 		s.st.ForgetGuest()
 		restart := !stopping && !powerOffAsked && s.plan.Restart.wants(outcome)
 		if restart {
-			if err := limiter.allow(time.Now()); err != nil {
+			limiter := restartLimiter{times: s.st.RecentRestarts}
+			err := limiter.allow(time.Now())
+			s.st.RecentRestarts = limiter.times
+			if err != nil {
 				return v.giveUp(outcome, fmt.Errorf("%s=%s: %w; last end: %s", RestartVar, s.plan.Restart, err, guestexit.Describe(ws)))
 			}
 			s.st.Restarts++

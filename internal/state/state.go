@@ -69,6 +69,11 @@ type State struct {
 	// Restarts counts the guest's restarts by the config's RESTART=
 	// policy (not the guest's own reboots).
 	Restarts int `json:"restarts,omitempty"`
+	// RecentRestarts are those restarts within the limit's window
+	// (runner.RestartWindow). They are kept here, not in the supervisor's
+	// memory: a supervisor that became subhost-monitor is executed
+	// afresh to restart the guest.
+	RecentRestarts []time.Time `json:"recent_restarts,omitempty"`
 }
 
 // Stage is one stage's part of the state.
