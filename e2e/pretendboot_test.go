@@ -376,3 +376,38 @@ func TestPretendBootStopTimeout(t *testing.T) {
 		t.Errorf("guest PID 1 (%d) still exists after stop", pid)
 	}
 }
+
+// TestRebootAfterThePipelineFileBroke: the pipeline file a subhost was
+// booted with is broken while it runs. Its supervisor, executed again by
+// subhost-monitor for the guest's reboot, goes on with the plan recorded
+// at boot: the guest comes back, and stop takes it down.
+func TestRebootAfterThePipelineFileBroke(t *testing.T) {
+	e := newEnv(t)
+	g := e.newGuest("pbrk", nil)
+	file := pipelineFile(t, `
+pipeline "e2e-edited" {
+  home    = "/opt/sub"
+  on_exit = "down"
+
+  stage "mount-loop" {}
+  stage "net-veth" {}
+  stage "cgroup" {}
+  stage "init" {
+    mode = "sysv"
+  }
+}
+`)
+	e.mustRun(g.ns, "--pipeline-file", file, "run", "--detach", "--pipeline", "e2e-edited", "--home", g.home, g.name)
+	g.waitReady()
+	before := e.status(g.name)
+	if err := os.WriteFile(file, []byte("pipeline \"e2e-edited\" {\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g.enter("reboot")
+	e.waitFor("a new PID 1", 15*time.Second, func() bool {
+		r, err := e.statusErr(g.name)
+		return err == nil && r.State == "running" && r.PID != 0 && r.PID != before.PID
+	})
+	e.mustRun("", "stop", g.name)
+	e.clean(g.name)
+}

@@ -116,6 +116,9 @@ func (r *Runner) Resume(ctx context.Context, plan *Plan, supervise func(ctx cont
 // that fails now (a config edited since), rebuilt from the state, so that
 // the running subhost can still be supervised and taken down.
 func (r *Runner) ResumePlan(t Target) (*Plan, error) {
+	if r.Pipelines == nil { // they did not load (settings.ResumeRunner)
+		return r.planFromState(r.dir(t.Name))
+	}
 	plan, err := r.MakePlan(t)
 	if err == nil {
 		// A pipeline edited or upgraded since the boot (a stage added,

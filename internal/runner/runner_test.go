@@ -503,6 +503,11 @@ func TestResumePlanKeepsTheRecordedStages(t *testing.T) {
 			if !slices.Equal(got, tc.booted) {
 				t.Errorf("resumed with stages %v, want the recorded %v", got, tc.booted)
 			}
+			// Pipelines that no longer load (settings.ResumeRunner).
+			f.r.Pipelines = nil
+			if resumed, err = f.r.ResumePlan(Target{Name: tc.name, Pipeline: "pretend-boot", Home: f.home}); err != nil || len(resumed.Stages) != len(tc.booted) {
+				t.Errorf("without pipelines: resumed with %v, %v; want the recorded plan", resumed, err)
+			}
 			if err := f.r.Stop(context.Background(), tc.name, StopOptions{}); err != nil {
 				t.Fatal(err)
 			}

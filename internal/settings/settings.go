@@ -179,6 +179,29 @@ func (s *Settings) NewRunner() (*runner.Runner, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.newRunner(set)
+}
+
+// ResumeRunner is NewRunner for a supervisor that takes a running subhost
+// back from subhost-monitor. Pipeline files broken since the boot must not
+// end the supervision of a guest that runs: the runner then has no
+// pipelines, and runner.ResumePlan takes the plan recorded at boot.
+func (s *Settings) ResumeRunner() (*runner.Runner, error) {
+	set, err := s.Pipelines()
+	if err != nil {
+		set = nil
+	}
+	r, rerr := s.newRunner(set)
+	if rerr != nil {
+		return nil, rerr
+	}
+	if err != nil {
+		r.Logger.Warn("the pipelines do not load: resuming with the plan recorded at boot", sdk.LogKeyError, err)
+	}
+	return r, nil
+}
+
+func (s *Settings) newRunner(set *pipeline.Set) (*runner.Runner, error) {
 	logger := s.Logger()
 	host, err := s.PluginHost(logger)
 	if err != nil {

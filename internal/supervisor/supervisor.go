@@ -276,18 +276,17 @@ func SuperviseDetached(ctx context.Context, r *runner.Runner, plan *runner.Plan,
 // prepare makes the runner for spec and its plan: a new one (from nil) or
 // the one of a supervision that subhost-monitor handed back.
 func prepare(spec Spec, ev *EventWriter, marks *timeline.Recorder, from *monitor.Handover) (*runner.Runner, *runner.Plan, error) {
-	r, err := spec.Settings.NewRunner()
+	newRunner, makePlan := spec.Settings.NewRunner, (*runner.Runner).MakePlan
+	if from != nil {
+		newRunner, makePlan = spec.Settings.ResumeRunner, (*runner.Runner).ResumePlan
+	}
+	r, err := newRunner()
 	if err != nil {
 		return nil, nil, err
 	}
 	r.Progress = ev
 	r.Timeline = marks
-	var plan *runner.Plan
-	if from == nil {
-		plan, err = r.MakePlan(spec.Target)
-	} else {
-		plan, err = r.ResumePlan(spec.Target)
-	}
+	plan, err := makePlan(r, spec.Target)
 	if err != nil {
 		return nil, nil, err
 	}
