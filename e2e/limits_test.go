@@ -203,3 +203,49 @@ func TestBadLimit(t *testing.T) {
 		e.clean(g.name)
 	}
 }
+
+// TestSetMemoryKeepsSwap: cgroup v1 limits memory and memory+swap
+// together, so `subhost set` of MEMORY_MAX or MEMORY_SWAP_MAX alone keeps
+// the other as it is in force: raising the memory limit above the
+// memory+swap one in force works, and lowering it allows no more swap.
+func TestSetMemoryKeepsSwap(t *testing.T) {
+	e := newEnv(t)
+	memory := "/sys/fs/cgroup/memory"
+	if _, err := os.Stat(filepath.Join(memory, "memory.memsw.limit_in_bytes")); err != nil {
+		t.Skip("no cgroup v1 memory hierarchy with swap accounting here")
+	}
+	g := e.newGuest("swp", nil)
+	g.config += "\nMEMORY_MAX=64M\nMEMORY_SWAP_MAX=0"
+	g.home = e.home(g.config)
+	g.boot()
+	dir := filepath.Join(memory, "subhost", g.name)
+	limits := func() (mem, memsw int64) {
+		t.Helper()
+		read := func(f string) int64 {
+			b, err := os.ReadFile(filepath.Join(dir, f))
+			n, err2 := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+			if err != nil || err2 != nil {
+				t.Fatalf("%s: %v %v", f, err, err2)
+			}
+			return n
+		}
+		return read("memory.limit_in_bytes"), read("memory.memsw.limit_in_bytes")
+	}
+	for _, step := range []struct {
+		set          string
+		mem, memswap int64
+	}{
+		{"MEMORY_MAX=128M", 128 << 20, 128 << 20},     // above the 64M memory+swap in force
+		{"MEMORY_SWAP_MAX=32M", 128 << 20, 160 << 20}, // on the memory limit in force
+		{"MEMORY_MAX=96M", 96 << 20, 128 << 20},       // keeps 32M of swap
+	} {
+		if o, er, code := e.run("set", g.name, step.set); code != 0 {
+			t.Errorf("set %s: exit %d: %s%s", step.set, code, o, er)
+		}
+		if mem, memsw := limits(); mem != step.mem || memsw != step.memswap {
+			t.Errorf("after set %s: memory %d, memory+swap %d; want %d, %d", step.set, mem, memsw, step.mem, step.memswap)
+		}
+	}
+	e.mustRun("", "stop", g.name)
+	e.clean(g.name)
+}

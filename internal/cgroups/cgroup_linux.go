@@ -813,6 +813,13 @@ func Apply(name string, recorded []sdk.Cgroup, l Limits) error {
 		if _, err := os.Stat(h.nameDir(name)); err != nil {
 			return sdk.NotFoundf("subhost %q has no cgroup in %s: is it running?", name, h.name())
 		}
+		if h.v2() {
+			// The boot switched on only the controllers its limits
+			// needed (the limit files of the others do not exist).
+			if err := enableControllers(h.base, pl.enable); err != nil {
+				return fmt.Errorf("%s: %w", strings.Join(pl.enable, ", "), err)
+			}
+		}
 		var rest []setting
 		for _, s := range ss {
 			if s.Controller != "cpuset" || h.v2() {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -87,6 +88,31 @@ func keyed(path string) map[string]int64 {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// KeepMemoryPair completes a change of MEMORY_MAX or of MEMORY_SWAP_MAX
+// alone (subhost set) for a subhost whose memory cgroup is v1, which
+// limits memory and memory+swap together: the other keeps its value in
+// force. Without it, the kernel refuses a memory limit above the
+// memory+swap one in force, one below it allows more swap than was
+// set, and MEMORY_SWAP_MAX alone has no memory limit to add to.
+func (l *Limits) KeepMemoryPair(cgs []sdk.Cgroup) {
+	v1 := slices.ContainsFunc(cgs, func(c sdk.Cgroup) bool {
+		return c.Hierarchy != "cgroup2" && slices.Contains(strings.Split(c.Hierarchy, ","), "memory")
+	})
+	mem, swap := l.Given("MEMORY_MAX"), l.Given("MEMORY_SWAP_MAX")
+	if !v1 || mem == swap {
+		return
+	}
+	now := ReadInForce(cgs)
+	switch {
+	case mem && now.MemorySwapMax != nil:
+		l.MemorySwapMax = *now.MemorySwapMax
+		l.given["MEMORY_SWAP_MAX"] = true
+	case swap && now.MemoryMax != nil:
+		l.MemoryMax = *now.MemoryMax
+		l.given["MEMORY_MAX"] = true
+	}
+}
 
 // ReadInForce reads the limits from a boot record's cgroups.
 func ReadInForce(cgs []sdk.Cgroup) InForce {

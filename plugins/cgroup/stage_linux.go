@@ -196,6 +196,7 @@ func (*stage) Update(ctx context.Context, req *sdk.Request) ([]string, error) {
 	if len(applied) == 0 {
 		return nil, nil
 	}
+	l.KeepMemoryPair(req.Record.Cgroups)
 	if err := cgroups.Apply(req.Subhost.Name, req.Record.Cgroups, l); err != nil {
 		if sdk.KindOf(err) != sdk.KindInternal {
 			return nil, err
