@@ -132,12 +132,7 @@ func planFor(hs []hierarchy, l Limits) (plan, error) {
 	}
 	ioFile := ""
 	if h := v1("blkio"); h != nil {
-		for _, f := range []string{"blkio.weight", "blkio.bfq.weight"} {
-			if _, err := os.Stat(filepath.Join(h.mount, f)); err == nil {
-				ioFile = f
-				break
-			}
-		}
+		ioFile = blkioWeightFile(*h)
 	}
 	v2s := l.v2Settings()
 	for _, s := range l.v1Settings(ioFile) {
@@ -183,6 +178,29 @@ func planFor(hs []hierarchy, l Limits) (plan, error) {
 		}
 	}
 	return p, nil
+}
+
+// blkioWeightFile is the I/O weight file of the cgroup v1 blkio
+// hierarchy h, "" when it has none: CFQ's, which the root cgroup has
+// too, or BFQ's, which only the cgroups below the root have (the kernel
+// makes it CFTYPE_NOT_ON_ROOT): looked for in the subhost parent, else
+// in the root's first child.
+func blkioWeightFile(h hierarchy) string {
+	if _, err := os.Stat(filepath.Join(h.mount, cfqWeightFile)); err == nil {
+		return cfqWeightFile
+	}
+	below := []string{filepath.Join(h.base, Dir)}
+	if ents, err := os.ReadDir(h.mount); err == nil {
+		if i := slices.IndexFunc(ents, fs.DirEntry.IsDir); i >= 0 {
+			below = append(below, filepath.Join(h.mount, ents[i].Name()))
+		}
+	}
+	for _, dir := range below {
+		if _, err := os.Stat(filepath.Join(dir, bfqWeightFile)); err == nil {
+			return bfqWeightFile
+		}
+	}
+	return ""
 }
 
 // VarError is a limit the host cannot apply; Var names the variable.

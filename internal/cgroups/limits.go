@@ -272,7 +272,11 @@ func (l Limits) v1Settings(ioFile string) []setting {
 		add("CPUSET_CPUS", "cpuset", "cpuset.cpus", l.CPUSet)
 	}
 	if l.IOWeight != 0 {
-		add("IO_WEIGHT", "blkio", ioFile, strconv.FormatInt(weightToBlkio(l.IOWeight), 10))
+		w := weightToBlkio(l.IOWeight)
+		if ioFile == bfqWeightFile {
+			w = weightToBFQ(l.IOWeight)
+		}
+		add("IO_WEIGHT", "blkio", ioFile, strconv.FormatInt(w, 10))
 	}
 	return out
 }
@@ -322,3 +326,27 @@ func weightToShares(w int64) int64 { return max(2, min(262144, w*1024/100)) }
 // weightToBlkio maps io.weight (1..10000, default 100) to v1's
 // blkio.weight (10..1000, default 500), as systemd does.
 func weightToBlkio(w int64) int64 { return max(10, min(1000, w*500/100)) }
+
+// The cgroup v1 I/O weight files: CFQ's (gone since Linux 5.0) and BFQ's.
+const (
+	cfqWeightFile = "blkio.weight"
+	bfqWeightFile = "blkio.bfq.weight"
+)
+
+// weightToBFQ maps io.weight (1..10000, default 100) to BFQ's weight
+// (1..1000, default 100) as systemd does: the same up to the default,
+// linear above it.
+func weightToBFQ(w int64) int64 {
+	if w <= 100 {
+		return max(1, w)
+	}
+	return min(1000, 100+(w-100)*900/9900)
+}
+
+// bfqToWeight is weightToBFQ's inverse, for status.
+func bfqToWeight(b int64) int64 {
+	if b <= 100 {
+		return max(1, b)
+	}
+	return min(10000, 100+(b-100)*9900/900)
+}

@@ -144,6 +144,26 @@ func TestV1Translation(t *testing.T) {
 	}
 }
 
+// TestV1TranslationBFQ: on a v1 host whose blkio weights are BFQ's
+// (1..1000, default 100), IO_WEIGHT keeps BFQ's default at io.weight's
+// and scales linearly above it, as systemd does.
+func TestV1TranslationBFQ(t *testing.T) {
+	for weight, want := range map[string]string{"1": "1", "100": "100", "50": "50", "10000": "1000", "5050": "550"} {
+		l, err := FromConfig(sub(map[string]string{"IO_WEIGHT": weight, "PIDS_MAX": "max"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, w := writes(l.v1Settings(bfqWeightFile)), "pids:pids.max=max\nblkio:blkio.bfq.weight="+want+"\n"; got != w {
+			t.Errorf("IO_WEIGHT=%s:\n%s\nwant\n%s", weight, got, w)
+		}
+	}
+	for _, w := range []int64{1, 50, 100, 200, 5050, 10000} {
+		if got := bfqToWeight(weightToBFQ(w)); got < w-11 || got > w {
+			t.Errorf("IO_WEIGHT=%d reads back as %d", w, got)
+		}
+	}
+}
+
 // TestPlanOnV2Host: on a pure cgroup v2 host the limits go to the
 // cgroup2 tree and only the controllers they need are enabled; one the
 // tree does not offer is refused naming the variable.

@@ -182,10 +182,13 @@ func ReadInForce(cgs []sdk.Cgroup) InForce {
 					l.CPUSet = strings.TrimSpace(string(b))
 				}
 			case "blkio":
-				for _, f := range []string{"blkio.weight", "blkio.bfq.weight"} {
-					if v, ok := readInt(at(f)); ok && v != 500 {
-						l.IOWeight = ptr(max(1, v*100/500))
-					}
+				// Each at its own default and scale (weightToBlkio,
+				// weightToBFQ).
+				if v, ok := readInt(at(cfqWeightFile)); ok && v != 500 {
+					l.IOWeight = ptr(max(1, v*100/500))
+				}
+				if v, ok := readInt(at(bfqWeightFile)); ok && v != 100 {
+					l.IOWeight = ptr(bfqToWeight(v))
 				}
 			}
 		}
