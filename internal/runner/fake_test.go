@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/subhost/subhost/internal/pipeline"
+	"github.com/subhost/subhost/internal/proc"
 	"github.com/subhost/subhost/internal/state"
 	"github.com/subhost/subhost/sdk"
 )
@@ -48,6 +50,9 @@ type fakeStages struct {
 	// setsExtra makes Up set the stage's Extra key (as it always does)
 	// and also these fields: "root", "netns".
 	sets map[string][]string
+	// guests are the shell commands that each Up of a stage behaving
+	// "guest" starts in turn, as its guest's PID 1 (a child of the test).
+	guests []string
 }
 
 func newFakeStages(behave map[string]misbehaviour) *fakeStages {
@@ -176,6 +181,18 @@ func (s fakeStage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error
 		res.Record.Root = "/elsewhere"
 	case "root":
 		res.Record.Root = "/live"
+	case "guest":
+		s.in.f.mu.Lock()
+		script := s.in.f.guests[0]
+		s.in.f.guests = s.in.f.guests[1:]
+		s.in.f.mu.Unlock()
+		cmd := exec.Command("sh", "-c", script)
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		res.Record.GuestPID = cmd.Process.Pid
+		res.Record.GuestStartTime, _ = proc.StartTime(cmd.Process.Pid)
+		cmd.Process.Release() // the supervision reaps it
 	}
 	for _, f := range s.in.f.sets[s.in.name] {
 		switch f {

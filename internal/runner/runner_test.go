@@ -514,3 +514,37 @@ func TestResumePlanKeepsTheRecordedStages(t *testing.T) {
 		})
 	}
 }
+
+// A stop asked for while the guest reboots (a service manager's SIGTERM
+// cancels the supervisor's context) is kept: the supervision, stopping,
+// does not hand itself over when the new guest starts (OnGuest sees
+// Stopping), the new guest is powered off and every stage comes down.
+func TestStopAskedDuringARebootIsKept(t *testing.T) {
+	f := newFixture(t, []string{"a", "b"}, map[string]misbehaviour{"b": {up: "guest"}})
+	f.stages.guests = []string{"exit 100", "exec sleep 10"} // a reboot; then a guest until SIGPWR
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stopping []bool
+	var out Outcome
+	_, err := f.r.Run(ctx, f.plan("rb"), RunOptions{Supervise: func(ctx context.Context, sup *Supervision) error {
+		var err error
+		out, err = sup.Loop(ctx, LoopOptions{
+			BeforeReboot: func() error { cancel(); return nil },
+			OnGuest:      func(int) { stopping = append(stopping, sup.Stopping()) },
+		})
+		return err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(stopping, []bool{false, true}) {
+		t.Errorf("OnGuest saw Stopping %v, want false for the first guest and true for the rebooted one", stopping)
+	}
+	if out.Status != state.Stopped {
+		t.Errorf("supervision ended %q, want stopped", out.Status)
+	}
+	if got := f.stages.calls("down"); !slices.Equal(got, []string{"b", "a"}) {
+		t.Errorf("Downs %v, want b, a", got)
+	}
+	f.noState("rb")
+}

@@ -20,7 +20,13 @@ import (
 // lock (held until the supervisor is done) and its state.
 type Supervision struct {
 	s *session
+	// stopping: an orderly stop is under way in this process.
+	stopping bool
 }
+
+// Stopping reports whether the supervision is stopping the guest (its
+// power-off runs in this process: no time to hand it over).
+func (v *Supervision) Stopping() bool { return v.stopping }
 
 // State is the subhost's current state.
 func (v *Supervision) State() *state.State { return v.s.st }
@@ -76,7 +82,7 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 	// `subhost stop`, which leaves its options beside the state first.
 	// Down follows once the guest is reaped.
 	stop := func() {
-		stopping = true
+		stopping, v.stopping = true, true
 		stopOpts := StopOptions{Timeout: DefaultStopTimeout}
 		if req, ok := s.dir.TakeStopRequest(); ok {
 			stopOpts = StopOptions{Timeout: time.Duration(req.TimeoutMS) * time.Millisecond, Force: req.Force}
@@ -92,6 +98,12 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 	}
 	for {
 		pid := s.st.Record.GuestPID
+		if ctx.Err() != nil && !stopping {
+			// Asked while the guest rebooted: before OnGuest, which
+			// might hand the supervision over and lose the request.
+			stop()
+			ctx = context.Background()
+		}
 		if opts.OnGuest != nil {
 			opts.OnGuest(pid)
 		}

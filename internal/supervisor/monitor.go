@@ -16,7 +16,7 @@ import (
 // there is work. It returns only when that cannot happen, and the
 // supervisor then carries on as it is.
 func (sv *supervision) becomeMonitor(sup *runner.Supervision) {
-	if sv.monitor == "" {
+	if sv.monitor == "" || sup.Stopping() {
 		return
 	}
 	self, err := os.Executable()
