@@ -80,6 +80,9 @@ func TestStartRefusesWhatIsNotAStage(t *testing.T) {
 		{"other-version", "echo '1|99|unix|" + h.SocketDir + "/x|grpc|'", "it speaks stage protocol version 99, this subhost 1"},
 		{"netrpc", "echo '1|1|unix|" + h.SocketDir + "/x|netrpc|'", `it serves go-plugin's "netrpc" protocol, not grpc`},
 		{"elsewhere", "echo '1|1|unix|/tmp/x|grpc|'", "it serves on unix /tmp/x, not a unix socket in " + h.SocketDir},
+		// A name that leaves the directory: the socket is removed as root.
+		{"escapes", "echo '1|1|unix|" + h.SocketDir + "/../x|grpc|'", "it serves on unix " + h.SocketDir + "/../x, not a unix socket in"},
+		{"below", "echo '1|1|unix|" + h.SocketDir + "/sub/x|grpc|'", "not a unix socket in"},
 	} {
 		bin := filepath.Join(dir, "plugins", tc.name)
 		if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {

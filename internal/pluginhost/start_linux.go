@@ -234,7 +234,9 @@ func (p *Plugin) handshake(ctx context.Context, timeout time.Duration) error {
 		return fmt.Errorf("it speaks stage protocol version %s, this subhost %d: use a subhost and a plugin built from the same release", f[1], sdk.ProtocolVersion)
 	case f[4] != "grpc":
 		return fmt.Errorf("it serves go-plugin's %q protocol, not grpc: %s", f[4], notAStage)
-	case f[2] != "unix" || !strings.HasPrefix(f[3], p.proc.socketDir+"/"):
+	case f[2] != "unix" || filepath.Dir(f[3]) != filepath.Clean(p.proc.socketDir) || filepath.Clean(f[3]) != f[3]:
+		// Only a name right in the directory: the socket is removed as
+		// root once the plugin is gone.
 		return fmt.Errorf("it serves on %s %s, not a unix socket in %s", f[2], f[3], p.proc.socketDir)
 	}
 	p.socket = f[3]
