@@ -3,6 +3,7 @@ package cgroups
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -160,11 +161,12 @@ func (l *programLoad) close() {
 }
 
 // ensureDeviceProgram attaches the device program of load to the cgroup2
-// directory dir, unless one is attached there already (an adopted
-// cgroup's). It is attached with BPF_F_ALLOW_MULTI: a program the guest
-// might attach below can only deny more, never allow more, since every
-// program on the path must allow an access. The attachment is of the
-// cgroup (BPF_PROG_ATTACH, not a link): it lasts until the cgroup is
+// directory dir, in place of any attached there already: an adopted
+// cgroup's (a leftover of an earlier boot, whose allow-list names the
+// disks it had). It is attached with BPF_F_ALLOW_MULTI: a program the
+// guest might attach below can only deny more, never allow more, since
+// every program on the path must allow an access. The attachment is of
+// the cgroup (BPF_PROG_ATTACH, not a link): it lasts until the cgroup is
 // removed, not until this process exits.
 func ensureDeviceProgram(dir string, load *programLoad) error {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -172,8 +174,9 @@ func ensureDeviceProgram(dir string, load *programLoad) error {
 		return err
 	}
 	defer unix.Close(fd)
-	if n, err := attachedDevicePrograms(fd); err == nil && n > 0 {
-		return nil
+	earlier, err := link.QueryPrograms(link.QueryOptions{Target: fd, Attach: ebpf.AttachCGroupDevice})
+	if err != nil {
+		return fmt.Errorf("query: %w", err)
 	}
 	prog, err := load.wait()
 	if err != nil {
@@ -187,6 +190,23 @@ func ensureDeviceProgram(dir string, load *programLoad) error {
 	})
 	if err != nil {
 		return fmt.Errorf("attach: %w", err)
+	}
+	// Only now, so that the cgroup is never without a policy. (Nothing
+	// but subhost attaches here: the guest's cgroup namespace begins
+	// below, and its delegated files do not reach this directory.)
+	for _, ap := range earlier.Programs {
+		old, err := ebpf.NewProgramFromID(ap.ID)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // gone meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("replace the program of an earlier boot: %w", err)
+		}
+		err = link.RawDetachProgram(link.RawDetachProgramOptions{Target: fd, Program: old, Attach: ebpf.AttachCGroupDevice})
+		old.Close()
+		if err != nil {
+			return fmt.Errorf("replace the program of an earlier boot: %w", err)
+		}
 	}
 	return nil
 }

@@ -58,7 +58,9 @@ func v2Mount(t *testing.T) string {
 // TestDeviceProgram: the cgroup v2 device program, attached to a scratch
 // cgroup2 directory with a process in it, lets it open the allowed
 // character devices, a read-only disk only for reading, and nothing else
-// (EPERM), whatever its v1 device cgroup allows.
+// (EPERM), whatever its v1 device cgroup allows. It replaces the program
+// of an earlier boot found there (an adopted cgroup's), which allowed
+// another disk.
 func TestDeviceProgram(t *testing.T) {
 	stagetest.RequireRoot(t)
 	stagetest.NoLeaks(t)
@@ -71,8 +73,9 @@ func TestDeviceProgram(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	earlier := Rules([]sdk.Device{{GuestName: "vda", Major: 7, Minor: 252}})
 	rules := Rules([]sdk.Device{{GuestName: "vda", Major: 7, Minor: 250, ReadOnly: true}, {GuestName: "vdb", Major: 7, Minor: 251}})
-	for i := 0; i < 2; i++ { // the second adopts the first's program
+	for _, rules := range [][]string{earlier, rules, rules} {
 		load := loadDeviceProgram(rules)
 		err := ensureDeviceProgram(dir, load)
 		load.close()
