@@ -175,7 +175,8 @@ func ReadInForce(cgs []sdk.Cgroup) InForce {
 					l.CPUMax = ptr(float64(q) / float64(p))
 				}
 				if s, ok := readInt(at("cpu.shares")); ok && s != 1024 {
-					l.CPUWeight = ptr(max(1, min(10000, s*100/1024)))
+					// Rounded: weightToShares truncates (33 is 337 shares).
+					l.CPUWeight = ptr(max(1, min(10000, (s*100+512)/1024)))
 				}
 			case "cpuset":
 				if b, err := os.ReadFile(at("cpuset.cpus")); err == nil {
@@ -294,7 +295,9 @@ func ReadUsage(cgs []sdk.Cgroup) Usage {
 func Compare(cgs []sdk.Cgroup, l Limits) string {
 	f := ReadInForce(cgs)
 	var diffs []string
-	// Memory limits are page-aligned by v1, so compared in pages.
+	// Memory limits are page-aligned by v1, so compared in pages (64 KiB
+	// on some arm64 and ppc64le hosts).
+	page := int64(os.Getpagesize())
 	limit := func(name string, want int64, got *int64, unit int64) {
 		switch {
 		case want == 0:
@@ -306,8 +309,8 @@ func Compare(cgs []sdk.Cgroup, l Limits) string {
 			diffs = append(diffs, fmt.Sprintf("%s is %d, want %d", name, *got, want))
 		}
 	}
-	limit("MEMORY_MAX", l.MemoryMax, f.MemoryMax, 4096)
-	limit("MEMORY_HIGH", l.MemoryHigh, f.MemoryHigh, 4096)
+	limit("MEMORY_MAX", l.MemoryMax, f.MemoryMax, page)
+	limit("MEMORY_HIGH", l.MemoryHigh, f.MemoryHigh, page)
 	if anyLimit(cgs, "pids") {
 		limit("PIDS_MAX", l.PidsMax, f.PidsMax, 1)
 	}
