@@ -35,8 +35,10 @@ type Stage interface {
 // subhost's settings in place (`subhost set NAME KEY=VALUE...`); it is
 // optional. Update gets the subhost's request with Changes set, checks
 // every change it knows before applying any (an unknown key is not its
-// business: it leaves it out), and returns the keys it applied. A stage
-// without it answers ErrUnsupported through the RPC.
+// business: it leaves it out), and returns the keys it applied. The keys
+// it can change must be among its Description's Vars: before any Update,
+// the runner refuses a key that no stage up lists. A stage without it
+// answers ErrUnsupported through the RPC.
 type Updater interface {
 	Update(ctx context.Context, req *Request) (applied []string, err error)
 }

@@ -39,12 +39,13 @@ func (r *Runner) Update(ctx context.Context, name string, changes map[string]str
 	s := r.newSession(plan, d, nil)
 	s.st = st
 	defer s.killPlugins()
+	if err := s.checkKeys(ctx, changes); err != nil {
+		return nil, err
+	}
 	applied := map[string][]string{}
 	done := map[string]bool{}
-	for i, ps := range plan.Stages {
-		if i >= len(st.Stages) || st.Stages[i].Status != state.StageUp {
-			continue
-		}
+	for _, i := range s.upStages() {
+		ps := plan.Stages[i]
 		req := s.request(i, st.Record)
 		req.Changes = changes
 		keys, err := callFor(s, ctx, i, "update", ps.Timeout, func(ctx context.Context, stage sdk.Stage) ([]string, error) {
@@ -78,4 +79,48 @@ func (r *Runner) Update(ctx context.Context, name string, changes map[string]str
 		return applied, sdk.Invalidf("no stage of subhost %q (%s) can change %s while it runs: set it in the config, for the next boot", name, strings.Join(stages, ", "), strings.Join(left, ", "))
 	}
 	return applied, nil
+}
+
+// upStages are the stages of the session's state that are up.
+func (s *session) upStages() []int {
+	var up []int
+	for i := range s.plan.Stages {
+		if i < len(s.st.Stages) && s.st.Stages[i].Status == state.StageUp {
+			up = append(up, i)
+		}
+	}
+	return up
+}
+
+// checkKeys refuses, before any stage changes anything, the keys that no
+// stage up reads: each lists its config variables in its Description,
+// and a stage that can change one live reads it. A typo must not leave
+// the other changes made and the command failed.
+func (s *session) checkKeys(ctx context.Context, changes map[string]string) error {
+	read := map[string]bool{}
+	var stages []string
+	for _, i := range s.upStages() {
+		ps := s.plan.Stages[i]
+		stages = append(stages, ps.Name)
+		d, err := callFor(s, ctx, i, "describe", ps.Timeout, func(ctx context.Context, stage sdk.Stage) (sdk.Description, error) {
+			return sdk.DescribeContext(ctx, stage)
+		})
+		if err != nil {
+			return prefixStage(ps.Name, err)
+		}
+		for _, v := range d.Vars {
+			read[v.Name] = true
+		}
+	}
+	var unknown []string
+	for k := range changes {
+		if !read[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	return sdk.Invalidf("no stage of subhost %q (%s) reads %s: nothing was changed", s.plan.Name, strings.Join(stages, ", "), strings.Join(unknown, ", "))
 }
