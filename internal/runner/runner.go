@@ -578,9 +578,10 @@ func (s *session) upAll(ctx context.Context, todo []int) error {
 	started, up := map[int]bool{}, map[int]bool{}
 	errs := map[int]error{}
 	running := 0
+	unsaved := false // an Up has returned since the last save
 	for {
+		var ready []int
 		if len(errs) == 0 {
-			var ready []int
 			for _, i := range todo {
 				if !started[i] && allIn(after[i], up) {
 					ready = append(ready, i)
@@ -591,6 +592,7 @@ func (s *session) upAll(ctx context.Context, todo []int) error {
 			case err != nil:
 				errs[ready[0]] = prefixStage(s.plan.Stages[ready[0]].Name, fmt.Errorf("interrupted before up: %w", err))
 			default:
+				unsaved = false // the save below records it
 				if err := s.beginUp(ready); err != nil {
 					errs[ready[0]] = err
 					break
@@ -605,7 +607,20 @@ func (s *session) upAll(ctx context.Context, todo []int) error {
 		if running == 0 {
 			break
 		}
+		if unsaved && len(ready) == 0 {
+			// A stage is up while others are still coming up: on disk
+			// before they go on changing the host, so that a runner
+			// killed meanwhile leaves a stop its result to take down.
+			unsaved = false
+			s.stMu.Lock()
+			err := s.save()
+			s.stMu.Unlock()
+			if err != nil && len(errs) == 0 {
+				errs[todo[0]] = err
+			}
+		}
 		o := <-finished
+		unsaved = true
 		running--
 		if o.err != nil {
 			errs[o.i] = o.err
@@ -673,8 +688,9 @@ func (s *session) beginUp(stages []int) error {
 // upStarted calls stage i's Up, recorded as starting (beginUp), with the
 // boot record as the stages before it made it (only the fields it reads,
 // when it says which), and records the outcome in memory: the caller
-// saves it, soon and before anything else changes the host. It may run
-// beside other stages' upStarted: s.stMu guards the state.
+// saves it at once when other Ups are still under way, else with the
+// next stage's start. It may run beside other stages' upStarted: s.stMu
+// guards the state.
 func (s *session) upStarted(ctx context.Context, i int) error {
 	use := s.recordUse(i)
 	s.stMu.Lock()

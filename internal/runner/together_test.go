@@ -122,6 +122,45 @@ func TestOverlappingUpsRecordedBeforeEither(t *testing.T) {
 	f.r.Stop(context.Background(), "rec", StopOptions{Timeout: time.Second})
 }
 
+// A stage that is up while another is still coming up is on disk as up,
+// with its state, before that one finishes: a runner killed meanwhile
+// leaves stop what it needs to take it down.
+func TestUpRecordedWhileAnotherIsComingUp(t *testing.T) {
+	f := newFixture(t, []string{"a", "b"}, nil)
+	f.stages.uses = map[string]*sdk.RecordUse{
+		"a": {Writes: []string{sdk.FieldExtra}},
+		"b": {Writes: []string{sdk.FieldExtra}},
+	}
+	onDisk := make(chan bool, 1)
+	f.stages.onUp = func(stage string) {
+		if stage != "b" {
+			return
+		}
+		// b's Up waits (within its 1 s timeout) for a's result to be saved.
+		onDisk <- poll(900*time.Millisecond, func() bool {
+			st, err := f.r.dir("mid").Load()
+			return err == nil && st.Stages[0].Status == state.StageUp && string(st.Stages[0].State) == `{"stage":"a"}`
+		})
+	}
+	if _, err := f.r.Run(context.Background(), f.plan("mid"), RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !<-onDisk {
+		t.Error("a was not recorded up on disk while b was still coming up")
+	}
+	f.r.Stop(context.Background(), "mid", StopOptions{Timeout: time.Second})
+}
+
+// poll reports whether cond held within timeout.
+func poll(timeout time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return false
+}
+
 // A stage whose result sets a field it does not declare fails the boot:
 // a stage after it that does not wait for it could otherwise miss it.
 func TestUpSettingAnUndeclaredFieldFails(t *testing.T) {
