@@ -46,6 +46,12 @@ func (r *Runner) Run(ctx context.Context, plan *Plan, opts RunOptions) (*state.S
 	if s.st != nil && guestAlive(s.st) {
 		return s.st, sdk.Conflictf("subhost %q is already running (guest pid %d)", plan.Name, s.st.Record.GuestPID)
 	}
+	if s.st != nil && s.st.Supervisor != 0 && proc.Alive(s.st.Supervisor, s.st.SupervisorStartTime) {
+		// Its guest has just ended and subhost-monitor is handing the
+		// supervision back (the lock is free meanwhile): that
+		// supervisor restarts or takes down what is up.
+		return s.st, sdk.Conflictf("subhost %q is supervised by pid %d, which is restarting or stopping its guest", plan.Name, s.st.Supervisor)
+	}
 	var all []int
 	for i := range plan.Stages {
 		if !s.skips(i) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/subhost/subhost/internal/pipeline"
+	"github.com/subhost/subhost/internal/proc"
 	"github.com/subhost/subhost/internal/state"
 	"github.com/subhost/subhost/sdk"
 )
@@ -547,4 +548,38 @@ func TestStopAskedDuringARebootIsKept(t *testing.T) {
 		t.Errorf("Downs %v, want b, a", got)
 	}
 	f.noState("rb")
+}
+
+// A run while the recorded supervisor is alive but the guest is not (its
+// guest has just ended and subhost-monitor is handing the supervision
+// back, with the lock free) is refused: that supervisor decides what
+// comes next, and a second one would launch another guest.
+func TestRunRefusedWhileTheSupervisorLives(t *testing.T) {
+	f := newFixture(t, []string{"a", "b"}, nil)
+	if _, err := f.r.Run(context.Background(), f.plan("sup"), RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d := f.r.dir("sup")
+	st, err := d.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Supervisor = os.Getpid()
+	st.SupervisorStartTime, _ = proc.StartTime(os.Getpid())
+	if err := d.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.r.Run(context.Background(), f.plan("sup"), RunOptions{}); !sdk.IsKind(err, sdk.KindConflict) || !strings.Contains(err.Error(), "supervised by pid") {
+		t.Errorf("run with a live supervisor: %v, want a conflict naming it", err)
+	}
+	if got := f.stages.calls("up"); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("Ups %v, want only the first run's", got)
+	}
+	st.Supervisor = 0
+	if err := d.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.r.Stop(context.Background(), "sup", StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
