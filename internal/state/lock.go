@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -41,13 +42,21 @@ func (h Holder) String() string {
 // holds it, the error wraps ErrBusy and names the holder's PID and
 // operation. The lock file's content is "PID OPERATION" of the holder.
 func (d Dir) TryLock(operation string) (*Lock, error) {
-	if err := os.MkdirAll(d.path(), 0o700); err != nil {
+	if err := d.makeDir(); err != nil {
 		return nil, err
 	}
 	path := filepath.Join(d.path(), "lock")
 	for attempt := 0; ; attempt++ {
 		fl := flock.New(path, flock.SetPermissions(0o600))
 		ok, err := fl.TryLock()
+		if errors.Is(err, fs.ErrNotExist) && attempt < 10 {
+			// The holder released it and removed the directory
+			// between the MkdirAll and the open: make it again.
+			if err := d.makeDir(); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("lock %s: %w", path, err)
 		}
@@ -65,7 +74,7 @@ func (d Dir) TryLock(operation string) (*Lock, error) {
 			if attempt > 10 {
 				return nil, fmt.Errorf("lock %s: it keeps being replaced", path)
 			}
-			if err := os.MkdirAll(d.path(), 0o700); err != nil {
+			if err := d.makeDir(); err != nil {
 				return nil, err
 			}
 			continue
@@ -138,6 +147,16 @@ func (l *Lock) Resume(ctx context.Context, wait time.Duration) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// makeDir makes the subhost's directory. One that another process made
+// and removed meanwhile (a release racing this) is not an error: the
+// lock file's open that follows tells.
+func (d Dir) makeDir() error {
+	if err := os.MkdirAll(d.path(), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return nil
 }
 
 // Release drops the lock. When the subhost has no state left (stopped, or

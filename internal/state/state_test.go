@@ -140,3 +140,32 @@ func TestOthers(t *testing.T) {
 		}
 	}
 }
+
+// A release that removes the subhost's directory (no state) while
+// another process takes the lock: the other gets the lock or is told it
+// is busy, never that the lock file does not exist.
+func TestLockRacingARelease(t *testing.T) {
+	d := Dir{Root: t.TempDir(), Name: "x"}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 1000; i++ {
+			if l, err := d.TryLock("run"); err == nil {
+				l.Release()
+			}
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		l, err := d.TryLock("stop")
+		if err == nil {
+			l.Release()
+		} else if !errors.Is(err, ErrBusy) {
+			t.Fatalf("lock during a release: %v", err)
+		}
+	}
+}
