@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -151,6 +152,19 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err er
 	return &sdk.Result{Record: rec, State: state}, nil
 }
 
+// hostEndMAC is a random MAC for a veth pair's host end that starts with
+// fe (locally administered, unicast), as LXC's do. A bridge whose address
+// nobody set takes the lowest MAC among its ports: a host end with a
+// random kernel MAC could be lower than the host's own NIC's, and the
+// bridge, the host's address on that network, would change its MAC as
+// subhosts come and go, leaving its neighbours' ARP caches stale.
+func hostEndMAC() net.HardwareAddr {
+	mac := make(net.HardwareAddr, 6)
+	rand.Read(mac[1:])
+	mac[0] = 0xfe
+	return mac
+}
+
 // create makes cable c's veth pair with its guest end born in the
 // subhost's namespace, plugs the host end into the bridge and brings
 // both ends up. undo learns how to remove it as soon as it exists.
@@ -158,6 +172,7 @@ func (e *env) create(c cable, br netlink.Link, undo *[]func() error) error {
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = c.host
 	attrs.MTU = br.Attrs().MTU // the peer gets it too
+	attrs.HardwareAddr = hostEndMAC()
 	veth := netlink.NewVeth(attrs)
 	veth.PeerName = c.guest
 	veth.PeerHardwareAddr = c.mac

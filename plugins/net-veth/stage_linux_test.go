@@ -98,6 +98,40 @@ func TestOneBridge(t *testing.T) {
 	}
 }
 
+// The host end's MAC starts with fe, above any NIC's: a bridge whose
+// MAC follows its lowest port keeps its own when subhosts come and go.
+func TestHostEndsKeepTheBridgesMAC(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	th, s := newTestHost(t)
+	br := th.bridge("br0", 0)
+	// The host's NIC on that network: one end of a veth pair here.
+	nic := netlink.NewLinkAttrs()
+	nic.Name, nic.MasterIndex = "nic0", br.Attrs().Index
+	nic.HardwareAddr, _ = net.ParseMAC("52:54:00:12:34:56")
+	if err := th.h.LinkAdd(&netlink.Veth{LinkAttrs: nic, PeerName: "nic0p"}); err != nil {
+		t.Fatal(err)
+	}
+	defer th.h.LinkDel(th.link("nic0"))
+	before := th.link("br0").Attrs().HardwareAddr.String()
+	name := subhostName("m")
+	req := request(name, []string{"br0:06:A7:DD:B4:02:F3", "br0:06:A7:DD:B4:02:F4"}, nil)
+	res := upOrFail(t, s, req)
+	for _, i := range res.Record.Interfaces {
+		if mac := th.link(i.HostName).Attrs().HardwareAddr; mac[0] != 0xfe {
+			t.Errorf("host end %s has MAC %s, want fe:...", i.HostName, mac)
+		}
+	}
+	if after := th.link("br0").Attrs().HardwareAddr.String(); after != before {
+		t.Errorf("the bridge's MAC went from %s to %s", before, after)
+	}
+	after := *req
+	after.State = res.State
+	if err := s.Down(ctx, &after); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestThreeBridgesAndPrefix(t *testing.T) {
 	stagetest.RequireRoot(t)
 	stagetest.NoLeaks(t)
