@@ -27,6 +27,10 @@ var _ sdk.Stage = (*stage)(nil)
 // attaches: tests make it fail to see Up roll back. Nil in production.
 var afterAttachHook func() error
 
+// afterSurveyHook, when set, runs in Up between the survey and the first
+// attach: tests start another subhost's Up there. Nil in production.
+var afterSurveyHook func()
+
 // upState is what Up hands back: what it attached, for Check and Down.
 type upState struct {
 	Live  string      `json:"live"`
@@ -70,16 +74,22 @@ func (s *stage) specAndSurvey(req *sdk.Request) (*spec, []image, []loopSpec, *su
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
+	imgs, want, sv, err := surveyAll(sp)
+	return sp, imgs, want, sv, err
+}
+
+// surveyAll inspects sp's images and surveys the host for them.
+func surveyAll(sp *spec) ([]image, []loopSpec, *survey, error) {
 	imgs, err := inspectImages(sp)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, err
 	}
 	want := wantedLoops(imgs)
 	sv, err := surveyHost(sp, imgs, want)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, err
 	}
-	return sp, imgs, want, sv, nil
+	return imgs, want, sv, nil
 }
 
 func (s *stage) Validate(ctx context.Context, req *sdk.Request) error {
@@ -89,9 +99,21 @@ func (s *stage) Validate(ctx context.Context, req *sdk.Request) error {
 
 func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err error) {
 	log := sdk.Logger(ctx)
-	sp, imgs, want, sv, err := s.specAndSurvey(req)
+	sp, err := parseSpec(req)
 	if err != nil {
 		return nil, err
+	}
+	unlock, err := lockImages(sp)
+	if err != nil {
+		return nil, sdk.Internalf("lock the images: %w", err)
+	}
+	defer unlock()
+	imgs, want, sv, err := surveyAll(sp)
+	if err != nil {
+		return nil, err
+	}
+	if afterSurveyHook != nil {
+		afterSurveyHook()
 	}
 
 	// Undo what this call did, newest first, if it fails; what existed

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -639,4 +640,46 @@ func TestBuildPlugin(t *testing.T) {
 		t.Skip("builds the plugin")
 	}
 	testbin.MustBuild(t, "mount-loop", "./plugins/mount-loop")
+}
+
+// Two subhosts naming one image, coming up at once: B's Up starts while
+// A's has surveyed the host and not yet attached. Only one gets it; the
+// other is refused, naming it, and the image is mounted once.
+func TestTwoSubhostsOneImageAtOnce(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	s := &stage{}
+	nameA, homeA := subhost(t)
+	nameB, homeB := subhost(t)
+	img := buildImage(t, "mbr", "shared")
+	reqA, reqB := request(nameA, homeA, "vda:1:"+img), request(nameB, homeB, "vda:1:"+img)
+	var errB error
+	doneB := make(chan struct{})
+	var once sync.Once
+	afterSurveyHook = func() {
+		once.Do(func() { // A's Up only
+			go func() {
+				defer close(doneB)
+				_, errB = s.Up(ctx, reqB)
+			}()
+			select { // B comes up meanwhile, unless it has to wait for A
+			case <-doneB:
+			case <-time.After(300 * time.Millisecond):
+			}
+		})
+	}
+	defer func() { afterSurveyHook = nil }()
+	resA, errA := s.Up(ctx, reqA)
+	<-doneB
+	if errA != nil {
+		t.Errorf("A's Up: %v", errA)
+	} else if err := s.Down(ctx, withState(reqA, resA)); err != nil {
+		t.Errorf("A's Down: %v", err)
+	}
+	if !sdk.IsKind(errB, sdk.KindConflict) || !strings.Contains(fmt.Sprint(errB), nameA) {
+		t.Errorf("B's Up: %v, want a conflict naming %s", errB, nameA)
+	}
+	if err := s.Down(ctx, reqB); err != nil { // the runner's rollback
+		t.Errorf("B's Down: %v", err)
+	}
 }
