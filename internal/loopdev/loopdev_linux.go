@@ -34,6 +34,10 @@ type Options struct {
 	// someone else's on the same image. "" stores the image path, as
 	// losetup does.
 	Tag string
+	// Dev and Ino, when Ino is set, name the file the caller checked:
+	// the path must still be that file when Attach opens it, not one put
+	// in its place since (a symlink to a host disk, say).
+	Dev, Ino uint64
 }
 
 // MaxTag is the longest Options.Tag (LO_NAME_SIZE less the NUL).
@@ -101,6 +105,9 @@ func Attach(image string, opts Options) (*Device, *os.File, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(backing.Fd()), &st); err != nil {
 		return nil, nil, fmt.Errorf("attach loop %q: %w", image, err)
+	}
+	if opts.Ino != 0 && (st.Dev != opts.Dev || st.Ino != opts.Ino || st.Mode&unix.S_IFMT != unix.S_IFREG) {
+		return nil, nil, fmt.Errorf("attach loop %q: it is no longer the file that was checked", image)
 	}
 
 	ctl, err := os.OpenFile(controlPath, os.O_RDWR|unix.O_CLOEXEC, 0)

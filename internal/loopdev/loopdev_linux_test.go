@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -295,4 +296,29 @@ func TestAttachErrors(t *testing.T) {
 	if _, _, err := Attach(image(t, 1<<20, 0, "x"), Options{Offset: -1}); err == nil {
 		t.Errorf("negative offset accepted")
 	}
+	// The file the caller checked, then replaced by a symlink to another
+	// (a host disk, in the attack): refused.
+	checked, other := image(t, 1<<20, 0, "checked"), image(t, 1<<20, 0, "other")
+	var st unix.Stat_t
+	if err := unix.Stat(checked, &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(checked); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(other, checked); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Attach(checked, Options{Dev: st.Dev, Ino: st.Ino}); err == nil || !strings.Contains(err.Error(), "no longer the file that was checked") {
+		t.Errorf("a replaced image: %v", err)
+	}
+	if err := unix.Stat(other, &st); err != nil {
+		t.Fatal(err)
+	}
+	d, f, err := Attach(checked, Options{Dev: st.Dev, Ino: st.Ino, Autoclear: true})
+	if err != nil {
+		t.Fatalf("the file checked, through a symlink: %v", err)
+	}
+	f.Close()
+	_ = d
 }

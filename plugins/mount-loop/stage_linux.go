@@ -171,7 +171,8 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err er
 			devs[i] = d
 			continue
 		}
-		d, f, err := loopdev.Attach(w.Image, loopdev.Options{Offset: w.Offset, SizeLimit: w.SizeLimit, ReadOnly: w.ReadOnly, Tag: sp.Tag})
+		im := imgs[w.Disk]
+		d, f, err := loopdev.Attach(w.Image, loopdev.Options{Offset: w.Offset, SizeLimit: w.SizeLimit, ReadOnly: w.ReadOnly, Tag: sp.Tag, Dev: im.dev, Ino: im.ino})
 		if err != nil {
 			return nil, sdk.Internalf("%s: %w", imgs[w.Disk].Elem, err)
 		}
@@ -203,7 +204,7 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err er
 // while it holds the device open, so that the device lives exactly as
 // long as the mount.
 func (s *stage) mountRoot(sp *spec, root image, w loopSpec, attached func() error) (*loopdev.Device, error) {
-	d, f, err := loopdev.Attach(root.Image, loopdev.Options{Offset: w.Offset, SizeLimit: w.SizeLimit, Autoclear: true, Tag: sp.Tag})
+	d, f, err := loopdev.Attach(root.Image, loopdev.Options{Offset: w.Offset, SizeLimit: w.SizeLimit, Autoclear: true, Tag: sp.Tag, Dev: root.dev, Ino: root.ino})
 	if err != nil {
 		return nil, sdk.Internalf("%s: %w", root.Elem, err)
 	}
