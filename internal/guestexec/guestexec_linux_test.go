@@ -197,6 +197,36 @@ func TestRefusesGuestPeers(t *testing.T) {
 	}
 }
 
+// TestRefusesSilentGuestPeersAtOnce: guest peers that connect and send
+// nothing are refused at once by Accept, not after the request timeout:
+// nothing of PID 1's (a thread blocked reading) waits on them.
+func TestRefusesSilentGuestPeersAtOnce(t *testing.T) {
+	stagetest.RequireRoot(t)
+	l, ns := listenInNewNetns(t)
+	serveN(t, l, 1, func(c *Conn) { c.Close() }) // no allowed peer comes
+	var clients []*Client
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	for range 10 { // within the listen backlog
+		c, err := Dial(ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	for i, c := range clients {
+		tv := unix.NsecToTimeval(time.Second.Nanoseconds())
+		unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+		ev, err := c.next()
+		if err != nil || !strings.Contains(ev.Error, "refused: only the host's root may enter") {
+			t.Fatalf("silent connection %d: %+v %v, want refused within a second", i, ev, err)
+		}
+	}
+}
+
 // TestBadRequests: requests PID 1 must not act on are answered with one
 // clear error each.
 func TestBadRequests(t *testing.T) {

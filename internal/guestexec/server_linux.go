@@ -106,9 +106,13 @@ type Conn struct {
 // a guest process that connects and says nothing must not hold anything.
 const requestTimeout = 5 * time.Second
 
-// Accept waits for the next connection. Read its request with
-// ReadRequest, in a goroutine of its own: a slow client must not hold up
-// the next one.
+// Accept waits for the next connection of a peer allowed to enter. Read
+// its request with ReadRequest, in a goroutine of its own: a slow client
+// must not hold up the next one. Any other peer (a guest process) is
+// refused here, at once and before anything of its is read: a goroutine
+// blocked reading its silence would hold one of PID 1's threads, and a
+// guest user with a few connections and a fork storm at PIDS_MAX, or with
+// thousands of them, would leave PID 1's runtime none to make.
 func (l *Listener) Accept() (*Conn, error) {
 	for {
 		nfd, _, err := unix.Accept4(l.fd, unix.SOCK_CLOEXEC)
@@ -118,8 +122,25 @@ func (l *Listener) Accept() (*Conn, error) {
 		if err != nil {
 			return nil, fmt.Errorf("enter socket: accept: %w", err)
 		}
+		cred, err := unix.GetsockoptUcred(nfd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if err == nil {
+			err = l.allow(cred)
+		}
+		if err != nil {
+			refuse(nfd, err)
+			continue
+		}
 		return &Conn{fd: nfd, allow: l.allow}, nil
 	}
+}
+
+// refuse tells a peer why without waiting for it, and hangs up. (Its
+// client reads the answer even when its request could not be sent.)
+func refuse(fd int, why error) {
+	if b, err := marshal(Event{Error: why.Error()}); err == nil {
+		_ = unix.Sendmsg(fd, b, nil, nil, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+	}
+	unix.Close(fd)
 }
 
 // ReadRequest reads the client's request and checks it and the client.
@@ -138,8 +159,6 @@ func (c *Conn) readRequest() error {
 	if err := unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return err
 	}
-	// Read before judging the peer: a refused client then reads the
-	// refusal, rather than a reset connection.
 	var m clientMsg
 	files, err := recv(c.fd, &m, 3)
 	if err != nil {
