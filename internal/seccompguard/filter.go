@@ -19,6 +19,7 @@ const (
 
 	msRemount = 0x20
 	msBind    = 0x1000
+	mntForce  = 0x1 // umount2's MNT_FORCE
 
 	sIFMT  = 0o170000
 	sIFBLK = 0o060000
@@ -70,6 +71,7 @@ const (
 	callRequestKey
 	callFanotifyInit
 	callUserfaultfd
+	callUmount2
 	numCalls
 )
 
@@ -80,6 +82,7 @@ var callNames = [numCalls]string{
 	callSwapon: "swapon", callSwapoff: "swapoff",
 	callBPF: "bpf", callPerfEventOpen: "perf_event_open", callKeyctl: "keyctl", callAddKey: "add_key",
 	callRequestKey: "request_key", callFanotifyInit: "fanotify_init", callUserfaultfd: "userfaultfd",
+	callUmount2: "umount2",
 }
 
 func (c call) String() string { return callNames[c] }
@@ -102,6 +105,8 @@ const (
 	// denyUnlessOptedIn fails every use of the call with EPERM unless
 	// Options allow it (see optedIn).
 	denyUnlessOptedIn
+	// denyForcedUnmount fails umount2 with MNT_FORCE (flags in args[1]).
+	denyForcedUnmount
 )
 
 // rules is the guard, one entry per call, each with its reason. A guest
@@ -121,6 +126,12 @@ var rules = []struct {
 	// The new mount API's way to reopen an existing superblock for
 	// reconfiguration: the same hole as a superblock remount.
 	{call: callFspick, check: denyCall},
+	// A forced unmount: the kernel first tells the filesystem to abort
+	// what is under way (umount_begin), on the superblock, for every
+	// user of it. A host NFS, FUSE or Ceph mount under an rbind root
+	// would fail for the host too (Debian's shutdown runs umount -f).
+	// A plain or lazy unmount changes only the guest's own mounts.
+	{call: callUmount2, check: denyForcedUnmount},
 	// Loop devices ('L' requests: LOOP_CLR_FD, LOOP_SET_STATUS64,
 	// LOOP_CHANGE_FD, LOOP_CONFIGURE... and LOOP_CTL_* on a
 	// /dev/loop-control the guest made): a guest could detach its
@@ -245,7 +256,7 @@ var (
 		callKexecFileLoad: {320}, callInitModule: {175}, callFinitModule: {313}, callDeleteModule: {176},
 		callSwapon: {167}, callSwapoff: {168},
 		callBPF: {321}, callPerfEventOpen: {298}, callKeyctl: {250}, callAddKey: {248}, callRequestKey: {249},
-		callFanotifyInit: {300}, callUserfaultfd: {323},
+		callFanotifyInit: {300}, callUserfaultfd: {323}, callUmount2: {166},
 	}}
 	i386 = abi{name: "i386", auditArch: auditArchI386, littleEndian: true, nr: [numCalls][]uint32{
 		callMount: {21}, callFspick: {433}, callIoctl: {54}, callMknod: {14}, callMknodat: {297},
@@ -253,7 +264,7 @@ var (
 		callInitModule: {128}, callFinitModule: {350}, callDeleteModule: {129},
 		callSwapon: {87}, callSwapoff: {115},
 		callBPF: {357}, callPerfEventOpen: {336}, callKeyctl: {288}, callAddKey: {286}, callRequestKey: {287},
-		callFanotifyInit: {338}, callUserfaultfd: {374},
+		callFanotifyInit: {338}, callUserfaultfd: {374}, callUmount2: {52},
 	}}
 	aarch64 = abi{name: "aarch64", auditArch: auditArchAarch64, littleEndian: true, nr: genericNumbers}
 	riscv64 = abi{name: "riscv64", auditArch: auditArchRISCV64, littleEndian: true, nr: genericNumbers}
@@ -263,7 +274,7 @@ var (
 		callInitModule: {128}, callFinitModule: {379}, callDeleteModule: {129},
 		callSwapon: {87}, callSwapoff: {115},
 		callBPF: {386}, callPerfEventOpen: {364}, callKeyctl: {311}, callAddKey: {309}, callRequestKey: {310},
-		callFanotifyInit: {367}, callUserfaultfd: {388},
+		callFanotifyInit: {367}, callUserfaultfd: {388}, callUmount2: {52},
 	}}
 	// asm-generic/unistd.h, which has no mknod.
 	genericNumbers = [numCalls][]uint32{
@@ -272,7 +283,7 @@ var (
 		callInitModule: {105}, callFinitModule: {273}, callDeleteModule: {106},
 		callSwapon: {224}, callSwapoff: {225},
 		callBPF: {280}, callPerfEventOpen: {241}, callKeyctl: {219}, callAddKey: {217}, callRequestKey: {218},
-		callFanotifyInit: {262}, callUserfaultfd: {282},
+		callFanotifyInit: {262}, callUserfaultfd: {282}, callUmount2: {39},
 	}
 )
 
@@ -331,6 +342,9 @@ func Program(goarch string, opt Options) ([]bpf.Instruction, error) {
 					a.jeq(req, "deny", "")
 				}
 				a.ja("allow")
+			case denyForcedUnmount:
+				a.ins(x.loadArgLow(1))
+				a.jset(mntForce, "deny", "allow")
 			case denyBlockNode:
 				// The mode is a umode_t (16 bits) to the kernel; the
 				// file type is its bits 12-15.

@@ -65,6 +65,12 @@ var callCases = func() []callCase {
 		{"plain mount ro", callMount, args(3, rdonly), retAllow},
 		{"remount flag in another argument", callMount, args(2, msRemount), retAllow},
 		{"fspick", callFspick, [6]uint64{}, deny},
+		{"forced umount", callUmount2, args(1, 0x1), deny},
+		{"forced lazy umount", callUmount2, args(1, 0x1|0x2), deny},
+		{"forced umount, junk high bits", callUmount2, args(1, junk|0x1), deny},
+		{"umount", callUmount2, args(1, 0), retAllow},
+		{"lazy umount", callUmount2, args(1, 0x2), retAllow},
+		{"force flag in another argument", callUmount2, args(0, 0x1), retAllow},
 
 		{"LOOP_SET_FD", callIoctl, args(1, 0x4c00), deny},
 		{"LOOP_CLR_FD", callIoctl, args(1, 0x4c01), deny},

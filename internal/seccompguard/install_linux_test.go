@@ -169,6 +169,20 @@ func guardedChild(dir string, install bool) error {
 	say("fanotify_init", errnoRes(unix.Syscall(unix.SYS_FANOTIFY_INIT, 0xdead0000, 0, 0)))
 	say("userfaultfd", errnoRes(unix.Syscall(unix.SYS_USERFAULTFD, 0xdead0000, 0, 0)))
 
+	// Two tmpfs mounts of the scratch one: a forced unmount refused, a
+	// plain one not.
+	for _, m := range []string{"forced", "plain"} {
+		p := filepath.Join(dir, m)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount("tmpfs", p, "tmpfs", 0, "size=1m"); err != nil {
+			return err
+		}
+	}
+	say("umount-force", res(unix.Unmount(filepath.Join(dir, "forced"), unix.MNT_FORCE)))
+	say("umount", res(unix.Unmount(filepath.Join(dir, "plain"), 0)))
+
 	// Last: unguarded, the remount makes the scratch tmpfs read-only.
 	say("remount-ro", res(unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")))
 	_, err = unix.Fspick(unix.AT_FDCWD, dir, 0)
@@ -211,6 +225,7 @@ func TestInstall(t *testing.T) {
 		"reboot": "EINVAL",
 		"bpf":    "EPERM", "perf_event_open": "EPERM", "keyctl": "EPERM", "add_key": "EPERM", "request_key": "EPERM",
 		"fanotify_init": "EPERM", "userfaultfd": "EPERM",
+		"umount-force": "EPERM", "umount": "ok",
 	}
 	if HostOptions().AllowUserfaultfd {
 		want["userfaultfd"] = "EINVAL"
@@ -233,6 +248,7 @@ func TestInstallControl(t *testing.T) {
 		"swapon": "ENOENT", "swapoff": "ENOENT",
 		"bpf": "EINVAL", "perf_event_open": "EFAULT", "keyctl": "ENOTSUP", "add_key": "EFAULT",
 		"request_key": "EFAULT", "fanotify_init": "EINVAL", "userfaultfd": "EINVAL",
+		"umount-force": "ok", "umount": "ok",
 	}
 	if len(abis[runtime.GOARCH][0].nr[callMknod]) > 0 {
 		want["mknod-block"] = "ok"

@@ -19,6 +19,7 @@ func TestNativeNumbers(t *testing.T) {
 	for c, want := range map[call]uintptr{
 		callMount:          unix.SYS_MOUNT,
 		callFspick:         unix.SYS_FSPICK,
+		callUmount2:        unix.SYS_UMOUNT2,
 		callIoctl:          unix.SYS_IOCTL,
 		callMknodat:        unix.SYS_MKNODAT,
 		callOpenByHandleAt: unix.SYS_OPEN_BY_HANDLE_AT,
