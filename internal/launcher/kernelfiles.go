@@ -60,6 +60,10 @@ var maskedKernelFiles = []struct{ path, why string }{
 	{"/proc/acpi", "ACPI controls of the host machine (old kernels)"},
 	{"/proc/asound", "the host's sound cards"},
 	{"/proc/scsi", "the host's SCSI devices; scsi/device_info is writable"},
+	{"/proc/mtrr", "the host CPUs' memory caching ranges: a write changes them for the whole machine"},
+	{"/proc/kpageflags", "every physical page's flags, a side channel on the host's memory"},
+	{"/proc/kpagecount", "every physical page's use count, the same side channel"},
+	{"/proc/kpagecgroup", "every physical page's cgroup, the same side channel"},
 	{"/sys/firmware", "firmware tables (ACPI, DMI, EFI variables) of the host machine"},
 	{"/sys/devices/virtual/powercap", "energy counters (RAPL), a side channel on the host's computations (PLATYPUS)"},
 }

@@ -110,6 +110,8 @@ func TestGuard(t *testing.T) {
 		{"/proc/sys/kernel/modprobe", "wb:kernel/modprobe", "EROFS"},
 		{"/proc/sysrq-trigger", "open-w:sysrq-trigger", "EROFS"},
 		{"/proc/kcore", "read:/proc/kcore", "0"},
+		{"/proc/kpageflags", "read:/proc/kpageflags", "0"},
+		{"/proc/mtrr", "read:/proc/mtrr", "0"},
 		{"/sys/firmware", "entries:/sys/firmware", "0"},
 	} {
 		if _, err := os.Stat(o.host); err == nil {

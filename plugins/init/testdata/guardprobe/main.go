@@ -218,7 +218,7 @@ func kernelFiles(r map[string]string) {
 		f.Close()
 	}
 	r["open-w:sysrq-trigger"] = res(err)
-	for _, p := range []string{"/proc/kcore", "/proc/keys", "/proc/timer_list"} {
+	for _, p := range []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/kpageflags", "/proc/mtrr"} {
 		f, err := os.Open(p)
 		if err != nil {
 			r["read:"+p] = res(err)
