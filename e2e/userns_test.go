@@ -101,6 +101,16 @@ func TestUnprivilegedPretendBoot(t *testing.T) {
 			if out, code := g.enter("sh", "-c", "echo x >/srv/ro/x"); code == 0 {
 				t.Errorf("writing to the :ro MOUNTS disk worked: %s", out)
 			}
+			// The host has vdb1 and vdc mounted: the guest may read them
+			// (and vdb, whose partition vdb1 is) raw, not write them.
+			for _, dev := range []string{"vdb1", "vdb", "vdc"} {
+				if out, _ := g.enter("sh", "-c", "exec 3<>/dev/"+dev+" && echo OPENED-RW"); strings.Contains(out, "OPENED-RW") {
+					t.Errorf("/dev/%s, mounted by the host, opened read-write inside", dev)
+				}
+				if got := strings.TrimSpace(g.mustEnter("sh", "-c", "head -c 512 /dev/"+dev+" | wc -c")); got != "512" {
+					t.Errorf("/dev/%s read raw inside: %s bytes, want 512", dev, got)
+				}
+			}
 
 			// Probes that must fail from inside.
 			for _, probe := range []string{

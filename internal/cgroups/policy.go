@@ -69,6 +69,28 @@ func Rules(disks []sdk.Device) []string {
 	return out
 }
 
+// HostMounted returns disks with the ones the host mounts for the guest
+// read-only: each device the config's MOUNTS names (its elements are
+// DEV:PATH[:ro]) and the whole disk it is a partition of. The host's
+// kernel reads those file systems' metadata, and a guest writing the
+// device under it (its root too, in an unprivileged guest) could feed it
+// whatever it likes; the guest reads and writes through the mount.
+func HostMounted(disks []sdk.Device, mounts []string) []sdk.Device {
+	named := map[string]bool{}
+	for _, m := range mounts {
+		dev, _, _ := strings.Cut(m, ":")
+		named[dev] = true
+		named[strings.TrimRight(dev, "0123456789")] = true
+	}
+	out := slices.Clone(disks)
+	for i := range out {
+		if named[out[i].GuestName] {
+			out[i].ReadOnly = true
+		}
+	}
+	return out
+}
+
 // membership is one line of /proc/PID/cgroup: a hierarchy (its ID, 0 for
 // cgroup v2, and its controllers, e.g. "cpu,cpuacct" or "name=systemd")
 // and the process's cgroup in it.

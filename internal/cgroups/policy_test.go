@@ -86,3 +86,26 @@ func TestParseCgroupFile(t *testing.T) {
 		}
 	}
 }
+
+// TestHostMounted: the devices MOUNTS names, and the whole disks they
+// are partitions of, become read-only; the others stay as they were.
+func TestHostMounted(t *testing.T) {
+	disks := []sdk.Device{
+		{GuestName: "vda", ReadOnly: true}, {GuestName: "vda1", ReadOnly: true},
+		{GuestName: "vdb"}, {GuestName: "vdb1"}, {GuestName: "vdb2"},
+		{GuestName: "vdc"}, {GuestName: "vdd"},
+	}
+	got := HostMounted(disks, []string{"vdb1:/srv/data", "vdc:/srv/ref:ro"})
+	var ro []string
+	for _, d := range got {
+		if d.ReadOnly {
+			ro = append(ro, d.GuestName)
+		}
+	}
+	if want := []string{"vda", "vda1", "vdb", "vdb1", "vdc"}; !slices.Equal(ro, want) {
+		t.Errorf("read-only: %v, want %v", ro, want)
+	}
+	if disks[2].ReadOnly {
+		t.Error("HostMounted changed its argument")
+	}
+}

@@ -87,7 +87,7 @@ func (*stage) Validate(ctx context.Context, req *sdk.Request) error {
 // every hierarchy, below the request's cgroup parent where a service
 // manager delegated one, and records them. The boot record's devices,
 // from the mount stage before it, are the disks the device policy
-// allows.
+// allows (those the host mounts for the guest, read-only).
 func (*stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	// Setup checks the host as limits does (Validate did already): not
 	// twice here.
@@ -95,7 +95,10 @@ func (*stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := cgroups.Setup(req.Subhost.Name, req.CgroupParent, l, req.Record.Devices)
+	// The disks the init stage mounts for the guest (MOUNTS) it may only
+	// read raw.
+	disks := cgroups.HostMounted(req.Record.Devices, req.Subhost.Vars["MOUNTS"].Words)
+	p, err := cgroups.Setup(req.Subhost.Name, req.CgroupParent, l, disks)
 	var ve *cgroups.VarError
 	if errors.As(err, &ve) || sdk.KindOf(err) == sdk.KindInvalidConfig {
 		return nil, hostError(req, err)
