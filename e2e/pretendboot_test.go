@@ -411,3 +411,22 @@ pipeline "e2e-edited" {
 	e.mustRun("", "stop", g.name)
 	e.clean(g.name)
 }
+
+// TestHomeThroughASymlink: a home reached through a symlink (/opt a link
+// to /srv/opt, say) boots and stops clean: the kernel's mount table
+// names the root mount by the path the symlink resolves to.
+func TestHomeThroughASymlink(t *testing.T) {
+	e := newEnv(t)
+	g := e.newGuest("lnk", nil)
+	link := filepath.Join(t.TempDir(), "home-link")
+	if err := os.Symlink(g.home, link); err != nil {
+		t.Fatal(err)
+	}
+	g.home = link
+	g.boot()
+	if r := e.status(g.name); r.State != "running" {
+		t.Errorf("state %s, want running", r.State)
+	}
+	e.mustRun("", "stop", g.name)
+	e.clean(g.name)
+}

@@ -19,8 +19,12 @@ type Target struct {
 	Config   string // "" = HOME/config
 }
 
-// Paths resolves the subhost's home (absolute) and config file, whose
-// defaults are the pipeline's home followed by the name, and HOME/config.
+// Paths resolves the subhost's home (absolute, without symlinks) and
+// config file, whose defaults are the pipeline's home followed by the
+// name, and HOME/config. A home reached through a symlink (/opt a link
+// to /srv/opt) is given by the path it resolves to: the kernel's mount
+// table names HOME/live so, and a stage comparing the two must not
+// find its own mount missing.
 func (t Target) Paths(pl *pipeline.Pipeline) (home, cfg string, err error) {
 	home = t.Home
 	if home == "" {
@@ -28,6 +32,9 @@ func (t Target) Paths(pl *pipeline.Pipeline) (home, cfg string, err error) {
 	}
 	if home, err = filepath.Abs(home); err != nil {
 		return "", "", err
+	}
+	if real, err := filepath.EvalSymlinks(home); err == nil {
+		home = real // a home that does not exist is the stages' to report
 	}
 	cfg = t.Config
 	if cfg == "" {

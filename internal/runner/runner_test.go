@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -581,5 +582,28 @@ func TestRunRefusedWhileTheSupervisorLives(t *testing.T) {
 	}
 	if err := f.r.Stop(context.Background(), "sup", StopOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A home reached through a symlink is given by the path it resolves to,
+// as the kernel's mount table names it; one that does not exist stays
+// as written.
+func TestPathsResolveTheHome(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "srv")
+	if err := os.MkdirAll(filepath.Join(real, "web"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, filepath.Join(dir, "opt")); err != nil {
+		t.Fatal(err)
+	}
+	pl := &pipeline.Pipeline{Home: filepath.Join(dir, "opt")}
+	home, cfg, err := Target{Name: "web"}.Paths(pl)
+	if err != nil || home != filepath.Join(real, "web") || cfg != filepath.Join(real, "web", "config") {
+		t.Errorf("through a symlink: %s %s %v, want %s", home, cfg, err, filepath.Join(real, "web"))
+	}
+	home, _, err = Target{Name: "nope"}.Paths(pl)
+	if err != nil || home != filepath.Join(dir, "opt", "nope") {
+		t.Errorf("missing home: %s %v", home, err)
 	}
 }
