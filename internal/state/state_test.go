@@ -165,7 +165,9 @@ func TestLockRacingARelease(t *testing.T) {
 		if err == nil {
 			l.Release()
 		} else if !errors.Is(err, ErrBusy) {
-			t.Fatalf("lock during a release: %v", err)
+			t.Errorf("lock during a release: %v", err)
+			<-done // before the test's directory goes
+			return
 		}
 	}
 }
