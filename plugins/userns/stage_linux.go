@@ -106,8 +106,11 @@ func owner(req *sdk.Request) idrange.Owner {
 }
 
 func (s *stage) Validate(ctx context.Context, req *sdk.Request) error {
-	spec, _, err := s.spec(req)
+	spec, st, err := s.spec(req)
 	if err != nil || !spec.Enabled || spec.Pick {
+		return err
+	}
+	if err := s.keptRange(req, spec, st); err != nil {
 		return err
 	}
 	if err := s.reg().Check(owner(req), spec.Range); err != nil {
@@ -116,11 +119,31 @@ func (s *stage) Validate(ctx context.Context, req *sdk.Request) error {
 	return nil
 }
 
+// keptRange refuses an explicit range other than the one the subhost's
+// user namespace maps, when that namespace is kept (a hibernating
+// subhost re-entered): the namespace cannot change its map, and giving
+// the subhost the new range in the registry would free the old one, still
+// in use, for another subhost's pick.
+func (s *stage) keptRange(req *sdk.Request, spec idrange.Spec, st upState) error {
+	if spec.Pick || userns.Check(st.Userns, st.Netns) != nil {
+		return nil
+	}
+	held, ok, err := s.reg().Lookup(owner(req))
+	if err != nil || !ok || held == spec.Range {
+		return err
+	}
+	return sdk.Conflictf("%s: %s=%d:%d, but the subhost's user namespace, kept since it was last up, maps %d:%d: stop it first to change its range",
+		req.Subhost.Where(varName), varName, spec.Range.Base, spec.Range.Size, held.Base, held.Size)
+}
+
 func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err error) {
 	log := sdk.Logger(ctx)
 	spec, st, err := s.spec(req)
 	if err != nil || !spec.Enabled {
 		return &sdk.Result{}, err
+	}
+	if err := s.keptRange(req, spec, st); err != nil {
+		return nil, err
 	}
 	r, err := s.reg().Acquire(owner(req), spec)
 	if errors.Is(err, idrange.ErrTaken) {

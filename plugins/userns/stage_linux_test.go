@@ -73,6 +73,46 @@ func TestPinnedNamespacesMapTheRange(t *testing.T) {
 	}
 }
 
+// A subhost whose namespaces are kept (hibernating) and whose config now
+// asks for another explicit range is refused, in Validate and Up, with
+// its range kept in the registry; the range it has is still accepted,
+// and pick adopts it.
+func TestKeptNamespacesKeepTheirRange(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	s := scratchStage(t)
+	ctx := context.Background()
+	name := fmt.Sprintf("usrk%d", os.Getpid())
+	req := request(name, "pick")
+	res, err := s.Up(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.State = res.State
+	t.Cleanup(func() {
+		if err := s.Down(ctx, req); err != nil {
+			t.Error(err)
+		}
+	})
+	base := res.Record.UsernsBase
+	other := request(name, fmt.Sprint(base+idrange.Block))
+	other.State = res.State
+	if err := s.Validate(ctx, other); !sdk.IsKind(err, sdk.KindConflict) || !strings.Contains(err.Error(), "stop it first") {
+		t.Errorf("Validate with another range: %v, want a conflict", err)
+	}
+	if _, err := s.Up(ctx, other); !sdk.IsKind(err, sdk.KindConflict) {
+		t.Errorf("Up with another range: %v, want a conflict", err)
+	}
+	if got, ok, _ := s.reg().Lookup(owner(req)); !ok || got.Base != base {
+		t.Errorf("registry holds %+v for it, want base %d", got, base)
+	}
+	same := request(name, fmt.Sprint(base))
+	same.State = res.State
+	if _, err := s.Up(ctx, same); err != nil {
+		t.Errorf("Up with the range it has: %v", err)
+	}
+}
+
 func TestBadPrivateUsers(t *testing.T) {
 	s := scratchStage(t)
 	ctx := context.Background()
