@@ -409,6 +409,17 @@ func FindByBacking(image string) ([]Device, error) {
 	return out, nil
 }
 
+// FindByTag returns the attached loop devices whose tag (Options.Tag) is
+// tag, whatever file they serve now: one replaced or removed since they
+// were attached included.
+func FindByTag(tag string) ([]Device, error) {
+	out, err := scan(func(d Device) bool { return d.Tag == tag })
+	if err != nil {
+		return nil, fmt.Errorf("find loop devices tagged %q: %w", tag, err)
+	}
+	return out, nil
+}
+
 func cstring(b []byte) string {
 	if i := bytes.IndexByte(b, 0); i >= 0 {
 		b = b[:i]

@@ -72,11 +72,19 @@ func discover(req *sdk.Request, log hclog.Logger) (teardown, []error) {
 	return t, nil
 }
 
-// ours finds this subhost's devices afresh, by backing file and tag. With
-// log set it notes the devices on its images that are someone else's.
+// ours finds this subhost's devices afresh, by their tag: the image may
+// have been replaced since Up (a new version moved into place, a new
+// file at the path) or removed, and the devices still serve the old
+// file. With log set it notes the devices on its images that are
+// someone else's.
 func (t teardown) ours(log hclog.Logger) ([]loopdev.Device, []error) {
-	var out []loopdev.Device
 	var errs []error
+	out, err := loopdev.FindByTag(t.tag)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	// And by backing file, as before: what this finds is the same, but
+	// where a device's node cannot be read, which hides its tag.
 	for _, img := range t.images {
 		devs, err := loopdev.FindByBacking(img)
 		if err != nil {
@@ -84,13 +92,14 @@ func (t teardown) ours(log hclog.Logger) ([]loopdev.Device, []error) {
 			continue
 		}
 		for _, d := range devs {
-			if d.Tag != t.tag {
+			switch {
+			case d.Tag != t.tag:
 				if log != nil {
 					log.Info("leaving a loop device on this subhost's image that is not its own", "device", d.Path, "image", img, "owner", owner(d.Tag))
 				}
-				continue
+			case !slices.ContainsFunc(out, func(o loopdev.Device) bool { return o.Path == d.Path }):
+				out = append(out, d)
 			}
-			out = append(out, d)
 		}
 	}
 	return out, errs

@@ -326,6 +326,33 @@ func TestDownFromEmptyState(t *testing.T) {
 	}
 }
 
+// The images replaced since Up (a new version moved into place) or
+// removed: Down still finds the devices, which serve the old files, by
+// their tag, and leaves nothing attached.
+func TestDownAfterTheImagesChanged(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	s := &stage{}
+	name, home := subhost(t)
+	a := buildImage(t, "mbr", "root")
+	b := buildImage(t, "none", "data")
+	req := request(name, home, "vda:1:"+a, "vdb:0:"+b)
+	res := upOrFail(t, s, req)
+	newer := buildImage(t, "mbr", "root v2")
+	if err := os.Rename(newer, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Down(ctx, withState(req, res)); err != nil {
+		t.Errorf("Down: %v", err)
+	}
+	if devs, _ := loopdev.FindByTag(tagPrefix + name); len(devs) != 0 {
+		t.Errorf("after Down: %+v", devs)
+	}
+}
+
 func TestConformance(t *testing.T) {
 	stagetest.RequireRoot(t)
 	stagetest.NoLeaks(t)
