@@ -430,3 +430,19 @@ func TestHomeThroughASymlink(t *testing.T) {
 	e.mustRun("", "stop", g.name)
 	e.clean(g.name)
 }
+
+// TestForcedUnmountOnAnOwnRoot: a guest whose root is its own file system
+// (a loop device's) may force an unmount (Debian's shutdown does), which
+// reaches no host mount there; on a host directory's bind it may not
+// (plugins/init's TestGuard).
+func TestForcedUnmountOnAnOwnRoot(t *testing.T) {
+	e := newEnv(t)
+	g := e.newGuest("fum", nil)
+	g.boot()
+	out := g.mustEnter("sh", "-c", "mkdir -p /tmp/f && mount -t tmpfs t /tmp/f && umount -f /tmp/f && echo FORCED-OK")
+	if !strings.Contains(out, "FORCED-OK") {
+		t.Errorf("umount -f inside: %q", out)
+	}
+	e.mustRun("", "stop", g.name)
+	e.clean(g.name)
+}

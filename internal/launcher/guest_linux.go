@@ -132,7 +132,9 @@ func bootGuest() error {
 	if err := seccompguard.DropCapabilities(); err != nil {
 		return err
 	}
-	if err := seccompguard.Install(); err != nil {
+	opt := seccompguard.HostOptions()
+	opt.AllowForcedUnmount = seccompguard.OwnRoot()
+	if err := seccompguard.Install(opt); err != nil {
 		return err
 	}
 	unix.Umask(0o022)

@@ -210,11 +210,21 @@ type Options struct {
 	// AllowUserfaultfd lets userfaultfd(2) through, for a host whose
 	// vm.unprivileged_userfaultfd is 1 (HostOptions reads it).
 	AllowUserfaultfd bool
+	// AllowForcedUnmount lets umount2 with MNT_FORCE through, for a guest
+	// whose root is a file system of its own (a loop device's, an
+	// overlay), not a bind of a host directory: no host mount is then
+	// below it, and Debian's shutdown (umount -f) unmounts what it made.
+	AllowForcedUnmount bool
 }
 
 // optedIn reports whether opt lets a denyUnlessOptedIn call through.
 func (opt Options) optedIn(c call) bool {
 	return c == callUserfaultfd && opt.AllowUserfaultfd
+}
+
+// skips reports whether opt leaves rule r out of the program.
+func (opt Options) skips(c call, k check) bool {
+	return k == denyUnlessOptedIn && opt.optedIn(c) || k == denyForcedUnmount && opt.AllowForcedUnmount
 }
 
 // deniedIoctls are the requests denyIoctls matches by type and number
@@ -306,7 +316,7 @@ func Program(goarch string, opt Options) ([]bpf.Instruction, error) {
 			a.ins(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: ^uint32(x32SyscallBit)})
 		}
 		for _, r := range rules {
-			if r.check == denyUnlessOptedIn && opt.optedIn(r.call) {
+			if opt.skips(r.call, r.check) {
 				continue
 			}
 			to := "deny"
@@ -319,7 +329,7 @@ func Program(goarch string, opt Options) ([]bpf.Instruction, error) {
 		}
 		a.ja("allow")
 		for _, r := range rules {
-			if r.check == denyCall || r.check == denyUnlessOptedIn || len(x.nr[r.call]) == 0 {
+			if r.check == denyCall || r.check == denyUnlessOptedIn || len(x.nr[r.call]) == 0 || opt.skips(r.call, r.check) {
 				continue
 			}
 			a.label(x.name + "." + r.call.String())

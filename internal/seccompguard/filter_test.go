@@ -235,6 +235,38 @@ func TestProgramUserfaultfd(t *testing.T) {
 	}
 }
 
+// TestProgramForcedUnmount checks that Options.AllowForcedUnmount lets a
+// forced umount2 through on every ABI, and changes nothing else.
+func TestProgramForcedUnmount(t *testing.T) {
+	for goarch, list := range abis {
+		prog, err := Program(goarch, Options{AllowForcedUnmount: true})
+		if err != nil {
+			t.Fatalf("%s: %v", goarch, err)
+		}
+		vm, err := bpf.NewVM(prog)
+		if err != nil {
+			t.Fatalf("%s: %v", goarch, err)
+		}
+		for _, x := range list {
+			for _, c := range []struct {
+				call call
+				args [6]uint64
+				want uint32
+			}{
+				{callUmount2, args(1, 0x1), retAllow},
+				{callMount, args(3, msRemount), deny},
+				{callFspick, [6]uint64{}, deny},
+			} {
+				for _, nr := range x.nr[c.call] {
+					if got := run(t, vm, x.auditArch, nr, c.args); got != c.want {
+						t.Errorf("%s/%s: %s (nr %d) with forced unmounts allowed: got %#x, want %#x", goarch, x.name, c.call, nr, got, c.want)
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestProgramUnsupported(t *testing.T) {
 	if _, err := Program("sparc64", Options{}); err == nil {
 		t.Fatal("Program(sparc64) succeeded")

@@ -12,10 +12,11 @@ import (
 )
 
 // Install loads the guard into the calling process, on every thread
-// (SECCOMP_FILTER_FLAG_TSYNC). It is inherited across fork and execve and
+// (SECCOMP_FILTER_FLAG_TSYNC), with opt (HostOptions, and what the
+// caller knows of the guest). It is inherited across fork and execve and
 // cannot be removed. The caller must hold CAP_SYS_ADMIN.
-func Install() error {
-	prog, err := Program(runtime.GOARCH, HostOptions())
+func Install(opt Options) error {
+	prog, err := Program(runtime.GOARCH, opt)
 	if err != nil {
 		return err
 	}
@@ -47,4 +48,17 @@ func Install() error {
 func HostOptions() Options {
 	b, err := os.ReadFile("/proc/sys/vm/unprivileged_userfaultfd")
 	return Options{AllowUserfaultfd: err == nil && strings.TrimSpace(string(b)) == "1"}
+}
+
+// OwnRoot reports whether the calling process's root directory is a file
+// system of the guest's own: an overlay, or a loop device's (block major
+// 7). Anything else (a bind of a host directory) may have host mounts
+// below it.
+func OwnRoot() bool {
+	var sfs unix.Statfs_t
+	if unix.Statfs("/", &sfs) == nil && sfs.Type == unix.OVERLAYFS_SUPER_MAGIC {
+		return true
+	}
+	var st unix.Stat_t
+	return unix.Stat("/", &st) == nil && unix.Major(st.Dev) == 7
 }

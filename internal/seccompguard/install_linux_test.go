@@ -105,7 +105,7 @@ func guardedChild(dir string, install bool) error {
 	native := abis[runtime.GOARCH][0]
 
 	if install {
-		if err := Install(); err != nil {
+		if err := Install(HostOptions()); err != nil {
 			return err
 		}
 	}

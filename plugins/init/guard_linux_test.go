@@ -81,8 +81,8 @@ func TestGuard(t *testing.T) {
 		"mknodat-block": "EPERM", "mknod-block": "EPERM",
 		"FIFREEZE": "EPERM", "FS_IOC_SHUTDOWN": "EPERM", "open_by_handle_at": "EPERM",
 		"init_module": "EPERM", "kexec_load": "EPERM", "swapon": "EPERM", "adjtimex": "EPERM",
-		"remount-ro": "EPERM",
-		"bpf":        "EPERM", "perf_event_open": "EPERM", "keyctl": "EPERM", "add_key": "EPERM", "fanotify_init": "EPERM",
+		"remount-ro": "EPERM", "umount-force": "EPERM", "umount": "ok",
+		"bpf": "EPERM", "perf_event_open": "EPERM", "keyctl": "EPERM", "add_key": "EPERM", "fanotify_init": "EPERM",
 		// Allowed.
 		"read-disk": "guard marker", "BLKGETSIZE64": "ok", "mknod-loop-control": "ok", "mknod-char": "ok",
 		"bind-remount-ro": "ok", "mount-tmpfs": "ok", "sethostname": "ok", "reboot": "EINVAL",

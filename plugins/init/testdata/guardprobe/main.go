@@ -179,6 +179,10 @@ func main() {
 	r["bind-remount-ro"] = res(err)
 	os.Mkdir("/t", 0o755)
 	r["mount-tmpfs"] = res(unix.Mount("tmpfs", "/t", "tmpfs", 0, "size=1m"))
+	// This guest's root is a directory of the host's: a forced unmount
+	// (of the tmpfs just made, harmless) is refused, a plain one not.
+	r["umount-force"] = res(unix.Unmount("/t", unix.MNT_FORCE))
+	r["umount"] = res(unix.Unmount("/t", 0))
 	name, _ := os.Hostname()
 	r["sethostname"] = res(unix.Sethostname([]byte(name)))
 	r["reboot"] = errnoRes(unix.Syscall6(unix.SYS_REBOOT, 1, 2, unix.LINUX_REBOOT_CMD_CAD_OFF, 0, 0, 0))
