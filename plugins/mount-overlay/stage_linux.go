@@ -234,7 +234,13 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 			return sdk.Internalf("read mountinfo: %w", err)
 		}
 	}
-	if !mntOurs && len(loops) == 0 {
+	if !mntOurs {
+		// This subhost's device is autoclear and lives as long as its
+		// mount on mnt: one on the image not mounted there (a losetup,
+		// another subhost's DISKS) is someone else's.
+		for _, d := range loops {
+			log.Info("leaving a loop device on this subhost's image that is not its own", "device", d.Path, "image", p.image.path)
+		}
 		return nil
 	}
 	if errs := p.unmountImage(); len(errs) > 0 {
@@ -284,9 +290,10 @@ func (p *survey) ownLive(m *mountinfo.Entry, mounts []mountinfo.Entry, mntOurs b
 }
 
 // unmountImage unmounts mnt if the image is mounted there, then detaches
-// every loop device backed by the image. It keeps going past errors.
+// the loop device that was (autoclear, it normally goes by itself). Other
+// devices on the image are not this subhost's. It keeps going past
+// errors.
 func (p *survey) unmountImage() []error {
-	var errs []error
 	loops, err := loopdev.FindByBacking(p.image.path)
 	if err != nil {
 		return []error{err}
@@ -295,15 +302,20 @@ func (p *survey) unmountImage() []error {
 	if err != nil {
 		return []error{err}
 	}
-	if top := mountinfo.TopAt(mounts, p.mntPath()); top != nil && onLoop(top, loops) {
-		if err := unmountTree(p.home, p.mntPath(), mounts); err != nil {
-			// The loop device stays while mnt holds it.
-			return []error{err}
-		}
+	top := mountinfo.TopAt(mounts, p.mntPath())
+	if top == nil || !onLoop(top, loops) {
+		return nil
 	}
+	if err := unmountTree(p.home, p.mntPath(), mounts); err != nil {
+		// The loop device stays while mnt holds it.
+		return []error{err}
+	}
+	var errs []error
 	for _, d := range loops {
-		if err := detach(d); err != nil {
-			errs = append(errs, err)
+		if d.Major == top.Major && d.Minor == top.Minor {
+			if err := detach(d); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errs

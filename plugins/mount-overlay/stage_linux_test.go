@@ -811,6 +811,33 @@ func TestDownLeavesForeignMounts(t *testing.T) {
 	}
 }
 
+// A loop device on the subhost's NAME.img that it did not attach (a
+// losetup, another subhost's DISKS) is left by Down, with the stage's own
+// mount and device gone.
+func TestDownLeavesForeignLoopDevices(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	req := imageHome(t, scratch(t), "fl", "")
+	img := filepath.Join(req.Subhost.Home, "fl.img")
+	up(t, req)
+	foreign, hold, err := loopdev.Attach(img, loopdev.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold.Close()
+	t.Cleanup(func() { loopdev.Detach(*foreign) })
+	if err := (&stage{}).Down(context.Background(), req); err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	if got := mountsUnder(t, req.Subhost.Home); len(got) != 0 {
+		t.Errorf("still mounted: %q", got)
+	}
+	loops, _ := loopdev.FindByBacking(img)
+	if len(loops) != 1 || loops[0].Path != foreign.Path {
+		t.Errorf("loop devices of the image after Down: %+v, want only %s", loops, foreign.Path)
+	}
+}
+
 // hostSafe checks that the guest root at live is nosuid and nodev on the
 // host: a setuid program or device node the tenant put there does nothing
 // for the host's users.
