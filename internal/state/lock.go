@@ -168,8 +168,15 @@ func (l *Lock) Release() {
 	}
 	if _, err := os.Stat(l.dir.statePath()); errors.Is(err, os.ErrNotExist) {
 		os.Remove(l.dir.stopRequestPath()) // a stop request nobody took
-		// A supervisor that was killed leaves its console socket.
+		// A supervisor that was killed leaves its console socket, and
+		// one killed in the middle of a save its temporary file (no one
+		// saves without the lock, which this process holds).
 		os.Remove(filepath.Join(l.dir.path(), "console.sock"))
+		if tmps, err := filepath.Glob(filepath.Join(l.dir.path(), ".state.json.tmp-*")); err == nil {
+			for _, t := range tmps {
+				os.Remove(t)
+			}
+		}
 		os.Remove(l.lock.Path())
 		os.Remove(l.dir.path())
 	} else {

@@ -68,8 +68,12 @@ func TestLockIsExclusiveAndNamesTheHolder(t *testing.T) {
 	if h, _ := d.Holder(); h.Operation != "supervise" || h.PID != os.Getpid() {
 		t.Errorf("holder %+v", h)
 	}
-	// Released without state, the subhost leaves no directory behind.
+	// Released without state, the subhost leaves no directory behind,
+	// nor the temporary file of a save cut short by a kill.
 	d.WriteStopRequest(StopRequest{TimeoutMS: 5})
+	if err := os.WriteFile(filepath.Join(d.Root, "x", ".state.json.tmp-123"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	l.Release()
 	if _, err := os.Stat(filepath.Join(d.Root, "x")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("directory left after release: %v", err)
