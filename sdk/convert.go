@@ -18,7 +18,7 @@ func describeToProto(d Description) *pb.DescribeResponse {
 		out.Params = append(out.Params, &pb.Param{Name: p.Name, Doc: p.Doc, Default: p.Default, Required: p.Required})
 	}
 	for _, v := range d.Vars {
-		out.Vars = append(out.Vars, &pb.ConfigVar{Name: v.Name, Doc: v.Doc, Default: v.Default})
+		out.Vars = append(out.Vars, &pb.ConfigVar{Name: v.Name, Doc: v.Doc, Default: v.Default, Live: v.Live})
 	}
 	out.Record = recordUseToProto(d.Record)
 	return out
@@ -44,7 +44,7 @@ func describeFromProto(p *pb.DescribeResponse) Description {
 		out.Params = append(out.Params, Param{Name: q.GetName(), Doc: q.GetDoc(), Default: q.GetDefault(), Required: q.GetRequired()})
 	}
 	for _, v := range p.GetVars() {
-		out.Vars = append(out.Vars, ConfigVar{Name: v.GetName(), Doc: v.GetDoc(), Default: v.GetDefault()})
+		out.Vars = append(out.Vars, ConfigVar{Name: v.GetName(), Doc: v.GetDoc(), Default: v.GetDefault(), Live: v.GetLive()})
 	}
 	out.Record = recordUseFromProto(p.GetRecord())
 	return out

@@ -25,8 +25,9 @@
 // Update on every stage that is up, with the changes in Request.Changes
 // and the recorded boot record; each returns the keys it applied and
 // leaves the others alone, and a key no stage applied is refused. A key
-// that no stage up lists among its Description's Vars is refused before
-// any Update is called, so a stage lists the variables it changes. A stage
+// that no stage up lists among its Description's Vars as Live is refused
+// before any Update is called, so a stage marks the variables it can
+// change so. A stage
 // without Update (or a plugin built before the call existed, which
 // answers gRPC Unimplemented) is reported as ErrUnsupported and skipped;
 // nothing else is needed to stay compatible. The config file is never

@@ -27,7 +27,8 @@ func (e *echoStage) Describe() sdk.Description {
 	if e.desc != nil {
 		return *e.desc
 	}
-	return sdk.Description{Name: "echo", Version: "1.2.3", Summary: "echoes", Params: []sdk.Param{{Name: "p", Doc: "a param", Default: "d", Required: true}}}
+	return sdk.Description{Name: "echo", Version: "1.2.3", Summary: "echoes", Params: []sdk.Param{{Name: "p", Doc: "a param", Default: "d", Required: true}},
+		Vars: []sdk.ConfigVar{{Name: "LIVE_ONE", Doc: "changes live", Live: true}, {Name: "BOOT_ONE", Default: "x"}}}
 }
 func (e *echoStage) Validate(_ context.Context, r *sdk.Request) error { e.got = r; return e.fail }
 func (e *echoStage) Up(_ context.Context, r *sdk.Request) (*sdk.Result, error) {

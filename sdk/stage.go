@@ -36,9 +36,9 @@ type Stage interface {
 // optional. Update gets the subhost's request with Changes set, checks
 // every change it knows before applying any (an unknown key is not its
 // business: it leaves it out), and returns the keys it applied. The keys
-// it can change must be among its Description's Vars: before any Update,
-// the runner refuses a key that no stage up lists. A stage without it
-// answers ErrUnsupported through the RPC.
+// it can change must be among its Description's Vars, marked Live: before
+// any Update, the runner refuses a key that no stage up lists so. A stage
+// without it answers ErrUnsupported through the RPC.
 type Updater interface {
 	Update(ctx context.Context, req *Request) (applied []string, err error)
 }
@@ -64,6 +64,10 @@ type ConfigVar struct {
 	Name    string `json:"name"`
 	Doc     string `json:"doc,omitempty"`
 	Default string `json:"default,omitempty"`
+	// Live: the stage's Update changes it in a running subhost
+	// (`subhost set`). The runner refuses, before any Update, a key that
+	// no stage up lists as live.
+	Live bool `json:"live,omitempty"`
 }
 
 // Param documents one parameter a stage accepts from its pipeline block.

@@ -93,11 +93,12 @@ func (s *session) upStages() []int {
 }
 
 // checkKeys refuses, before any stage changes anything, the keys that no
-// stage up reads: each lists its config variables in its Description,
-// and a stage that can change one live reads it. A typo must not leave
-// the other changes made and the command failed.
+// stage up can change live: each lists its config variables in its
+// Description, those its Update changes marked Live. A typo, or a
+// variable only a boot can change, must not leave the other changes made
+// and the command failed.
 func (s *session) checkKeys(ctx context.Context, changes map[string]string) error {
-	read := map[string]bool{}
+	read, live := map[string]bool{}, map[string]bool{}
 	var stages []string
 	for _, i := range s.upStages() {
 		ps := s.plan.Stages[i]
@@ -110,17 +111,25 @@ func (s *session) checkKeys(ctx context.Context, changes map[string]string) erro
 		}
 		for _, v := range d.Vars {
 			read[v.Name] = true
+			live[v.Name] = live[v.Name] || v.Live
 		}
 	}
-	var unknown []string
+	var unknown, boot []string
 	for k := range changes {
-		if !read[k] {
+		switch {
+		case !read[k]:
 			unknown = append(unknown, k)
+		case !live[k]:
+			boot = append(boot, k)
 		}
-	}
-	if len(unknown) == 0 {
-		return nil
 	}
 	sort.Strings(unknown)
-	return sdk.Invalidf("no stage of subhost %q (%s) reads %s: nothing was changed", s.plan.Name, strings.Join(stages, ", "), strings.Join(unknown, ", "))
+	sort.Strings(boot)
+	switch {
+	case len(unknown) > 0:
+		return sdk.Invalidf("no stage of subhost %q (%s) reads %s: nothing was changed", s.plan.Name, strings.Join(stages, ", "), strings.Join(unknown, ", "))
+	case len(boot) > 0:
+		return sdk.Invalidf("%s of subhost %q can change only at its next boot: set it in the config; nothing was changed", strings.Join(boot, ", "), s.plan.Name)
+	}
+	return nil
 }

@@ -189,10 +189,12 @@ func (x *Param) GetRequired() bool {
 
 // A config variable a stage reads from the subhost's config.
 type ConfigVar struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Doc           string                 `protobuf:"bytes,2,opt,name=doc,proto3" json:"doc,omitempty"`
-	Default       string                 `protobuf:"bytes,3,opt,name=default,proto3" json:"default,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Doc     string                 `protobuf:"bytes,2,opt,name=doc,proto3" json:"doc,omitempty"`
+	Default string                 `protobuf:"bytes,3,opt,name=default,proto3" json:"default,omitempty"`
+	// The stage's Update changes it in a running subhost (subhost set).
+	Live          bool `protobuf:"varint,4,opt,name=live,proto3" json:"live,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -246,6 +248,13 @@ func (x *ConfigVar) GetDefault() string {
 		return x.Default
 	}
 	return ""
+}
+
+func (x *ConfigVar) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
 }
 
 type DescribeResponse struct {
@@ -1394,11 +1403,12 @@ const file_stage_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03doc\x18\x02 \x01(\tR\x03doc\x12\x18\n" +
 	"\adefault\x18\x03 \x01(\tR\adefault\x12\x1a\n" +
-	"\brequired\x18\x04 \x01(\bR\brequired\"K\n" +
+	"\brequired\x18\x04 \x01(\bR\brequired\"_\n" +
 	"\tConfigVar\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03doc\x18\x02 \x01(\tR\x03doc\x12\x18\n" +
-	"\adefault\x18\x03 \x01(\tR\adefault\"\xf1\x01\n" +
+	"\adefault\x18\x03 \x01(\tR\adefault\x12\x12\n" +
+	"\x04live\x18\x04 \x01(\bR\x04live\"\xf1\x01\n" +
 	"\x10DescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x18\n" +
