@@ -126,6 +126,13 @@ func (c *Client) Wait() (Event, error) {
 func (c *Client) next() (Event, error) {
 	var ev Event
 	files, err := recv(c.fd, &ev, 0)
+	if errors.Is(err, unix.ECONNRESET) {
+		// A server that hung up with our request unread (a refusal)
+		// resets the connection, and the kernel reports that first,
+		// once, before the answer it had sent: read that.
+		closeAll(files)
+		files, err = recv(c.fd, &ev, 0)
+	}
 	closeAll(files)
 	if errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET) {
 		return Event{}, errors.New("the guest's init went away (the guest is shutting down?)")

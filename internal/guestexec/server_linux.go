@@ -134,11 +134,21 @@ func (l *Listener) Accept() (*Conn, error) {
 	}
 }
 
-// refuse tells a peer why without waiting for it, and hangs up. (Its
-// client reads the answer even when its request could not be sent.)
+// refuse tells a peer why without waiting for it, and hangs up. What it
+// sent already is read and dropped first, so that the hang-up is not a
+// reset; the client reads the answer after a reset too, and when its
+// request could not be sent.
 func refuse(fd int, why error) {
 	if b, err := marshal(Event{Error: why.Error()}); err == nil {
 		_ = unix.Sendmsg(fd, b, nil, nil, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+	}
+	var drop [64]byte
+	for range 4 {
+		// MSG_TRUNC: a record longer than drop goes whole; descriptors
+		// it carried are closed by the kernel with it (no control buffer).
+		if n, _, err := unix.Recvfrom(fd, drop[:], unix.MSG_DONTWAIT|unix.MSG_TRUNC); err != nil || n == 0 {
+			break
+		}
 	}
 	unix.Close(fd)
 }
