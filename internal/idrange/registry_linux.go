@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/internal/fdlock"
 )
 
 // Owner names the subhost a range belongs to: two subhosts of one name
@@ -175,13 +177,7 @@ func (r Registry) locked(fn func([]entry) ([]entry, error)) error {
 		return fmt.Errorf("id range registry: %w", err)
 	}
 	defer lock.Close()
-	for {
-		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
+	if err := fdlock.Exclusive(lock); err != nil {
 		return fmt.Errorf("id range registry: lock: %w", err)
 	}
 	entries, err := r.read()

@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/internal/fdlock"
 )
 
 // ErrNotNamespace is returned for a file that exists but is not a pinned
@@ -91,13 +93,7 @@ func SharedDir(dir string) error {
 		return err
 	}
 	defer d.Close() // and with it the lock
-	for {
-		err = unix.Flock(int(d.Fd()), unix.LOCK_EX)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
+	if err := fdlock.Exclusive(d); err != nil {
 		return fmt.Errorf("lock %s: %w", dir, err)
 	}
 	for bound := false; ; bound = true {

@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/internal/fdlock"
 )
 
 // lockImages takes an exclusive flock on each of sp's image files and
@@ -46,15 +48,9 @@ func lockImages(sp *spec) (unlock func(), err error) {
 		if i > 0 && h.dev == files[i-1].dev && h.ino == files[i-1].ino {
 			continue // one file named twice (refused later): one lock
 		}
-		for {
-			err := unix.Flock(int(h.f.Fd()), unix.LOCK_EX)
-			if err == nil {
-				break
-			}
-			if err != unix.EINTR {
-				unlock()
-				return nil, err
-			}
+		if err := fdlock.Exclusive(h.f); err != nil {
+			unlock()
+			return nil, err
 		}
 	}
 	return unlock, nil
