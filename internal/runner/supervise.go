@@ -76,13 +76,12 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 	// so that `subhost stage` and `subhost stop` can work on the live
 	// subhost; it takes it back (and the state as they left it) to act.
 	s.lock.Suspend()
-	stopping := false
 	powerOffAsked := false // by the console: not a failure to restart from
 	// stop starts an orderly stop: a service manager's SIGTERM, or
 	// `subhost stop`, which leaves its options beside the state first.
 	// Down follows once the guest is reaped.
 	stop := func() {
-		stopping, v.stopping = true, true
+		v.stopping = true
 		stopOpts := StopOptions{Timeout: DefaultStopTimeout}
 		if req, ok := s.dir.TakeStopRequest(); ok {
 			stopOpts = StopOptions{Timeout: time.Duration(req.TimeoutMS) * time.Millisecond, Force: req.Force}
@@ -98,7 +97,7 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 	}
 	for {
 		pid := s.st.Record.GuestPID
-		if ctx.Err() != nil && !stopping {
+		if ctx.Err() != nil && !v.stopping {
 			// Asked while the guest rebooted: before OnGuest, which
 			// might hand the supervision over and lose the request.
 			stop()
@@ -116,7 +115,7 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 			case ws = <-exited:
 				break wait
 			case <-ctx.Done():
-				if !stopping {
+				if !v.stopping {
 					stop()
 				}
 				ctx = context.Background() // seen once
@@ -137,7 +136,7 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 		s.st.Supervisor, s.st.SupervisorStartTime = 0, 0
 		launcher := s.st.Launcher()
 		s.st.ForgetGuest()
-		restart := !stopping && !powerOffAsked && s.plan.Restart.wants(outcome)
+		restart := !v.stopping && !powerOffAsked && s.plan.Restart.wants(outcome)
 		if restart {
 			limiter := restartLimiter{times: s.st.RecentRestarts}
 			err := limiter.allow(time.Now())
@@ -148,7 +147,7 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 			s.st.Restarts++
 			s.r.Logger.Warn("restarting the guest", "subhost", s.plan.Name, "policy", s.plan.Restart, "restarts", s.st.Restarts)
 		}
-		if (outcome == guestexit.Reboot || restart) && !stopping {
+		if (outcome == guestexit.Reboot || restart) && !v.stopping {
 			err := v.reboot(launcher, opts)
 			if err == nil {
 				err = v.recordSupervisor()
@@ -160,7 +159,7 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 			s.lock.Suspend()
 			continue
 		}
-		return v.finish(outcome, stopping || s.plan.Pipeline.OnExit != "keep", nil)
+		return v.finish(outcome, v.stopping || s.plan.Pipeline.OnExit != "keep", nil)
 	}
 }
 
