@@ -129,8 +129,11 @@ func (s *stage) keptRange(req *sdk.Request, spec idrange.Spec, st upState) error
 		return nil
 	}
 	held, ok, err := s.reg().Lookup(owner(req))
-	if err != nil || !ok || held == spec.Range {
-		return err
+	if err != nil {
+		return sdk.Internalf("%w", err)
+	}
+	if !ok || held == spec.Range {
+		return nil
 	}
 	return sdk.Conflictf("%s: %s=%d:%d, but the subhost's user namespace, kept since it was last up, maps %d:%d: stop it first to change its range",
 		req.Subhost.Where(varName), varName, spec.Range.Base, spec.Range.Size, held.Base, held.Size)
