@@ -207,59 +207,41 @@ func TestNumbersComplete(t *testing.T) {
 	}
 }
 
-// TestProgramUserfaultfd checks that Options.AllowUserfaultfd lets
-// userfaultfd(2), and only that, through on every ABI.
-func TestProgramUserfaultfd(t *testing.T) {
-	for goarch, list := range abis {
-		prog, err := Program(goarch, Options{AllowUserfaultfd: true})
-		if err != nil {
-			t.Fatalf("%s: %v", goarch, err)
-		}
-		vm, err := bpf.NewVM(prog)
-		if err != nil {
-			t.Fatalf("%s: %v", goarch, err)
-		}
-		for _, x := range list {
-			for _, c := range []call{callUserfaultfd, callBPF, callKeyctl} {
-				want := uint32(deny)
-				if c == callUserfaultfd {
-					want = retAllow
-				}
-				for _, nr := range x.nr[c] {
-					if got := run(t, vm, x.auditArch, nr, [6]uint64{}); got != want {
-						t.Errorf("%s/%s: %s (nr %d) with userfaultfd allowed: got %#x, want %#x", goarch, x.name, c, nr, got, want)
-					}
-				}
+// TestProgramOptions checks that each of Options lets its call through
+// on every ABI, and changes nothing else.
+func TestProgramOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opt   Options
+		cases []callCase
+	}{
+		{"userfaultfd allowed", Options{AllowUserfaultfd: true}, []callCase{
+			{"userfaultfd", callUserfaultfd, [6]uint64{}, retAllow},
+			{"bpf", callBPF, [6]uint64{}, deny},
+			{"keyctl", callKeyctl, [6]uint64{}, deny},
+		}},
+		{"forced unmounts allowed", Options{AllowForcedUnmount: true}, []callCase{
+			{"forced umount", callUmount2, args(1, 0x1), retAllow},
+			{"remount", callMount, args(3, msRemount), deny},
+			{"fspick", callFspick, [6]uint64{}, deny},
+			{"userfaultfd", callUserfaultfd, [6]uint64{}, deny},
+		}},
+	} {
+		for goarch, list := range abis {
+			prog, err := Program(goarch, tc.opt)
+			if err != nil {
+				t.Fatalf("%s: %v", goarch, err)
 			}
-		}
-	}
-}
-
-// TestProgramForcedUnmount checks that Options.AllowForcedUnmount lets a
-// forced umount2 through on every ABI, and changes nothing else.
-func TestProgramForcedUnmount(t *testing.T) {
-	for goarch, list := range abis {
-		prog, err := Program(goarch, Options{AllowForcedUnmount: true})
-		if err != nil {
-			t.Fatalf("%s: %v", goarch, err)
-		}
-		vm, err := bpf.NewVM(prog)
-		if err != nil {
-			t.Fatalf("%s: %v", goarch, err)
-		}
-		for _, x := range list {
-			for _, c := range []struct {
-				call call
-				args [6]uint64
-				want uint32
-			}{
-				{callUmount2, args(1, 0x1), retAllow},
-				{callMount, args(3, msRemount), deny},
-				{callFspick, [6]uint64{}, deny},
-			} {
-				for _, nr := range x.nr[c.call] {
-					if got := run(t, vm, x.auditArch, nr, c.args); got != c.want {
-						t.Errorf("%s/%s: %s (nr %d) with forced unmounts allowed: got %#x, want %#x", goarch, x.name, c.call, nr, got, c.want)
+			vm, err := bpf.NewVM(prog)
+			if err != nil {
+				t.Fatalf("%s: %v", goarch, err)
+			}
+			for _, x := range list {
+				for _, c := range tc.cases {
+					for _, nr := range x.nr[c.call] {
+						if got := run(t, vm, x.auditArch, nr, c.args); got != c.want {
+							t.Errorf("%s/%s: %s (nr %d) with %s: got %#x, want %#x", goarch, x.name, c.name, nr, tc.name, got, c.want)
+						}
 					}
 				}
 			}
