@@ -65,6 +65,15 @@ func TestUnprivilegedPretendBoot(t *testing.T) {
 			if got := g.mustEnter("id", "-u"); strings.TrimSpace(got) != "0" {
 				t.Errorf("enter runs as uid %q, want the guest's root", got)
 			}
+			// A host process that joined the guest's network namespace
+			// and dropped root is a host nobody to the guest, as the
+			// host's root is: its request is refused all the same.
+			if got := enterAsDroppedHostUser(t, e.status(g.name).PID, 1000, "touch", "/root/dropped-host-user"); !strings.Contains(got, "refused") {
+				t.Errorf("a host uid 1000 in the guest's network namespace asked to run a command: %s, want refused", got)
+			}
+			if strings.Contains(g.mustEnter("ls", "/root"), "dropped-host-user") {
+				t.Errorf("a host uid 1000 in the guest's network namespace ran a command as the guest's root")
+			}
 			out, _, _ := e.run("status", "--json", g.name)
 			var st struct {
 				Userns *struct{ Base, Size int } `json:"userns"`

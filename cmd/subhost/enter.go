@@ -90,9 +90,13 @@ func enter(pid int, start uint64, req guestexec.Request) (int, error) {
 		return 0, fmt.Errorf("the guest (pid %d) is gone", pid)
 	}
 	defer p.Close()
+	root, err := guestexec.GuestRoot(pid)
+	if err != nil {
+		return 0, err
+	}
 	// A guest younger than listenGrace may have a PID 1 that does not
 	// listen yet; an older one that does not listen never will.
-	c, err := guestexec.DialUntil(p.FD(), time.Now().Add(listenGrace-proc.Age(start)))
+	c, err := guestexec.DialUntil(p.FD(), root, time.Now().Add(listenGrace-proc.Age(start)))
 	if err != nil {
 		return 0, err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,17 +18,22 @@ import (
 var ErrNoServer = errors.New("the guest's init does not accept commands (is it an older subhost-init? reboot the guest)")
 
 // Client is a connection to a guest's PID 1.
-type Client struct{ fd int }
+type Client struct {
+	fd int
+	// guestRoot is the uid, in this process's user namespace, that is
+	// the guest's root: each request is sent with it as its credentials.
+	guestRoot uint32
+}
 
 // DialUntil is Dial for a PID 1 that may not listen yet: it tries again,
 // at growing intervals up to 50 ms, while Dial finds no server and until
 // has not passed. (subhost-init listens a few milliseconds after its
 // start, and `run --detach` reports a guest running once its PID 1 is
 // executed: an enter right after it could otherwise come too soon.)
-func DialUntil(netns int, until time.Time) (*Client, error) {
+func DialUntil(netns int, guestRoot uint32, until time.Time) (*Client, error) {
 	wait := 2 * time.Millisecond
 	for {
-		c, err := Dial(netns)
+		c, err := Dial(netns, guestRoot)
 		if err != ErrNoServer || !time.Now().Add(wait).Before(until) {
 			return c, err
 		}
@@ -38,9 +44,10 @@ func DialUntil(netns int, until time.Time) (*Client, error) {
 
 // Dial connects to PID 1 of the guest whose network namespace netns (an
 // open descriptor: a pidfd of a guest process, or its /proc/PID/ns/net)
-// is. Only the socket is made in that namespace, from a thread that is
-// then thrown away; the caller stays where it was.
-func Dial(netns int) (*Client, error) {
+// is; guestRoot is the uid, in the caller's user namespace, that is the
+// guest's root (GuestRoot). Only the socket is made in that namespace,
+// from a thread that is then thrown away; the caller stays where it was.
+func Dial(netns int, guestRoot uint32) (*Client, error) {
 	type result struct {
 		fd  int
 		err error
@@ -74,7 +81,7 @@ func Dial(netns int) (*Client, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	return &Client{fd: r.fd}, nil
+	return &Client{fd: r.fd, guestRoot: guestRoot}, nil
 }
 
 // Start sends the request with its descriptors (req.Files() of them) and
@@ -87,7 +94,10 @@ func (c *Client) Start(req Request, files []*os.File) (int, error) {
 	if err := req.check(); err != nil {
 		return 0, err
 	}
-	sendErr := send(c.fd, clientMsg{Request: &req}, files)
+	// The credentials are the proof that this is the host's root
+	// (guestexec's hostRoot): naming a uid not its own takes CAP_SETUID.
+	cred := &unix.Ucred{Pid: int32(os.Getpid()), Uid: c.guestRoot, Gid: uint32(os.Getgid())}
+	sendErr := send(c.fd, clientMsg{Request: &req}, files, cred)
 	// A refusal may come before the request is sent: the server's
 	// answer is still there to read.
 	ev, err := c.next()
@@ -108,7 +118,7 @@ func (c *Client) Start(req Request, files []*os.File) (int, error) {
 
 // Signal sends sig to the command's process group.
 func (c *Client) Signal(sig syscall.Signal) error {
-	return send(c.fd, clientMsg{Signal: int(sig)}, nil)
+	return send(c.fd, clientMsg{Signal: int(sig)}, nil, nil)
 }
 
 // Wait waits for the command to end.
@@ -125,13 +135,13 @@ func (c *Client) Wait() (Event, error) {
 
 func (c *Client) next() (Event, error) {
 	var ev Event
-	files, err := recv(c.fd, &ev, 0)
+	files, _, err := recv(c.fd, &ev, 0)
 	if errors.Is(err, unix.ECONNRESET) {
 		// A server that hung up with our request unread (a refusal)
 		// resets the connection, and the kernel reports that first,
 		// once, before the answer it had sent: read that.
 		closeAll(files)
-		files, err = recv(c.fd, &ev, 0)
+		files, _, err = recv(c.fd, &ev, 0)
 	}
 	closeAll(files)
 	if errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET) {
@@ -145,3 +155,20 @@ func (c *Client) next() (Event, error) {
 
 // Close hangs up: a command still running gets SIGHUP.
 func (c *Client) Close() error { return unix.Close(c.fd) }
+
+// GuestRoot is the uid, in the caller's user namespace, that the user
+// namespace of process pid maps to its root: 0 for a privileged guest's
+// process, the base of its range for an unprivileged one's.
+func GuestRoot(pid int) (uint32, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", pid))
+	if err != nil {
+		return 0, fmt.Errorf("the guest's uid map: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var inside, outside, count uint32
+		if n, _ := fmt.Sscan(line, &inside, &outside, &count); n == 3 && inside == 0 && count > 0 {
+			return outside, nil
+		}
+	}
+	return 0, fmt.Errorf("the guest's uid map has no root: %q", b)
+}

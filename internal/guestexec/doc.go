@@ -22,7 +22,10 @@
 // shows them as PID 0), so that no guest user can make PID 1 run
 // anything. The client sends one Request with the command's descriptors
 // (SCM_RIGHTS): a pty slave of the guest's own devpts, or three pipes;
-// nothing else crosses. The server answers with an Event when the
+// nothing else crosses. The request also carries credentials
+// (SCM_CREDENTIALS) naming the uid that is the guest's root, which only
+// the host's root may name: that is what tells it, in an unprivileged
+// guest, from a host process that dropped root (see hostRoot). The server answers with an Event when the
 // command has started (or could not), then one when it ended. The client
 // may send signals meanwhile; when it hangs up, the command's process
 // group gets SIGHUP, as a terminal's would.

@@ -1,6 +1,7 @@
 package guestexec
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"runtime"
@@ -113,7 +114,15 @@ func pipes(t *testing.T) (ours, theirs [3]*os.File) {
 func TestRoundTrip(t *testing.T) {
 	stagetest.RequireRoot(t)
 	l, ns := listenInNewNetns(t)
-	l.allow = func(*unix.Ucred) error { return nil } // the test is its own peer
+	// The test is its own peer; the request's credentials are kept.
+	sent := make(chan unix.Ucred, 1)
+	l.allow = func(*unix.Ucred) error { return nil }
+	l.allowRequest = func(c *unix.Ucred) error {
+		if c != nil {
+			sent <- *c
+		}
+		return nil
+	}
 	served := make(chan string, 1)
 	serveN(t, l, 1, func(c *Conn) {
 		if err := c.ReadRequest(); err != nil {
@@ -134,7 +143,8 @@ func TestRoundTrip(t *testing.T) {
 		served <- "signal " + got.String()
 	})
 
-	c, err := Dial(ns)
+	// As if the guest's root were host uid 100000: root may name it.
+	c, err := Dial(ns, 100000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +153,14 @@ func TestRoundTrip(t *testing.T) {
 	pid, err := c.Start(Request{Argv: []string{"echo", "hi"}, Env: []string{"A=b"}}, theirs[:])
 	if err != nil || pid != 42 {
 		t.Fatalf("Start: pid %d, %v", pid, err)
+	}
+	select {
+	case cred := <-sent:
+		if cred.Uid != 100000 || int(cred.Pid) != os.Getpid() {
+			t.Errorf("the request came with credentials %+v, want uid 100000 and pid %d", cred, os.Getpid())
+		}
+	default:
+		t.Error("the request came without credentials")
 	}
 	for _, f := range theirs {
 		f.Close()
@@ -180,7 +198,7 @@ func TestRefusesGuestPeers(t *testing.T) {
 		}
 		c.Close()
 	})
-	c, err := Dial(ns)
+	c, err := Dial(ns, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +229,7 @@ func TestRefusesSilentGuestPeersAtOnce(t *testing.T) {
 		}
 	}()
 	for range 10 { // within the listen backlog
-		c, err := Dial(ns)
+		c, err := Dial(ns, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,6 +251,7 @@ func TestBadRequests(t *testing.T) {
 	stagetest.RequireRoot(t)
 	l, ns := listenInNewNetns(t)
 	l.allow = func(*unix.Ucred) error { return nil }
+	l.allowRequest = l.allow
 	_, theirs := pipes(t)
 	cases := []struct {
 		name  string
@@ -253,11 +272,11 @@ func TestBadRequests(t *testing.T) {
 		c.Close()
 	})
 	for _, tc := range cases {
-		c, err := Dial(ns)
+		c, err := Dial(ns, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := send(c.fd, tc.msg, tc.files); err != nil {
+		if err := send(c.fd, tc.msg, tc.files, nil); err != nil {
 			t.Fatalf("%s: send: %v", tc.name, err)
 		}
 		ev, err := c.next()
@@ -268,11 +287,49 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
+// TestRequestCredentials: a peer let through at accept (in an
+// unprivileged guest, every host uid the guest does not map looks like
+// the host's root) still needs root's credentials from outside on its
+// request: those the kernel attaches when the client sends none, and
+// those Client sends, say who it is (here, a process the server sees).
+func TestRequestCredentials(t *testing.T) {
+	stagetest.RequireRoot(t)
+	l, ns := listenInNewNetns(t)
+	l.allow = func(*unix.Ucred) error { return nil }
+	_, theirs := pipes(t)
+	serveN(t, l, 2, func(c *Conn) {
+		if c.ReadRequest() == nil {
+			c.Send(Event{Error: "accepted a request"})
+		}
+		c.Close()
+	})
+	want := fmt.Sprintf("refused: only the host's root may enter (the request's credentials: pid %d uid 0)", os.Getpid())
+	c, err := Dial(ns, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := send(c.fd, clientMsg{Request: &Request{Argv: []string{"sh"}}}, theirs[:], nil); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := c.next(); err != nil || ev.Error != want {
+		t.Errorf("a request without credentials of its own: %+v %v, want %q", ev, err, want)
+	}
+	c.Close()
+	c, err = Dial(ns, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Start(Request{Argv: []string{"sh"}}, theirs[:]); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Start from a process the server sees: %v, want %q", err, want)
+	}
+}
+
 // TestNoServer: a guest whose PID 1 does not listen gets ErrNoServer.
 func TestNoServer(t *testing.T) {
 	stagetest.RequireRoot(t)
 	ns := newNetns(t, func() error { return nil })
-	if _, err := Dial(ns); err != ErrNoServer {
+	if _, err := Dial(ns, 0); err != ErrNoServer {
 		t.Errorf("Dial with nobody listening: %v, want ErrNoServer", err)
 	}
 }
@@ -301,7 +358,7 @@ func TestLookPath(t *testing.T) {
 func TestDialUntilWaitsForALateListener(t *testing.T) {
 	stagetest.RequireRoot(t)
 	ns := newNetns(t, func() error { return nil })
-	if _, err := DialUntil(ns, time.Now()); err != ErrNoServer {
+	if _, err := DialUntil(ns, 0, time.Now()); err != ErrNoServer {
 		t.Fatalf("DialUntil with no time left and nobody listening: %v, want ErrNoServer", err)
 	}
 	listening := make(chan *Listener, 1)
@@ -319,7 +376,7 @@ func TestDialUntilWaitsForALateListener(t *testing.T) {
 		}
 		listening <- l
 	}()
-	c, err := DialUntil(ns, time.Now().Add(10*time.Second))
+	c, err := DialUntil(ns, 0, time.Now().Add(10*time.Second))
 	l := <-listening
 	if l == nil {
 		t.FailNow()

@@ -28,3 +28,22 @@ func TestHostPeerOutsideAUserns(t *testing.T) {
 		}
 	}
 }
+
+// hostRoot: a request's credentials must be root's, from outside the
+// guest's PID namespace; none at all is refused too.
+func TestHostRoot(t *testing.T) {
+	for _, c := range []struct {
+		cred *unix.Ucred
+		want string // "" for accepted
+	}{
+		{&unix.Ucred{Pid: 0, Uid: 0}, ""},
+		{&unix.Ucred{Pid: 0, Uid: 65534}, "credentials: pid 0 uid 65534"},
+		{&unix.Ucred{Pid: 7, Uid: 0}, "credentials: pid 7 uid 0"},
+		{nil, "without credentials"},
+	} {
+		err := hostRoot(c.cred)
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%+v: %v, want %q", c.cred, err, c.want)
+		}
+	}
+}

@@ -18,9 +18,10 @@ import (
 // Listener is PID 1's socket.
 type Listener struct {
 	fd int
-	// allow judges a connecting peer; hostPeer unless a test says
+	// allow judges a connecting peer (hostPeer) and allowRequest the
+	// credentials its request came with (hostRoot), unless a test says
 	// otherwise.
-	allow func(*unix.Ucred) error
+	allow, allowRequest func(*unix.Ucred) error
 }
 
 // Listen binds SocketName in the calling process's network namespace.
@@ -31,6 +32,12 @@ func Listen() (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("enter socket: %w", err)
 	}
+	// The request's credentials (SCM_CREDENTIALS) are the client's proof
+	// of who it is: see hostRoot. Accepted sockets inherit the option.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("enter socket: %w", err)
+	}
 	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: SocketName}); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("enter socket: bind %s: %w", SocketName, err)
@@ -39,7 +46,7 @@ func Listen() (*Listener, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("enter socket: listen: %w", err)
 	}
-	return &Listener{fd: fd, allow: hostPeer}, nil
+	return &Listener{fd: fd, allow: hostPeer, allowRequest: hostRoot}, nil
 }
 
 // hostPeer accepts root outside the guest's PID namespace: SO_PEERCRED
@@ -49,17 +56,34 @@ func Listen() (*Listener, error) {
 //
 // In an unprivileged guest (PID 1 in a user namespace of its own) the
 // host's root is not mapped, so SO_PEERCRED shows it as the overflow uid
-// (65534): such a peer is accepted too. Nobody else can be it: the socket
-// is reachable only from the guest's network namespace, a process outside
-// the guest's PID namespace gets there only by setns, which needs
-// CAP_SYS_ADMIN over the guest's user namespace, and outside the guest
-// only that namespace's owner, the host's root, holds it (a host user
-// with uid 65534 has no capability there).
+// (65534): such a peer is let through here, to prove who it is with its
+// request (hostRoot). Every uid the guest does not map looks the same
+// from inside, and a host process can join the guest's network namespace
+// as root and then drop to any uid (`ip netns exec NAME tcpdump` does).
 func hostPeer(c *unix.Ucred) error {
 	if c.Pid == 0 && (c.Uid == 0 || (c.Uid == overflowUID() && inUserns())) {
 		return nil
 	}
 	return fmt.Errorf("refused: only the host's root may enter (peer pid %d uid %d)", c.Pid, c.Uid)
+}
+
+// hostRoot judges the credentials a request came with (SCM_CREDENTIALS,
+// as this process sees them): they must say uid 0 and a PID outside the
+// guest's PID namespace. The kernel lets a sender name a uid other than
+// its own only with CAP_SETUID in its user namespace, so in an
+// unprivileged guest only the host's root can name the host uid mapped to
+// the guest's root (Client does), and a host process that dropped root
+// cannot; in a privileged guest the sender's uid is shown as it is. A
+// request with no credentials at all (a client older than this init,
+// which never sent them) is refused the same way.
+func hostRoot(c *unix.Ucred) error {
+	if c == nil {
+		return errors.New("refused: only the host's root may enter (the request came without credentials: is subhost older than this guest's init?)")
+	}
+	if c.Pid == 0 && c.Uid == 0 {
+		return nil
+	}
+	return fmt.Errorf("refused: only the host's root may enter (the request's credentials: pid %d uid %d)", c.Pid, c.Uid)
 }
 
 // inUserns reports whether this process is in a user namespace other
@@ -92,8 +116,8 @@ func (l *Listener) Close() error { return unix.Close(l.fd) }
 
 // Conn is one accepted connection.
 type Conn struct {
-	fd    int
-	allow func(*unix.Ucred) error
+	fd                  int
+	allow, allowRequest func(*unix.Ucred) error
 	// Request, once ReadRequest has returned nil.
 	Request Request
 	// Files are the command's descriptors: one terminal (Request.TTY)
@@ -130,7 +154,7 @@ func (l *Listener) Accept() (*Conn, error) {
 			refuse(nfd, err)
 			continue
 		}
-		return &Conn{fd: nfd, allow: l.allow}, nil
+		return &Conn{fd: nfd, allow: l.allow, allowRequest: l.allowRequest}, nil
 	}
 }
 
@@ -170,11 +194,11 @@ func (c *Conn) readRequest() error {
 		return err
 	}
 	var m clientMsg
-	files, err := recv(c.fd, &m, 3)
+	files, cred, err := recv(c.fd, &m, 3)
 	if err != nil {
 		return fmt.Errorf("read the request: %w", err)
 	}
-	err = c.check(&m, len(files))
+	err = c.check(&m, cred, len(files))
 	if err != nil {
 		closeAll(files)
 		return err
@@ -185,13 +209,16 @@ func (c *Conn) readRequest() error {
 }
 
 // check judges the client and its request m, which came with files
-// descriptors.
-func (c *Conn) check(m *clientMsg, files int) error {
+// descriptors and the credentials sent.
+func (c *Conn) check(m *clientMsg, sent *unix.Ucred, files int) error {
 	cred, err := unix.GetsockoptUcred(c.fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 	if err != nil {
 		return fmt.Errorf("peer credentials: %w", err)
 	}
 	if err := c.allow(cred); err != nil {
+		return err
+	}
+	if err := c.allowRequest(sent); err != nil {
 		return err
 	}
 	switch {
@@ -205,14 +232,14 @@ func (c *Conn) check(m *clientMsg, files int) error {
 
 // Send sends ev to the client; a client that went away is not an error
 // worth more than the return value.
-func (c *Conn) Send(ev Event) error { return send(c.fd, ev, nil) }
+func (c *Conn) Send(ev Event) error { return send(c.fd, ev, nil, nil) }
 
 // Signals calls fn with each signal the client sends, until it hangs up
 // (then it returns nil) or sends something else.
 func (c *Conn) Signals(fn func(syscall.Signal)) error {
 	for {
 		var m clientMsg
-		files, err := recv(c.fd, &m, 0)
+		files, _, err := recv(c.fd, &m, 0)
 		closeAll(files)
 		if errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET) {
 			return nil

@@ -10,8 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// send writes one message with files attached (SCM_RIGHTS).
-func send(fd int, v any, files []*os.File) error {
+// send writes one message with files attached (SCM_RIGHTS) and, unless
+// nil, the credentials cred (SCM_CREDENTIALS).
+func send(fd int, v any, files []*os.File, cred *unix.Ucred) error {
 	b, err := marshal(v)
 	if err != nil {
 		return err
@@ -24,6 +25,9 @@ func send(fd int, v any, files []*os.File) error {
 		}
 		oob = unix.UnixRights(fds...)
 	}
+	if cred != nil {
+		oob = append(oob, unix.UnixCredentials(cred)...)
+	}
 	for {
 		err = unix.Sendmsg(fd, b, oob, nil, unix.MSG_NOSIGNAL)
 		if !errors.Is(err, unix.EINTR) {
@@ -34,10 +38,11 @@ func send(fd int, v any, files []*os.File) error {
 
 // recv reads one message into v, with at most maxFiles descriptors
 // attached (more, or a truncated message, is an error, and every
-// descriptor received is closed). io.EOF: the peer hung up.
-func recv(fd int, v any, maxFiles int) ([]*os.File, error) {
+// descriptor received is closed), and the sender's credentials when the
+// socket passes them (SO_PASSCRED). io.EOF: the peer hung up.
+func recv(fd int, v any, maxFiles int) ([]*os.File, *unix.Ucred, error) {
 	buf := make([]byte, maxMessage+1)
-	oob := make([]byte, unix.CmsgSpace(4*max(maxFiles, 1)))
+	oob := make([]byte, unix.CmsgSpace(4*max(maxFiles, 1))+unix.CmsgSpace(unix.SizeofUcred))
 	var n, oobn, flags int
 	var err error
 	for {
@@ -47,15 +52,22 @@ func recv(fd int, v any, maxFiles int) ([]*os.File, error) {
 		}
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var files []*os.File
+	var cred *unix.Ucred
 	if oobn > 0 {
 		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 		if err != nil {
-			return nil, fmt.Errorf("control message: %w", err)
+			return nil, nil, fmt.Errorf("control message: %w", err)
 		}
 		for _, m := range msgs {
+			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_CREDENTIALS {
+				if c, err := unix.ParseUnixCredentials(&m); err == nil {
+					cred = c
+				}
+				continue
+			}
 			fds, err := unix.ParseUnixRights(&m)
 			if err != nil {
 				continue
@@ -68,16 +80,16 @@ func recv(fd int, v any, maxFiles int) ([]*os.File, error) {
 	switch {
 	case flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 || n > maxMessage:
 		closeAll(files)
-		return nil, errors.New("message too long, or too many descriptors")
+		return nil, nil, errors.New("message too long, or too many descriptors")
 	case len(files) > maxFiles:
 		closeAll(files)
-		return nil, fmt.Errorf("%d descriptors, want at most %d", len(files), maxFiles)
+		return nil, nil, fmt.Errorf("%d descriptors, want at most %d", len(files), maxFiles)
 	case n == 0 && len(files) == 0:
-		return nil, io.EOF
+		return nil, nil, io.EOF
 	}
 	if err := json.Unmarshal(buf[:n], v); err != nil {
 		closeAll(files)
-		return nil, fmt.Errorf("decode message: %w", err)
+		return nil, nil, fmt.Errorf("decode message: %w", err)
 	}
-	return files, nil
+	return files, cred, nil
 }
