@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -188,6 +190,9 @@ func (e *env) create(c cable, br netlink.Link, undo *[]func() error) error {
 	if err := e.host.LinkSetMaster(host, br); err != nil {
 		return sdk.Internalf("add %q to bridge %q: %w", c.host, c.bridge, err)
 	}
+	if err := e.claimMAC(c, host, br); err != nil {
+		return err
+	}
 	guest, err := e.guest.LinkByName(c.guest)
 	if err != nil {
 		return sdk.Internalf("find new veth end %s in %s: %w", c.guest, e.guestNs.Name(), err)
@@ -210,6 +215,9 @@ func (e *env) adopt(c cable, host, br netlink.Link) error {
 			return sdk.Internalf("add %q to bridge %q: %w", c.host, c.bridge, err)
 		}
 	}
+	if err := e.claimMAC(c, host, br); err != nil {
+		return err
+	}
 	guest, err := e.guest.LinkByIndex(host.Attrs().ParentIndex)
 	if err == nil {
 		err = e.guest.LinkSetUp(guest)
@@ -221,6 +229,69 @@ func (e *env) adopt(c cable, host, br netlink.Link) error {
 		return sdk.Internalf("bring up %q: %w", c.host, err)
 	}
 	return nil
+}
+
+// claimMAC makes cable c's MAC a static entry of its bridge's forwarding
+// table, on the host end: the kernel's own record that the guest behind
+// that port has it. The MAC check against the other subhosts (Validate)
+// reads their recorded state, which two subhosts booting at once with
+// the same MAC on one bridge do not have yet (say, at the host's start);
+// the second one's claim finds the first's and fails. A learned entry
+// for the MAC on another port (the guest ran on another host until a
+// moment ago and was seen through the uplink) is taken over. The entry
+// goes with the port when the veth pair is deleted.
+func (e *env) claimMAC(c cable, host, br netlink.Link) error {
+	claim := &netlink.Neigh{
+		LinkIndex:    host.Attrs().Index,
+		Family:       unix.AF_BRIDGE,
+		State:        netlink.NUD_NOARP, // bridge fdb's "static"
+		Flags:        netlink.NTF_MASTER,
+		HardwareAddr: c.mac,
+	}
+	err := e.host.NeighAdd(claim)
+	if errors.Is(err, unix.EEXIST) {
+		holder, held := e.fdbEntry(br, c.mac)
+		if held && holder.LinkIndex != host.Attrs().Index && holder.State&(netlink.NUD_NOARP|netlink.NUD_PERMANENT) != 0 {
+			return c.errorf(sdk.Conflictf, "MAC %s %s", c.mac, fdbHolder(holder, c.bridge, e.linkName(holder.LinkIndex)))
+		}
+		err = e.host.NeighSet(claim)
+	}
+	if err != nil {
+		return sdk.Internalf("record MAC %s on %q in bridge %q's forwarding table: %w", c.mac, c.host, c.bridge, err)
+	}
+	return nil
+}
+
+// fdbEntry finds the entry for mac (VLAN 0, as claimMAC's) in bridge br's
+// forwarding table.
+func (e *env) fdbEntry(br netlink.Link, mac net.HardwareAddr) (netlink.Neigh, bool) {
+	entries, err := e.host.NeighListExecute(netlink.Ndmsg{Family: unix.AF_BRIDGE})
+	if err != nil {
+		return netlink.Neigh{}, false
+	}
+	for _, n := range entries {
+		if n.MasterIndex == br.Attrs().Index && n.Vlan == 0 && bytes.Equal(n.HardwareAddr, mac) {
+			return n, true
+		}
+	}
+	return netlink.Neigh{}, false
+}
+
+// fdbHolder says who holds the entry n of bridge br, whose port is
+// named port, for an error.
+func fdbHolder(n netlink.Neigh, br, port string) string {
+	if n.State&netlink.NUD_PERMANENT != 0 {
+		return fmt.Sprintf("is the address of bridge %q's port %s", br, port)
+	}
+	return fmt.Sprintf("is already claimed on bridge %q by its port %s (another subhost booting at the same moment, or a static entry made on the host)", br, port)
+}
+
+// linkName names the host link with index i, or says its index.
+func (e *env) linkName(i int) string {
+	if l, err := e.host.LinkByIndex(i); err == nil {
+		return strconv.Quote(l.Attrs().Name)
+	}
+	return fmt.Sprintf("with index %d", i)
 }
 
 func (s *stage) Down(ctx context.Context, req *sdk.Request) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -723,5 +725,64 @@ func TestHelperStage(t *testing.T) {
 	}
 	if err != nil {
 		t.Fatalf("%s: %v", call, err)
+	}
+}
+
+// TestSameMACOnOneBridgeAtOnce: two subhosts booting at the same moment
+// with the same MAC on one bridge both pass Validate (neither has a
+// recorded state for the other to see); the second one's Up finds the
+// first one's claim in the bridge's forwarding table, fails naming it,
+// and leaves nothing. A learned entry for a MAC (a guest last seen
+// through the uplink) is taken over, and a port's own address refused.
+func TestSameMACOnOneBridgeAtOnce(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	th, s := newTestHost(t)
+	br := th.bridge("br0", 0)
+	a, b := subhostName("p"), subhostName("q")
+	upOrFail(t, s, request(a, []string{"br0:06:00:00:00:03:01"}, nil))
+	before := th.linkNames()
+	_, err := s.Up(ctx, request(b, []string{"br0:06:00:00:00:03:01"}, nil))
+	want := fmt.Sprintf(`BRIDGES[0] "br0:06:00:00:00:03:01": MAC 06:00:00:00:03:01 is already claimed on bridge "br0" by its port %q`, a+"0")
+	if err == nil || !strings.Contains(err.Error(), want) || sdk.KindOf(err) != sdk.KindConflict {
+		t.Errorf("Up of a second subhost with the same MAC: %v, want a conflict saying %s", err, want)
+	}
+	if after := th.linkNames(); !slices.Equal(after, before) || netnsExists(b) {
+		t.Errorf("the refused Up left links %v (before: %v) or its netns (%v)", after, before, netnsExists(b))
+	}
+
+	// The uplink: a port whose far side has a MAC of its own and has
+	// shown the bridge another one.
+	nic := netlink.NewLinkAttrs()
+	nic.Name, nic.MasterIndex = "nic0", br.Attrs().Index
+	nic.HardwareAddr, _ = net.ParseMAC("52:54:00:12:34:57")
+	if err := th.h.LinkAdd(&netlink.Veth{LinkAttrs: nic, PeerName: "nic0p"}); err != nil {
+		t.Fatal(err)
+	}
+	defer th.h.LinkDel(th.link("nic0"))
+	// Up, for the port to learn.
+	for _, n := range []string{"nic0p", "nic0"} {
+		if err := th.h.LinkSetUp(th.link(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	learned, _ := net.ParseMAC("06:00:00:00:03:02")
+	if err := th.h.NeighAdd(&netlink.Neigh{LinkIndex: th.link("nic0").Attrs().Index, Family: unix.AF_BRIDGE,
+		State: netlink.NUD_REACHABLE, Flags: netlink.NTF_MASTER, HardwareAddr: learned}); err != nil {
+		t.Fatal(err)
+	}
+	c := subhostName("r")
+	upOrFail(t, s, request(c, []string{"br0:06:00:00:00:03:02"}, nil))
+	entries, _ := th.h.NeighList(th.link(c+"0").Attrs().Index, unix.AF_BRIDGE)
+	if !slices.ContainsFunc(entries, func(n netlink.Neigh) bool {
+		return bytes.Equal(n.HardwareAddr, learned) && n.State&netlink.NUD_NOARP != 0
+	}) {
+		t.Errorf("the learned MAC is not %s's static entry now: %+v", c+"0", entries)
+	}
+	own := request(subhostName("s"), []string{"br0:52:54:00:12:34:57"}, nil)
+	t.Cleanup(func() { s.Down(ctx, own) }) // had it come up
+	_, err = s.Up(ctx, own)
+	if want := `MAC 52:54:00:12:34:57 is the address of bridge "br0"'s port "nic0"`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Up with a port's own MAC: %v, want %s", err, want)
 	}
 }
