@@ -64,7 +64,7 @@ func (r *Runner) Run(ctx context.Context, plan *Plan, opts RunOptions) (*state.S
 	if s.st != nil && s.st.Pipeline != plan.Pipeline.Name {
 		return s.st, sdk.Conflictf("subhost %q has state from pipeline %q; stop it first", plan.Name, s.st.Pipeline)
 	}
-	if err := sameStages(plan, s.st); err != nil {
+	if err := sameSubhost(plan, s.st); err != nil {
 		return s.st, err
 	}
 	if opts.BeforeChange != nil {
@@ -133,7 +133,7 @@ func (r *Runner) ResumePlan(t Target) (*Plan, error) {
 		if lerr != nil {
 			return plan, nil // Resume reports it
 		}
-		if err = sameStages(plan, st); err == nil {
+		if err = sameSubhost(plan, st); err == nil {
 			return plan, nil
 		}
 	}
@@ -267,14 +267,22 @@ func (r *Runner) planFromState(d state.Dir) (*Plan, error) {
 	return plan, nil
 }
 
-// sameStages checks that plan has the stages recorded in st (none: no
-// state), by name and plugin and in the same order. The runner pairs a
+// sameSubhost checks that plan has the home and the stages recorded in
+// st (none: no state), the stages by name and plugin and in the same
+// order. The runner pairs a
 // plan's stages with the recorded ones by their place in the pipeline:
 // with a pipeline edited (or upgraded) since the boot, a stage would get
 // another's state, and one added would never be taken down.
-func sameStages(plan *Plan, st *state.State) error {
+func sameSubhost(plan *Plan, st *state.State) error {
 	if st == nil {
 		return nil
+	}
+	// Its stages find what they made from the home (mount-loop's live
+	// directory, say): another one would not, and what is mounted under
+	// the recorded one would be lost.
+	if st.Home != "" && st.Home != plan.Subhost.Home {
+		return sdk.Conflictf("subhost %q was brought up from home %q, not %q; run it with that home (--home), or stop it first",
+			plan.Name, st.Home, plan.Subhost.Home)
 	}
 	same := len(plan.Stages) == len(st.Stages)
 	for i := 0; same && i < len(plan.Stages); i++ {

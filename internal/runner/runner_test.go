@@ -464,6 +464,34 @@ func TestRunAgainRefusesAPipelineWithOtherStages(t *testing.T) {
 	}
 }
 
+// A subhost left with state (hibernating, or failed half-up) and run
+// again from another home (say `control start` under sudo, which drops
+// SUBHOST) is refused: its stages would look for what they made under
+// the new home, and what is mounted under the old one would be lost.
+func TestRunAgainRefusesAnotherHome(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, []string{"a", "b"}, nil)
+	if _, err := f.r.Run(ctx, f.plan("moved"), RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	other := f.plan("moved")
+	other.Subhost.Home = filepath.Join(t.TempDir(), "moved")
+	_, err := f.r.Run(ctx, other, RunOptions{})
+	if !sdk.IsKind(err, sdk.KindConflict) || !strings.Contains(err.Error(), fmt.Sprintf("was brought up from home %q, not %q", f.home, other.Subhost.Home)) {
+		t.Errorf("run from another home: %v, want a conflict naming both homes", err)
+	}
+	if _, err := f.r.StageOp(ctx, other, "a", OpUp); !sdk.IsKind(err, sdk.KindConflict) {
+		t.Errorf("stage a up from another home: %v, want a conflict", err)
+	}
+	if got := f.stages.calls("up"); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("Ups %v, want only the first run's", got)
+	}
+	if err := f.r.Stop(ctx, "moved", StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.noState("moved")
+}
+
 // A supervisor that subhost-monitor hands back resumes with the plan
 // recorded at boot when the pipeline's stages have changed since (here,
 // pretend-boot as it was before it had a cgroup stage), and with the

@@ -52,7 +52,7 @@ func (r *Runner) StageOp(ctx context.Context, plan *Plan, stage, op string) (*St
 	if s.st != nil && s.st.Pipeline != plan.Pipeline.Name {
 		return nil, sdk.Conflictf("subhost %q is recorded with pipeline %q, not %q", plan.Name, s.st.Pipeline, plan.Pipeline.Name)
 	}
-	if err := sameStages(plan, s.st); err != nil {
+	if err := sameSubhost(plan, s.st); err != nil {
 		return nil, err
 	}
 	p, err := s.plugin(ctx, i)
