@@ -153,6 +153,16 @@ type StopOptions struct {
 // ErrNotRunning is returned by Stop for a subhost without state.
 var ErrNotRunning = errors.New("not running")
 
+// noState is the error for subhost d without state: ErrNotRunning, unless
+// a boot holds its lock (its plugins start and validate before it writes
+// any state, which a site's script stage can make take seconds).
+func noState(d state.Dir) error {
+	if h, busy := d.Busy(); busy {
+		return d.BusyError(h)
+	}
+	return ErrNotRunning
+}
+
 // Stop powers the guest off and runs Down for every stage in reverse,
 // from the recorded state. When a supervisor holds the subhost it is
 // asked to stop (SIGTERM, as a service manager would) and waited for.
@@ -160,7 +170,7 @@ func (r *Runner) Stop(ctx context.Context, name string, opts StopOptions) error 
 	d := r.dir(name)
 	st, err := d.Load()
 	if errors.Is(err, state.ErrNoState) {
-		return ErrNotRunning
+		return noState(d)
 	}
 	if err != nil {
 		return err

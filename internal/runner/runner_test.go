@@ -492,6 +492,34 @@ func TestRunAgainRefusesAnotherHome(t *testing.T) {
 	f.noState("moved")
 }
 
+// A stop (or set) while a boot holds the lock but has written no state
+// yet (its plugins start and validate) says the subhost is busy and who
+// holds it, not that it is not running; with nobody holding it, not
+// running, and it makes nothing.
+func TestStopWhileABootValidates(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, []string{"a"}, nil)
+	d := state.Dir{Root: f.r.StateRoot, Name: "early"}
+	lock, err := d.TryLock("run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("busy: pid %d (run) holds its lock", os.Getpid())
+	if err := f.r.Stop(ctx, "early", StopOptions{}); !errors.Is(err, state.ErrBusy) || !strings.Contains(err.Error(), want) {
+		t.Errorf("stop during the boot's validation: %v, want %q", err, want)
+	}
+	if _, err := f.r.Update(ctx, "early", map[string]string{"X": "1"}); !errors.Is(err, state.ErrBusy) {
+		t.Errorf("set during the boot's validation: %v, want busy", err)
+	}
+	lock.Release()
+	if err := f.r.Stop(ctx, "early", StopOptions{}); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("stop once the lock is free: %v, want ErrNotRunning", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.r.StateRoot, "early")); err == nil {
+		t.Error("stop of a subhost without state left its directory")
+	}
+}
+
 // A supervisor that subhost-monitor hands back resumes with the plan
 // recorded at boot when the pipeline's stages have changed since (here,
 // pretend-boot as it was before it had a cgroup stage), and with the

@@ -17,14 +17,15 @@ import (
 // stage applied is an invalid-config error: it can only take effect at
 // the next boot, from the config.
 //
-// It takes no lock: the supervisor holds the subhost's lock for as long
-// as the guest runs, and an update neither changes the recorded state
-// nor brings anything up or down.
+// It takes no lock, which a supervisor gives up while it only waits for
+// its guest: an update neither changes the recorded state nor brings
+// anything up or down, and one under way while the subhost stops can
+// only fail.
 func (r *Runner) Update(ctx context.Context, name string, changes map[string]string) (map[string][]string, error) {
 	d := r.dir(name)
 	st, err := d.Load()
 	if errors.Is(err, state.ErrNoState) {
-		return nil, ErrNotRunning
+		return nil, noState(d)
 	}
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -62,7 +63,7 @@ func (d Dir) TryLock(operation string) (*Lock, error) {
 		}
 		if !ok {
 			h, _ := d.Holder()
-			return nil, fmt.Errorf("subhost %q is busy: %s holds its lock: %w", d.Name, h, ErrBusy)
+			return nil, d.BusyError(h)
 		}
 		// The previous holder may have removed the file (and its
 		// directory) after we opened it: then we hold a lock on an inode
@@ -111,6 +112,33 @@ func (d Dir) Holder() (Holder, error) {
 	pid, op, _ := strings.Cut(strings.TrimSpace(string(data)), " ")
 	n, _ := strconv.Atoi(pid)
 	return Holder{PID: n, Operation: op}, nil
+}
+
+// Busy reports whether another process holds the subhost's lock now, and
+// who, making nothing: for a subhost without state, whose lock a boot
+// holds while its plugins start and validate.
+func (d Dir) Busy() (Holder, bool) {
+	f, err := os.Open(filepath.Join(d.path(), "lock"))
+	if err != nil {
+		return Holder{}, false
+	}
+	defer f.Close()
+	// A shared lock is refused only while someone holds the exclusive
+	// one; it is let go at once (the close would, too).
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		h, _ := d.Holder()
+		return h, true
+	}
+	if err == nil {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	}
+	return Holder{}, false
+}
+
+// BusyError is TryLock's error for a lock that h holds.
+func (d Dir) BusyError(h Holder) error {
+	return fmt.Errorf("subhost %q is busy: %s holds its lock: %w", d.Name, h, ErrBusy)
 }
 
 // Suspend gives the lock up for a while, without forgetting the subhost:
