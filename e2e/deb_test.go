@@ -193,3 +193,29 @@ func TestStateSchema1Stop(t *testing.T) {
 		t.Errorf("stop left the state: %v", err)
 	}
 }
+
+// TestAutostartUnitSurvivesPartialStarts: `autostart start` exits 1 or 2
+// when one subhost did not come up or one enrolment file is bad, having
+// started the others; subhost.service must count that as started, or
+// systemd kills the supervisors of every guest that did come up and never
+// runs its ExecStop at shutdown.
+func TestAutostartUnitSurvivesPartialStarts(t *testing.T) {
+	b, err := os.ReadFile("../packaging/deb/subhost.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := map[string]bool{"0": true}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, found := strings.CutPrefix(line, "SuccessExitStatus="); found {
+			for _, code := range strings.Fields(v) {
+				ok[code] = true
+			}
+		}
+		if v, found := strings.CutPrefix(line, "ExecStart="); found && strings.HasPrefix(v, "-") {
+			ok["1"], ok["2"] = true, true
+		}
+	}
+	if !ok["1"] || !ok["2"] {
+		t.Errorf("subhost.service fails when autostart start exits 1 or 2 (a subhost that did not come up, a bad enrolment file)")
+	}
+}
