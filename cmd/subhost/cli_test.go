@@ -219,6 +219,9 @@ func TestBadInputIsOneLineExitTwoAndChangesNothing(t *testing.T) {
 		{"insecure plugin", "", []string{"--plugin-dir", insecure, "run", "--pipeline", "p", "--home", filepath.Join(c.dir, "ok"), "x"}, "writable"},
 		{"checksum mismatch", "", []string{"--pipeline-file", pinned, "run", "--pipeline", "q", "--home", filepath.Join(c.dir, "ok"), "x"}, "sha256"},
 		{"a stage refuses", "", []string{"--pipeline-file", refused, "run", "--pipeline", "q", "--home", filepath.Join(c.dir, "ok"), "x"}, "invalid on request"},
+		// Only HOME/config may be missing (DISKS and BRIDGES then come
+		// from the environment): a file named by hand must be there.
+		{"missing --config", "", []string{"run", "--pipeline", "p", "--config", "/nonexistent/config", "x"}, "--config /nonexistent/config: no such file"},
 		{"unknown flag", "", []string{"run", "--no-such-flag", "x"}, "no-such-flag"},
 		{"unknown command", "", []string{"rnu", "x"}, `unknown command "rnu"; did you mean run?`},
 		{"unknown command, nothing near", "", []string{"frobnicate", "x"}, `unknown command "frobnicate" for "subhost"`},
@@ -388,6 +391,23 @@ func TestStageCommandPrintsRequestAndResult(t *testing.T) {
 	}
 	if _, _, code := c.run("stage", "b", "check", "--pipeline", "p", "dbg"); code == 0 {
 		t.Errorf("check after down succeeded")
+	}
+}
+
+// A config recorded at boot and gone since is not one named with
+// --config: stage still runs against the subhost, its variables from the
+// environment, as with a missing HOME/config.
+func TestStageWithTheRecordedConfigGone(t *testing.T) {
+	c := newCLI(t)
+	c.writePipeline([]string{"a"}, nil)
+	home := c.mkhome("gone", "X=1\n", 0o644)
+	if _, stderr, code := c.run("run", "--pipeline", "p", "--config", filepath.Join(home, "config"), "gone"); code != 0 {
+		t.Fatalf("run: exit %d\n%s", code, stderr)
+	}
+	t.Cleanup(func() { c.run("stop", "gone") })
+	os.Remove(filepath.Join(home, "config"))
+	if _, stderr, code := c.run("stage", "a", "check", "gone"); code != 0 {
+		t.Errorf("stage check with the recorded config gone: exit %d\n%s", code, stderr)
 	}
 }
 

@@ -38,7 +38,7 @@ in a plugin started by hand, e.g. under a debugger.`,
 					target.Home = st.Home
 				}
 				if !cmd.Flags().Changed("config") && target.Config == "" {
-					target.Config = st.Subhost.ConfigFile
+					target.Config, target.ConfigRecorded = st.Subhost.ConfigFile, true
 				}
 			}
 			plan, err := r.MakePlan(target)

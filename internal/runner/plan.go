@@ -17,6 +17,9 @@ type Target struct {
 	Pipeline string
 	Home     string // "" = the pipeline's home followed by Name
 	Config   string // "" = HOME/config
+	// ConfigRecorded says Config is the file a boot recorded, not one
+	// named on the command line: like HOME/config, it may be gone.
+	ConfigRecorded bool
 }
 
 // Paths resolves the subhost's home (absolute, without symlinks) and
@@ -87,6 +90,10 @@ func (r *Runner) MakePlan(t Target) (*Plan, error) {
 	vars := map[string]sdk.Var{}
 	file, err := config.Load(cfgPath)
 	switch {
+	case errors.Is(err, fs.ErrNotExist) && t.Config != "" && !t.ConfigRecorded:
+		// A file named with --config that is not there is a typo or a
+		// missing mount, not a wish to boot from the environment.
+		return nil, sdk.Invalidf("--config %s: no such file or directory", cfgPath)
 	case errors.Is(err, fs.ErrNotExist):
 		// The scripts accepted DISKS and BRIDGES from the environment
 		// instead of a config file.
