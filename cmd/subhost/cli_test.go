@@ -283,6 +283,19 @@ func (c *cli) badInput(t *testing.T, config string, args []string, detach bool, 
 	}
 }
 
+// run --supervise (subhost@NAME.service) takes the pipeline and home from
+// the enrolment: one it cannot read is bad input naming the file and
+// line, as autostart start reports it, not a boot with the defaults.
+func TestSuperviseRefusesABadEnrolment(t *testing.T) {
+	c := newCLI(t)
+	c.writePipeline([]string{"a"}, nil)
+	etc := filepath.Join(c.dir, "etc")
+	os.MkdirAll(filepath.Join(etc, "autostart"), 0o755)
+	enrolment := filepath.Join(etc, "autostart", "x")
+	os.WriteFile(enrolment, []byte("pipeline=p\norder=first\n"), 0o644)
+	c.badInput(t, "", []string{"--etc-dir", etc, "run", "--supervise", "x"}, false, enrolment+":2: order", filepath.Join(c.dir, "pwned"))
+}
+
 // TestRunStatusListStop runs a pipeline without a guest in the foreground
 // and detached (where the front has the full CLI become the supervisor).
 func TestRunStatusListStop(t *testing.T) {

@@ -65,7 +65,9 @@ at the root; its log says which, and why.`,
 				return usageError{fmt.Errorf("%s is for subhost's front, with run --detach", events.FDFlag)}
 			}
 			if supervise {
-				enrolledDefaults(cmd, &t, args[0])
+				if err := enrolledDefaults(cmd, &t, args[0]); err != nil {
+					return err
+				}
 			}
 			// Check what can be checked here, so that bad input is
 			// reported before a supervisor starts.

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
 
 	"github.com/spf13/cobra"
 
+	"github.com/subhost/subhost/internal/autostart"
 	"github.com/subhost/subhost/internal/cgroups"
 	"github.com/subhost/subhost/internal/guestexit"
 	"github.com/subhost/subhost/internal/runner"
@@ -70,11 +72,17 @@ func delegatedSettings(name string) (settings.Settings, error) {
 
 // enrolledDefaults takes the pipeline and home of an enrolled subhost
 // (subhost enable) when the command line does not give them, so that
-// subhost@NAME.service needs nothing but the name.
-func enrolledDefaults(cmd *cobra.Command, t *targetFlags, name string) {
+// subhost@NAME.service needs nothing but the name. Only a subhost that is
+// not enrolled boots with the defaults: an enrolment that cannot be read
+// is an error (FILE:LINE, as autostart start reports it), since the
+// defaults may name another home and boot another subhost under the name.
+func enrolledDefaults(cmd *cobra.Command, t *targetFlags, name string) error {
 	e, err := autostartDir().Get(name)
+	if errors.Is(err, autostart.ErrNotEnrolled) {
+		return nil
+	}
 	if err != nil {
-		return
+		return err
 	}
 	if !cmd.Flags().Changed("pipeline") && e.Pipeline != "" {
 		t.pipeline = e.Pipeline
@@ -82,6 +90,7 @@ func enrolledDefaults(cmd *cobra.Command, t *targetFlags, name string) {
 	if !cmd.Flags().Changed("home") && e.Home != "" {
 		t.home = e.Home
 	}
+	return nil
 }
 
 // serviceNotifier reads the supervisor's events: progress to standard
