@@ -341,6 +341,26 @@ func testRunStatusListStop(t *testing.T, flags ...string) {
 	}
 }
 
+// stop --timeout must be positive, as autostart stop's is: a refused one
+// leaves the subhost running, every stage up.
+func TestStopRefusesATimeoutThatIsNotPositive(t *testing.T) {
+	c := newCLI(t)
+	c.writePipeline([]string{"a"}, nil)
+	if _, stderr, code := c.run("run", "--pipeline", "p", "t"); code != 0 {
+		t.Fatalf("run: exit %d\n%s", code, stderr)
+	}
+	t.Cleanup(func() { c.run("stop", "t") })
+	for _, timeout := range []string{"0", "0s", "-5s"} {
+		_, stderr, code := c.run("stop", "--timeout", timeout, "t")
+		if line, _, _ := strings.Cut(stderr, "\n"); code != 2 || !strings.Contains(line, "--timeout") {
+			t.Errorf("stop --timeout %s: exit %d, want 2 naming --timeout; stderr:\n%s", timeout, code, stderr)
+		}
+	}
+	if got := c.calls("down"); len(got) > 0 || c.stageStatus("t", "a") != state.StageUp {
+		t.Errorf("a refused stop changed the subhost: downs %v, stage a %q", got, c.stageStatus("t", "a"))
+	}
+}
+
 // TestRelativeLogDir: a relative --log-dir names a directory below the
 // caller's working directory, however long the supervisor runs.
 func TestRelativeLogDir(t *testing.T) {

@@ -22,6 +22,12 @@ come down the state is kept, so stop can be run again.`,
 		Args:              exactArgs(1, "NAME"),
 		ValidArgsFunction: completeNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// A zero or negative wait leaves the guest no time to power
+			// off: it would be killed before its rc 0 ran, which is
+			// what --force is for, and autostart stop refuses it too.
+			if opts.Timeout <= 0 {
+				return usageError{fmt.Errorf("--timeout %s: want a positive duration", opts.Timeout)}
+			}
 			if err := sdk.ValidName(args[0]); err != nil {
 				return err
 			}
