@@ -149,3 +149,65 @@ func TestOpen(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// TestOpenChecksTheWholePath: a root-owned script in a root-owned
+// directory is still refused when a directory above them, or one a
+// symlink on the way leads through, is someone else's: they could swap
+// the directories between the check and the exec, which goes by path.
+// Sticky directories of root's (/tmp, where the test's files are) are
+// fine when the name in them is root's.
+func TestOpenChecksTheWholePath(t *testing.T) {
+	stagetest.RequireRoot(t)
+	top := t.TempDir()
+	os.Chmod(top, 0o755)
+	site := filepath.Join(top, "site")
+	hooks := filepath.Join(site, "hooks")
+	if err := os.MkdirAll(hooks, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(hooks, "inv.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(script, "script")
+	if err != nil {
+		t.Fatalf("a path of root's: %v", err)
+	}
+	f.Close()
+	if err := os.Chown(site, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	want := "script " + script + ": directory " + site + " on its path is owned by uid 65534, not root"
+	if _, err := Open(script, "script"); err == nil || !strings.HasPrefix(err.Error(), want) || !sdk.IsKind(err, sdk.KindInvalidConfig) {
+		t.Errorf("a deploy user's directory above the hooks: %v, want %q", err, want)
+	}
+	// The same through a symlink of root's in a directory of root's.
+	link := filepath.Join(top, "hooks")
+	if err := os.Symlink("site/hooks", link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(filepath.Join(link, "inv.sh"), "script"); err == nil || !strings.Contains(err.Error(), "directory "+site+" on its path") {
+		t.Errorf("through a symlink into a deploy user's directory: %v", err)
+	}
+	os.Chown(site, 0, 0)
+	if f, err := Open(filepath.Join(link, "inv.sh"), "script"); err != nil {
+		t.Errorf("through a symlink, all root's: %v", err)
+	} else {
+		f.Close()
+	}
+	// A symlink someone else owns in a sticky directory can be replaced
+	// by them.
+	sticky := filepath.Join(top, "sticky")
+	os.Mkdir(sticky, 0o755)
+	os.Chmod(sticky, os.ModeSticky|0o777)
+	theirs := filepath.Join(sticky, "hooks")
+	if err := os.Symlink(hooks, theirs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(theirs, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(filepath.Join(theirs, "inv.sh"), "script"); err == nil || !strings.Contains(err.Error(), "directory "+sticky+" on its path is writable by group or others") {
+		t.Errorf("through someone else's symlink in a sticky directory: %v", err)
+	}
+}
