@@ -55,12 +55,17 @@ type enrolledReport struct {
 	State    string `json:"state"`
 }
 
-func enrolledReports(entries []autostart.Entry) ([]enrolledReport, error) {
-	out := []enrolledReport{}
+// enrolledReports describes each enrolled subhost. One whose state cannot
+// be read is reported on standard error and left out, so that it does
+// not hide the others; unreadable says there was one.
+func enrolledReports(entries []autostart.Entry) (out []enrolledReport, unreadable bool) {
+	out = []enrolledReport{}
 	for _, e := range entries {
 		r, err := describe(g.StateDir, e.Name)
 		if err != nil {
-			return nil, err
+			unreadableState(e.Name, err)
+			unreadable = true
+			continue
 		}
 		er := enrolledReport{Name: e.Name, Order: e.Order, Group: e.Group, Pipeline: e.Pipeline, Home: e.Home, State: r.State}
 		if e.Delay != 0 {
@@ -68,7 +73,7 @@ func enrolledReports(entries []autostart.Entry) ([]enrolledReport, error) {
 		}
 		out = append(out, er)
 	}
-	return out, nil
+	return out, unreadable
 }
 
 func printEnrolled(cmd *cobra.Command, reports []enrolledReport) error {
@@ -88,19 +93,22 @@ func newAutostartListCmd() *cobra.Command {
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			entries, bad := enrolled()
-			reports, err := enrolledReports(entries)
-			if err != nil {
-				return err
-			}
+			reports, unreadable := enrolledReports(entries)
+			var err error
 			if asJSON {
 				err = writeJSON(cmd.OutOrStdout(), reports)
 			} else {
 				err = printEnrolled(cmd, reports)
 			}
-			if err == nil && bad {
+			switch {
+			case err != nil:
+				return err
+			case unreadable:
+				return silentError{exitFailed}
+			case bad:
 				return silentError{exitBadInput}
 			}
-			return err
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -111,13 +119,14 @@ func newAutostartListCmd() *cobra.Command {
 const (
 	lsbRunning    = 0
 	lsbNotRunning = 3
+	lsbUnknown    = 4
 )
 
 func newAutostartStatusCmd() *cobra.Command {
 	var group string
 	cmd := &cobra.Command{
 		Use:   "status [--group G]",
-		Short: "List the enrolled subhosts; exit 0 when all run, 3 when one does not (LSB)",
+		Short: "List the enrolled subhosts; exit 0 when all run, 3 when one does not, 4 when unknown (LSB)",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			entries, bad := enrolled()
@@ -130,12 +139,13 @@ func newAutostartStatusCmd() *cobra.Command {
 				}
 				entries = in
 			}
-			reports, err := enrolledReports(entries)
-			if err != nil {
-				return err
-			}
+			reports, unreadable := enrolledReports(entries)
 			if err := printEnrolled(cmd, reports); err != nil {
 				return err
+			}
+			if unreadable {
+				// Whether it runs is not known: LSB's "status unknown".
+				return silentError{lsbUnknown}
 			}
 			if bad {
 				return silentError{exitBadInput}

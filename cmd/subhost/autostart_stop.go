@@ -74,7 +74,11 @@ systemd unit's TimeoutStopSec (120s) is above the default total (90s).`,
 	return cmd
 }
 
-// upSubhosts lists every subhost that is up (or failed), with its enrolment's order.
+// upSubhosts lists every subhost that is up (or failed), with its
+// enrolment's order. One whose state cannot be read is listed too: at
+// host shutdown it must not keep the others from being stopped, and its
+// own stop, which reads the state again, fails with the reason, reported
+// with the other results.
 func upSubhosts() ([]autostart.Up, error) {
 	names, err := state.List(g.StateDir)
 	if err != nil {
@@ -83,12 +87,9 @@ func upSubhosts() ([]autostart.Up, error) {
 	var up []autostart.Up
 	for _, n := range names {
 		rep, err := describe(g.StateDir, n)
-		if err != nil {
-			return nil, err
-		}
 		// A failed subhost may still hold mounts and loop devices that
 		// must go before the host's filesystems do.
-		if !isUp(rep.State) && rep.State != state.Failed {
+		if err == nil && !isUp(rep.State) && rep.State != state.Failed {
 			continue
 		}
 		u := autostart.Up{Name: n, Order: autostart.Unenrolled}

@@ -361,6 +361,77 @@ func TestStopRefusesATimeoutThatIsNotPositive(t *testing.T) {
 	}
 }
 
+// One subhost's state that this build cannot read (here a newer schema)
+// is one line on standard error and a non-zero exit at the end: list and
+// autostart list and status still show the others, and autostart stop,
+// at host shutdown, still stops them.
+func TestOneUnreadableStateDoesNotHideTheOthers(t *testing.T) {
+	c := newCLI(t)
+	c.writePipeline([]string{"a"}, nil)
+	etc := filepath.Join(c.dir, "etc")
+	os.MkdirAll(filepath.Join(etc, "autostart"), 0o755)
+	for _, name := range []string{"good", "newer"} {
+		if _, stderr, code := c.run("run", "--pipeline", "p", name); code != 0 {
+			t.Fatalf("run %s: exit %d\n%s", name, code, stderr)
+		}
+		t.Cleanup(func() { c.run("stop", name) })
+		os.WriteFile(filepath.Join(etc, "autostart", name), []byte("pipeline=p\norder=1\n"), 0o644)
+	}
+	path := filepath.Join(c.states, "newer", "state.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := strings.Replace(string(data), `"schema":1,`, `"schema":99,`, 1)
+	if newer == string(data) {
+		t.Fatalf("no schema in %s", data)
+	}
+	os.WriteFile(path, []byte(newer), 0o600)
+	t.Cleanup(func() { os.WriteFile(path, data, 0o600) }) // so that it can be stopped
+
+	reportsTheOne := func(what, stderr string) {
+		t.Helper()
+		if lines := strings.Split(strings.TrimSpace(stderr), "\n"); len(lines) != 1 || !strings.Contains(lines[0], path) {
+			t.Errorf("%s: want one line naming %s on standard error, got:\n%s", what, path, stderr)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"list"}, 1},
+		{[]string{"list", "--json"}, 1},
+		{[]string{"--etc-dir", etc, "autostart", "list"}, 1},
+		{[]string{"--etc-dir", etc, "autostart", "list", "--json"}, 1},
+		{[]string{"--etc-dir", etc, "autostart", "status"}, 4}, // LSB: status unknown
+	} {
+		what := strings.Join(tc.args, " ")
+		out, stderr, code := c.run(tc.args...)
+		if code != tc.code {
+			t.Errorf("%s: exit %d, want %d", what, code, tc.code)
+		}
+		if !strings.Contains(out, "good") || strings.Contains(out, "newer") {
+			t.Errorf("%s: want good listed and newer not, got:\n%s", what, out)
+		}
+		reportsTheOne(what, stderr)
+	}
+
+	out, stderr, code := c.run("--etc-dir", etc, "autostart", "stop", "--total", "30s")
+	if code != 1 {
+		t.Errorf("autostart stop: exit %d, want 1", code)
+	}
+	if _, err := (state.Dir{Root: c.states, Name: "good"}).Load(); !errors.Is(err, state.ErrNoState) || !strings.Contains(out, "subhost good stopped") {
+		t.Errorf("autostart stop did not stop good (state: %v); it printed:\n%s", err, out)
+	}
+	if got, _ := os.ReadFile(path); string(got) != newer {
+		t.Errorf("autostart stop changed the unreadable state: %s", got)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "subhost newer: FAILED to stop: "+path) || !strings.Contains(lines[1], "1 of 2") {
+		t.Errorf("autostart stop: want newer's failure and the count on standard error, got:\n%s", stderr)
+	}
+}
+
 // TestRelativeLogDir: a relative --log-dir names a directory below the
 // caller's working directory, however long the supervisor runs.
 func TestRelativeLogDir(t *testing.T) {
