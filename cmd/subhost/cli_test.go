@@ -225,6 +225,8 @@ func TestBadInputIsOneLineExitTwoAndChangesNothing(t *testing.T) {
 		{"unknown flag", "", []string{"run", "--no-such-flag", "x"}, "no-such-flag"},
 		{"unknown command", "", []string{"rnu", "x"}, `unknown command "rnu"; did you mean run?`},
 		{"unknown command, nothing near", "", []string{"frobnicate", "x"}, `unknown command "frobnicate" for "subhost"`},
+		{"unknown image command", "", []string{"image", "biuld"}, `unknown command "biuld"; did you mean build?`},
+		{"unknown image command, nothing near", "", []string{"image", "frobnicate"}, `unknown command "frobnicate" for "subhost image"`},
 	} {
 		// --detach: the front has the full CLI make the plan as the
 		// supervisor-to-be, which must report it the same way.

@@ -12,6 +12,17 @@ func newImageCmd() *cobra.Command {
 	image := &cobra.Command{
 		Use:   "image",
 		Short: "Make subhost disk images",
+		// cobra refuses an unknown command only at the top: below, a
+		// command without a Run prints its help and exits 0, so that
+		// `image biuld` would look as if it had worked.
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE:                       func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		SuggestionsMinimumDistance: 2, // as the root's: build for biuld
 	}
 	var opts imagebuild.Options
 	var size string
