@@ -186,7 +186,10 @@ func problemsToProto(err error) []*pb.Problem {
 		}
 		return out
 	}
-	return []*pb.Problem{{Kind: kindToProto[KindOf(err)], Message: err.Error()}}
+	// A protobuf string must be UTF-8, or the whole response fails to
+	// marshal and the kind and the message are lost: a script's
+	// standard error or a file name may be in another encoding.
+	return []*pb.Problem{{Kind: kindToProto[KindOf(err)], Message: strings.ToValidUTF8(err.Error(), "\uFFFD")}}
 }
 
 // problemsFromProto rebuilds the error: one *Error, or several joined.

@@ -218,6 +218,19 @@ func TestErrorKindsCrossRPC(t *testing.T) {
 	}
 }
 
+// An error message that is not UTF-8 (a script's stderr in Latin-1, a
+// name in another encoding) keeps its kind and its text across the RPC,
+// with U+FFFD for each run of stray bytes: protobuf strings must be UTF-8, and
+// the call failed as a whole with gRPC's marshalling error.
+func TestErrorNotUTF8CrossesRPC(t *testing.T) {
+	impl := &echoStage{fail: sdk.Invalidf("image /srv/gr\xf6\xdfe.raw: no such file")}
+	s := stagetest.Serve(t, impl)
+	err := s.Validate(context.Background(), fullRequest())
+	if want := "image /srv/gr\ufffde.raw: no such file"; !sdk.IsKind(err, sdk.KindInvalidConfig) || err.Error() != want {
+		t.Errorf("Validate: %v (kind %v), want %q, invalid config", err, sdk.KindOf(err), want)
+	}
+}
+
 func TestErrorWraps(t *testing.T) {
 	err := sdk.Invalidf("config %s: %w", "x", os.ErrNotExist)
 	if !errors.Is(err, os.ErrNotExist) || sdk.KindOf(err) != sdk.KindInvalidConfig {

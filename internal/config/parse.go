@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"mvdan.cc/sh/v3/syntax"
 
@@ -25,18 +26,42 @@ type File struct {
 // messages ("NAME:LINE:COL: ...") and in each variable's Origin. Nothing
 // in src is ever executed.
 func Parse(name string, src []byte) (*File, error) {
+	// bash takes any bytes, and an old config may have a comment in
+	// Latin-1; the parser takes UTF-8 only. Each stray byte becomes
+	// U+FFFD for the parser, and a value that has one is refused (assign).
+	notUTF8 := !utf8.Valid(src)
+	if notUTF8 {
+		src = markInvalidUTF8(src)
+	}
 	parser := syntax.NewParser(syntax.Variant(syntax.LangBash))
 	f, err := parser.Parse(bytes.NewReader(src), name)
 	if err != nil {
 		return nil, parseError(name, err)
 	}
-	p := &reader{name: name, vars: map[string]sdk.Var{}, readonly: map[string]string{}}
+	p := &reader{name: name, vars: map[string]sdk.Var{}, readonly: map[string]string{}, notUTF8: notUTF8}
 	for _, st := range f.Stmts {
 		if err := p.stmt(st); err != nil {
 			return nil, err
 		}
 	}
 	return &File{Path: name, Vars: p.vars}, nil
+}
+
+// markInvalidUTF8 replaces each byte of src that is not part of valid
+// UTF-8 with U+FFFD.
+func markInvalidUTF8(src []byte) []byte {
+	out := make([]byte, 0, len(src)+16)
+	for len(src) > 0 {
+		r, n := utf8.DecodeRune(src)
+		if r == utf8.RuneError && n <= 1 {
+			out = utf8.AppendRune(out, utf8.RuneError)
+			src = src[1:]
+			continue
+		}
+		out = append(out, src[:n]...)
+		src = src[n:]
+	}
+	return out
 }
 
 // parseError turns the parser's error into one FILE:LINE:COL line of the
@@ -58,6 +83,7 @@ type reader struct {
 	name     string
 	vars     map[string]sdk.Var
 	readonly map[string]string // name -> where it was made readonly
+	notUTF8  bool              // the source had bytes that are not UTF-8, now U+FFFD
 }
 
 func (p *reader) errAt(pos syntax.Pos, format string, args ...any) error {
@@ -260,6 +286,14 @@ func (p *reader) assign(a *syntax.Assign, fl declFlags) error {
 			words[0] = s
 		}
 		p.vars[name] = sdk.Var{Words: words, IsArray: old.IsArray || fl.array, Origin: origin}
+	}
+	// The values travel to the stages in protobuf strings, which must be
+	// UTF-8: a file name in another encoding would fail every stage's
+	// call with a message naming neither the variable nor the file.
+	for _, w := range p.vars[name].Words {
+		if p.notUTF8 && strings.ContainsRune(w, utf8.RuneError) {
+			return p.errAt(a.Pos(), "the value of %s is not UTF-8 text (a name in another encoding?)", name)
+		}
 	}
 	if fl.readonly {
 		if _, ro := p.readonly[name]; !ro {

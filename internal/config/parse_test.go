@@ -306,3 +306,23 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestParseRefusesValuesNotUTF8: values travel to the stages in protobuf
+// strings, which must be UTF-8; one in another encoding is refused here,
+// naming the variable and the line, in an array or a scalar. Comments
+// may be in any encoding.
+func TestParseRefusesValuesNotUTF8(t *testing.T) {
+	for _, tc := range []struct{ src, at, name string }{
+		{"# Gr\xf6\xdfe\nDISKS=( vda:1:/srv/gr\xf6\xdfe.raw )", "2:1", "DISKS"},
+		{"X=1\nHOSTIF_PREFIX=caf\xe9", "2:1", "HOSTIF_PREFIX"},
+	} {
+		_, err := Parse("/etc/cfg", []byte(tc.src))
+		want := "/etc/cfg:" + tc.at + ": the value of " + tc.name + " is not UTF-8 text"
+		if err == nil || !strings.HasPrefix(err.Error(), want) || !sdk.IsKind(err, sdk.KindInvalidConfig) {
+			t.Errorf("%q: %v, want %q", tc.src, err, want)
+		}
+	}
+	if _, err := Parse("/etc/cfg", []byte("# Gr\xf6\xdfe\nX=1")); err != nil {
+		t.Errorf("a comment in Latin-1: %v", err)
+	}
+}
