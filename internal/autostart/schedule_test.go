@@ -15,6 +15,7 @@ import (
 // ran at once is kept.
 type fakeOps struct {
 	hold    time.Duration
+	holdFor map[string]time.Duration // instead of hold
 	fail    map[string]bool
 	running map[string]bool
 	bridges map[string][]string
@@ -38,8 +39,12 @@ func (f *fakeOps) do(name string) error {
 	f.now++
 	f.maxNow = max(f.maxNow, f.now)
 	f.order = append(f.order, name)
+	hold, ok := f.holdFor[name]
+	if !ok {
+		hold = f.hold
+	}
 	f.mu.Unlock()
-	time.Sleep(f.hold)
+	time.Sleep(hold)
 	f.mu.Lock()
 	f.now--
 	f.mu.Unlock()
@@ -170,5 +175,32 @@ func TestStopAllBoundedByTotal(t *testing.T) {
 	rs = StopAll(context.Background(), []Up{{Name: "stuck"}}, slow, StopOptions{Total: 200 * time.Millisecond, Parallel: 1})
 	if rs[0].Err == nil || time.Since(t0) > 10*time.Second {
 		t.Errorf("a stop that never ends: %v after %s, want an error at the total", rs[0].Err, time.Since(t0))
+	}
+}
+
+// An order whose stop overruns the force point (a slow unmount, a stage
+// Down at its timeout) no longer keeps the lower orders running: they are
+// killed at once, all together, and the straggler is waited for until
+// the total and reported when it ends.
+func TestStopAllKillsLowerOrdersPastAStraggler(t *testing.T) {
+	ops := &fakeOps{holdFor: map[string]time.Duration{"slow": 400 * time.Millisecond}}
+	up := []Up{{Name: "slow", Order: 3}, {Name: "db1", Order: 1}, {Name: "db2", Order: 1}, {Name: "app", Order: 2}}
+	var mu sync.Mutex
+	var reported []string
+	rs := StopAll(context.Background(), up, ops, StopOptions{Timeout: time.Minute, Total: time.Second, Reserve: 800 * time.Millisecond, Parallel: 1, Report: func(r Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		reported = append(reported, fmt.Sprintf("%s:%v", r.Name, r.Err == nil))
+	}})
+	for _, name := range []string{"app", "db1", "db2"} {
+		if ops.stopArg[name] != "0s/true" {
+			t.Errorf("%s stopped with %s, want killed at once (0s/true)", name, ops.stopArg[name])
+		}
+	}
+	if Failed(rs) != 0 {
+		t.Errorf("results %+v, want every stop done within the total", rs)
+	}
+	if !slices.Contains(reported, "slow:false") || reported[len(reported)-1] != "slow:true" {
+		t.Errorf("reports %v, want slow reported still stopping, then stopped", reported)
 	}
 }

@@ -2,9 +2,11 @@ package autostart
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -29,10 +31,13 @@ type StopOptions struct {
 	// Timeout is how long each guest gets to power off before it is
 	// killed (shortened as the total runs out).
 	Timeout time.Duration
-	// Total bounds the whole stop: once less than ForceReserve of it is
-	// left, the guests not yet stopped are killed at once; at Total,
-	// StopAll returns, reporting those not down yet as failed.
-	Total    time.Duration
+	// Total bounds the whole stop: once less than Reserve of it is left
+	// (the force point), the guests not yet stopped are killed at once,
+	// whatever their order; at Total, StopAll returns, reporting those
+	// not down yet as failed.
+	Total time.Duration
+	// Reserve is ForceReserve unless set (tests).
+	Reserve  time.Duration
 	Parallel int
 	Report   func(Result)
 }
@@ -49,7 +54,13 @@ type Up struct {
 const Unenrolled = math.MaxInt
 
 // StopAll stops the subhosts in descending order (those of equal order in
-// parallel), within opts.Total.
+// parallel), within opts.Total. An order whose stops are not all done at
+// the force point is not waited for any longer: its stragglers go on in
+// the background (a stage half way down is best left to finish), and
+// every subhost of the lower orders is killed at once, all together,
+// rather than left running because one stop above them overran. The
+// stragglers are then waited for until the total; each is reported once
+// more when it ends.
 func StopAll(ctx context.Context, up []Up, ops StopOps, opts StopOptions) []Result {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultStopTimeout
@@ -57,7 +68,11 @@ func StopAll(ctx context.Context, up []Up, ops StopOps, opts StopOptions) []Resu
 	if opts.Total <= 0 {
 		opts.Total = DefaultStopTotal
 	}
+	if opts.Reserve <= 0 {
+		opts.Reserve = ForceReserve
+	}
 	deadline := time.Now().Add(opts.Total)
+	forceAt := deadline.Add(-opts.Reserve)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	entries := make([]Entry, len(up))
@@ -66,30 +81,86 @@ func StopAll(ctx context.Context, up []Up, ops StopOps, opts StopOptions) []Resu
 	}
 	waves := Waves(entries)
 	slices.Reverse(waves)
+	var late stragglers
 	var results []Result
-	for _, wave := range waves {
-		rs := runWave(ctx, wave, max(opts.Parallel, 1), opts.Report, func(ctx context.Context, e Entry) (string, error) {
-			timeout := min(opts.Timeout, time.Until(deadline)-ForceReserve)
-			force := timeout <= 0
-			return "", stopBounded(ctx, e.Name, ops, max(timeout, 0), force)
-		})
-		results = append(results, rs...)
+	for i, wave := range waves {
+		if time.Now().Before(forceAt) {
+			waveCtx, cancelWave := context.WithDeadlineCause(ctx, forceAt, errForcePoint)
+			results = append(results, runWave(waveCtx, wave, max(opts.Parallel, 1), opts.Report, func(waveCtx context.Context, e Entry) (string, error) {
+				return "", late.stop(waveCtx, e, ops, min(opts.Timeout, time.Until(forceAt)), false)
+			})...)
+			cancelWave()
+			continue
+		}
+		// Past the force point: the rest are killed, all at once.
+		rest := slices.Concat(waves[i:]...)
+		results = append(results, runWave(ctx, rest, len(rest), opts.Report, func(ctx context.Context, e Entry) (string, error) {
+			return "", late.stop(ctx, e, ops, 0, true)
+		})...)
+		break
 	}
+	late.wait(ctx, results, opts.Report)
 	return results
 }
 
-// stopBounded runs one stop, giving up on it (not cancelling it: a stage
-// half way down is best left to finish) when ctx ends.
-func stopBounded(ctx context.Context, name string, ops StopOps, timeout time.Duration, force bool) error {
+// stragglers are the stops still under way when their wait ended.
+type stragglers struct {
+	mu   sync.Mutex
+	left map[string]straggler
+}
+
+type straggler struct {
+	started time.Time
+	done    <-chan error
+}
+
+// stop runs one stop, giving up waiting for it (not cancelling it) when
+// ctx ends; a stop given up on is kept to be waited for at the end.
+func (l *stragglers) stop(ctx context.Context, e Entry, ops StopOps, timeout time.Duration, force bool) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("not stopped: the total time for the stop ran out first")
 	}
 	done := make(chan error, 1)
-	go func() { done <- ops.Stop(context.WithoutCancel(ctx), name, timeout, force) }()
+	started := time.Now()
+	go func() { done <- ops.Stop(context.WithoutCancel(ctx), e.Name, max(timeout, 0), force) }()
 	select {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.left == nil {
+			l.left = map[string]straggler{}
+		}
+		l.left[e.Name] = straggler{started: started, done: done}
+		if context.Cause(ctx) == errForcePoint {
+			return fmt.Errorf("still stopping at the force point; the subhosts after it are killed, and this one is waited for until the total")
+		}
 		return fmt.Errorf("still stopping when the total time for the stop ran out")
+	}
+}
+
+// errForcePoint ends the wait for an order's stops at the force point.
+var errForcePoint = errors.New("force point")
+
+// wait waits, until ctx ends, for the stops given up on, and puts the
+// outcome of those that end in results (reporting it).
+func (l *stragglers) wait(ctx context.Context, results []Result, report func(Result)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, r := range results {
+		s, ok := l.left[r.Name]
+		if !ok {
+			continue
+		}
+		select {
+		case err := <-s.done:
+			results[i].Err, results[i].Took = err, time.Since(s.started)
+		case <-ctx.Done():
+			results[i].Err = fmt.Errorf("still stopping when the total time for the stop ran out")
+		}
+		if report != nil {
+			report(results[i])
+		}
 	}
 }
