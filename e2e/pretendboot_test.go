@@ -380,7 +380,8 @@ func TestPretendBootStopTimeout(t *testing.T) {
 // TestRebootAfterThePipelineFileBroke: the pipeline file a subhost was
 // booted with is broken while it runs. Its supervisor, executed again by
 // subhost-monitor for the guest's reboot, goes on with the plan recorded
-// at boot: the guest comes back, and stop takes it down.
+// at boot: the guest comes back, and stop, loading the broken file too,
+// takes it down from the state.
 func TestRebootAfterThePipelineFileBroke(t *testing.T) {
 	e := newEnv(t)
 	g := e.newGuest("pbrk", nil)
@@ -408,7 +409,8 @@ pipeline "e2e-edited" {
 		r, err := e.statusErr(g.name)
 		return err == nil && r.State == "running" && r.PID != 0 && r.PID != before.PID
 	})
-	e.mustRun("", "stop", g.name)
+	// And a stop loading the broken file works from the state.
+	e.mustRun("", "--pipeline-file", file, "stop", g.name)
 	e.clean(g.name)
 }
 

@@ -40,7 +40,7 @@ systemd unit's TimeoutStopSec (120s) is above the default total (90s).`,
 			if err != nil {
 				return err
 			}
-			r, err := newRunner()
+			r, err := newStopRunner()
 			if err != nil {
 				return err
 			}

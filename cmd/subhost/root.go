@@ -99,6 +99,21 @@ func newRunner() (*runner.Runner, error) {
 	return r, nil
 }
 
+// newStopRunner is newRunner for the commands that work from the recorded
+// state alone (stop, set): a pipeline file broken since the boot, or an
+// editor's leftover beside it, must not keep a running subhost from being
+// stopped. The runner then has no pipelines, and says so in a warning.
+func newStopRunner() (*runner.Runner, error) {
+	r, err := g.ResumeRunner()
+	if err != nil {
+		return nil, err
+	}
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		r.Progress = os.Stderr
+	}
+	return r, nil
+}
+
 func newControlUsageCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:    "control-usage",

@@ -36,7 +36,7 @@ next boot, so put the values there too to keep them.`,
 				m := setArgRE.FindStringSubmatch(a)
 				changes[m[1]] = m[2]
 			}
-			r, err := newRunner()
+			r, err := newStopRunner()
 			if err != nil {
 				return err
 			}

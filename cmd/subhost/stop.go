@@ -31,7 +31,7 @@ come down the state is kept, so stop can be run again.`,
 			if err := sdk.ValidName(args[0]); err != nil {
 				return err
 			}
-			r, err := newRunner()
+			r, err := newStopRunner()
 			if err != nil {
 				return err
 			}

@@ -107,7 +107,9 @@ func hclFiles(dir string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".hcl") {
+		// As the shell's *.hcl: not hidden files, such as an editor's
+		// lock (.#site.hcl, a dangling symlink while root edits site.hcl).
+		if strings.HasSuffix(e.Name(), ".hcl") && !strings.HasPrefix(e.Name(), ".") {
 			out = append(out, filepath.Join(dir, e.Name()))
 		}
 	}

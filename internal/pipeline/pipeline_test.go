@@ -434,3 +434,21 @@ func TestStageSkipped(t *testing.T) {
 		t.Error("a stage without when= is skipped")
 	}
 }
+
+// Hidden files are not read, as the shell's *.hcl would not: an editor's
+// lock file (.#site.hcl, a dangling symlink while root edits site.hcl)
+// must not make every command fail.
+func TestLoadSkipsHiddenFiles(t *testing.T) {
+	dir := tempDir(t)
+	if err := os.Symlink("root@host.1234:1700000000", filepath.Join(dir, ".#site.hcl")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, ".old.hcl", "this is not HCL {")
+	set, err := Load(LoadOptions{Dirs: []string{dir}, Getenv: noEnv})
+	if err != nil {
+		t.Fatalf("Load with hidden files beside: %v", err)
+	}
+	if _, err := set.Get("pretend-boot"); err != nil {
+		t.Error(err)
+	}
+}

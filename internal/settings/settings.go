@@ -182,10 +182,12 @@ func (s *Settings) NewRunner() (*runner.Runner, error) {
 	return s.newRunner(set)
 }
 
-// ResumeRunner is NewRunner for a supervisor that takes a running subhost
-// back from subhost-monitor. Pipeline files broken since the boot must not
-// end the supervision of a guest that runs: the runner then has no
-// pipelines, and runner.ResumePlan takes the plan recorded at boot.
+// ResumeRunner is NewRunner for what works from a running subhost's
+// recorded state: a supervisor that takes it back from subhost-monitor,
+// stop and set. Pipeline files broken since the boot must not end the
+// supervision of a guest that runs, nor keep it from being stopped: the
+// runner then has no pipelines, and runner.ResumePlan and Stop take the
+// plan recorded at boot.
 func (s *Settings) ResumeRunner() (*runner.Runner, error) {
 	set, err := s.Pipelines()
 	if err != nil {
@@ -196,7 +198,7 @@ func (s *Settings) ResumeRunner() (*runner.Runner, error) {
 		return nil, rerr
 	}
 	if err != nil {
-		r.Logger.Warn("the pipelines do not load: resuming with the plan recorded at boot", sdk.LogKeyError, err)
+		r.Logger.Warn("the pipelines do not load: working from the plan recorded at boot", sdk.LogKeyError, err)
 	}
 	return r, nil
 }
