@@ -268,7 +268,9 @@ func TestApplyEnv(t *testing.T) {
 		"OTHER":   {Words: []string{"x"}, Origin: "config:3"},
 	}
 	env := map[string]string{"DISKS": "  vda:1:/b\tvdb:0:/c\n", "OTHER": "y"}
-	ApplyEnv(vars, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err := ApplyEnv(vars, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
 	want := map[string]sdk.Var{
 		"DISKS":   {Words: []string{"vda:1:/b", "vdb:0:/c"}, IsArray: true, Origin: "environment"},
 		"BRIDGES": {Words: []string{"br0:52:54:00:00:00:01"}, IsArray: true, Origin: "config:2"},
@@ -280,6 +282,15 @@ func TestApplyEnv(t *testing.T) {
 	s := sdk.Subhost{Vars: vars}
 	if s.Where("DISKS") != "environment" {
 		t.Errorf("Where(DISKS) = %q", s.Where("DISKS"))
+	}
+}
+
+// An environment value that is not UTF-8 is refused, naming the variable.
+func TestApplyEnvRefusesValuesNotUTF8(t *testing.T) {
+	vars := map[string]sdk.Var{}
+	err := ApplyEnv(vars, func(k string) (string, bool) { return "vda:1:/srv/gr\xf6\xdfe.raw", k == "DISKS" })
+	if want := "environment variable DISKS is not UTF-8 text"; err == nil || !strings.HasPrefix(err.Error(), want) || !sdk.IsKind(err, sdk.KindInvalidConfig) {
+		t.Errorf("ApplyEnv: %v, want %q", err, want)
 	}
 }
 

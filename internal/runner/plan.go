@@ -103,7 +103,9 @@ func (r *Runner) MakePlan(t Target) (*Plan, error) {
 	default:
 		vars = file.Vars
 	}
-	config.ApplyEnv(vars, r.lookupEnv)
+	if err := config.ApplyEnv(vars, r.lookupEnv); err != nil {
+		return nil, err
+	}
 	plan := &Plan{
 		Name:     t.Name,
 		Pipeline: pl,
