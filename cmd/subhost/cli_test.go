@@ -545,6 +545,10 @@ func TestRunnerKilledWhileStagePendingThenStopCleansUp(t *testing.T) {
 		out, _ := exec.Command("pgrep", "-f", "teststage").Output()
 		return len(bytes.TrimSpace(out)) == 0
 	})
+	// The state still says booting; status and list say what it is.
+	if out, _, _ := c.run("status", "crash"); !strings.HasPrefix(out, "crash: failed") || !strings.Contains(out, "its boot was interrupted") {
+		t.Errorf("status of a subhost whose boot was killed:\n%s", out)
+	}
 	out, stderr, code := c.run("stop", "crash")
 	if code != 0 {
 		t.Fatalf("stop after a crash: exit %d\n%s%s", code, out, stderr)

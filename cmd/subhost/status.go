@@ -118,6 +118,18 @@ func describeState(root, name string) (report, error) {
 			r.Error = "the guest is gone but its stages are up: run `subhost stop " + name + "`"
 		}
 	}
+	// A boot or a stop whose process was killed (say, by the OOM killer)
+	// left its state saying so; nobody holds the lock any more, and no
+	// supervisor is alive to take it back.
+	if (st.Status == state.Booting || st.Status == state.Stopping) && r.Supervisor == 0 {
+		if _, busy := (state.Dir{Root: root, Name: name}).Busy(); !busy {
+			verb := map[string]string{state.Booting: "boot", state.Stopping: "stop"}[st.Status]
+			r.State = state.Failed
+			if r.Error == "" {
+				r.Error = "its " + verb + " was interrupted (the process ended half way): run `subhost stop " + name + "`"
+			}
+		}
+	}
 	if len(st.Record.Cgroups) > 0 && cgroupsExist(st.Record.Cgroups) {
 		l, u := cgroups.ReadInForce(st.Record.Cgroups), cgroups.ReadUsage(st.Record.Cgroups)
 		r.Limits, r.Usage = &l, &u
