@@ -61,7 +61,10 @@ const greetScript = `#!/bin/sh
 echo "$1 $SUBHOST_NAME stage=$SUBHOST_STAGE root=$SUBHOST_ROOT netns=$SUBHOST_NETNS pid=$SUBHOST_PID greeting=$SUBHOST_PARAM_GREETING_TEXT disks=$SUBHOST_VAR_DISKS" >>"$SUBHOST_PARAM_LOG"
 echo "hook $1 for $SUBHOST_NAME" >&2
 case $1 in
-up) echo '{"extra": {"hook": "was-here"}, "state": {"greeted": true}}' ;;
+up)
+	# A daemon of its own, which outlives the script and its plugin.
+	setsid sh -c 'sleep 0.3' </dev/null >/dev/null 2>&1 &
+	echo '{"extra": {"hook": "was-here"}, "state": {"greeted": true}}' ;;
 down) grep -q '"state":{"greeted":true}' && echo "down got its state" >>"$SUBHOST_PARAM_LOG" ;;
 esac
 exit 0
@@ -113,6 +116,13 @@ pipeline "e2e-exec" {
 	st := e.status(n)
 	if st.State != "running" || st.Extra["hook"] != "was-here" {
 		t.Errorf("status: %s, extra %v; want running with extra hook=was-here", st.State, st.Extra)
+	}
+	// The script's daemon, orphaned, became the supervisor's child (it is
+	// a child subreaper); once it has ended it is reaped, not left a
+	// zombie for as long as the guest runs.
+	time.Sleep(time.Second)
+	if z := zombieChildren(st.Supervisor); len(z) > 0 {
+		t.Errorf("the supervisor (pid %d) has zombie children %v", st.Supervisor, z)
 	}
 	// Its standard error is in the runner's log, with the stage's name.
 	if b, _ := os.ReadFile(filepath.Join(logDir, n+".supervisor.log")); !strings.Contains(string(b), "subhost.hook.exec: hook up for "+n) {
@@ -266,4 +276,21 @@ pipeline %q {
 			}
 		})
 	}
+}
+
+// zombieChildren lists the children of pid that are zombies.
+func zombieChildren(pid int) []int {
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []int
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		for _, field := range strings.Fields(string(b)) {
+			stat, err := os.ReadFile("/proc/" + field + "/stat")
+			if _, after, ok := strings.Cut(string(stat), ") "); err == nil && ok && strings.HasPrefix(after, "Z") {
+				child, _ := strconv.Atoi(field)
+				out = append(out, child)
+			}
+		}
+	}
+	return out
 }

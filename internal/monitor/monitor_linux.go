@@ -7,6 +7,9 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -60,6 +63,7 @@ func watch(h Handover, sigs <-chan os.Signal) (Reason, console.Handover) {
 		}
 		powerOff = con.PowerOffRequests()
 	}
+	go reapOrphans(ctx, h.GuestPID)
 	// Waiting needs little of this binary: give back what start-up
 	// touched (the page cache keeps it for the next monitor).
 	pageshed.Shed(pageshed.Unmap)
@@ -140,4 +144,46 @@ func guestEnd(pid int, start uint64) <-chan struct{} {
 		}
 	}()
 	return done
+}
+
+// reapOrphans reaps, until ctx ends, every child of this process but the
+// guest, at each SIGCHLD. The supervisor is a child subreaper (so that
+// nothing a boot starts escapes it), and a daemon a site's script stage
+// started becomes its child once the script and its plugin are gone: each
+// one that exits would stay a zombie for as long as the guest runs. The
+// guest is left for the supervisor to reap, which learns how it ended;
+// the monitor starts no child of its own.
+func reapOrphans(ctx context.Context, guest int) {
+	sigchld := make(chan os.Signal, 1)
+	signal.Notify(sigchld, syscall.SIGCHLD)
+	defer signal.Stop(sigchld)
+	for {
+		for _, pid := range children() {
+			if pid != guest {
+				var ws unix.WaitStatus
+				unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-sigchld:
+		}
+	}
+}
+
+// children lists this process's children, from every thread's
+// /proc/self/task/TID/children (an orphan goes to whichever thread).
+func children() []int {
+	files, _ := filepath.Glob("/proc/self/task/*/children")
+	var pids []int
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		for _, field := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(field); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
 }
