@@ -516,6 +516,47 @@ func TestLogRotation(t *testing.T) {
 	}
 }
 
+// A console log removed while the guest runs (by hand, or by logrotate
+// with nocreate) does not stop the log: the next rotation starts a new
+// file with what follows.
+func TestLogRotationAfterRemoval(t *testing.T) {
+	noGoroutineLeak(t)
+	c := newConsole(t)
+	g := guestTTY(t, c)
+	path := filepath.Join(t.TempDir(), "guest.log")
+	if err := c.LogTo(path, 1000); err != nil {
+		t.Fatal(err)
+	}
+	chunk := func(b byte, n int) []byte { return bytes.Repeat([]byte{b}, n) }
+	g.Write(chunk('a', 600))
+	waitUntil(t, "first output logged", func() bool {
+		cur, _ := os.ReadFile(path)
+		return bytes.Equal(cur, chunk('a', 600))
+	})
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	// 400 bytes fill the removed file to the cap; the rest must reach a
+	// new one.
+	g.Write(chunk('b', 600))
+	g.Write(chunk('c', 100))
+	want := append(chunk('b', 200), chunk('c', 100)...)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cur, err := os.ReadFile(path)
+		if err == nil && bytes.Equal(cur, want) {
+			break
+		}
+		if time.Now().After(deadline) || c.LogErr() != nil {
+			t.Fatalf("after removal the log holds %d bytes (%v), want %d; log error: %v", len(cur), err, len(want), c.LogErr())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if fi, err := os.Lstat(path); err != nil || fi.Mode() != 0o600 {
+		t.Fatalf("new log: %v, %v; want mode 0600", fi, err)
+	}
+}
+
 // socketPath gives a socket path in a fresh 0700 directory.
 func socketPath(t *testing.T) string {
 	return filepath.Join(t.TempDir(), "console.sock")

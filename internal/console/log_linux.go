@@ -1,7 +1,9 @@
 package console
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -74,7 +76,11 @@ func (l *rotLog) write(p []byte) error {
 func (l *rotLog) rotate() error {
 	l.f.Close()
 	l.f = nil
-	if err := os.Rename(l.path, l.path+".1"); err != nil {
+	// The current file may be gone: removed by hand, or renamed away by
+	// logrotate with nocreate. There is nothing to keep then, and failing
+	// here would turn the console log off until the next boot: a new
+	// file starts instead.
+	if err := os.Rename(l.path, l.path+".1"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("console log rotate: %w", err)
 	}
 	return l.open(os.O_TRUNC)
