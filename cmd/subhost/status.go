@@ -7,7 +7,10 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -189,7 +192,7 @@ func newStatusCmd() *cobra.Command {
 				fmt.Fprintln(w)
 			}
 			for _, k := range slices.Sorted(maps.Keys(r.Extra)) {
-				fmt.Fprintf(w, "  extra %s = %q\n", k, r.Extra[k])
+				fmt.Fprintf(w, "  extra %s = %q\n", printable(k), r.Extra[k])
 			}
 			writeResources(w, r)
 			if r.Error != "" {
@@ -224,4 +227,14 @@ func completeNames(_ *cobra.Command, args []string, _ string) ([]string, cobra.S
 	}
 	names, _ := state.List(g.StateDir)
 	return names, cobra.ShellCompDirectiveNoFileComp
+}
+
+// printable is s, quoted when it has a character that is not printable:
+// a site stage's extra key with a line break or an escape sequence must
+// not forge what an operator reads.
+func printable(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
 }

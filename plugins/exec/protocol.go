@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/subhost/subhost/sdk"
 )
@@ -176,6 +177,12 @@ func parseExtra(raw json.RawMessage) (map[string]string, error) {
 		}
 		if k == "" || strings.ContainsRune(k, 0) || strings.ContainsRune(v, 0) {
 			return nil, fmt.Errorf(`its "extra" has an empty key or a NUL byte (key %q)`, k)
+		}
+		// A key is a name `subhost status` prints as it is: a line
+		// break or an escape sequence in it (made from a tenant's
+		// data, say) would forge the status an operator reads.
+		if i := strings.IndexFunc(k, func(r rune) bool { return !unicode.IsPrint(r) }); i >= 0 {
+			return nil, fmt.Errorf(`its "extra" key %q has a character that is not printable, at byte %d`, k, i)
 		}
 		extra[k] = v
 	}

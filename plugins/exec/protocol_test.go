@@ -145,6 +145,8 @@ func TestExecParseOutput(t *testing.T) {
 		{`{"extra": ["a"]}`, `its "extra" is "[\"a\"]", not an object`},
 		{`{"extra": {"port": 8080}}`, `its "extra" key "port" is "8080", not a string`},
 		{`{"extra": {"": "x"}}`, `empty key`},
+		{`{"extra": {"a\nrunning": "x"}}`, `key "a\nrunning" has a character that is not printable, at byte 1`},
+		{`{"extra": {"\u001b[2Jx": "x"}}`, `has a character that is not printable, at byte 0`},
 		{`[1]`, `it printed "[1]"`},
 		{strings.Repeat("x", 100), `x"...:`},
 	}
@@ -154,7 +156,7 @@ func TestExecParseOutput(t *testing.T) {
 			t.Errorf("%q: error %v, want %q", b.out, err, b.want)
 			continue
 		}
-		if strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), outputShape) && !strings.Contains(err.Error(), "empty key") {
+		if strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), outputShape) && !strings.Contains(err.Error(), "empty key") && !strings.Contains(err.Error(), "not printable") {
 			t.Errorf("%q: error %q is not one line saying what is wanted", b.out, err)
 		}
 	}
