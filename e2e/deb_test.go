@@ -42,8 +42,9 @@ func debArch(t *testing.T) string {
 // its defaults (a conffile), both systemd units, man pages in section 8;
 // lintian reports no error; the unpacked binary finds its plugins beside
 // it in usr/lib/subhost/plugins; the unpacked init script starts, reports
-// and stops an enrolled subhost against a scratch etc directory, and the
-// pre-removal script of an upgrade leaves the running guest alone.
+// and stops an enrolled subhost against a scratch etc directory, the
+// pre-removal script of an upgrade leaves the running guest alone, and
+// that of a removal stops it.
 func TestDebPackage(t *testing.T) {
 	e := newEnv(t)
 	deb := buildDeb(t)
@@ -152,6 +153,25 @@ func TestDebPackage(t *testing.T) {
 	if out, code := script("status"); code != 3 {
 		t.Errorf("init script status after stop: exit %d, want 3\n%s", code, out)
 	}
+
+	// The pre-removal script of a removal stops it, found through the
+	// defaults' SUBHOST_OPTS (this test's --state-dir). PATH leads to a
+	// deb-systemd-invoke that does nothing: the host's own service is
+	// not the test's.
+	if out, code := script("start"); code != 0 {
+		t.Fatalf("init script start again: exit %d\n%s", code, out)
+	}
+	fakebin := t.TempDir()
+	os.WriteFile(filepath.Join(fakebin, "deb-systemd-invoke"), []byte("#!/bin/sh\nexit 0\n"), 0o755)
+	cmd = exec.Command("nsenter", "--net="+testguest.NetnsPath(g.ns), "--", "sh", filepath.Join(ctrl, "prerm"), "remove")
+	cmd.Env = append(os.Environ(), "SUBHOST_DEFAULTS="+defaults, "PATH="+fakebin+":"+os.Getenv("PATH"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("prerm remove: %v: %s", err, out)
+	}
+	if r := e.status(g.name); r.State != "stopped" {
+		t.Errorf("after prerm remove %s is %s", g.name, r.State)
+	}
+	e.clean(g.name)
 }
 
 // TestStateSchema1Stop: a state.json in the committed schema 1 layout (as
@@ -217,5 +237,57 @@ func TestAutostartUnitSurvivesPartialStarts(t *testing.T) {
 	}
 	if !ok["1"] || !ok["2"] {
 		t.Errorf("subhost.service fails when autostart start exits 1 or 2 (a subhost that did not come up, a bad enrolment file)")
+	}
+}
+
+// TestPrermRemove: on removal the pre-removal script stops the subhosts
+// as the init script does, with /etc/default/subhost's SUBHOST_OPTS (a
+// site's --state-dir), SUBHOST_ETC_DIR, STOP_TIMEOUT and STOP_OPTS, and
+// when that stop fails it fails the removal, saying so, rather than let
+// dpkg delete the plugins under guests still up. On upgrade it runs
+// nothing. A fake subhost records what it was asked; a fake
+// deb-systemd-invoke keeps the host's own subhost.service out of it.
+func TestPrermRemove(t *testing.T) {
+	dir := t.TempDir()
+	record := filepath.Join(dir, "calls")
+	fakebin := filepath.Join(dir, "bin")
+	os.Mkdir(fakebin, 0o755)
+	fake := "#!/bin/sh\necho \"$(basename \"$0\") etc=$SUBHOST_ETC_DIR $*\" >>" + record + "\nexit ${FAKE_RC:-0}\n"
+	daemon := filepath.Join(dir, "daemon")
+	for _, f := range []string{daemon, filepath.Join(fakebin, "deb-systemd-invoke")} {
+		if err := os.WriteFile(f, []byte(fake), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A subhost on PATH is never the one to run: that would be the host's.
+	os.WriteFile(filepath.Join(fakebin, "subhost"), []byte("#!/bin/sh\necho \"subhost from PATH $*\" >>"+record+"\nexit 0\n"), 0o755)
+	defaults := filepath.Join(dir, "defaults")
+	os.WriteFile(defaults, []byte("DAEMON="+daemon+"\nSUBHOST_ETC_DIR=/srv/etc\nSUBHOST_OPTS=\"--state-dir /srv/run -v\"\nSTOP_TIMEOUT=7s\nSTOP_OPTS=\"--parallel 2\"\n"), 0o644)
+	prerm := func(rc string, args ...string) (string, string, int) {
+		t.Helper()
+		os.Remove(record)
+		cmd := exec.Command("/bin/sh", append([]string{"../packaging/deb/prerm"}, args...)...)
+		cmd.Env = []string{"PATH=" + fakebin + ":/usr/bin:/bin", "SUBHOST_DEFAULTS=" + defaults, "FAKE_RC=" + rc}
+		out, err := cmd.CombinedOutput()
+		calls, _ := os.ReadFile(record)
+		return string(calls), string(out), exitCode(err)
+	}
+
+	calls, out, code := prerm("0", "remove")
+	want := "daemon etc=/srv/etc --state-dir /srv/run -v autostart stop --timeout 7s --parallel 2\ndeb-systemd-invoke etc=/srv/etc stop subhost.service\n"
+	if code != 0 || calls != want {
+		t.Errorf("prerm remove: exit %d, ran\n%s\nwant exit 0, having run\n%s%s", code, calls, want, out)
+	}
+	calls, out, code = prerm("1", "remove")
+	if want := "daemon etc=/srv/etc --state-dir /srv/run -v autostart stop --timeout 7s --parallel 2\n"; code == 0 || calls != want {
+		t.Errorf("prerm remove with a failing stop: exit %d, ran\n%s\nwant a failure, having run only\n%s", code, calls, want)
+	}
+	if !strings.Contains(out, "subhost: the package is not removed: `subhost --state-dir /srv/run -v autostart stop` failed (exit 1)") {
+		t.Errorf("prerm remove with a failing stop says %q", out)
+	}
+	for _, args := range [][]string{{"upgrade", "1.2.4"}, {"failed-upgrade", "1.2.4"}, {"deconfigure", "in-favour", "x", "1"}} {
+		if calls, out, code := prerm("1", args...); code != 0 || calls != "" {
+			t.Errorf("prerm %s: exit %d, ran %q; want 0, nothing run\n%s", args[0], code, calls, out)
+		}
 	}
 }
