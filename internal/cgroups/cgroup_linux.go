@@ -437,7 +437,7 @@ func makeDirs(h hierarchy, name string, rules []string, pl plan) error {
 			return err
 		}
 	}
-	if err := writeSettings(h.nameDir(name), pl.settings[h.name()]); err != nil {
+	if err := writeSettings(h.nameDir(name), pl.settings[h.name()], writeFile); err != nil {
 		return err
 	}
 	if h.devices() && rules != nil {
@@ -490,13 +490,13 @@ func enableControllers(base string, ctrls []string) error {
 // writeSettings writes each setting. A write the kernel refuses for its
 // order (v1's memory+swap below memory, a cpuset narrower than its
 // child's) is tried again after the others.
-func writeSettings(dir string, ss []setting) error {
+func writeSettings(dir string, ss []setting, write func(path, s string) error) error {
 	pending := slices.Clone(ss)
 	for len(pending) > 0 {
 		var failed []setting
 		var firstErr error
 		for _, s := range pending {
-			if err := writeFile(filepath.Join(dir, s.File), s.Value); err != nil {
+			if err := write(filepath.Join(dir, s.File), s.Value); err != nil {
 				failed = append(failed, s)
 				if firstErr == nil {
 					firstErr = fmt.Errorf("%s: %w", s.Var, err)
@@ -804,10 +804,27 @@ func Thaw(dirs []string) error {
 // subhost name's existing cgroups, where its boot record's cgroups
 // (recorded) say they are: a running subhost's limits changed in place.
 // Errors name the variable.
-func Apply(name string, recorded []sdk.Cgroup, l Limits) error {
+//
+// It changes all of them or none: a write the kernel refuses part way
+// (a v1 cpuset narrower than one the guest made below its own, a memory
+// limit under what cannot be reclaimed) has what was written before it
+// put back, so that `subhost set` never leaves some of its keys applied
+// and reports none.
+func Apply(name string, recorded []sdk.Cgroup, l Limits) (err error) {
 	if err := sdk.ValidName(name); err != nil {
 		return err
 	}
+	var undo undoLog
+	defer func() {
+		if err == nil {
+			return
+		}
+		if uerr := undo.restore(); uerr != nil {
+			err = fmt.Errorf("%w; and putting back what was written before it failed too, so some limits changed: %v", err, uerr)
+		} else if len(undo.saved) > 0 {
+			err = fmt.Errorf("%w (what was written before it is put back: nothing changed)", err)
+		}
+	}()
 	hs, err := hierarchies()
 	if err != nil {
 		return fmt.Errorf("list cgroup hierarchies: %w", err)
@@ -846,20 +863,53 @@ func Apply(name string, recorded []sdk.Cgroup, l Limits) error {
 			}
 			// A v1 cpuset is never wider than its parent: widen the
 			// subhost's first, narrow the guest's first.
-			up := writeFile(filepath.Join(h.nameDir(name), s.File), s.Value)
-			down := writeFile(filepath.Join(h.guestDir(name), s.File), s.Value)
+			up := undo.write(filepath.Join(h.nameDir(name), s.File), s.Value)
+			down := undo.write(filepath.Join(h.guestDir(name), s.File), s.Value)
 			if up != nil {
-				up = writeFile(filepath.Join(h.nameDir(name), s.File), s.Value)
+				up = undo.write(filepath.Join(h.nameDir(name), s.File), s.Value)
 			}
 			if err := errors.Join(up, down); err != nil {
 				return fmt.Errorf("%s: %w", s.Var, err)
 			}
 		}
-		if err := writeSettings(h.nameDir(name), rest); err != nil {
+		if err := writeSettings(h.nameDir(name), rest, undo.write); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// undoLog keeps what each file held before its first write, to put back.
+type undoLog struct {
+	saved []savedFile
+}
+
+type savedFile struct{ path, value string }
+
+// write writes s to path, first keeping what path holds.
+func (u *undoLog) write(path, s string) error {
+	if !slices.ContainsFunc(u.saved, func(f savedFile) bool { return f.path == path }) {
+		old, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		u.saved = append(u.saved, savedFile{path, strings.TrimSpace(string(old))})
+	}
+	return writeFile(path, s)
+}
+
+// restore writes the kept values back, the last written first (undoing a
+// pair of limits in the order the kernel accepts), and goes on past a
+// failure.
+func (u *undoLog) restore() error {
+	var errs []error
+	for i := len(u.saved) - 1; i >= 0; i-- {
+		f := u.saved[i]
+		if err := writeFile(f.path, f.value); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Delegate gives each guest cgroup of cgs to uid:gid (an unprivileged

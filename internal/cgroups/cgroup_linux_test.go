@@ -317,3 +317,59 @@ func leftBesidesParent(mnt string) []string {
 	}
 	return out
 }
+
+// TestApplyAllOrNothing: a change the kernel refuses part way (here a v1
+// cpuset narrower than one the guest made below its own, after pids.max
+// was written) puts back what was written before it: `subhost set`
+// changes all of its keys or none.
+func TestApplyAllOrNothing(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	name := testName(t)
+	p, err := Setup(name, "", Defaults(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cpuset, pids sdk.Cgroup
+	for _, c := range p.Cgroups {
+		switch {
+		case strings.HasSuffix(c.Hierarchy, "cpuset") && !strings.HasPrefix(c.Hierarchy, "cgroup2"):
+			cpuset = c
+		case strings.HasSuffix(c.Hierarchy, "pids") && !strings.HasPrefix(c.Hierarchy, "cgroup2"):
+			pids = c
+		}
+	}
+	all, _ := os.ReadFile(filepath.Join(cpuset.Guest, "cpuset.cpus"))
+	if cpuset.Dir == "" || pids.Dir == "" || !strings.Contains(string(all), "-") {
+		t.Skip("needs v1 cpuset and pids hierarchies and two CPUs")
+	}
+	// The guest's own cgroup below its cpuset, with every CPU.
+	inner := filepath.Join(cpuset.Guest, "inner")
+	if err := os.Mkdir(inner, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(inner)
+	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+		b, _ := os.ReadFile(filepath.Join(cpuset.Guest, f))
+		if err := os.WriteFile(filepath.Join(inner, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var l Limits
+	l.Set("PIDS_MAX", "100")
+	l.Set("CPUSET_CPUS", "0")
+	err = Apply(name, p.Cgroups, l)
+	if err == nil || !strings.Contains(err.Error(), "nothing changed") {
+		t.Errorf("Apply refused part way: %v, want an error saying nothing changed", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(pids.Dir, "pids.max")); strings.TrimSpace(string(b)) != "16384" {
+		t.Errorf("pids.max is %q after the refused change, want 16384 as before", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(cpuset.Dir, "cpuset.cpus")); string(b) != string(all) {
+		t.Errorf("cpuset.cpus is %q after the refused change, want %q as before", b, all)
+	}
+	os.Remove(inner)
+	if err := Remove(name, "", p.Cgroups); err != nil {
+		t.Fatal(err)
+	}
+}
