@@ -2,9 +2,11 @@ package pluginhost
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -164,5 +166,65 @@ func TestForwardLogReadsEverything(t *testing.T) {
 	}
 	if got := strings.Count(log, "x"); got < 3<<20 {
 		t.Errorf("the long line came through with %d of its %d bytes", got, 3<<20)
+	}
+}
+
+// A plugin that cannot die (here frozen by a cgroup v1 freezer, as one
+// asleep on a hung file server would be) does not hang Kill: it is
+// logged and left to its waiter, which reaps it once it dies.
+func TestKillDoesNotWaitForeverForAPluginThatCannotDie(t *testing.T) {
+	freezer := "/sys/fs/cgroup/freezer"
+	if _, err := os.Stat(filepath.Join(freezer, "freezer.state")); err != nil && !os.IsNotExist(err) {
+		t.Skip(err)
+	}
+	if _, err := os.Stat(filepath.Join(freezer, "cgroup.procs")); err != nil {
+		t.Skip("no cgroup v1 freezer")
+	}
+	var out stagetest.SyncBuffer
+	h, dir := testHost(t, &out)
+	bin := filepath.Join(dir, "plugins", "teststage")
+	if err := testbin.Build(bin, "./internal/teststage"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := h.Start(context.Background(), "web", bin, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg := filepath.Join(freezer, fmt.Sprintf("pluginhost-test-%d", os.Getpid()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		os.WriteFile(filepath.Join(cg, "freezer.state"), []byte("THAWED"), 0)
+		<-p.proc.done
+		for i := 0; i < 100 && os.Remove(cg) != nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(p.proc.cmd.Process.Pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cg, "freezer.state"), []byte("FROZEN"), 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		if b, _ := os.ReadFile(filepath.Join(cg, "freezer.state")); strings.TrimSpace(string(b)) == "FROZEN" {
+			break
+		} else if i == 500 {
+			t.Fatalf("the plugin is not frozen: %s", b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer func(d time.Duration) { killWait = d }(killWait)
+	killWait = 200 * time.Millisecond
+	done := make(chan struct{})
+	go func() { p.Kill(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Kill still waits for a plugin that cannot die")
+	}
+	if log := out.String(); !strings.Contains(log, "the plugin does not die of SIGKILL") {
+		t.Errorf("no log line about the plugin left behind:\n%s", log)
 	}
 }

@@ -297,7 +297,13 @@ func (p *Plugin) Exited() bool {
 func (p *Plugin) Kill() {
 	if p.proc != nil {
 		p.proc.kill()
-		<-p.proc.done
+		select {
+		case <-p.proc.done:
+		case <-time.After(killWait):
+			// Reaped by its waiter whenever it dies.
+			pid := p.proc.cmd.Process.Pid
+			p.logger.Error("the plugin does not die of SIGKILL: it sleeps in the kernel (a hung file server or device?); going on without it", "pid", pid, "wchan", wchan(pid))
+		}
 	}
 	if p.conn != nil {
 		p.conn.Close()
@@ -305,6 +311,18 @@ func (p *Plugin) Kill() {
 	if p.socket != "" {
 		os.Remove(p.socket)
 	}
+}
+
+// killWait bounds Kill's wait for a plugin to die. SIGKILL ends a process
+// at once unless it sleeps uninterruptibly in the kernel (a hard NFS
+// mount whose server is gone, a stuck device, a frozen cgroup), which can
+// last for ever: the runner must not hang with it.
+var killWait = 10 * time.Second
+
+// wchan is what the kernel says process pid waits in, for a log line.
+func wchan(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", pid))
+	return string(b)
 }
 
 // forwardLog logs the plugin's standard error through the runner's
