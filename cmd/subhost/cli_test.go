@@ -638,6 +638,34 @@ func TestConfigShowsWhatTheParserReads(t *testing.T) {
 	}
 }
 
+// status --json shows the config a subhost was brought up with, which it
+// runs with until stopped: an edit of the file since is not in it (the
+// Ansible module compares the two to know a restart is due). list --json
+// leaves it out, as it leaves out the stages.
+func TestStatusShowsTheConfigOfTheBoot(t *testing.T) {
+	c := newCLI(t)
+	c.writePipeline([]string{"a"}, nil)
+	home := c.mkhome("web1", "NOTE=one\nDISKS=( vda:1:/d/a.raw )\n", 0o644)
+	if _, stderr, code := c.run("run", "--pipeline", "p", "web1"); code != 0 {
+		t.Fatalf("run: exit %d\n%s", code, stderr)
+	}
+	t.Cleanup(func() { c.run("stop", "web1") })
+	c.mkhome("web1", "NOTE=two\n", 0o644)
+	out, _, _ := c.run("status", "--json", "web1")
+	var rep report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Config == nil {
+		t.Fatalf("status --json: no config: %v\n%s", err, out)
+	}
+	note, disks := rep.Config.Vars["NOTE"], rep.Config.Vars["DISKS"]
+	if rep.Config.File != filepath.Join(home, "config") || len(rep.Config.Vars) != 2 ||
+		!slices.Equal(note.Words, []string{"one"}) || note.IsArray || !slices.Equal(disks.Words, []string{"vda:1:/d/a.raw"}) || !disks.IsArray {
+		t.Errorf("status --json: config is %+v, want the file's at boot: NOTE=one, DISKS=( vda:1:/d/a.raw )", rep.Config)
+	}
+	if out, _, _ := c.run("list", "--json"); strings.Contains(out, `"config"`) || !strings.Contains(out, `"web1"`) {
+		t.Errorf("list --json: %s", out)
+	}
+}
+
 // describe says how a stage uses the boot record: whether its Up may run
 // beside others in a boot.
 func TestDescribeSaysHowTheBootRecordIsUsed(t *testing.T) {

@@ -31,7 +31,7 @@ func newListCmd() *cobra.Command {
 					unreadable = true
 					continue
 				}
-				r.Stages = nil
+				r.Stages, r.Config = nil, nil
 				reports = append(reports, r)
 			}
 			if asJSON {

@@ -37,6 +37,12 @@ type report struct {
 	Restarts  int              `json:"restarts"`
 	Autostart *autostartReport `json:"autostart,omitempty"`
 	Stages    []stageReport    `json:"stages,omitempty"`
+	// Config is the config as read when the subhost was brought up: it
+	// runs with that until it is stopped, whatever the file says now, so
+	// a tool that writes configs (the Ansible module) compares the two to
+	// know that a restart is due, even one it did not ask for itself.
+	// status only: list leaves it out, as it leaves out the stages.
+	Config *bootConfig `json:"config,omitempty"`
 	// Extra is the boot record's site map: what site stages (an exec
 	// stage's script) contributed.
 	Extra map[string]string `json:"extra,omitempty"`
@@ -46,6 +52,15 @@ type report struct {
 	Usage  *cgroups.Usage   `json:"usage,omitempty"`
 	// Userns is the guest's host id range; null for a privileged guest.
 	Userns *idRange `json:"userns"`
+}
+
+// bootConfig is the config a subhost was brought up with, shaped as
+// `subhost config --json` shows a file: the file it came from ("" when
+// none) and its variables (DISKS and BRIDGES taken from the environment
+// have the origin "environment").
+type bootConfig struct {
+	File string             `json:"file,omitempty"`
+	Vars map[string]sdk.Var `json:"vars"`
 }
 
 type idRange struct {
@@ -100,6 +115,10 @@ func describeState(root, name string) (report, error) {
 		return report{}, err
 	}
 	r := report{Name: name, Pipeline: st.Pipeline, State: st.Status, Home: st.Home, Error: st.Error, Extra: st.Record.Extra, Restarts: st.Restarts}
+	r.Config = &bootConfig{File: st.Subhost.ConfigFile, Vars: st.Subhost.Vars}
+	if r.Config.Vars == nil {
+		r.Config.Vars = map[string]sdk.Var{}
+	}
 	if st.Record.UsernsSize != 0 {
 		r.Userns = &idRange{Base: st.Record.UsernsBase, Size: st.Record.UsernsSize}
 	}
