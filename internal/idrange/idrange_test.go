@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -36,7 +37,7 @@ func scratch(t *testing.T, subuid string) Registry {
 	if err := os.WriteFile(sub, []byte(subuid), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return Registry{Dir: dir, SubIDFiles: []string{sub, filepath.Join(dir, "no-subgid")}}
+	return Registry{Dir: dir, SubIDFiles: []string{sub, filepath.Join(dir, "no-subgid")}, AccountFiles: []string{}}
 }
 
 func TestPickIsStableAndReleased(t *testing.T) {
@@ -79,7 +80,7 @@ func TestConcurrentPicksAreDisjoint(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			// Each its own Registry value, as separate processes would be.
-			reg := Registry{Dir: r.Dir, SubIDFiles: r.SubIDFiles}
+			reg := Registry{Dir: r.Dir, SubIDFiles: r.SubIDFiles, AccountFiles: r.AccountFiles}
 			got[i], errs[i] = reg.Acquire(Owner{fmt.Sprintf("g%d", i%3), fmt.Sprintf("/h/%d", i)}, Spec{Enabled: true, Pick: true})
 		}()
 	}
@@ -131,5 +132,38 @@ func TestPickSkipsSubIDsAndExplicitOverlapIsRefused(t *testing.T) {
 	free := Range{got.Base + Block, 1000}
 	if g, err := r.Acquire(Owner{"web2", "/h"}, Spec{Enabled: true, Range: free}); err != nil || g != free {
 		t.Errorf("free explicit range: %v, %v", g, err)
+	}
+}
+
+// A host user's or group's own id is never in a guest's range: its owner
+// could ptrace the guest's root, or the guest's root would be that user.
+// An explicit range holding one is refused naming it; pick passes over it.
+func TestRangesKeepClearOfHostAccounts(t *testing.T) {
+	first, err := pick("web1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := scratch(t, "")
+	passwd := filepath.Join(r.Dir, "passwd")
+	group := filepath.Join(r.Dir, "group")
+	os.WriteFile(passwd, []byte("root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n"), 0o644)
+	os.WriteFile(group, []byte(fmt.Sprintf("root:x:0:\nldapusers:x:%d:alice,bob\n", first.Base+7)), 0o644)
+	r.AccountFiles = []string{passwd, group}
+	for _, tc := range []struct {
+		want Range
+		says string
+	}{
+		{Range{1000, Block}, "it overlaps id 1000 of alice at " + passwd + ":2"},
+		{Range{1, Block}, "it overlaps id 1000 of alice"},
+		{Range{first.Base, Block}, fmt.Sprintf("it overlaps id %d of ldapusers at %s:2", first.Base+7, group)},
+	} {
+		_, err := r.Acquire(Owner{"web2", "/h"}, Spec{Enabled: true, Range: tc.want})
+		if !errors.Is(err, ErrTaken) || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("explicit %s: %v, want ErrTaken saying %q", tc.want, err, tc.says)
+		}
+	}
+	got, err := r.Acquire(Owner{"web1", "/h"}, Spec{Enabled: true, Pick: true})
+	if err != nil || got.Overlaps(Range{first.Base + 7, 1}) {
+		t.Errorf("picked %s (%v) over the ldapusers group's id %d", got, err, first.Base+7)
 	}
 }

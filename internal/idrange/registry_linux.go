@@ -30,6 +30,9 @@ type Registry struct {
 	// SubIDFiles are read for the ranges host users own; nil means
 	// SubIDFiles (the package variable). Tests point it at scratch files.
 	SubIDFiles []string
+	// AccountFiles are read for the ids of host users and groups; nil
+	// means AccountFiles (the package variable).
+	AccountFiles []string
 }
 
 type entry struct {
@@ -39,11 +42,25 @@ type entry struct {
 
 func (r Registry) file() string { return filepath.Join(r.Dir, ".idranges") }
 
-func (r Registry) subIDFiles() []string {
-	if r.SubIDFiles == nil {
-		return SubIDFiles
+// hostIDs are the ids the host's users hold: their subuid/subgid ranges
+// and their own uids and gids.
+func (r Registry) hostIDs() ([]subIDRange, error) {
+	subFiles, accountFiles := r.SubIDFiles, r.AccountFiles
+	if subFiles == nil {
+		subFiles = SubIDFiles
 	}
-	return r.SubIDFiles
+	if accountFiles == nil {
+		accountFiles = AccountFiles
+	}
+	subs, err := readSubIDs(subFiles)
+	if err != nil {
+		return nil, err
+	}
+	accounts, err := readAccounts(accountFiles)
+	if err != nil {
+		return nil, err
+	}
+	return append(subs, accounts...), nil
 }
 
 // Acquire gives owner the range spec asks for and records it: the range
@@ -109,20 +126,20 @@ func (r Registry) checkFree(want Range, others []entry) error {
 			return fmt.Errorf("PRIVATE_USERS=%d:%d: %w: it overlaps %s of subhost %q (home %s)", want.Base, want.Size, ErrTaken, e.Range, e.Name, e.Home)
 		}
 	}
-	subs, err := readSubIDs(r.subIDFiles())
+	subs, err := r.hostIDs()
 	if err != nil {
 		return err
 	}
 	for _, s := range subs {
 		if want.Overlaps(s.Range) {
-			return fmt.Errorf("PRIVATE_USERS=%d:%d: %w: it overlaps %s given at %s", want.Base, want.Size, ErrTaken, s.Range, s.where)
+			return fmt.Errorf("PRIVATE_USERS=%d:%d: %w: it overlaps %s", want.Base, want.Size, ErrTaken, s.what)
 		}
 	}
 	return nil
 }
 
 func (r Registry) taken(others []entry) ([]Range, error) {
-	subs, err := readSubIDs(r.subIDFiles())
+	subs, err := r.hostIDs()
 	if err != nil {
 		return nil, err
 	}

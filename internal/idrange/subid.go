@@ -14,10 +14,11 @@ import (
 // (shadow-utils' newuidmap/newgidmap, rootless podman).
 var SubIDFiles = []string{"/etc/subuid", "/etc/subgid"}
 
-// subIDRange is one range of a subuid/subgid file, named for messages.
+// subIDRange is one range of a subuid/subgid file, or one id of a host
+// user or group, with what it is for messages.
 type subIDRange struct {
 	Range
-	where string
+	what string
 }
 
 // readSubIDs reads the "user:start:count" lines of each file; a missing
@@ -46,7 +47,49 @@ func readSubIDs(files []string) ([]subIDRange, error) {
 				continue
 			}
 			count = min(count, 1<<32-1-start)
-			out = append(out, subIDRange{Range{Base: uint32(start), Size: uint32(count)}, fmt.Sprintf("%s:%d (user %s)", file, line, fields[0])})
+			r := Range{Base: uint32(start), Size: uint32(count)}
+			out = append(out, subIDRange{r, fmt.Sprintf("%s given at %s:%d (user %s)", r, file, line, fields[0])})
+		}
+		err = sc.Err()
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", file, err)
+		}
+	}
+	return out, nil
+}
+
+// AccountFiles are the host's own users and groups: a range holding one of
+// their ids would make that user the owner of the guest's processes and
+// files (able to ptrace its root), or the guest's root that user.
+var AccountFiles = []string{"/etc/passwd", "/etc/group"}
+
+// readAccounts reads the id (third field) of each "name:x:id:..." line of
+// each file, as a range of one; a missing file has none, and a line that
+// does not parse is skipped. (Users only a directory service knows are
+// not seen: keep them out of the ranges subhost picks from.)
+func readAccounts(files []string) ([]subIDRange, error) {
+	var out []subIDRange
+	for _, file := range files {
+		f, err := os.Open(file)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", file, err)
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 1<<20) // a group with many members is one long line
+		for line := 1; sc.Scan(); line++ {
+			fields := strings.Split(sc.Text(), ":")
+			if len(fields) < 4 || strings.HasPrefix(fields[0], "#") {
+				continue
+			}
+			id, err := strconv.ParseUint(fields[2], 10, 32)
+			if err != nil {
+				continue
+			}
+			out = append(out, subIDRange{Range{Base: uint32(id), Size: 1}, fmt.Sprintf("id %d of %s at %s:%d", id, fields[0], file, line)})
 		}
 		err = sc.Err()
 		f.Close()
