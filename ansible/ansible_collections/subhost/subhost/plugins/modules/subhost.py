@@ -61,6 +61,8 @@ options:
     description:
       - C(true) enrols it in the host's autostart (C(subhost enable)), C(false) withdraws it (C(subhost disable)).
       - When omitted, the enrolment is not touched.
+      - An enrolment or state that subhost cannot read (another subhost's, or a stray file such as C(web1.bak) in the
+        autostart directory) is a warning; when it is this subhost's own enrolment, it is written anew or removed.
     type: bool
   order:
     description:
@@ -146,6 +148,7 @@ status:
 '''
 
 import os
+import re
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -244,11 +247,16 @@ class Task(object):
     # --- autostart ---
 
     def converge_enrolment(self):
-        entries = self.cli.json(["autostart", "list", "--json"]) or []
-        entry = next((e for e in entries if e.get("name") == self.p["name"]), None)
+        name = self.p["name"]
+        entries, problems = self.cli.json_list(["autostart", "list", "--json"])
+        entry = next((e for e in entries if e.get("name") == name), None)
+        # The listing leaves out an enrolment it cannot read (or whose
+        # subhost's state it cannot read). When that is this one, it is
+        # written anew (enabled) or removed (disabled), not taken as absent.
+        unknown = entry is None and any(names(line, name) for line in problems)
         if not self.p["enabled"]:
-            if entry is not None:
-                self.act(["disable", self.p["name"]])
+            if entry is not None or unknown:
+                self.act(["disable", name])
             return
         order, group = self.p["order"] or 0, self.p["group"] or ""
         home = self.home if self.p["home"] else ""
@@ -260,7 +268,7 @@ class Task(object):
             args += ["--home", home]
         if group:
             args += ["--group", group]
-        self.act(args + [self.p["name"]])
+        self.act(args + [name])
 
     # --- state ---
 
@@ -302,6 +310,13 @@ class Task(object):
         self.changed = True
         if not self.module.check_mode:
             self.cli.run(args)
+
+
+def names(line, name):
+    """Whether a line subhost wrote about an entry it could not read is
+    about NAME: "subhost NAME: ..." (its state) or a path ending in /NAME
+    (its enrolment file, "ETC/autostart/NAME:3: ...")."""
+    return line.startswith("subhost %s: " % name) or re.search(r"/%s(:|\s|$)" % re.escape(name), line) is not None
 
 
 def read_text(path):

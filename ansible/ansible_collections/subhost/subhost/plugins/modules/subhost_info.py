@@ -12,6 +12,8 @@ module: subhost_info
 short_description: The subhosts a host knows of
 description:
   - Returns C(subhost list --json) as C(subhosts), every subhost with a state on the host, running or not.
+  - A subhost whose state subhost cannot read (a damaged or newer C(state.json)) is left out of C(subhosts) and named
+    in a warning; the others are returned all the same.
 version_added: "0.1.0"
 author:
   - the subhost authors
@@ -58,7 +60,9 @@ def main():
     spec = dict(name=dict(type="str"))
     spec.update(ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    subhosts = Subhost(module).json(["list", "--json"]) or []
+    # A state.json that subhost cannot read is a warning (and that subhost
+    # is missing from the list), not a failure hiding every other one.
+    subhosts, _ = Subhost(module).json_list(["list", "--json"])
     if module.params["name"]:
         subhosts = [s for s in subhosts if s.get("name") == module.params["name"]]
     module.exit_json(changed=False, subhosts=subhosts)
