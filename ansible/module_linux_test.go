@@ -148,6 +148,55 @@ func TestModuleSubhost(t *testing.T) {
 	}
 	cfg := func(note string) map[string]any { return map[string]any{"NOTE": note} }
 
+	// A config that subhost refuses (here writable by others) is no
+	// reason to fail stopping the subhost or withdrawing it, and the
+	// module replaces it with one of root's, but keeps nothing from it
+	// that the playbook does not set itself.
+	t.Run("refused config", func(t *testing.T) {
+		name := "refd"
+		path := filepath.Join(h.home(name), "config")
+		h.subhost(t, task(name, map[string]any{"config": cfg("x"), "enabled": true}))
+		os.Chmod(path, 0o666)
+		res := h.subhost(t, task(name, map[string]any{"state": "stopped", "enabled": false}))
+		if res["changed"] != true || !made(res, "stop") || !made(res, "disable") || !strings.Contains(warnings(res), "writable by group or others") {
+			t.Errorf("state=stopped, enabled=false with a refused config: %v\n%s", res, res["calls"])
+		}
+
+		res = h.subhost(t, task(name, map[string]any{"config": cfg("x"), "state": "stopped"}))
+		if fi, err := os.Lstat(path); err != nil || fi.Mode() != 0o644 || res["changed"] != true {
+			t.Errorf("a refused config that sets what the playbook sets is not replaced: %v, %v; result %v", fi, err, res)
+		}
+
+		os.WriteFile(path, []byte("NOTE=x\nEXTRA=planted\n"), 0o666)
+		os.Chmod(path, 0o666)
+		res = h.module(t, "subhost", task(name, map[string]any{"config": cfg("x"), "state": "stopped"}))
+		if data, _ := os.ReadFile(path); res["failed"] != true || !strings.Contains(fmt.Sprint(res["msg"]), "it sets EXTRA, which the playbook does not") ||
+			string(data) != "NOTE=x\nEXTRA=planted\n" {
+			t.Errorf("a refused config's other variables were carried, or the task did not say why not: %v; the file holds %q", res["msg"], data)
+		}
+		res = h.subhost(t, task(name, map[string]any{"config": cfg("y"), "config_exclusive": true, "state": "stopped"}))
+		if data, _ := os.ReadFile(path); res["changed"] != true || strings.Contains(string(data), "EXTRA") || !strings.Contains(string(data), "NOTE=y") {
+			t.Errorf("config_exclusive did not replace a refused config: %v; the file holds %q", res, data)
+		}
+		if fi, err := os.Lstat(path); err != nil || fi.Mode() != 0o644 {
+			t.Errorf("the replaced config: %v, %v", fi, err)
+		}
+
+		// A symlink is replaced, not followed, and what it leads to is
+		// not shown in the diff.
+		secret := filepath.Join(h.dir, "secret")
+		os.WriteFile(secret, []byte("TOKEN=hidden\n"), 0o600)
+		os.Remove(path)
+		os.Symlink(secret, path)
+		res = h.subhost(t, task(name, map[string]any{"config": cfg("z"), "config_exclusive": true, "state": "stopped", "_ansible_diff": true}))
+		if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() || strings.Contains(fmt.Sprint(res["diff"]), "hidden") {
+			t.Errorf("a symlinked config: %v, %v; diff %v", fi, err, res["diff"])
+		}
+		if data, _ := os.ReadFile(secret); string(data) != "TOKEN=hidden\n" {
+			t.Errorf("the symlink's target was written: %q", data)
+		}
+	})
+
 	// One enrolment or state that subhost cannot read is a warning, not
 	// the failure of every enabled task (or subhost_info) on the host.
 	t.Run("unreadable enrolment", func(t *testing.T) {

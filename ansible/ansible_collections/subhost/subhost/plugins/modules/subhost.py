@@ -41,6 +41,8 @@ options:
     description:
       - C(running) boots it (C(subhost run --detach)) unless it runs; C(stopped) powers it off and brings every stage down
         (C(subhost stop)).
+      - Stopping does not read the config, so a config that subhost refuses does not keep it from C(stopped) (a warning
+        says so).
     type: str
     choices: [running, stopped]
     default: running
@@ -51,6 +53,10 @@ options:
       - A value holding a newline or a NUL byte is refused.
       - Variables already in the file that are not named here are kept, unless C(config_exclusive=true).
       - When omitted, the config is not touched.
+      - A config that subhost refuses (not root's, writable by group or others, a symlink, bad syntax) is replaced by a new
+        file of root's, with a warning. Without C(config_exclusive) that takes a file whose variables are all named here;
+        the module does not carry variables that others could have written into a file that subhost trusts, and fails
+        naming them instead.
     type: dict
   config_exclusive:
     description:
@@ -149,10 +155,12 @@ status:
 
 import os
 import re
+import shutil
+import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.subhost.subhost.plugins.module_utils.subhost_cli import ARGUMENT_SPEC, Subhost
+from ansible_collections.subhost.subhost.plugins.module_utils.subhost_cli import ARGUMENT_SPEC, Subhost, last_line
 from ansible_collections.subhost.subhost.plugins.module_utils.subhost_config import (
     ConfigError, from_cli, merge, normalize, render, same,
 )
@@ -161,6 +169,10 @@ CONFIG_MODE = 0o644
 
 # States in which the guest runs (or is on its way up).
 UP = ("running", "booting")
+
+# The most of a refused config the module reads to see what it sets
+# (subhost's own limit is far below).
+MAX_CONFIG = 1 << 20
 
 
 class Task(object):
@@ -180,28 +192,69 @@ class Task(object):
     def run(self):
         if os.geteuid() != 0:
             self.module.fail_json(msg="subhost.subhost.subhost runs subhost and writes root's configs: run it as root (become: true)")
-        shown = self.cli.json(["config", "--json"] + self.target() + [self.p["name"]])
+        shown, refused = self.show()
         self.home, self.path = shown["home"], shown["config"]
         self.result.update(home=self.home, config_path=self.path)
         if self.p["config"] is not None:
-            self.converge_config(shown)
+            self.converge_config(shown, refused)
+        elif refused is not None:
+            self.module.warn(refused)
         if self.p["enabled"] is not None:
             self.converge_enrolment()
         self.converge_state()
         self.result["status"] = self.status()
         self.module.exit_json(changed=self.changed, **self.result)
 
+    def show(self):
+        """The subhost's home and config file, and what subhost reads from
+        the file (`subhost config --json`), with None; or, when subhost
+        refuses the file (not root's, writable by others, a symlink, bad
+        syntax...), its paths and the refusal. Such a file must not stop
+        the module from replacing it, nor from stopping or withdrawing the
+        subhost, which do not read it: its paths then come from a call
+        that reads no config (--config naming a file that does not exist;
+        the default is HOME/config), and a call that fails there too (an
+        unknown pipeline) fails the task with subhost's own line."""
+        args = ["config", "--json"] + self.target() + [self.p["name"]]
+        rc, out, err = self.cli.attempt(args)
+        if rc == 0:
+            return self.cli.decode(args, out), None
+        d = tempfile.mkdtemp(prefix="subhost-paths.")
+        try:
+            shown = self.cli.json(["config", "--json"] + self.target() + ["--config", os.path.join(d, "none"), self.p["name"]])
+        finally:
+            os.rmdir(d)
+        path = os.path.join(shown["home"], "config")
+        why = last_line(rc, out, err)
+        if why.startswith("subhost: "):
+            why = why[len("subhost: "):]
+        return dict(shown, config=path, exists=os.path.lexists(path), vars={}), why
+
     # --- config ---
 
-    def converge_config(self, shown):
+    def converge_config(self, shown, refused):
         try:
             desired = normalize(self.p["config"])
         except ConfigError as e:
             self.module.fail_json(msg="%s: %s" % (self.path, e), **self.result)
-        current = from_cli(shown["vars"]) if shown["exists"] else []
+        before = ""
+        if refused is None:
+            current = from_cli(shown["vars"]) if shown["exists"] else []
+            if shown["exists"]:
+                before = read_text(self.path)
+        else:
+            current = self.read_refused(refused, desired)
+            self.module.warn("subhost refuses %s (%s): the module replaces it with a config of root's" % (self.path, refused))
+            try:
+                # Not followed if a symlink, never blocking on a FIFO.
+                before = read_private(self.path).decode("utf-8", "replace")
+            except (OSError, ValueError):
+                pass
         want = merge(current, desired, self.p["config_exclusive"])
-        before = read_text(self.path) if shown["exists"] else ""
-        rewrite = not shown["exists"] or not same(current, want)
+        # A refused file is always replaced by a new one of root's, even
+        # when it reads as wanted: whoever could write it could change it
+        # again between a check and a chmod.
+        rewrite = refused is not None or not shown["exists"] or not same(current, want)
         text = render(self.p["name"], want) if rewrite else before
         if self.module._diff and rewrite:
             self.result["diff"] = dict(before=before, after=text, before_header=self.path, after_header=self.path)
@@ -210,10 +263,50 @@ class Task(object):
             if not self.module.check_mode:
                 self.write(text, want)
         elif not owned_as_wanted(self.path):
+            # Only root can write this file (subhost read it): its owner
+            # and mode can be put right in place.
             self.changed = True
             if not self.module.check_mode:
                 os.chown(self.path, 0, 0)
                 os.chmod(self.path, CONFIG_MODE)
+
+    def read_refused(self, refused, desired):
+        """The variables of a config that subhost refuses, for the file
+        that replaces it. With config_exclusive nothing of it is kept, so
+        nothing of it is read. Otherwise it is read through a private copy
+        with subhost's parser; but a variable the playbook does not set is
+        not carried from a file others could have written into one subhost
+        trusts: that would undo subhost's check, so the task fails instead
+        and says what to do."""
+        if self.p["config_exclusive"] or not os.path.lexists(self.path):
+            return []
+        try:
+            text = read_private(self.path)
+        except (OSError, ValueError) as e:
+            self.module.fail_json(msg="subhost refuses %s (%s), and the module cannot read it to keep the variables the playbook "
+                                  "does not set (%s): set config_exclusive: true to replace it" % (self.path, refused, e), **self.result)
+        d = tempfile.mkdtemp(prefix="subhost-config.")
+        try:
+            copy = os.path.join(d, "config")
+            fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(text)
+            args = ["config", "--json"] + self.target() + ["--config", copy, self.p["name"]]
+            rc, out, err = self.cli.attempt(args)
+        finally:
+            shutil.rmtree(d)
+        if rc != 0:
+            self.module.fail_json(msg="subhost refuses %s (%s), and cannot read it either (%s): set config_exclusive: true to replace it"
+                                  % (self.path, refused, last_line(rc, out, err)), **self.result)
+        current = from_cli(self.cli.decode(args, out)["vars"])
+        named = set(v.name for v in desired)
+        unvouched = [v.name for v in current if v.name not in named]
+        if unvouched:
+            self.module.fail_json(msg="subhost refuses %s (%s), and it sets %s, which the playbook does not: the module will not "
+                                  "carry them from a file others could have written into one subhost trusts; set them in config, "
+                                  "or set config_exclusive: true to drop them, or check the file and fix its owner and mode by hand"
+                                  % (self.path, refused, ", ".join(unvouched)), **self.result)
+        return current
 
     def write(self, text, want):
         """Write the config atomically: a temporary file beside it, read
@@ -322,6 +415,19 @@ def names(line, name):
 def read_text(path):
     with open(path) as f:
         return f.read()
+
+
+def read_private(path):
+    """A config's bytes, read without following a symlink or blocking on a
+    FIFO; ValueError when it is not a regular file or is too large."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError("not a regular file")
+        data = f.read(MAX_CONFIG + 1)
+    if len(data) > MAX_CONFIG:
+        raise ValueError("larger than %d bytes" % MAX_CONFIG)
+    return data
 
 
 def owned_as_wanted(path):
