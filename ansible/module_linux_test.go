@@ -137,6 +137,15 @@ func warnings(res map[string]any) string {
 
 func asList(v any) []any { l, _ := v.([]any); return l }
 
+// note is the NOTE the running subhost was brought up with.
+func note(res map[string]any) string {
+	st, _ := res["status"].(map[string]any)
+	cfg, _ := st["config"].(map[string]any)
+	vars, _ := cfg["vars"].(map[string]any)
+	v, _ := vars["NOTE"].(map[string]any)
+	return fmt.Sprint(v["words"])
+}
+
 func TestModuleSubhost(t *testing.T) {
 	h := newModuleHost(t)
 	task := func(name string, extra map[string]any) map[string]any {
@@ -147,6 +156,45 @@ func TestModuleSubhost(t *testing.T) {
 		return args
 	}
 	cfg := func(note string) map[string]any { return map[string]any{"NOTE": note} }
+
+	// A restart that a run leaves pending (without restart_on_change, or
+	// because its stop failed after the config was written) is still due
+	// at the next run, which changes no config itself.
+	t.Run("pending restart", func(t *testing.T) {
+		if res := h.subhost(t, task("pend", map[string]any{"config": cfg("one")})); !made(res, "run --detach") || note(res) != "[one]" {
+			t.Fatalf("first run: %v\n%s", res, res["calls"])
+		}
+		res := h.subhost(t, task("pend", map[string]any{"config": cfg("two")}))
+		if res["changed"] != true || res["needs_restart"] != true || made(res, "stop") {
+			t.Errorf("a config change without restart_on_change: %v\n%s", res, res["calls"])
+		}
+		res = h.subhost(t, task("pend", map[string]any{"config": cfg("two")}))
+		if res["changed"] != false || res["needs_restart"] != true {
+			t.Errorf("the next run forgot the pending restart: changed %v, needs_restart %v", res["changed"], res["needs_restart"])
+		}
+		res = h.subhost(t, task("pend", map[string]any{"config": cfg("two"), "restart_on_change": true}))
+		if res["changed"] != true || res["needs_restart"] != false || !made(res, "stop") || !made(res, "run --detach") || note(res) != "[two]" {
+			t.Errorf("restart_on_change did not do the pending restart: changed %v, needs_restart %v, runs with NOTE=%s\n%s",
+				res["changed"], res["needs_restart"], note(res), res["calls"])
+		}
+		res = h.subhost(t, task("pend", map[string]any{"config": cfg("two"), "restart_on_change": true}))
+		if res["changed"] != false || made(res, "stop") {
+			t.Errorf("a restarted subhost restarts again: %v\n%s", res, res["calls"])
+		}
+
+		// The config is written, then the stop fails: the task fails;
+		// the next one restarts it.
+		os.WriteFile(h.failStop, nil, 0o644)
+		res = h.module(t, "subhost", task("pend", map[string]any{"config": cfg("three"), "restart_on_change": true}))
+		os.Remove(h.failStop)
+		if res["failed"] != true {
+			t.Fatalf("a failing stop did not fail the task: %v", res)
+		}
+		res = h.subhost(t, task("pend", map[string]any{"config": cfg("three"), "restart_on_change": true}))
+		if res["changed"] != true || !made(res, "run --detach") || note(res) != "[three]" {
+			t.Errorf("after a failed stop the next run did not restart: changed %v, runs with NOTE=%s\n%s", res["changed"], note(res), res["calls"])
+		}
+	})
 
 	// A config that subhost refuses (here writable by others) is no
 	// reason to fail stopping the subhost or withdrawing it, and the

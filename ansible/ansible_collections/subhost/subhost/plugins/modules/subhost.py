@@ -80,8 +80,11 @@ options:
     type: str
   restart_on_change:
     description:
-      - When the config (or the pipeline or home) of a running subhost changed, stop it and run it again.
-      - When C(false), it runs on with its old settings and the result says C(needs_restart=true).
+      - When a running subhost runs with another config (or pipeline or home) than the one asked for, stop it and run it
+        again. The config is compared with the one it was brought up with (C(subhost status --json) reports it), so a
+        restart left pending by an earlier run (without C(restart_on_change), or whose stop failed) is done too.
+      - When C(false), it runs on with its old settings and the result says C(needs_restart=true), at every run until it
+        is restarted.
     type: bool
     default: false
   stop_timeout:
@@ -142,8 +145,8 @@ config_changed:
   type: bool
 needs_restart:
   description:
-    - The subhost runs with an older config, pipeline or home than the one asked for; it was not restarted because
-      C(restart_on_change=false).
+    - The subhost runs with another config (as it was brought up, whichever run changed the file), pipeline or home than
+      the one asked for; it was not restarted because C(restart_on_change=false).
   returned: always
   type: bool
 status:
@@ -182,6 +185,9 @@ class Task(object):
         self.cli = Subhost(module)
         self.changed = False
         self.result = dict(name=self.p["name"], config_changed=False, needs_restart=False)
+        # The variables the config holds once the task is done (or would,
+        # in check mode); None when the module cannot know them.
+        self.want = None
 
     def target(self):
         args = ["--pipeline", self.p["pipeline"]]
@@ -197,7 +203,9 @@ class Task(object):
         self.result.update(home=self.home, config_path=self.path)
         if self.p["config"] is not None:
             self.converge_config(shown, refused)
-        elif refused is not None:
+        elif refused is None:
+            self.want = from_cli(shown["vars"]) if shown["exists"] else []
+        else:
             self.module.warn(refused)
         if self.p["enabled"] is not None:
             self.converge_enrolment()
@@ -250,7 +258,7 @@ class Task(object):
                 before = read_private(self.path).decode("utf-8", "replace")
             except (OSError, ValueError):
                 pass
-        want = merge(current, desired, self.p["config_exclusive"])
+        want = self.want = merge(current, desired, self.p["config_exclusive"])
         # A refused file is always replaced by a new one of root's, even
         # when it reads as wanted: whoever could write it could change it
         # again between a check and a chmod.
@@ -377,6 +385,26 @@ class Task(object):
     def start(self):
         self.act(["run", "--detach"] + ["--pipeline", self.p["pipeline"], "--home", self.home, self.p["name"]])
 
+    def out_of_date(self, st):
+        """Whether the running subhost runs with another pipeline, home or
+        config than the one asked for. The config is compared with the one
+        it was brought up with (status's "config"), not with what this run
+        changed: a restart left pending by an earlier run (without
+        restart_on_change, or whose stop failed after the config was
+        written) is still due."""
+        if st.get("home", self.home) != self.home or st.get("pipeline", self.p["pipeline"]) != self.p["pipeline"]:
+            return True
+        booted = st.get("config")
+        if booted is None:
+            # A subhost too old to report it: only this run's change is known.
+            return self.result["config_changed"]
+        if self.want is None:
+            return False
+        # DISKS and BRIDGES taken from the environment at boot are not the
+        # file's (`subhost config` does not apply them either).
+        running = dict((n, v) for n, v in (booted.get("vars") or {}).items() if v.get("origin") != "environment")
+        return not same(from_cli(running), self.want)
+
     def converge_state(self):
         st = self.status()
         state = st.get("state", "stopped")
@@ -385,9 +413,7 @@ class Task(object):
                 self.stop()
             return
         if state in UP:
-            stale = self.result["config_changed"] or st.get("home", self.home) != self.home or \
-                st.get("pipeline", self.p["pipeline"]) != self.p["pipeline"]
-            if not stale:
+            if not self.out_of_date(st):
                 return
             if not self.p["restart_on_change"]:
                 self.result["needs_restart"] = True
