@@ -207,17 +207,20 @@ func links() ([]string, error) {
 }
 
 // pluginProcesses finds stage plugins by the handshake cookie that the
-// runner puts in every plugin's environment.
+// runner puts in every plugin's environment, and the exec stage's scripts
+// (and what they started and left running) by the SUBHOST_STAGE variable
+// it gives them.
 func pluginProcesses() ([]string, error) {
 	dirs, err := filepath.Glob("/proc/[0-9]*")
 	if err != nil {
 		return nil, err
 	}
 	cookie := []byte(sdk.MagicCookieKey + "=")
+	script := []byte("\x00SUBHOST_STAGE=")
 	var out []string
 	for _, d := range dirs {
 		env, err := os.ReadFile(d + "/environ")
-		if err != nil || !bytes.Contains(env, cookie) {
+		if err != nil || !bytes.Contains(env, cookie) && !bytes.Contains(append([]byte{0}, env...), script) {
 			continue
 		}
 		cmd, _ := os.ReadFile(d + "/cmdline")

@@ -1,6 +1,8 @@
 package stagetest
 
 import (
+	"fmt"
+	"os/exec"
 	"slices"
 	"testing"
 )
@@ -30,5 +32,24 @@ func TestDiffIgnoresAPluginProcessThatWentAway(t *testing.T) {
 	want := []string{"+ plugin process: 42 /x/mount-loop", "- mount: /a tmpfs tmpfs"}
 	if !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want))) {
 		t.Errorf("Diff = %q, want %q", got, want)
+	}
+}
+
+// A script process of the exec stage (its fixed environment names the
+// stage), or one it left running, is seen as a plugin's would be.
+func TestScriptProcessesAreSeen(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "SUBHOST_NAME=x", "SUBHOST_STAGE=hook"}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	got, err := pluginProcesses()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%d sleep 30", cmd.Process.Pid); !slices.Contains(got, want) {
+		t.Errorf("pluginProcesses() = %q, want it to have %q", got, want)
 	}
 }
