@@ -245,6 +245,19 @@ func TestModuleSubhost(t *testing.T) {
 		}
 	})
 
+	// A config with a comment in Latin-1, which subhost accepts (bash
+	// does), is shown in the diff, not a crash of the module.
+	t.Run("latin-1 comment", func(t *testing.T) {
+		name := "lat1"
+		path := filepath.Join(h.home(name), "config")
+		h.subhost(t, task(name, map[string]any{"config": cfg("x"), "state": "stopped"}))
+		os.WriteFile(path, []byte("# Gr\xf6\xdfe\nNOTE=x\n"), 0o644)
+		res := h.subhost(t, task(name, map[string]any{"config": cfg("y"), "state": "stopped", "_ansible_diff": true}))
+		if data, _ := os.ReadFile(path); res["changed"] != true || !strings.Contains(string(data), "NOTE=y") {
+			t.Errorf("a config with a Latin-1 comment: %v; the file holds %q", res, data)
+		}
+	})
+
 	// One enrolment or state that subhost cannot read is a warning, not
 	// the failure of every enabled task (or subhost_info) on the host.
 	t.Run("unreadable enrolment", func(t *testing.T) {

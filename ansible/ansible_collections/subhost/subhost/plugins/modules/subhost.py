@@ -439,7 +439,9 @@ def names(line, name):
 
 
 def read_text(path):
-    with open(path) as f:
+    # subhost accepts bytes that are not UTF-8 in a config's comments, as
+    # bash does (an old config's Latin-1): the diff shows them replaced.
+    with open(path, encoding="utf-8", errors="replace") as f:
         return f.read()
 
 
