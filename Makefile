@@ -39,9 +39,10 @@ build:
 	@chmod 0755 $(BIN) $(BIN)/plugins
 
 # What the tests use from Debian: a static busybox for guest roots,
-# mkfs.ext4 -d, ip, losetup/nsenter/unshare, pgrep; lintian for the
+# mkfs.ext4 -d, mkfs.btrfs (btrfs roots), ip, losetup/nsenter/unshare,
+# pgrep; lintian for the
 # package's test (dpkg-deb comes with dpkg).
-TEST_DEBS := busybox-static e2fsprogs iproute2 util-linux procps lintian
+TEST_DEBS := busybox-static e2fsprogs btrfs-progs iproute2 util-linux procps lintian
 
 # ansible-core (and its python3) for the Ansible collection's tests.
 TEST_DEBS += ansible-core

@@ -149,12 +149,12 @@ func ByID(mounts []Entry, id int) *Entry {
 	return nil
 }
 
-// Mountpoints lists where the filesystem with device number major:minor
-// is mounted, in table order.
+// Mountpoints lists where the filesystem on block device major:minor is
+// mounted (Device), in table order.
 func Mountpoints(mounts []Entry, major, minor uint32) []string {
 	var out []string
 	for _, m := range mounts {
-		if m.Major == major && m.Minor == minor {
+		if maj, min := m.Device(); maj == major && min == minor {
 			out = append(out, m.Mountpoint)
 		}
 	}

@@ -62,7 +62,7 @@ func discover(req *sdk.Request, log hclog.Logger) (teardown, []error) {
 		}
 		// Whatever loop device is mounted there (not only one of ours:
 		// its tag decides later).
-		if b, ok := loopdev.BackingOf(top.Major, top.Minor); ok {
+		if b, ok := loopdev.BackingOf(top.Device()); ok {
 			b = strings.TrimSuffix(b, " (deleted)")
 			if filepath.IsAbs(b) && !slices.Contains(t.images, b) {
 				t.images = append(t.images, b)
@@ -124,7 +124,7 @@ func (t teardown) unmount(log hclog.Logger) (map[string]bool, []error) {
 			if top == nil {
 				break
 			}
-			if !isOurs(top.Major, top.Minor) {
+			if !isOurs(top.Device()) {
 				errs = append(errs, sdk.Conflictf("%s is a mount of %s (%s), not of this subhost's root partition: leaving it", live, top.Source, top.FSType))
 				break
 			}
@@ -134,7 +134,7 @@ func (t teardown) unmount(log hclog.Logger) (map[string]bool, []error) {
 				} else {
 					errs = append(errs, sdk.Internalf("unmount %s: %w", live, err))
 				}
-				busy[devKey(top.Major, top.Minor)] = true
+				busy[devKey(top.Device())] = true
 				break
 			}
 			log.Info("unmounted", "live", live, "source", top.Source)
@@ -175,3 +175,9 @@ func (t teardown) detach(busy map[string]bool, log hclog.Logger) []error {
 }
 
 func devKey(major, minor uint32) string { return fmt.Sprintf("%d:%d", major, minor) }
+
+// onDevice reports whether mount m is of loop device d's file system.
+func onDevice(m *mountinfo.Entry, d loopdev.Device) bool {
+	maj, min := m.Device()
+	return maj == d.Major && min == d.Minor
+}

@@ -295,7 +295,7 @@ func (s *stage) Check(ctx context.Context, req *sdk.Request) error {
 			top := mountinfo.TopAt(mounts, st.Live)
 			if top == nil {
 				errs = append(errs, sdk.NotFoundf("%s is not mounted", st.Live))
-			} else if top.Major != found.Major || top.Minor != found.Minor {
+			} else if !onDevice(top, *found) {
 				errs = append(errs, sdk.Conflictf("%s is a mount of %s, not of %s", st.Live, top.Source, found.Path))
 			}
 		}

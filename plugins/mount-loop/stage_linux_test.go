@@ -710,3 +710,56 @@ func TestTwoSubhostsOneImageAtOnce(t *testing.T) {
 		t.Errorf("B's Down: %v", err)
 	}
 }
+
+// TestBtrfsRoot: a btrfs root comes up, checks and goes down clean. The
+// kernel's mount table shows a btrfs mount with an anonymous device
+// number (0:NN), not the loop device's: the stage must still know the
+// mount on live as its own.
+func TestBtrfsRoot(t *testing.T) {
+	stagetest.RequireRoot(t)
+	mkfs, err := exec.LookPath("mkfs.btrfs")
+	if err != nil {
+		if os.Getenv("SUBHOST_TEST_REQUIRE_ROOT") == "1" {
+			t.Fatal("mkfs.btrfs is not installed (make deps)")
+		}
+		t.Skip("mkfs.btrfs is not installed")
+	}
+	stagetest.NoLeaks(t)
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "etc"), 0o755)
+	os.WriteFile(filepath.Join(src, "etc/hostname"), []byte("btrfs-guest\n"), 0o644)
+	img := filepath.Join(t.TempDir(), "btrfs.raw")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 128<<20); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(mkfs, "-q", "--rootdir", src, img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.btrfs: %v\n%s", err, out)
+	}
+	s := &stage{}
+	name, home := subhost(t)
+	req := request(name, home, "vda:0:"+img)
+	res := upOrFail(t, s, req)
+	live := filepath.Join(home, "live")
+	if b, err := os.ReadFile(filepath.Join(live, "etc/hostname")); err != nil || string(b) != "btrfs-guest\n" {
+		t.Errorf("live/etc/hostname: %q %v", b, err)
+	}
+	if err := s.Check(ctx, withState(req, res)); err != nil {
+		t.Errorf("Check: %v", err)
+	}
+	// Up again adopts what is there.
+	if _, err := s.Up(ctx, req); err != nil {
+		t.Errorf("Up again: %v", err)
+	}
+	if err := s.Down(ctx, withState(req, res)); err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	if devs, _ := loopdev.FindByBacking(img); len(devs) != 0 {
+		t.Errorf("after Down: %+v", devs)
+	}
+	if mounts, _ := mountinfo.Self(); mountinfo.TopAt(mounts, live) != nil {
+		t.Errorf("live is still mounted after Down")
+	}
+}

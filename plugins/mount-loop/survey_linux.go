@@ -115,7 +115,7 @@ func surveyHost(sp *spec, imgs []image, want []loopSpec) (*survey, error) {
 				errs = append(errs, sdk.Conflictf("%s is in use: attached to %s %s%s", where, d.Path, owner(d.Tag), mountedOn(mps)))
 				continue
 			}
-			if liveTop != nil && liveTop.Major == d.Major && liveTop.Minor == d.Minor && i == 0 && want[0].matches(d) {
+			if liveTop != nil && onDevice(liveTop, d) && i == 0 && want[0].matches(d) {
 				if _, dup := sv.have[0]; !dup {
 					sv.have[0] = d
 					continue

@@ -145,9 +145,16 @@ func (d *dir) relPath(mounts []mountinfo.Entry) (string, bool) {
 	return rel, true
 }
 
-// sameDev reports whether mount m is of d's filesystem.
-func (d *dir) sameDev(m *mountinfo.Entry) bool {
-	return unix.Major(d.dev) == m.Major && unix.Minor(d.dev) == m.Minor
+// sameDev reports whether mount m is of d's filesystem: whether the mount
+// table gives m the device number it gives the mount d is on. (Not d's
+// own st_dev: a btrfs subvolume's differs from the one the mount table
+// shows for the file system.)
+func (d *dir) sameDev(m *mountinfo.Entry, mounts []mountinfo.Entry) bool {
+	own := mountinfo.ByID(mounts, int(d.mntID))
+	if own == nil {
+		return unix.Major(d.dev) == m.Major && unix.Minor(d.dev) == m.Minor
+	}
+	return own.Major == m.Major && own.Minor == m.Minor
 }
 
 // describeOpenErr turns an open error into the words an operator reads

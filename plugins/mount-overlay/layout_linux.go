@@ -241,11 +241,11 @@ func (l *layout) checkInUse(mounts []mountinfo.Entry) error {
 			continue
 		}
 		for _, ly := range layers {
-			if ly.d.sameDev(m) && within(m.Root, ly.rel) && !within(m.Mountpoint, ly.d.path) {
+			if ly.d.sameDev(m, mounts) && within(m.Root, ly.rel) && !within(m.Mountpoint, ly.d.path) {
 				return sdk.Conflictf("%s %q is in use: it is mounted on %q", ly.what, ly.d.path, m.Mountpoint)
 			}
 		}
-		if l.mnt != nil && l.image != nil && l.mnt.sameDev(m) && m.Mountpoint != l.mnt.path {
+		if l.mnt != nil && l.image != nil && l.mnt.sameDev(m, mounts) && m.Mountpoint != l.mnt.path {
 			return sdk.Conflictf("image %q is in use: its filesystem is also mounted on %q", l.image.path, m.Mountpoint)
 		}
 	}

@@ -185,7 +185,7 @@ func fsError(fsfd int, what string, err error) error {
 func (l *layout) liveMatches(m *mountinfo.Entry, mounts []mountinfo.Entry) (bool, string) {
 	if !l.overlay() {
 		rel, ok := l.upper.relPath(mounts)
-		if m.FSType != "overlay" && ok && l.upper.sameDev(m) && m.Root == rel {
+		if m.FSType != "overlay" && ok && l.upper.sameDev(m, mounts) && m.Root == rel {
 			return true, ""
 		}
 		return false, fmt.Sprintf("it is not a bind of %q", l.upper.path)

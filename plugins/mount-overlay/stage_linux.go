@@ -282,7 +282,7 @@ func (p *survey) ownLive(m *mountinfo.Entry, mounts []mountinfo.Entry, mntOurs b
 			}
 			continue
 		}
-		if rel, ok := d.relPath(mounts); ok && d.sameDev(m) && m.Root == rel {
+		if rel, ok := d.relPath(mounts); ok && d.sameDev(m, mounts) && m.Root == rel {
 			return true, nil
 		}
 	}
@@ -312,7 +312,7 @@ func (p *survey) unmountImage() []error {
 	}
 	var errs []error
 	for _, d := range loops {
-		if d.Major == top.Major && d.Minor == top.Minor {
+		if maj, min := top.Device(); d.Major == maj && d.Minor == min {
 			if err := detach(d); err != nil {
 				errs = append(errs, err)
 			}
@@ -346,7 +346,7 @@ func detach(d loopdev.Device) error {
 // onLoop reports whether m is a mount of one of the loop devices.
 func onLoop(m *mountinfo.Entry, loops []loopdev.Device) bool {
 	for _, d := range loops {
-		if m.Major == d.Major && m.Minor == d.Minor {
+		if maj, min := m.Device(); maj == d.Major && min == d.Minor {
 			return true
 		}
 	}

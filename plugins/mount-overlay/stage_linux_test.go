@@ -851,3 +851,49 @@ func hostSafe(t *testing.T, live string) {
 		t.Errorf("%s is mounted with flags %#x, want nosuid and nodev", live, sfs.Flags)
 	}
 }
+
+// TestBtrfsImage: NAME.img may be btrfs, whose mounts the kernel's mount
+// table shows with an anonymous device number, not the loop device's:
+// Down still knows mnt's mount as its own and takes everything down.
+func TestBtrfsImage(t *testing.T) {
+	stagetest.RequireRoot(t)
+	mkfs, err := exec.LookPath("mkfs.btrfs")
+	if err != nil {
+		if os.Getenv("SUBHOST_TEST_REQUIRE_ROOT") == "1" {
+			t.Fatal("mkfs.btrfs is not installed (make deps)")
+		}
+		t.Skip("mkfs.btrfs is not installed")
+	}
+	stagetest.NoLeaks(t)
+	dir := scratch(t)
+	home := filepath.Join(dir, "bt")
+	src := filepath.Join(dir, "bt-src")
+	write(t, filepath.Join(src, "root", "hello"), "from the image\n")
+	mkdir(t, filepath.Join(src, "work"))
+	mkdir(t, home)
+	img := filepath.Join(home, "bt.img")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 128<<20); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(mkfs, "-q", "--rootdir", src, img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.btrfs: %v\n%s", err, out)
+	}
+	mkdir(t, filepath.Join(home, "live"))
+	mkdir(t, filepath.Join(home, "mnt"))
+	req := request("bt", home, "")
+	downAtEnd(t, req)
+	up(t, req)
+	if got := read(t, filepath.Join(home, "live", "hello")); got != "from the image\n" {
+		t.Errorf("live/hello is %q", got)
+	}
+	down(t, req)
+	if got := mountsUnder(t, home); len(got) != 0 {
+		t.Errorf("still mounted: %q", got)
+	}
+	if loops, _ := loopdev.FindByBacking(img); len(loops) != 0 {
+		t.Errorf("loop devices left: %+v", loops)
+	}
+}

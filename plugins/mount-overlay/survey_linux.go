@@ -94,7 +94,7 @@ func (p *survey) surveyImage() error {
 		mounted := false
 		for i := range p.mounts {
 			m := &p.mounts[i]
-			if m.Major != d.Major || m.Minor != d.Minor {
+			if maj, min := m.Device(); maj != d.Major || min != d.Minor {
 				continue
 			}
 			mounted = true
