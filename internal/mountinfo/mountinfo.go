@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -54,9 +55,14 @@ func Parse(r io.Reader) ([]Entry, error) {
 	return out, sc.Err()
 }
 
+// parseLine splits a line at single spaces, by position, as the kernel
+// writes it: every field is escaped (a space in a path is \040), so none
+// holds a space, but the mount source may be empty. `mount -t tmpfs ""
+// /x` gives "- tmpfs  rw,size=4k", and splitting at runs of blanks would
+// take the superblock options for the source.
 func parseLine(line string) (Entry, bool) {
 	var e Entry
-	f := strings.Fields(line)
+	f := strings.Split(line, " ")
 	sep := -1
 	for i := 6; i < len(f); i++ {
 		if f[i] == "-" {
@@ -64,7 +70,7 @@ func parseLine(line string) (Entry, bool) {
 			break
 		}
 	}
-	if sep < 0 || sep+2 >= len(f) {
+	if sep < 0 || sep+2 >= len(f) || slices.Contains(f[:sep], "") || f[sep+1] == "" {
 		return e, false
 	}
 	var err error
@@ -87,9 +93,8 @@ func parseLine(line string) (Entry, bool) {
 	e.Root, e.Mountpoint = unescape(f[3]), unescape(f[4])
 	e.FSType, e.Source = unescape(f[sep+1]), unescape(f[sep+2])
 	e.Optional = f[6:sep]
-	if sep+3 < len(f) {
-		e.Super = f[sep+3]
-	}
+	// The superblock options are the rest of the line.
+	e.Super = strings.Join(f[sep+3:], " ")
 	return e, true
 }
 

@@ -40,6 +40,18 @@ func TestParse(t *testing.T) {
 			want: Entry{ID: 92, Parent: 90, Minor: 53, Root: "/", Mountpoint: `/srv/x\09y\04`, FSType: "tmpfs", Source: "tmpfs", Super: "rw", Optional: []string{}},
 		},
 		{
+			// mount -t tmpfs "" /x: the kernel writes the empty source
+			// between two spaces.
+			name: "empty source",
+			line: `100 1 0:50 / /x rw - tmpfs  rw,size=4k`,
+			want: Entry{ID: 100, Parent: 1, Minor: 50, Root: "/", Mountpoint: "/x", FSType: "tmpfs", Source: "", Super: "rw,size=4k", Optional: []string{}},
+		},
+		{
+			name: "empty source, optional fields",
+			line: `101 1 0:51 / /y rw,nosuid shared:7 - tmpfs  rw,size=4k,mode=700`,
+			want: Entry{ID: 101, Parent: 1, Minor: 51, Root: "/", Mountpoint: "/y", FSType: "tmpfs", Source: "", Super: "rw,size=4k,mode=700", Optional: []string{"shared:7"}},
+		},
+		{
 			name: "no superblock options",
 			line: `93 90 259:1 / /boot rw - vfat /dev/nvme0n1p1`,
 			want: Entry{ID: 93, Parent: 90, Major: 259, Minor: 1, Root: "/", Mountpoint: "/boot", FSType: "vfat", Source: "/dev/nvme0n1p1", Optional: []string{}},
@@ -71,6 +83,8 @@ func TestParseBad(t *testing.T) {
 		"1 0 -8:1 / / rw - ext4 /dev/sda1 rw",  // major
 		"1 0 8:1 / - rw ext4 /dev/sda1 rw",     // "-" before the options
 		"1 0 8:1:2 / / rw - ext4 /dev/sda1 rw", // minor "1:2"
+		"1 0 8:1  / rw - ext4 /dev/sda1 rw",    // an empty root
+		"1 0 8:1 / / rw -  /dev/sda1 rw",       // an empty type
 	} {
 		// Good lines around it do not hide it.
 		ms, err := Parse(strings.NewReader(good + bad + "\n" + good))
