@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,6 +31,9 @@ const (
 	dropSysBootEnv = "SUBHOST_INIT_TEST_DROP_SYS_BOOT"
 	// cgroupEnv names a cgroup directory the launcher joins first.
 	cgroupEnv = "SUBHOST_INIT_TEST_CGROUP"
+	// vhangupEnv makes the test binary hang up its controlling
+	// terminal and exit, as a getty does on the console.
+	vhangupEnv = "SUBHOST_INIT_TEST_VHANGUP"
 )
 
 var (
@@ -42,6 +46,15 @@ var (
 func TestMain(m *testing.M) {
 	if root := os.Getenv(launchEnv); root != "" {
 		launch(root)
+	}
+	if os.Getenv(vhangupEnv) != "" {
+		signal.Ignore(syscall.SIGHUP) // the hang-up's own, as the terminal's controller
+		if _, _, e := unix.Syscall(unix.SYS_VHANGUP, 0, 0, 0); e != 0 {
+			err := error(e)
+			fmt.Fprintln(os.Stderr, "vhangup:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	code := m.Run()
 	if buildDir != "" {

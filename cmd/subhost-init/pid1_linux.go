@@ -61,7 +61,10 @@ type pid1 struct {
 	decided  atomic.Bool
 	tracked  map[int]bool
 	exited   map[int]unix.WaitStatus
-	out      sync.Mutex
+	// out serialises say's lines; say is PID 1's own way to the
+	// console (-1 until first used, see say).
+	out  sync.Mutex
+	said int
 	// procs guards entered, which other goroutines fill (enter_linux.go):
 	// a command they start is in it before reap can collect it.
 	procs   sync.Mutex
@@ -77,6 +80,7 @@ func newPID1(timeout time.Duration) *pid1 {
 		tracked:  map[int]bool{},
 		exited:   map[int]unix.WaitStatus{},
 		entered:  map[int]chan unix.WaitStatus{},
+		said:     -1,
 	}
 	unix.Umask(0o022) // as sysvinit: scripts inherit it
 	_ = os.Chdir("/")
@@ -111,11 +115,40 @@ func (p *pid1) request(r request) {
 	}
 }
 
-// say prints one line on the console.
+// say prints one line on the console, never waiting for it: a console
+// whose output is stopped (a viewer's ^S, a guest's tcflow) or full would
+// otherwise stop PID 1 itself (no reaping, no shutdown), so the line is
+// written on a descriptor of PID 1's own that does not block, and is lost
+// when the console cannot take it. That descriptor is the console opened
+// afresh, as one a vhangup of the console has hung up is opened again.
 func (p *pid1) say(format string, args ...any) {
 	p.out.Lock()
 	defer p.out.Unlock()
-	fmt.Fprintf(os.Stdout, "subhost-init: "+format+"\n", args...)
+	line := []byte(fmt.Sprintf("subhost-init: "+format+"\n", args...))
+	for try := 0; try < 2; try++ {
+		if p.said < 0 {
+			fd, err := openConsole(unix.O_WRONLY | unix.O_NONBLOCK)
+			if err != nil {
+				return
+			}
+			p.said = fd
+		}
+		_, err := unix.Write(p.said, line)
+		if err != unix.EIO && err != unix.EBADF {
+			return // written, or lost (EAGAIN)
+		}
+		// Hung up: open the console again.
+		unix.Close(p.said)
+		p.said = -1
+	}
+}
+
+// openConsole opens the console afresh, as sysvinit opens it for each
+// process it starts: what PID 1's standard output is (the console pty the
+// launcher gave it, or /dev/null), through /proc/self/fd/1, which names
+// that file even after a vhangup of the console has hung up the open one.
+func openConsole(flags int) (int, error) {
+	return unix.Open("/proc/self/fd/1", flags|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 }
 
 // start runs argv in a session of its own (as sysvinit does: a ^C on
@@ -128,10 +161,18 @@ func (p *pid1) start(argv []string, env []string, ctty bool) (int, error) {
 			dir = "/root"
 		}
 	}
+	// The console opened afresh for it, as sysvinit does: a vhangup of
+	// the console (a getty's) hangs up every open file of it, PID 1's
+	// own standard streams too, and rc 0 must still have a console.
+	files := []uintptr{0, 1, 2}
+	if con, err := openConsole(unix.O_RDWR); err == nil {
+		defer unix.Close(con)
+		files = []uintptr{uintptr(con), uintptr(con), uintptr(con)}
+	}
 	pid, err := syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{
 		Dir:   dir,
 		Env:   env,
-		Files: []uintptr{0, 1, 2},
+		Files: files,
 		Sys:   &syscall.SysProcAttr{Setsid: true, Setctty: ctty, Ctty: 0},
 	})
 	if err != nil {

@@ -4,12 +4,15 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/internal/guestexit"
 	"github.com/subhost/subhost/internal/initctl"
@@ -341,4 +344,56 @@ func TestWithoutCapSysBoot(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A console whose output is stopped (a viewer's ^S; a guest's tcflow)
+// stops what writes to it, never PID 1: it still powers off when asked
+// and runs rc 0, its own line on the console lost rather than waited for.
+func TestStoppedConsoleDoesNotStopPID1(t *testing.T) {
+	setup(t)
+	g := boot(t, newRoot(t, nil), nil, "--shutdown-timeout", "3s")
+	g.booted()
+	if _, err := g.ptm.Write([]byte{0x13}); err != nil { // ^S
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	g.signal(syscall.SIGPWR)
+	g.waitLog("rc 0")
+	g.ptm.Write([]byte{0x11}) // ^Q: what is left drains
+	endsWith(t, g, guestexit.PowerOff)
+}
+
+// A vhangup of the console (a getty's) hangs up every open file of it,
+// PID 1's standard streams too: PID 1's own lines and the scripts it
+// starts afterwards still reach the console, opened afresh.
+func TestConsoleAfterVhangup(t *testing.T) {
+	setup(t)
+	rc := "#!/bin/sh\necho \"rc $1\" >>/markers/log\n[ \"$1\" = 0 ] && echo rc0-on-the-console\nexit 0\n"
+	g := boot(t, newRoot(t, map[string]string{"/etc/init.d/rc": rc}), nil)
+	g.booted()
+	pts, err := os.OpenFile(ptsName(t, g.ptm), os.O_RDWR|unix.O_NOCTTY, 0)
+	must(t, err)
+	hup := exec.Command("/proc/self/exe")
+	hup.Env = []string{vhangupEnv + "=1"}
+	hup.Stdin, hup.Stdout, hup.Stderr = pts, pts, pts
+	hup.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	err = hup.Run()
+	pts.Close()
+	if err != nil {
+		t.Fatalf("vhangup: %v", err)
+	}
+	g.signal(syscall.SIGPWR)
+	endsWith(t, g, guestexit.PowerOff)
+	con := g.console()
+	if !announced(con, "power off (SIGPWR)") || !strings.Contains(con, "rc0-on-the-console") {
+		t.Errorf("after a vhangup of the console, PID 1's line or rc 0's did not reach it:\n%s", con)
+	}
+}
+
+// ptsName is the path of the slave of pty master m.
+func ptsName(t *testing.T, m *os.File) string {
+	t.Helper()
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	must(t, err)
+	return fmt.Sprintf("/dev/pts/%d", n)
 }

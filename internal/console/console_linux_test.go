@@ -407,6 +407,38 @@ func TestAttachSlowTerminalDoesNotStall(t *testing.T) {
 	expect(t, wait(t, done), Detached, false)
 }
 
+// A viewer's ^S, which its raw terminal passes into the guest's pty,
+// does not stop the console's output: the guest goes on writing.
+func TestViewerCtrlSDoesNotStopTheConsole(t *testing.T) {
+	noGoroutineLeak(t)
+	c := newConsole(t)
+	g := guestTTY(t, c)
+	inR, inW := pipe(t)
+	outR, outW := pipe(t)
+	done := attachAsync(context.Background(), c, inR, outW, AttachOptions{EscapeChar: DefaultEscape})
+	waitUntil(t, "attach", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.fg != nil })
+	out := collect(t, outR)
+	inW.WriteString("\x13") // ^S
+	time.Sleep(100 * time.Millisecond)
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := g.WriteString("still-writing\n")
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		inW.WriteString("\x11") // ^Q, to end the test
+		t.Fatal("the guest's console output stopped at a viewer's ^S")
+	}
+	out.waitFor(t, "still-writing")
+	inW.WriteString("\r\x1dd") // an escape starts a line
+	expect(t, wait(t, done), Detached, false)
+}
+
 func TestOneForegroundAttach(t *testing.T) {
 	noGoroutineLeak(t)
 	c := newConsole(t)

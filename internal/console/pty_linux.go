@@ -32,7 +32,26 @@ func openPTY() (master, slave *os.File, slavePath string, err error) {
 		master.Close()
 		return nil, nil, "", err
 	}
+	if err := noFlowControl(slave); err != nil {
+		master.Close()
+		slave.Close()
+		return nil, nil, "", fmt.Errorf("%s: %w", slavePath, err)
+	}
 	return master, slave, slavePath, nil
+}
+
+// noFlowControl turns off the console's XON/XOFF flow control. A viewer's
+// ^S (its own terminal is raw, so the byte reaches the guest's pty) would
+// otherwise stop the console's output, and with it everything in the
+// guest that writes to the console, until a ^Q: a viewer must not be able
+// to stall the guest. The guest's root may turn it on again for itself.
+func noFlowControl(slave *os.File) error {
+	t, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
+		return err
+	}
+	t.Iflag &^= unix.IXON | unix.IXOFF
+	return unix.IoctlSetTermios(int(slave.Fd()), unix.TCSETS, t)
 }
 
 // openSlave opens the slave of master: through the master itself
