@@ -41,12 +41,13 @@
 // Validate checks every DISKS element (three fields; dev a plain name not
 // needed by the guest's own /dev; no duplicate or clashing nodes such as
 // vda:1 with vda1:0; part a non-negative integer; image an absolute path to
-// a regular file, not shared with another element; the partition exists;
-// the root holds a known filesystem) and that no image is attached for
-// anyone else, all without changing anything. Up does the same again
-// before it attaches anything; it adopts what this subhost already has
-// (live mounted from its root device, its tagged node devices), so it is
-// idempotent, and rolls back what it attached if it fails.
+// a regular file of at least a sector, not shared with another element;
+// the partition exists; the root holds a known filesystem) and that no
+// image is attached for anyone else, all without changing anything. Up
+// does the same again before it attaches anything; it adopts what this
+// subhost already has (live mounted from its root device, its tagged node
+// devices), so it is idempotent, and rolls back what it attached if it
+// fails.
 //
 // Down works from an empty state: it unmounts live if this subhost's root
 // device is mounted there (anything else mounted there is reported and

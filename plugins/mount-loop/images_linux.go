@@ -14,6 +14,9 @@ import (
 	"github.com/subhost/subhost/sdk"
 )
 
+// sectorSize is the unit of a loop device's size.
+const sectorSize = 512
+
 // image is a DISKS element whose image file was checked.
 type image struct {
 	disk
@@ -75,6 +78,13 @@ func inspectImage(d disk, earlier []image) (image, error) {
 	}
 	if im.Size == 0 {
 		return im, fmt.Errorf("image %q is empty", d.Image)
+	}
+	// A loop device's size is whole 512-byte sectors, so on a smaller
+	// file it has none; and the kernel leaves devices without a size out
+	// of /proc/partitions, where loopdev looks for attached devices: Down
+	// would never find it again, and each boot would leave one behind.
+	if im.Size < sectorSize {
+		return im, fmt.Errorf("image %q is %d bytes, less than one %d-byte sector: its loop device would have no size", d.Image, im.Size, sectorSize)
 	}
 	im.Start, im.Length = 0, im.Size
 	if d.Part > 0 {

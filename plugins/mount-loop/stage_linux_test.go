@@ -600,6 +600,34 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// TestTinyImage: an image smaller than a sector is refused, naming its
+// DISKS element. Its loop device would have size 0, which the kernel
+// leaves out of /proc/partitions: Down never found it and every boot
+// leaked one.
+func TestTinyImage(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	name, home := subhost(t)
+	root := buildImage(t, "none", "root")
+	tiny := filepath.Join(t.TempDir(), "tiny.raw")
+	if err := os.WriteFile(tiny, make([]byte, 100), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	req := request(name, home, "vda:0:"+root, "vdb:0:"+tiny)
+	want := `DISKS[1] "vdb:0:` + tiny + `": image "` + tiny + `" is 100 bytes, less than one 512-byte sector`
+	// Validate first, and stop there if it lets the image through: Up
+	// would then leak the device this test is about.
+	if err := (&stage{}).Validate(ctx, req); !sdk.IsKind(err, sdk.KindInvalidConfig) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("Validate: %v\n  want one line of invalid config containing %q", err, want)
+	}
+	if _, err := (&stage{}).Up(ctx, req); !sdk.IsKind(err, sdk.KindInvalidConfig) || !strings.Contains(err.Error(), want) {
+		t.Errorf("Up: %v\n  want invalid config containing %q", err, want)
+	}
+	if _, err := os.Stat(filepath.Join(home, "live")); err == nil {
+		t.Errorf("a refused image created live")
+	}
+}
+
 func TestMissingHome(t *testing.T) {
 	stagetest.RequireRoot(t)
 	stagetest.NoLeaks(t)
