@@ -12,8 +12,10 @@
 // runlevel 6: reboot), SIGPWR, SIGUSR1, SIGUSR2, SIGRTMIN+3, SIGRTMIN+4
 // (power off), SIGINT, SIGTERM, SIGRTMIN+5 (reboot). The first request
 // wins. Shutdown runs /etc/init.d/rc 0 (rc 6 to reboot, as sysvinit's
-// inittab does) within --shutdown-timeout, sends SIGTERM to every
-// process, SIGKILL after a grace period, syncs and calls reboot(2). The
+// inittab does), sends SIGTERM to every process, SIGKILL after a grace
+// period, syncs and calls reboot(2), all within --shutdown-timeout (the
+// host kills the guest when its own stop timeout is up): rc 0 gets that
+// time less two graces (a sixth of it each, at most 5 s) and a margin. The
 // runner tells the outcome from PID 1's wait status (internal/guestexit).
 //
 // Mode shell (pipeline control) runs an interactive shell as the

@@ -15,7 +15,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("subhost-init", flag.ContinueOnError)
 	mode := fs.String("mode", "sysv", "sysv: run the guest's rcS and rc 2 until shutdown; shell: run an interactive shell as the console session")
 	shell := fs.String("shell", "/bin/bash", "shell for mode shell (falls back to /bin/sh when missing in the guest)")
-	timeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long /etc/init.d/rc 0 may run at shutdown")
+	timeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long the whole shutdown may take: /etc/init.d/rc 0 (or 6), then SIGTERM and SIGKILL to every process")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0

@@ -54,8 +54,10 @@ func (r request) String() string {
 // the main goroutine starts and reaps processes, so a child can never be
 // reaped before it is tracked.
 type pid1 struct {
-	timeout  time.Duration // for rc 0 / rc 6
-	grace    time.Duration // between SIGTERM and SIGKILL to all
+	timeout  time.Duration // for the whole shutdown: rc 0 / rc 6, then ending every process
+	grace    time.Duration // between SIGTERM and SIGKILL to all, and after SIGKILL
+	// deadline is when the shutdown must be done (beginShutdown).
+	deadline time.Time
 	chld     chan os.Signal
 	requests chan request // the first shutdown request, and only that one
 	decided  atomic.Bool
@@ -74,7 +76,7 @@ type pid1 struct {
 func newPID1(timeout time.Duration) *pid1 {
 	p := &pid1{
 		timeout:  timeout,
-		grace:    min(5*time.Second, timeout),
+		grace:    min(5*time.Second, timeout/6),
 		chld:     make(chan os.Signal, 1),
 		requests: make(chan request, 1),
 		tracked:  map[int]bool{},
@@ -106,6 +108,31 @@ func newPID1(timeout time.Duration) *pid1 {
 	// group for this is dropped above.)
 	_, _, _ = unix.Syscall(unix.SYS_IOCTL, 0, unix.TIOCNOTTY, 0)
 	return p
+}
+
+// beginShutdown starts the shutdown's clock: it must be done within the
+// timeout from now, less a margin for the sync and reboot(2) (the host,
+// whose request started it, counts the same timeout from a moment
+// before).
+func (p *pid1) beginShutdown() {
+	if p.deadline.IsZero() {
+		p.deadline = time.Now().Add(p.timeout - min(time.Second, p.timeout/10))
+	}
+}
+
+// before is when a step of the shutdown must end: d from now, but no
+// later than the shutdown's deadline less reserve (the time kept for the
+// steps after it), and no sooner than a moment from now.
+func (p *pid1) before(d, reserve time.Duration) time.Time {
+	p.beginShutdown()
+	end := time.Now().Add(d)
+	if limit := p.deadline.Add(-reserve); limit.Before(end) {
+		end = limit
+	}
+	if soon := time.Now().Add(100 * time.Millisecond); end.Before(soon) {
+		end = soon
+	}
+	return end
 }
 
 // request records a shutdown request; the first one wins.
@@ -285,14 +312,14 @@ func (p *pid1) killAll() {
 	p.say("sending SIGTERM to all processes")
 	_ = unix.Kill(-1, unix.SIGTERM)
 	_ = unix.Kill(-1, unix.SIGCONT) // a stopped process must wake up to die
-	if p.waitGone(p.grace) {
+	if p.waitGone(time.Until(p.before(p.grace, p.grace))) {
 		return
 	}
 	p.say("sending SIGKILL to all processes")
 	_ = unix.Kill(-1, unix.SIGKILL)
 	// Processes in uninterruptible sleep may take a moment; the kernel
 	// kills whatever is left when PID 1 ends anyway.
-	if !p.waitGone(p.grace) {
+	if !p.waitGone(time.Until(p.before(p.grace, 0))) {
 		p.say("some processes did not die; going on")
 	}
 }

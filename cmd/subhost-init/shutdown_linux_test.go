@@ -284,8 +284,9 @@ func TestStubbornProcessesKilled(t *testing.T) {
 	if !strings.Contains(g.console(), "sending SIGKILL to all processes") {
 		t.Errorf("no SIGKILL for a process that ignores SIGTERM")
 	}
-	if d < time.Second || d > 4*time.Second {
-		t.Errorf("shutdown took %v; want the 1s grace period and not much more", d)
+	// The grace is a sixth of the 1s the whole shutdown may take.
+	if d < 150*time.Millisecond || d > 4*time.Second {
+		t.Errorf("shutdown took %v; want the grace period and not much more", d)
 	}
 }
 
@@ -297,10 +298,11 @@ func TestShutdownScriptTimeout(t *testing.T) {
 	t0 := time.Now()
 	g.signal(syscall.SIGPWR)
 	endsWith(t, g, guestexit.PowerOff)
-	if d := time.Since(t0); d < time.Second || d > 4*time.Second {
+	// rc 0 gets the 1s less two graces and a margin; then the rest.
+	if d := time.Since(t0); d < 400*time.Millisecond || d > 4*time.Second {
 		t.Errorf("shutdown took %v; want about the 1s timeout", d)
 	}
-	if !strings.Contains(g.console(), "/etc/init.d/rc 0 did not finish within 1s") {
+	if !strings.Contains(g.console(), "/etc/init.d/rc 0 did not finish in time (the shutdown may take 1s in all)") {
 		t.Errorf("no note about the hung rc 0")
 	}
 }

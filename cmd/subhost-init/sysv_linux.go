@@ -48,10 +48,12 @@ func (p *pid1) sysvMode() int {
 		ws, res := p.wait(pid, time.Time{}, true, &req)
 		if res == gotRequest {
 			// Shutdown during boot: stop the boot script (and what
-			// runs in its session) before the shutdown scripts start.
+			// runs in its session) before the shutdown scripts start,
+			// within the shutdown's time.
+			p.beginShutdown()
 			p.say("%s; stopping %s", req, strings.Join(s.argv, " "))
 			_ = unix.Kill(-pid, unix.SIGTERM)
-			if _, res := p.wait(pid, time.Now().Add(p.grace), false, nil); res == timedOut {
+			if _, res := p.wait(pid, p.before(p.grace, 2*p.grace), false, nil); res == timedOut {
 				_ = unix.Kill(-pid, unix.SIGKILL)
 				p.forget(pid)
 			}
@@ -64,14 +66,17 @@ func (p *pid1) sysvMode() int {
 	}
 	if !stopped {
 		p.wait(0, time.Time{}, true, &req)
+		p.beginShutdown()
 		p.say("%s", req)
 	}
 	return p.shutdown(req, prev)
 }
 
 // shutdown runs rc 0 (power off) or rc 6 (reboot) as sysvinit's inittab
-// does, within the shutdown timeout, then ends every process and the
-// guest.
+// does, then ends every process and the guest, all within the shutdown
+// timeout from the request (beginShutdown): the host, which sent the
+// request, kills the guest when that time is up, and whatever PID 1 had
+// not done by then (the SIGTERM to all, its grace, the sync) is lost.
 func (p *pid1) shutdown(req request, prev string) int {
 	rl := "0"
 	if req.reboot {
@@ -86,8 +91,8 @@ func (p *pid1) shutdown(req request, prev string) int {
 		pid, err := p.start(s.argv, environ("RUNLEVEL="+rl, "PREVLEVEL="+prev, "CONSOLE=/dev/console"), false)
 		if err != nil {
 			p.say("%s: %v", s.argv[0], err)
-		} else if _, res := p.wait(pid, time.Now().Add(p.timeout), false, nil); res == timedOut {
-			p.say("%s did not finish within %v; going on", strings.Join(s.argv, " "), p.timeout)
+		} else if _, res := p.wait(pid, p.before(p.timeout, 2*p.grace), false, nil); res == timedOut {
+			p.say("%s did not finish in time (the shutdown may take %v in all); going on", strings.Join(s.argv, " "), p.timeout)
 			p.forget(pid) // killed with everything else just below
 		}
 	}

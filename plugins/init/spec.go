@@ -32,7 +32,7 @@ const (
 var paramDocs = []sdk.Param{
 	{Name: "mode", Default: defaultMode, Doc: `"sysv": subhost-init runs /etc/init.d/rcS and rc 2 and powers off on /run/initctl; "shell": an interactive shell is the guest's session`},
 	{Name: "shell", Default: defaultShell, Doc: "the guest's shell (mode shell); /bin/sh when the guest lacks it, judged inside the guest"},
-	{Name: "shutdown_timeout", Default: defaultTimeout.String(), Doc: "how long the guest gets to power off (its rc 0, and Down's wait after SIGPWR) before it is killed"},
+	{Name: "shutdown_timeout", Default: defaultTimeout.String(), Doc: "how long the guest gets to power off (its PID 1 fits rc 0 and ending every process in it; Down waits as long after SIGPWR) before it is killed"},
 	{Name: "init_binary", Default: "subhost-init beside the plugin", Doc: "host path of the subhost-init binary injected as the guest's /sbin/subhost-init"},
 	{Name: "term", Default: defaultTerm, Doc: "TERM in the guest's init environment"},
 }
