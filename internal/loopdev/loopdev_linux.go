@@ -427,11 +427,33 @@ func cstring(b []byte) string {
 	return string(b)
 }
 
+// detachWait bounds how long Detach waits for a busy device's other users
+// to close it.
+const detachWait = 2 * time.Second
+
 // Detach detaches dev (LOOP_CLR_FD). A device that is no longer attached,
 // or now serves another file, is success: the one meant is gone. A device
 // still in use (mounted, or open in some process) is only marked to go
-// away with its last user, and Detach returns an error wrapping ErrBusy.
+// away with its last user. Detach waits up to detachWait for that: a
+// moment's user is common, as every scan of loop devices (another
+// subhost's FindByBacking, blkid, udev) opens each one, and an autoclear
+// device's unmount may take the kernel a moment. Past that it returns an
+// error wrapping ErrBusy.
 func Detach(dev Device) error {
+	deadline := time.Now().Add(detachWait)
+	for {
+		err := detachOnce(dev)
+		if !errors.Is(err, ErrBusy) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// detachOnce is one try of Detach. Trying again is safe: it checks anew
+// that the device still serves dev's file, and LOOP_CLR_FD on a device
+// already marked changes nothing.
+func detachOnce(dev Device) error {
 	f, err := os.OpenFile(dev.Path, os.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENXIO) {
 		return nil

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -213,6 +214,52 @@ func TestDetachBusy(t *testing.T) {
 		t.Errorf("Detach of an open device: %v, want ErrBusy", err)
 	}
 	f.Close()
+	gone(t, img)
+}
+
+// TestDetachWhileProbed: another process's scan of loop devices (another
+// subhost's FindByBacking opens every one) holds the device open for
+// moments: Detach waits them out instead of failing with ErrBusy.
+func TestDetachWhileProbed(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	img := image(t, 4<<20, 0, "x")
+	d, f, err := Attach(img, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close() // not autoclear: still attached
+	stop, probing := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for first := true; ; first = false {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			fd, err := unix.Open(d.Path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+			if first {
+				close(probing)
+			}
+			if err != nil {
+				continue
+			}
+			time.Sleep(time.Millisecond)
+			unix.Close(fd)
+		}
+	}()
+	<-probing
+	err = Detach(*d)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Errorf("Detach while another process keeps opening the device: %v", err)
+	}
+	// Gone either way: Detach marked it to go with its last user, and
+	// the prober has closed it for good.
 	gone(t, img)
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -321,15 +320,12 @@ func (p *survey) unmountImage() []error {
 	return errs
 }
 
-// detach detaches a loop device of the image. An autoclear device goes by
-// itself once its filesystem is unmounted; the kernel may take a moment.
+// detach detaches a loop device of the image, saying what holds it if it
+// stays busy. (loopdev.Detach waits a moment for it: an autoclear device
+// goes by itself once its filesystem is unmounted, but the kernel may
+// take a moment.)
 func detach(d loopdev.Device) error {
-	var err error
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if err = loopdev.Detach(d); !errors.Is(err, loopdev.ErrBusy) || time.Now().After(deadline) {
-			break
-		}
-	}
+	err := loopdev.Detach(d)
 	if errors.Is(err, loopdev.ErrBusy) {
 		var where []string
 		if mounts, merr := mountinfo.Self(); merr == nil {
