@@ -97,8 +97,22 @@ func (p *pid1) shutdown(req request, prev string) int {
 		}
 	}
 	p.killAll()
-	unix.Sync()
+	syncRoot()
 	return p.halt(req.reboot)
+}
+
+// syncRoot writes the guest root's file system out, as a machine's init
+// syncs before it powers off. Not sync(2), which is not namespaced: it
+// would flush every file system of the host, and wait in the kernel, past
+// any SIGKILL, for one whose server is gone (a hard NFS mount). The other
+// file systems a guest has are the host's mounts (its MOUNTS disks), or
+// its own in memory; the host's unmount at the guest's end writes out
+// what the root and the disks still hold anyway.
+func syncRoot() {
+	if fd, err := unix.Open("/", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		_ = unix.Syncfs(fd)
+		unix.Close(fd)
+	}
 }
 
 // openInitctl makes the /run/initctl FIFO and reads requests from it
