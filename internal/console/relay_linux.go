@@ -38,6 +38,10 @@ func Relay(master, in, out *os.File, done <-chan struct{}) error {
 	defer func() {
 		close(stop)
 		w.wake()
+		// The input goroutine may be waiting to write into a pty whose
+		// input is full (a background process holds the slave without
+		// reading it): cut that write short.
+		_ = master.SetWriteDeadline(time.Now())
 		wg.Wait()
 	}()
 	if sizeFD := sizeSource(inFD, outFD, term); sizeFD >= 0 {
