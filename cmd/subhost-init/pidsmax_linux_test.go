@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subhost/subhost/internal/guestexec"
 	"github.com/subhost/subhost/internal/guestexit"
 )
 
@@ -84,5 +85,61 @@ func TestSpareThreads(t *testing.T) {
 		if _, err := fmt.Sscanf(l, "Threads: %d", &n); err == nil && n < spareThreads {
 			t.Errorf("%d threads after reserveThreads, want at least %d", n, spareThreads)
 		}
+	}
+}
+
+// TestEnterSessionsAtPidsMax: `subhost enter` sessions that stay open
+// (each a command PID 1 waits on, and a connection it listens to for the
+// client's signals) hold none of PID 1's threads: with more of them open
+// than PID 1 has spare threads, a guest at its pids limit still cannot
+// kill its PID 1.
+func TestEnterSessionsAtPidsMax(t *testing.T) {
+	setup(t)
+	const limit = 40
+	dir := fmt.Sprintf("/sys/fs/cgroup/pids/subhost-init-test%d", os.Getpid())
+	if _, err := os.Stat("/sys/fs/cgroup/pids/cgroup.procs"); err != nil {
+		t.Skip("no v1 pids hierarchy on this host")
+	}
+	must(t, os.Mkdir(dir, 0o755))
+	t.Cleanup(func() {
+		for deadline := time.Now().Add(5 * time.Second); os.Remove(dir) != nil && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	must(t, os.WriteFile(filepath.Join(dir, "pids.max"), []byte(fmt.Sprint(limit)), 0))
+	root := newRoot(t, map[string]string{"/etc/init.d/rcS": `#!/bin/sh
+echo rcS >>/markers/log
+while [ ! -e /markers/go ]; do sleep 0.05; done
+for i in $(seq 1 100); do sleep 600 & done 2>/dev/null
+`})
+	g := boot(t, root, []string{cgroupEnv + "=" + dir})
+	g.waitLog("rcS")
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", g.pid))
+	must(t, err)
+	defer ns.Close()
+	for i := 0; i < 2*spareThreads; i++ {
+		c, err := guestexec.DialUntil(int(ns.Fd()), 0, time.Now().Add(10*time.Second))
+		must(t, err)
+		defer c.Close()
+		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		must(t, err)
+		_, err = c.Start(guestexec.Request{Argv: []string{"/bin/sleep", "600"}, Env: []string{"PATH=/bin"}}, []*os.File{null, null, null})
+		null.Close()
+		must(t, err)
+	}
+	must(t, os.WriteFile(filepath.Join(root, "markers/go"), nil, 0o644))
+	g.booted()
+	time.Sleep(300 * time.Millisecond)
+	g.signal(29) // SIGIO, dropped: PID 1 wakes up at the limit
+	time.Sleep(200 * time.Millisecond)
+	if !g.running() {
+		t.Fatalf("PID 1 died at PIDS_MAX with %d enter sessions open: %s", 2*spareThreads, guestexit.Describe(g.ws))
+	}
+	g.signal(30) // SIGPWR
+	if got := g.wait(30 * time.Second); got != guestexit.PowerOff {
+		t.Errorf("guest ended with %s, want a power off", guestexit.Describe(g.ws))
+	}
+	if c := g.console(); strings.Contains(c, "fatal error") || strings.Contains(c, "failed to create new OS thread") {
+		t.Errorf("PID 1 ran out of threads; console:\n%s", c)
 	}
 }
