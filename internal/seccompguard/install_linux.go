@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/internal/mountinfo"
 )
 
 // Install loads the guard into the calling process, on every thread
@@ -60,5 +62,19 @@ func OwnRoot() bool {
 		return true
 	}
 	var st unix.Stat_t
-	return unix.Stat("/", &st) == nil && unix.Major(st.Dev) == 7
+	if unix.Stat("/", &st) != nil {
+		return false
+	}
+	if unix.Major(st.Dev) != 0 {
+		return unix.Major(st.Dev) == 7
+	}
+	// An anonymous device number (btrfs shows one, not its device's):
+	// the mount's source names the device.
+	mounts, err := mountinfo.Self()
+	return err == nil && loopSource(mountinfo.TopAt(mounts, "/"))
+}
+
+// loopSource reports whether mount m was mounted from a loop device.
+func loopSource(m *mountinfo.Entry) bool {
+	return m != nil && strings.HasPrefix(m.Source, "/dev/loop")
 }
