@@ -3,6 +3,7 @@ package fdlock
 import (
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,5 +42,71 @@ func TestExclusive(t *testing.T) {
 	a.Close()
 	if err := <-got; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Named locks exclude each other, also while each release removes the
+// file that later callers are waiting on, and the last release leaves no
+// file behind.
+func TestNamed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "locks")
+	path := filepath.Join(dir, "x.lock")
+	var mu sync.Mutex
+	inside := 0
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				release, err := Named(path)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				inside++
+				n := inside
+				mu.Unlock()
+				if n != 1 {
+					t.Errorf("%d holders of the lock at once", n)
+				}
+				time.Sleep(10 * time.Microsecond)
+				mu.Lock()
+				inside--
+				mu.Unlock()
+				release()
+			}
+		}()
+	}
+	wg.Wait()
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Errorf("lock file left behind: %v", err)
+	}
+	if fi, err := os.Stat(dir); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o700 {
+		t.Errorf("lock directory mode %v, want 0700", fi.Mode().Perm())
+	}
+}
+
+// Named refuses a symlink at path rather than lock (and later remove)
+// what it names.
+func TestNamedSymlink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	if err := os.WriteFile(target, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "x.lock")
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+	if release, err := Named(path); err == nil {
+		release()
+		t.Fatal("locked through a symlink")
+	}
+	if _, err := os.Stat(target); err != nil {
+		t.Errorf("the symlink's target: %v", err)
 	}
 }

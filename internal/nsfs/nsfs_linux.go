@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 
@@ -77,25 +78,25 @@ func Unpin(path string) error {
 // to every mount namespace that sees the directory, and removing it
 // elsewhere really frees the namespace.
 //
-// Callers take turns, on a lock on dir itself: two boots at once on a
-// host where dir is not a mount point yet (subhosts started together
-// after the host's boot) would each find it so and each bind it on
-// itself, stacking two mounts where one belongs. The bind keeps dir's
-// inode, so a caller that opened dir before another's bind still takes
-// the same lock. (iproute2 takes no lock: an `ip netns add` at the same
-// instant can still stack one.)
-func SharedDir(dir string) error {
+// Callers take turns, on a lock file in lockDir (".netns.lock" for
+// /run/netns): two boots at once on a host where dir is not a mount
+// point yet (subhosts started together after the host's boot) would
+// each find it so and each bind it on itself, stacking two mounts where
+// one belongs. lockDir must be a directory only root can write, the
+// state root /run/subhost (fdlock.Named), not dir itself: /run/netns is
+// 0755, so any local user could open it and flock it for ever, and every
+// netns creation would wait. (iproute2 takes no lock: an `ip netns add`
+// at the same instant can still stack one.)
+func SharedDir(dir, lockDir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
+	lock := filepath.Join(lockDir, "."+filepath.Base(dir)+".lock")
+	release, err := fdlock.Named(lock)
 	if err != nil {
-		return err
+		return fmt.Errorf("lock %s: %w", lock, err)
 	}
-	defer d.Close() // and with it the lock
-	if err := fdlock.Exclusive(d); err != nil {
-		return fmt.Errorf("lock %s: %w", dir, err)
-	}
+	defer release()
 	for bound := false; ; bound = true {
 		err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
 		if err == nil {

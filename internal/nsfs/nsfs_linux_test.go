@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -32,14 +35,11 @@ func mountsAt(t *testing.T, dir string) []string {
 	return out
 }
 
-// TestSharedDirConcurrent calls SharedDir from many goroutines at once on
-// directories that are not mount points yet, as subhosts booted together
-// on a fresh host do on /run/netns: each directory ends as exactly one
-// shared mount, never two stacked ones. The directories are on a scratch
-// tmpfs.
-func TestSharedDirConcurrent(t *testing.T) {
-	stagetest.RequireRoot(t)
-	stagetest.NoLeaks(t)
+// scratchTmpfs mounts a tmpfs on a new temporary directory, private so
+// that nothing made shared below it propagates to the host's mounts, and
+// unmounts it when the test ends.
+func scratchTmpfs(t *testing.T) string {
+	t.Helper()
 	scratch := t.TempDir()
 	if err := unix.Mount("tmpfs", scratch, "tmpfs", 0, "size=1m"); err != nil {
 		t.Fatal(err)
@@ -54,6 +54,18 @@ func TestSharedDirConcurrent(t *testing.T) {
 	if err := unix.Mount("", scratch, "", unix.MS_PRIVATE, ""); err != nil {
 		t.Fatal(err)
 	}
+	return scratch
+}
+
+// TestSharedDirConcurrent calls SharedDir from many goroutines at once on
+// directories that are not mount points yet, as subhosts booted together
+// on a fresh host do on /run/netns: each directory ends as exactly one
+// shared mount, never two stacked ones. The directories are on a scratch
+// tmpfs.
+func TestSharedDirConcurrent(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	scratch, locks := scratchTmpfs(t), t.TempDir()
 	for round := 0; round < 20; round++ {
 		dir := filepath.Join(scratch, fmt.Sprint("netns", round))
 		var wg sync.WaitGroup
@@ -62,7 +74,7 @@ func TestSharedDirConcurrent(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[i] = SharedDir(dir)
+				errs[i] = SharedDir(dir, locks)
 			}()
 		}
 		wg.Wait()
@@ -78,11 +90,68 @@ func TestSharedDirConcurrent(t *testing.T) {
 		if !strings.Contains(m[0], " shared:") {
 			t.Fatalf("round %d: %s is not a shared mount: %s", round, dir, m[0])
 		}
-		if err := SharedDir(dir); err != nil {
+		if err := SharedDir(dir, locks); err != nil {
 			t.Fatalf("SharedDir again: %v", err)
 		}
 		if m := mountsAt(t, dir); len(m) != 1 {
 			t.Fatalf("SharedDir again: %d mounts on %s, want 1", len(m), dir)
 		}
+	}
+}
+
+// TestSharedDirLockedByAUser: an unprivileged user holding a flock on the
+// directory (as `setpriv --reuid=65534 flock /run/netns sleep 1d` can on
+// the 0755 /run/netns) does not hold up SharedDir, whose lock is a file
+// only root can open.
+func TestSharedDirLockedByAUser(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	scratch, locks := scratchTmpfs(t), t.TempDir()
+	// Let uid 65534 reach the directory, as any user reaches /run/netns.
+	if err := os.Chmod(filepath.Dir(scratch), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(scratch, "netns")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	holder := exec.Command("flock", dir, "sh", "-c", "echo locked; exec sleep 60")
+	holder.SysProcAttr = &syscall.SysProcAttr{
+		Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}},
+		Setpgid:    true,
+	}
+	out, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Skipf("flock(1) as uid 65534: %v", err)
+	}
+	kill := func() {
+		unix.Kill(-holder.Process.Pid, unix.SIGKILL)
+		holder.Wait()
+	}
+	defer kill()
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "locked\n" {
+		t.Fatalf("uid 65534's flock on %s: %q, %v", dir, line, err)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- SharedDir(dir, locks) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("SharedDir: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		kill() // lets it finish, so that the test leaves nothing
+		<-done
+		t.Fatalf("SharedDir waited 5 s for the flock uid 65534 holds on %s", dir)
+	}
+	if m := mountsAt(t, dir); len(m) != 1 || !strings.Contains(m[0], " shared:") {
+		t.Errorf("%s after SharedDir: %q, want one shared mount", dir, m)
+	}
+	if entries, err := os.ReadDir(locks); err != nil || len(entries) != 0 {
+		t.Errorf("lock directory after SharedDir: %v, %v; want it empty", entries, err)
 	}
 }

@@ -2,56 +2,70 @@ package main
 
 import (
 	"cmp"
-	"os"
+	"fmt"
+	"path/filepath"
 	"slices"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/internal/fdlock"
+	"github.com/subhost/subhost/internal/state"
 )
 
-// lockImages takes an exclusive flock on each of sp's image files and
+// lockDir holds the images' lock files: the state root, whatever the
+// runner's --state-dir, since subhosts of two runners may name one image.
+// Tests point it at a scratch directory.
+var lockDir = state.DefaultRoot
+
+// fileID is a file's identity: its file system's device and its inode.
+type fileID struct{ dev, ino uint64 }
+
+// lockFile is the lock file of the image file id.
+func (id fileID) lockFile() string {
+	return filepath.Join(lockDir, fmt.Sprintf(".image-%d:%d-%d.lock", unix.Major(id.dev), unix.Minor(id.dev), id.ino))
+}
+
+// lockImages takes an exclusive lock on each of sp's image files and
 // returns what releases them. Up holds them from its survey through its
 // attaches: two subhosts naming one image (a copied config) and booting
 // at once must not both find it free before either has attached it, and
-// mount one file system twice read-write. The locks are taken in the
-// order of the files' identities, not of their paths (a symlink may name
-// one file two ways), so that two Ups cannot wait for each other. A path
-// that does not open is left to the survey, which reports it.
+// mount one file system twice read-write. A path that names no regular
+// file is left to the survey, which reports it.
+//
+// The locks are lock files of root's named after each image's device and
+// inode (fdlock.Named), not the images: any user who may read an image
+// could flock it and hold it for ever, and every boot naming it would
+// wait. They are taken in the order of the files' identities, not of
+// their paths (a symlink may name one file two ways), so that two Ups
+// cannot wait for each other.
 func lockImages(sp *spec) (unlock func(), err error) {
-	type held struct {
-		f        *os.File
-		dev, ino uint64
-	}
-	var files []held
-	unlock = func() {
-		for _, h := range files {
-			h.f.Close() // releases its flock
-		}
-	}
+	var ids []fileID
 	for _, d := range sp.Disks {
-		f, err := os.OpenFile(d.Image, os.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-		if err != nil {
-			continue
-		}
 		var st unix.Stat_t
-		if unix.Fstat(int(f.Fd()), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-			f.Close()
+		if unix.Stat(d.Image, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 			continue
 		}
-		files = append(files, held{f, st.Dev, st.Ino})
+		id := fileID{st.Dev, st.Ino}
+		if !slices.Contains(ids, id) { // one file named twice (refused later): one lock
+			ids = append(ids, id)
+		}
 	}
-	slices.SortFunc(files, func(a, b held) int {
+	slices.SortFunc(ids, func(a, b fileID) int {
 		return cmp.Or(cmp.Compare(a.dev, b.dev), cmp.Compare(a.ino, b.ino))
 	})
-	for i, h := range files {
-		if i > 0 && h.dev == files[i-1].dev && h.ino == files[i-1].ino {
-			continue // one file named twice (refused later): one lock
+	var releases []func()
+	unlock = func() {
+		for _, r := range slices.Backward(releases) {
+			r()
 		}
-		if err := fdlock.Exclusive(h.f); err != nil {
+	}
+	for _, id := range ids {
+		release, err := fdlock.Named(id.lockFile())
+		if err != nil {
 			unlock()
 			return nil, err
 		}
+		releases = append(releases, release)
 	}
 	return unlock, nil
 }

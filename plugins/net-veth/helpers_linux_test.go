@@ -30,6 +30,13 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
+	// Locks go to a scratch directory, not the host's state root.
+	dir, err := os.MkdirTemp("", "net-veth-locks")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	lockDir = dir
 	// The first netns a test makes turns /run/netns into a shared mount
 	// point, as `ip netns add` does, and it stays one (iproute2 never
 	// undoes it either). Do it before any test takes its leak snapshot.
@@ -39,7 +46,9 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // testHost is a throwaway network namespace standing in for the host:

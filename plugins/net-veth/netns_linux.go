@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/internal/nsfs"
+	"github.com/subhost/subhost/internal/state"
 )
 
 // onThrowawayThread runs fn on an OS thread of its own that dies
@@ -55,7 +56,13 @@ func openNetns(path string) (*os.File, error) {
 
 var errNotNetns = nsfs.ErrNotNamespace
 
-func prepareNetnsDir() error { return nsfs.SharedDir(netnsDir) }
+// lockDir holds the lock on making netnsDir a shared mount: the state
+// root, whatever the runner's --state-dir, since /run/netns is one for
+// every runner on the host (and the userns stage takes the same lock
+// there). Tests point it at a scratch directory.
+var lockDir = state.DefaultRoot
+
+func prepareNetnsDir() error { return nsfs.SharedDir(netnsDir, lockDir) }
 
 // createNetns makes a new network namespace and pins it at path with a
 // bind mount, the way `ip netns add` does. The unshare happens on a

@@ -164,7 +164,9 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err er
 		if err := os.MkdirAll(filepath.Dir(st.Userns), 0o700); err != nil {
 			return nil, sdk.Internalf("%w", err)
 		}
-		if err := nsfs.SharedDir(netnsDir); err != nil {
+		// The lock beside the id range registry: the host's state root,
+		// as net-veth's, or a test's scratch directory.
+		if err := nsfs.SharedDir(netnsDir, s.reg().Dir); err != nil {
 			return nil, sdk.Internalf("%w", err)
 		}
 		if err := userns.Create(r, st.Userns, st.Netns); err != nil {
