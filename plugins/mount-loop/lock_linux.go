@@ -25,8 +25,9 @@ func (id fileID) lockFile() string {
 	return filepath.Join(lockDir, fmt.Sprintf(".image-%d:%d-%d.lock", unix.Major(id.dev), unix.Minor(id.dev), id.ino))
 }
 
-// lockImages takes an exclusive lock on each of sp's image files and
-// returns what releases them. Up holds them from its survey through its
+// lockImages takes an exclusive lock on each of sp's image files, as
+// their paths name them now, and returns them by DISKS index with what
+// releases the locks. Up holds them from its survey through its
 // attaches: two subhosts naming one image (a copied config) and booting
 // at once must not both find it free before either has attached it, and
 // mount one file system twice read-write. A path that names no regular
@@ -38,7 +39,8 @@ func (id fileID) lockFile() string {
 // wait. They are taken in the order of the files' identities, not of
 // their paths (a symlink may name one file two ways), so that two Ups
 // cannot wait for each other.
-func lockImages(sp *spec) (unlock func(), err error) {
+func lockImages(sp *spec) (locked map[int]fileID, unlock func(), err error) {
+	locked = map[int]fileID{}
 	var ids []fileID
 	for _, d := range sp.Disks {
 		var st unix.Stat_t
@@ -46,6 +48,7 @@ func lockImages(sp *spec) (unlock func(), err error) {
 			continue
 		}
 		id := fileID{st.Dev, st.Ino}
+		locked[d.Index] = id
 		if !slices.Contains(ids, id) { // one file named twice (refused later): one lock
 			ids = append(ids, id)
 		}
@@ -63,9 +66,22 @@ func lockImages(sp *spec) (unlock func(), err error) {
 		release, err := fdlock.Named(id.lockFile())
 		if err != nil {
 			unlock()
-			return nil, err
+			return nil, nil, err
 		}
 		releases = append(releases, release)
 	}
-	return unlock, nil
+	return locked, unlock, nil
+}
+
+// notLocked returns an image the survey inspected that is not the file
+// lockImages locked for its element: a new file renamed over the path
+// (an image rebuilt and moved into place) between the two. Another Up
+// could then lock that file and find it free as this one did.
+func notLocked(imgs []image, locked map[int]fileID) (image, bool) {
+	for _, im := range imgs {
+		if locked[im.Index] != (fileID{im.dev, im.ino}) {
+			return im, true
+		}
+	}
+	return image{}, false
 }

@@ -6,12 +6,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/loopdev"
 	"github.com/subhost/subhost/sdk"
 	"github.com/subhost/subhost/sdk/stagetest"
 )
@@ -99,5 +102,87 @@ func TestImageFlockedByAUser(t *testing.T) {
 		kill() // lets it finish, so that its Down leaves nothing
 		<-done
 		t.Fatalf("Up waited 5 s for the flock uid 65534 holds on %s", img)
+	}
+}
+
+// TestImageReplacedWhileLocking: A's Up has locked the image its path
+// names when a new image is renamed over the path; B's Up locks and
+// surveys the new one, then waits (a while) for A to survey too. A must
+// not survey and attach the new image under its lock on the old one:
+// the two would mount one file system read-write twice. One Up gets it,
+// the other is refused, naming it.
+func TestImageReplacedWhileLocking(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	s := &stage{}
+	nameA, homeA := subhost(t)
+	nameB, homeB := subhost(t)
+	img := buildImage(t, "mbr", "old")
+	fresh := buildImage(t, "mbr", "new")
+	reqA, reqB := request(nameA, homeA, "vda:1:"+img), request(nameB, homeB, "vda:1:"+img)
+	downAtEnd(t, s, reqA)
+	downAtEnd(t, s, reqB)
+
+	var errB error
+	doneB := make(chan struct{})
+	surveyedA, surveyedB := make(chan struct{}), make(chan struct{})
+	var onceLock, onceA, onceB sync.Once
+	afterLockHook = func(name string) {
+		if name != nameA {
+			return
+		}
+		onceLock.Do(func() { // A's first lock
+			if err := os.Rename(fresh, img); err != nil {
+				t.Error(err)
+				return
+			}
+			go func() {
+				defer close(doneB)
+				_, errB = s.Up(ctx, reqB)
+			}()
+			select { // until B has surveyed, unless it has to wait for A
+			case <-surveyedB:
+			case <-doneB:
+			case <-time.After(2 * time.Second):
+			}
+		})
+	}
+	afterSurveyHook = func(name string) {
+		switch name {
+		case nameA:
+			onceA.Do(func() { close(surveyedA) })
+		case nameB:
+			onceB.Do(func() {
+				close(surveyedB)
+				select { // until A has surveyed too, if it can
+				case <-surveyedA:
+				case <-time.After(2 * time.Second):
+				}
+			})
+		}
+	}
+	defer func() { afterLockHook, afterSurveyHook = nil, nil }()
+	_, errA := s.Up(ctx, reqA)
+	<-doneB
+
+	if (errA == nil) == (errB == nil) {
+		t.Fatalf("A's Up: %v; B's Up: %v; want exactly one to succeed", errA, errB)
+	}
+	loser, winner := errA, nameB
+	if errA == nil {
+		loser, winner = errB, nameA
+	}
+	if !sdk.IsKind(loser, sdk.KindConflict) || !strings.Contains(loser.Error(), winner) {
+		t.Errorf("the other Up: %v, want a conflict naming %s", loser, winner)
+	}
+	var ours int
+	devs, _ := loopdev.FindByBacking(img)
+	for _, d := range devs {
+		if d.Tag == tagPrefix+winner {
+			ours++
+		}
+	}
+	if ours != len(devs) {
+		t.Errorf("devices on the image: %+v, want only %s's", devs, winner)
 	}
 }

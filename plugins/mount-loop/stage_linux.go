@@ -28,8 +28,18 @@ var _ sdk.Stage = (*stage)(nil)
 var afterAttachHook func() error
 
 // afterSurveyHook, when set, runs in Up between the survey and the first
-// attach: tests start another subhost's Up there. Nil in production.
-var afterSurveyHook func()
+// attach, with the subhost's name: tests start another subhost's Up
+// there. Nil in production.
+var afterSurveyHook func(name string)
+
+// afterLockHook, when set, runs in Up between locking the images and the
+// survey, with the subhost's name: tests replace an image there. Nil in
+// production.
+var afterLockHook func(name string)
+
+// lockTries is how many times Up locks and surveys the images when an
+// image is replaced in between, before it gives up.
+const lockTries = 3
 
 // upState is what Up hands back: what it attached, for Check and Down.
 type upState struct {
@@ -103,17 +113,40 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err er
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := lockImages(sp)
-	if err != nil {
-		return nil, sdk.Internalf("lock the images: %w", err)
-	}
-	defer unlock()
-	imgs, want, sv, err := surveyAll(sp)
-	if err != nil {
-		return nil, err
+	var (
+		imgs []image
+		want []loopSpec
+		sv   *survey
+	)
+	for try := 1; ; try++ {
+		locked, unlock, err := lockImages(sp)
+		if err != nil {
+			return nil, sdk.Internalf("lock the images: %w", err)
+		}
+		if afterLockHook != nil {
+			afterLockHook(sp.Name)
+		}
+		imgs, want, sv, err = surveyAll(sp)
+		if err != nil {
+			unlock()
+			return nil, err
+		}
+		// The survey opens the images again by path, and the attaches
+		// check they are the files it inspected: those must be the
+		// files locked, or another Up may hold the lock on them.
+		im, replaced := notLocked(imgs, locked)
+		if !replaced {
+			defer unlock()
+			break
+		}
+		unlock()
+		if try == lockTries {
+			return nil, sdk.Conflictf("%s: DISKS[%d] %q: image %q was replaced by another file while it was being checked, %d times: try again when it stays put", sp.Where, im.Index, im.Elem, im.Image, lockTries)
+		}
+		log.Info("image replaced while it was being checked: checking again", "image", im.Image)
 	}
 	if afterSurveyHook != nil {
-		afterSurveyHook()
+		afterSurveyHook(sp.Name)
 	}
 
 	// Undo what this call did, newest first, if it fails; what existed

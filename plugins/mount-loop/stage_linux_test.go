@@ -711,7 +711,7 @@ func TestTwoSubhostsOneImageAtOnce(t *testing.T) {
 	var errB error
 	doneB := make(chan struct{})
 	var once sync.Once
-	afterSurveyHook = func() {
+	afterSurveyHook = func(string) {
 		once.Do(func() { // A's Up only
 			go func() {
 				defer close(doneB)
