@@ -54,8 +54,8 @@ func (r request) String() string {
 // the main goroutine starts and reaps processes, so a child can never be
 // reaped before it is tracked.
 type pid1 struct {
-	timeout  time.Duration // for the whole shutdown: rc 0 / rc 6, then ending every process
-	grace    time.Duration // between SIGTERM and SIGKILL to all, and after SIGKILL
+	timeout time.Duration // for the whole shutdown: rc 0 / rc 6, then ending every process
+	grace   time.Duration // between SIGTERM and SIGKILL to all, and after SIGKILL
 	// deadline is when the shutdown must be done (beginShutdown).
 	deadline time.Time
 	chld     chan os.Signal
