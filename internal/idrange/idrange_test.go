@@ -167,3 +167,16 @@ func TestRangesKeepClearOfHostAccounts(t *testing.T) {
 		t.Errorf("picked %s (%v) over the ldapusers group's id %d", got, err, first.Base+7)
 	}
 }
+
+// The registry's directory, /run/subhost when the userns stage is the
+// first to need it, is made root-only, as the runner makes it.
+func TestRegistryDirIsRootOnly(t *testing.T) {
+	r := scratch(t, "")
+	r.Dir = filepath.Join(r.Dir, "run-subhost")
+	if _, err := r.Acquire(Owner{"web1", "/h"}, Spec{Enabled: true, Pick: true}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(r.Dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("registry directory: %v %v, want mode 0700", fi.Mode(), err)
+	}
+}

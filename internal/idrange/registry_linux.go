@@ -186,7 +186,7 @@ func (r Registry) Release(owner Owner) error {
 // locked runs fn on the registry's entries under the host-wide lock and
 // writes what it returns (nil: no change).
 func (r Registry) locked(fn func([]entry) ([]entry, error)) error {
-	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(r.Dir, 0o700); err != nil {
 		return fmt.Errorf("id range registry: %w", err)
 	}
 	lock, err := os.OpenFile(r.file()+".lock", os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
