@@ -114,26 +114,42 @@ func (d Dir) Holder() (Holder, error) {
 	return Holder{PID: n, Operation: op}, nil
 }
 
-// Busy reports whether another process holds the subhost's lock now, and
-// who, making nothing: for a subhost without state, whose lock a boot
-// holds while its plugins start and validate.
+// Busy reports whether a process holds the subhost's lock now, and who,
+// making nothing and taking no lock itself: for a subhost without state,
+// whose lock a boot holds while its plugins start and validate, and for
+// status and list, which must not make a stop's or a run's TryLock fail
+// by holding the lock for a moment. The kernel's table of file locks
+// (/proc/locks) says whether the lock file's inode is locked.
 func (d Dir) Busy() (Holder, bool) {
-	f, err := os.Open(filepath.Join(d.path(), "lock"))
-	if err != nil {
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(d.path(), "lock"), &st); err != nil {
 		return Holder{}, false
 	}
-	defer f.Close()
-	// A shared lock is refused only while someone holds the exclusive
-	// one; it is let go at once (the close would, too).
-	err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
-	if errors.Is(err, syscall.EWOULDBLOCK) {
-		h, _ := d.Holder()
-		return h, true
+	locks, err := os.ReadFile("/proc/locks")
+	if err != nil || !flocked(string(locks), st.Dev, st.Ino) {
+		return Holder{}, false
 	}
-	if err == nil {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	h, _ := d.Holder()
+	return h, true
+}
+
+// flocked reports whether the /proc/locks table has a flock(2) lock on
+// the inode ino of device dev ("MAJ:MIN:INO", the device in hex).
+func flocked(table string, dev, ino uint64) bool {
+	// Linux's dev_t: the major number in bits 8-19 and 32-43, the
+	// minor in bits 0-7 and 20-31.
+	major := (dev>>8)&0xfff | (dev>>32)&^0xfff
+	minor := dev&0xff | (dev>>12)&^0xff
+	id := fmt.Sprintf("%02x:%02x:%d", major, minor, ino)
+	for _, line := range strings.Split(table, "\n") {
+		f := strings.Fields(line)
+		// "1: FLOCK  ADVISORY  WRITE 21296 fe:00:9978769 0 EOF"; a
+		// lock someone waits for has "->" before its fields.
+		if len(f) >= 6 && f[1] == "FLOCK" && f[5] == id {
+			return true
+		}
 	}
-	return Holder{}, false
+	return false
 }
 
 // BusyError is TryLock's error for a lock that h holds.

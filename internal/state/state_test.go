@@ -175,3 +175,47 @@ func TestLockRacingARelease(t *testing.T) {
 		}
 	}
 }
+
+// Busy sees a lock another open file holds, and takes none itself: a
+// TryLock at the same moment (a stop, while a list runs) never fails
+// because of it.
+func TestBusyTakesNoLock(t *testing.T) {
+	d := Dir{Root: t.TempDir(), Name: "probe"}
+	l, err := d.TryLock("run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, busy := d.Busy(); !busy || h.PID != os.Getpid() || h.Operation != "run" {
+		t.Errorf("Busy while locked: %+v %v", h, busy)
+	}
+	l.Release()
+	if _, busy := d.Busy(); busy {
+		t.Error("Busy after the release")
+	}
+	if err := os.MkdirAll(filepath.Join(d.Root, d.Name), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.Root, d.Name, "lock"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				d.Busy()
+			}
+		}
+	}()
+	defer close(stop)
+	for i := 0; i < 2000; i++ {
+		l, err := d.TryLock("stop")
+		if err != nil {
+			t.Fatalf("TryLock %d while Busy probes: %v", i, err)
+		}
+		l.lock.Unlock() // keep the file: Release would remove it
+		l.lock.Close()
+	}
+}
