@@ -204,3 +204,18 @@ func TestStopAllKillsLowerOrdersPastAStraggler(t *testing.T) {
 		t.Errorf("reports %v, want slow reported still stopping, then stopped", reported)
 	}
 }
+
+// A subhost of the same order whose turn comes only after the force
+// point (it waited for a --parallel slot behind a stop that overran) is
+// killed at once, not left running.
+func TestStopAllKillsTheSameOrderPastTheForcePoint(t *testing.T) {
+	ops := &fakeOps{holdFor: map[string]time.Duration{"slow": 400 * time.Millisecond}}
+	up := []Up{{Name: "slow", Order: 1}, {Name: "b", Order: 1}}
+	rs := StopAll(context.Background(), up, ops, StopOptions{Timeout: time.Minute, Total: time.Second, Reserve: 800 * time.Millisecond, Parallel: 1})
+	if ops.stopArg["b"] != "0s/true" {
+		t.Errorf("b stopped with %q, want killed at once (0s/true)", ops.stopArg["b"])
+	}
+	if Failed(rs) != 0 {
+		t.Errorf("results %+v, want every stop done within the total", rs)
+	}
+}

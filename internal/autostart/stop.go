@@ -87,6 +87,11 @@ func StopAll(ctx context.Context, up []Up, ops StopOps, opts StopOptions) []Resu
 		if time.Now().Before(forceAt) {
 			waveCtx, cancelWave := context.WithDeadlineCause(ctx, forceAt, errForcePoint)
 			results = append(results, runWave(waveCtx, wave, max(opts.Parallel, 1), opts.Report, func(waveCtx context.Context, e Entry) (string, error) {
+				if context.Cause(waveCtx) == errForcePoint {
+					// Its turn (a --parallel slot) came after the
+					// force point: killed at once, as the rest.
+					return "", late.stop(ctx, e, ops, 0, true)
+				}
 				return "", late.stop(waveCtx, e, ops, min(opts.Timeout, time.Until(forceAt)), false)
 			})...)
 			cancelWave()
