@@ -39,11 +39,9 @@ func Path(path, what string) error {
 
 // Open opens a file that root will execute after checking that its
 // directory ("WHAT directory"), the directory a symlink leads to, and the
-// file itself pass the rule, and that no one else can change any
-// directory on the way to it (walk): whoever can write a directory can
-// swap the file. It is the rule for plugins and for the scripts the exec
-// stage runs, which is executed by its path (its $0 stays what the
-// operator wrote) after the check.
+// file itself pass the rule: whoever can write a directory can swap the
+// file. It is the rule for plugins, which run from the very descriptor
+// checked.
 func Open(path, what string) (*os.File, error) {
 	if err := Path(filepath.Dir(path), what+" directory"); err != nil {
 		return nil, err
@@ -54,14 +52,31 @@ func Open(path, what string) (*os.File, error) {
 			return nil, err
 		}
 	}
-	if err := walk(path, what); err != nil {
-		return nil, err
-	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, sdk.Invalidf("%s %s: %w", what, path, err)
 	}
 	if err := File(f, what); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// OpenByPath is Open for a file that root will execute by its path, later
+// (the exec stage's scripts, so that their $0 is what the operator
+// wrote): it also checks that no one but root can change any directory
+// on the way to it (walk), or someone could swap the directories between
+// the check and the exec. path must be absolute.
+func OpenByPath(path, what string) (*os.File, error) {
+	if !filepath.IsAbs(path) {
+		return nil, sdk.Invalidf("%s %q is not an absolute path", what, path)
+	}
+	f, err := Open(path, what)
+	if err != nil {
+		return nil, err
+	}
+	if err := walk(path, what); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -82,7 +97,7 @@ func check(name, what string, fi fs.FileInfo) error {
 // maxLinks bounds the symlinks walk follows, as the kernel's 40.
 const maxLinks = 40
 
-// walk looks path up one name at a time from /, as the kernel will when
+// walk looks path (absolute) up one name at a time from /, as the kernel will when
 // root executes it, and checks every directory a name is looked up in:
 // each must pass the rule, or be root's and sticky with the name in it
 // root's (there only an entry's owner may rename or remove it: /tmp).

@@ -150,13 +150,15 @@ func TestOpen(t *testing.T) {
 	}
 }
 
-// TestOpenChecksTheWholePath: a root-owned script in a root-owned
+// TestOpenByPathChecksTheWholePath: a root-owned script in a root-owned
 // directory is still refused when a directory above them, or one a
 // symlink on the way leads through, is someone else's: they could swap
 // the directories between the check and the exec, which goes by path.
 // Sticky directories of root's (/tmp, where the test's files are) are
-// fine when the name in them is root's.
-func TestOpenChecksTheWholePath(t *testing.T) {
+// fine when the name in them is root's. Open, for plugins, which run from
+// the descriptor it checked, does not walk: a build tree in a user's home
+// still works.
+func TestOpenByPathChecksTheWholePath(t *testing.T) {
 	stagetest.RequireRoot(t)
 	top := t.TempDir()
 	os.Chmod(top, 0o755)
@@ -169,7 +171,7 @@ func TestOpenChecksTheWholePath(t *testing.T) {
 	if err := os.WriteFile(script, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	f, err := Open(script, "script")
+	f, err := OpenByPath(script, "script")
 	if err != nil {
 		t.Fatalf("a path of root's: %v", err)
 	}
@@ -177,8 +179,13 @@ func TestOpenChecksTheWholePath(t *testing.T) {
 	if err := os.Chown(site, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
+	if f, err := Open(script, "plugin"); err != nil {
+		t.Errorf("Open, for a plugin, below a user's directory: %v", err)
+	} else {
+		f.Close()
+	}
 	want := "script " + script + ": directory " + site + " on its path is owned by uid 65534, not root"
-	if _, err := Open(script, "script"); err == nil || !strings.HasPrefix(err.Error(), want) || !sdk.IsKind(err, sdk.KindInvalidConfig) {
+	if _, err := OpenByPath(script, "script"); err == nil || !strings.HasPrefix(err.Error(), want) || !sdk.IsKind(err, sdk.KindInvalidConfig) {
 		t.Errorf("a deploy user's directory above the hooks: %v, want %q", err, want)
 	}
 	// The same through a symlink of root's in a directory of root's.
@@ -186,11 +193,11 @@ func TestOpenChecksTheWholePath(t *testing.T) {
 	if err := os.Symlink("site/hooks", link); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(filepath.Join(link, "inv.sh"), "script"); err == nil || !strings.Contains(err.Error(), "directory "+site+" on its path") {
+	if _, err := OpenByPath(filepath.Join(link, "inv.sh"), "script"); err == nil || !strings.Contains(err.Error(), "directory "+site+" on its path") {
 		t.Errorf("through a symlink into a deploy user's directory: %v", err)
 	}
 	os.Chown(site, 0, 0)
-	if f, err := Open(filepath.Join(link, "inv.sh"), "script"); err != nil {
+	if f, err := OpenByPath(filepath.Join(link, "inv.sh"), "script"); err != nil {
 		t.Errorf("through a symlink, all root's: %v", err)
 	} else {
 		f.Close()
@@ -207,7 +214,12 @@ func TestOpenChecksTheWholePath(t *testing.T) {
 	if err := os.Lchown(theirs, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(filepath.Join(theirs, "inv.sh"), "script"); err == nil || !strings.Contains(err.Error(), "directory "+sticky+" on its path is writable by group or others") {
+	if _, err := OpenByPath(filepath.Join(theirs, "inv.sh"), "script"); err == nil || !strings.Contains(err.Error(), "directory "+sticky+" on its path is writable by group or others") {
 		t.Errorf("through someone else's symlink in a sticky directory: %v", err)
 	}
+	// A relative path is refused, not looked up from /.
+	if _, err := OpenByPath("hooks/inv.sh", "script"); err == nil || !strings.Contains(err.Error(), "not an absolute path") {
+		t.Errorf("a relative path: %v", err)
+	}
 }
+

@@ -102,7 +102,7 @@ func trustedScript(req *sdk.Request) (string, error) {
 	case !filepath.IsAbs(path):
 		return "", sdk.Invalidf("parameter %s %q is not an absolute path", paramScript, path)
 	}
-	f, err := trust.Open(path, "script")
+	f, err := trust.OpenByPath(path, "script")
 	if err != nil {
 		return "", sdk.Invalidf("%w", err)
 	}
