@@ -879,33 +879,56 @@ func Apply(name string, recorded []sdk.Cgroup, l Limits) (err error) {
 	return nil
 }
 
-// undoLog keeps what each file held before its first write, to put back.
+// undoLog keeps what each file held before it was first written, to put
+// back, and the order in which the writes succeeded.
 type undoLog struct {
-	saved []savedFile
+	old   map[string]string
+	saved []savedFile // in the order the files were written
+	// writeFile, unless nil, is used instead of the package's (tests).
+	writeFile func(path, s string) error
+}
+
+func (u *undoLog) writeOne(path, s string) error {
+	if u.writeFile != nil {
+		return u.writeFile(path, s)
+	}
+	return writeFile(path, s)
 }
 
 type savedFile struct{ path, value string }
 
 // write writes s to path, first keeping what path holds.
 func (u *undoLog) write(path, s string) error {
-	if !slices.ContainsFunc(u.saved, func(f savedFile) bool { return f.path == path }) {
-		old, err := os.ReadFile(path)
+	old, known := u.old[path]
+	if !known {
+		b, err := os.ReadFile(path)
 		if err != nil {
 			return err
 		}
-		u.saved = append(u.saved, savedFile{path, strings.TrimSpace(string(old))})
+		old = strings.TrimSpace(string(b))
+		if u.old == nil {
+			u.old = map[string]string{}
+		}
+		u.old[path] = old
 	}
-	return writeFile(path, s)
+	if err := u.writeOne(path, s); err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(u.saved, func(f savedFile) bool { return f.path == path }) {
+		u.saved = append(u.saved, savedFile{path, old})
+	}
+	return nil
 }
 
-// restore writes the kept values back, the last written first (undoing a
-// pair of limits in the order the kernel accepts), and goes on past a
-// failure.
+// restore writes the kept values back, the last written first: the
+// kernel took the writes in that order (a v1 cpuset wider in the parent
+// before the child, memory.memsw before memory.limit when raising), so it
+// takes their undoing in the reverse one. It goes on past a failure.
 func (u *undoLog) restore() error {
 	var errs []error
 	for i := len(u.saved) - 1; i >= 0; i-- {
 		f := u.saved[i]
-		if err := writeFile(f.path, f.value); err != nil {
+		if err := u.writeOne(f.path, f.value); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -1,6 +1,7 @@
 package cgroups
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -371,5 +372,40 @@ func TestApplyAllOrNothing(t *testing.T) {
 	os.Remove(inner)
 	if err := Remove(name, "", p.Cgroups); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The undo puts files back in the reverse order of the writes that took,
+// not of the first tries: narrowing a v1 cpuset, the parent is refused
+// first (its child is wider), the child is written, then the parent; the
+// undo must widen the parent before the child, or the kernel refuses it.
+func TestUndoOrderIsThatOfTheWritesThatTook(t *testing.T) {
+	dir := t.TempDir()
+	parent, child := filepath.Join(dir, "parent"), filepath.Join(dir, "child")
+	os.WriteFile(parent, []byte("0-1\n"), 0o644)
+	os.WriteFile(child, []byte("0-1\n"), 0o644)
+	// A kernel that keeps the child within its parent.
+	read := func(p string) string { b, _ := os.ReadFile(p); return strings.TrimSpace(string(b)) }
+	kernel := func(path, s string) error {
+		if path == parent && read(child) == "0-1" && s == "0" || path == child && read(parent) == "0" && s == "0-1" {
+			return errors.New("device or resource busy")
+		}
+		return os.WriteFile(path, []byte(s+"\n"), 0o644)
+	}
+	u := undoLog{writeFile: kernel}
+	if err := u.write(parent, "0"); err == nil {
+		t.Fatal("the kernel took a parent narrower than its child")
+	}
+	if err := u.write(child, "0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.write(parent, "0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.restore(); err != nil {
+		t.Errorf("restore: %v", err)
+	}
+	if read(parent) != "0-1" || read(child) != "0-1" {
+		t.Errorf("after the undo: parent %q, child %q, want both 0-1", read(parent), read(child))
 	}
 }
