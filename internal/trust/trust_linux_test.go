@@ -222,4 +222,3 @@ func TestOpenByPathChecksTheWholePath(t *testing.T) {
 		t.Errorf("a relative path: %v", err)
 	}
 }
-
