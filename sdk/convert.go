@@ -104,17 +104,18 @@ func requestFromProto(p *pb.StageRequest) *Request {
 
 func recordToProto(r BootRecord) *pb.BootRecord {
 	out := &pb.BootRecord{
-		Root:           r.Root,
-		Netns:          r.Netns,
-		Hostname:       r.Hostname,
-		GuestPid:       int64(r.GuestPID),
-		GuestStartTime: r.GuestStartTime,
-		Extra:          r.Extra,
-		DevicePolicy:   r.DevicePolicy,
-		Userns:         r.Userns,
-		UsernsBase:     r.UsernsBase,
-		UsernsSize:     r.UsernsSize,
-		RootUserns:     r.RootUserns,
+		Root:               r.Root,
+		Netns:              r.Netns,
+		Hostname:           r.Hostname,
+		GuestPid:           int64(r.GuestPID),
+		GuestStartTime:     r.GuestStartTime,
+		GuestStopTimeoutMs: r.GuestStopTimeoutMS,
+		Extra:              r.Extra,
+		DevicePolicy:       r.DevicePolicy,
+		Userns:             r.Userns,
+		UsernsBase:         r.UsernsBase,
+		UsernsSize:         r.UsernsSize,
+		RootUserns:         r.RootUserns,
 	}
 	for _, c := range r.Cgroups {
 		out.Cgroups = append(out.Cgroups, &pb.Cgroup{Hierarchy: c.Hierarchy, Dir: c.Dir, Guest: c.Guest})
@@ -144,17 +145,18 @@ func interfacesFromProto(in []*pb.Interface) []Interface {
 
 func recordFromProto(p *pb.BootRecord) BootRecord {
 	out := BootRecord{
-		Root:           p.GetRoot(),
-		Netns:          p.GetNetns(),
-		Hostname:       p.GetHostname(),
-		GuestPID:       int(p.GetGuestPid()),
-		GuestStartTime: p.GetGuestStartTime(),
-		Extra:          p.GetExtra(),
-		DevicePolicy:   p.GetDevicePolicy(),
-		Userns:         p.GetUserns(),
-		UsernsBase:     p.GetUsernsBase(),
-		UsernsSize:     p.GetUsernsSize(),
-		RootUserns:     p.GetRootUserns(),
+		Root:               p.GetRoot(),
+		Netns:              p.GetNetns(),
+		Hostname:           p.GetHostname(),
+		GuestPID:           int(p.GetGuestPid()),
+		GuestStartTime:     p.GetGuestStartTime(),
+		GuestStopTimeoutMS: p.GetGuestStopTimeoutMs(),
+		Extra:              p.GetExtra(),
+		DevicePolicy:       p.GetDevicePolicy(),
+		Userns:             p.GetUserns(),
+		UsernsBase:         p.GetUsernsBase(),
+		UsernsSize:         p.GetUsernsSize(),
+		RootUserns:         p.GetRootUserns(),
 	}
 	for _, c := range p.GetCgroups() {
 		out.Cgroups = append(out.Cgroups, Cgroup{Hierarchy: c.GetHierarchy(), Dir: c.GetDir(), Guest: c.GetGuest()})

@@ -43,6 +43,9 @@ func (r *BootRecord) Merge(add BootRecord) error {
 		}
 		out.GuestPID, out.GuestStartTime = add.GuestPID, add.GuestStartTime
 	}
+	if add.GuestStopTimeoutMS != 0 {
+		out.GuestStopTimeoutMS = add.GuestStopTimeoutMS
+	}
 	for _, d := range add.Devices {
 		for _, have := range out.Devices {
 			if have.GuestName == d.GuestName && have != d {

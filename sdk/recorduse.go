@@ -20,7 +20,7 @@ const (
 	FieldInterfaces = "interfaces"
 	// FieldHostname is Hostname.
 	FieldHostname = "hostname"
-	// FieldGuest is GuestPID and GuestStartTime.
+	// FieldGuest is GuestPID, GuestStartTime and GuestStopTimeoutMS.
 	FieldGuest = "guest"
 	// FieldCgroups is Cgroups and DevicePolicy.
 	FieldCgroups = "cgroups"
@@ -119,7 +119,7 @@ func (r BootRecord) Only(fields []string) BootRecord {
 		case FieldHostname:
 			out.Hostname = r.Hostname
 		case FieldGuest:
-			out.GuestPID, out.GuestStartTime = r.GuestPID, r.GuestStartTime
+			out.GuestPID, out.GuestStartTime, out.GuestStopTimeoutMS = r.GuestPID, r.GuestStartTime, r.GuestStopTimeoutMS
 		case FieldCgroups:
 			out.Cgroups, out.DevicePolicy = slices.Clone(r.Cgroups), slices.Clone(r.DevicePolicy)
 		case FieldUserns:
@@ -133,7 +133,7 @@ func (r BootRecord) Only(fields []string) BootRecord {
 
 func (r BootRecord) isEmpty() bool {
 	return r.Root == "" && r.RootUserns == "" && len(r.Devices) == 0 && r.Netns == "" &&
-		len(r.Interfaces) == 0 && r.Hostname == "" && r.GuestPID == 0 && r.GuestStartTime == 0 &&
+		len(r.Interfaces) == 0 && r.Hostname == "" && r.GuestPID == 0 && r.GuestStartTime == 0 && r.GuestStopTimeoutMS == 0 &&
 		len(r.Cgroups) == 0 && len(r.DevicePolicy) == 0 && r.Userns == "" && r.UsernsBase == 0 &&
 		r.UsernsSize == 0 && len(r.Extra) == 0
 }

@@ -218,6 +218,11 @@ type BootRecord struct {
 	// (/proc/PID/stat field 22): together they identify the process.
 	GuestPID       int    `json:"guest_pid,omitempty"`
 	GuestStartTime uint64 `json:"guest_start_time,omitempty"`
+	// GuestStopTimeoutMS is how long the guest's PID 1 may take to power
+	// off, as the stage that launched it told it (init's
+	// shutdown_timeout), in milliseconds; 0 when no stage says. A stop
+	// without a timeout of its own waits that long before it kills it.
+	GuestStopTimeoutMS int64 `json:"guest_stop_timeout_ms,omitempty"`
 	// Extra is for site stages.
 	Extra map[string]string `json:"extra,omitempty"`
 	// Cgroups are the guest's cgroups, one per hierarchy: the guest's

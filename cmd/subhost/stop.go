@@ -13,10 +13,12 @@ import (
 func newStopCmd() *cobra.Command {
 	var opts runner.StopOptions
 	cmd := &cobra.Command{
-		Use:   "stop [--timeout 30s] [--force] NAME",
+		Use:   "stop [--timeout D] [--force] NAME",
 		Short: "Power a subhost off and bring every stage down",
-		Long: `Ask the guest's PID 1 to power off (SIGPWR), wait up to --timeout, kill it,
-then bring every stage down in reverse from the recorded state. Works with
+		Long: `Ask the guest's PID 1 to power off (SIGPWR), wait up to --timeout (by
+default as long as the guest's PID 1 was given: its pipeline's init
+shutdown_timeout, 30s unless it says otherwise), kill it, then bring every
+stage down in reverse from the recorded state. Works with
 or without a living supervisor, after a crash too; when a stage fails to
 come down the state is kept, so stop can be run again.`,
 		Args:              exactArgs(1, "NAME"),
@@ -25,7 +27,7 @@ come down the state is kept, so stop can be run again.`,
 			// A zero or negative wait leaves the guest no time to power
 			// off: it would be killed before its rc 0 ran, which is
 			// what --force is for, and autostart stop refuses it too.
-			if opts.Timeout <= 0 {
+			if cmd.Flags().Changed("timeout") && opts.Timeout <= 0 {
 				return usageError{fmt.Errorf("--timeout %s: want a positive duration", opts.Timeout)}
 			}
 			if err := sdk.ValidName(args[0]); err != nil {
@@ -46,7 +48,7 @@ come down the state is kept, so stop can be run again.`,
 			return err
 		},
 	}
-	cmd.Flags().DurationVar(&opts.Timeout, "timeout", runner.DefaultStopTimeout, "how long the guest gets to power off before it is killed")
+	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 0, "how long the guest gets to power off before it is killed (default: its pipeline's shutdown_timeout, 30s unless set)")
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "kill the guest at once (and a supervisor that does not finish)")
 	return cmd
 }

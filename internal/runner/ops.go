@@ -143,11 +143,27 @@ func (r *Runner) ResumePlan(t Target) (*Plan, error) {
 
 // StopOptions tune Stop.
 type StopOptions struct {
-	// Timeout is how long the guest gets to power off after SIGPWR.
+	// Timeout is how long the guest gets to power off after SIGPWR; 0:
+	// as long as its PID 1 was given (see timeout).
 	Timeout time.Duration
 	// Force kills the guest at once, and a supervisor that does not finish
 	// the stop in time.
 	Force bool
+}
+
+// timeout is how long the guest of rec gets to power off: the stop's own
+// timeout, else what the stage that launched it gave its PID 1 (init's
+// shutdown_timeout: its rc 0 and the end of every process fit in it), else
+// DefaultStopTimeout. A guest killed sooner than its PID 1 expects loses
+// the end of its shutdown (a database's clean stop, the sync).
+func (o StopOptions) timeout(rec sdk.BootRecord) time.Duration {
+	switch {
+	case o.Timeout > 0:
+		return o.Timeout
+	case rec.GuestStopTimeoutMS > 0:
+		return time.Duration(rec.GuestStopTimeoutMS) * time.Millisecond
+	}
+	return DefaultStopTimeout
 }
 
 // ErrNotRunning is returned by Stop for a subhost without state.
@@ -224,10 +240,11 @@ func (r *Runner) stopSupervisor(ctx context.Context, d state.Dir, st *state.Stat
 	defer sup.Close()
 	d.WriteStopRequest(state.StopRequest{TimeoutMS: opts.Timeout.Milliseconds(), Force: opts.Force})
 	sup.Signal(sigTerm)
-	// The supervisor powers the guest off (opts.Timeout) and runs Down.
-	wait := opts.Timeout + 2*time.Minute
+	// The supervisor powers the guest off (within opts.timeout) and runs
+	// Down.
+	wait := opts.timeout(st.Record) + 2*time.Minute
 	if opts.Force {
-		wait = opts.Timeout + 10*time.Second
+		wait = opts.timeout(st.Record) + 10*time.Second
 	}
 	if !sup.WaitExit(wait) {
 		if !opts.Force {
@@ -351,7 +368,7 @@ func stopGuest(rec sdk.BootRecord, opts StopOptions) error {
 		// The kernel drops a signal to a PID 1 that has no handler for it
 		// yet (a guest that has only just started): repeat the request,
 		// backing off, until the timeout. subhost-init acts on the first.
-		deadline := time.Now().Add(opts.Timeout)
+		deadline := time.Now().Add(opts.timeout(rec))
 		for wait := 50 * time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, time.Second) {
 			p.Signal(sigPwr)
 			if p.WaitExit(min(wait, time.Until(deadline))) {

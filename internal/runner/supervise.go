@@ -35,7 +35,7 @@ func (v *Supervision) State() *state.State { return v.s.st }
 func (v *Supervision) SetOperation(op string) { v.s.lock.SetOperation(op) }
 
 // DefaultStopTimeout is how long a guest gets to power off when nobody
-// said otherwise.
+// said otherwise: neither the stop nor the stage that launched it.
 const DefaultStopTimeout = 30 * time.Second
 
 // LoopOptions connect the supervision loop to its surroundings. A full
@@ -82,7 +82,7 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 	// Down follows once the guest is reaped.
 	stop := func() {
 		v.stopping = true
-		stopOpts := StopOptions{Timeout: DefaultStopTimeout}
+		var stopOpts StopOptions // the guest's own timeout
 		if req, ok := s.dir.TakeStopRequest(); ok {
 			stopOpts = StopOptions{Timeout: time.Duration(req.TimeoutMS) * time.Millisecond, Force: req.Force}
 		}
@@ -93,7 +93,7 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 		stop()
 	case opts.PowerOffAsked:
 		powerOffAsked = true
-		go stopGuest(s.st.Record, StopOptions{Timeout: DefaultStopTimeout})
+		go stopGuest(s.st.Record, StopOptions{})
 	}
 	for {
 		pid := s.st.Record.GuestPID
@@ -121,7 +121,7 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 				ctx = context.Background() // seen once
 			case <-opts.PowerOff:
 				powerOffAsked = true
-				go stopGuest(s.st.Record, StopOptions{Timeout: DefaultStopTimeout})
+				go stopGuest(s.st.Record, StopOptions{})
 			}
 		}
 		outcome := guestexit.Classify(ws)

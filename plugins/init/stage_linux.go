@@ -88,7 +88,7 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 			return nil, sdk.Conflictf("a guest (pid %d) is already running from root %q, not %q", st.PID, st.Root, rec.Root)
 		}
 		log.Debug("guest already running", "pid", st.PID)
-		return result(st, req.Subhost.Name)
+		return result(st, req.Subhost.Name, p.shutdownTimeout)
 	}
 	// A guest that only the launch record knows was launched by an Up
 	// whose result never reached the runner (killed, or timed out): it
@@ -165,7 +165,7 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (*sdk.Result, error) {
 		return nil, err
 	}
 	log.Info("guest started", "pid", pid, "root", rec.Root, "mode", p.mode, "unprivileged", cfg.Unprivileged)
-	return result(guestState{PID: pid, StartTime: start, Root: rec.Root}, req.Subhost.Name)
+	return result(guestState{PID: pid, StartTime: start, Root: rec.Root}, req.Subhost.Name, p.shutdownTimeout)
 }
 
 // mapFile maps the file at path read-only. The injected init is compared
@@ -194,13 +194,15 @@ func mapFile(path string) ([]byte, func(), error) {
 	return b, func() { unix.Munmap(b) }, nil
 }
 
-func result(st guestState, name string) (*sdk.Result, error) {
+// result records the guest, and how long its PID 1 may take to power off
+// (shutdown_timeout, which it was given): a stop waits that long.
+func result(st guestState, name string, shutdown time.Duration) (*sdk.Result, error) {
 	state, err := json.Marshal(st)
 	if err != nil {
 		return nil, sdk.Internalf("encode state: %w", err)
 	}
 	return &sdk.Result{
-		Record: sdk.BootRecord{GuestPID: st.PID, GuestStartTime: st.StartTime, Hostname: name},
+		Record: sdk.BootRecord{GuestPID: st.PID, GuestStartTime: st.StartTime, GuestStopTimeoutMS: shutdown.Milliseconds(), Hostname: name},
 		State:  state,
 	}, nil
 }

@@ -420,6 +420,10 @@ func TestDownKillsAfterTimeout(t *testing.T) {
 	root := scratchRoot(t, "ignore")
 	req := guestRequest(t, root, map[string]string{"shutdown_timeout": "1s"})
 	res := upGuest(t, &stage{}, req)
+	// A stop without a timeout of its own waits as long as PID 1 was given.
+	if res.Record.GuestStopTimeoutMS != 1000 {
+		t.Errorf("the record's guest stop timeout is %d ms, want the 1s shutdown_timeout", res.Record.GuestStopTimeoutMS)
+	}
 	readReport(t, root)
 	req.State = res.State
 	start := time.Now()

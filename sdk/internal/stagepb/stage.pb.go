@@ -696,9 +696,13 @@ type BootRecord struct {
 	// layers, mounted by the guest's root): its files already show with
 	// the guest's ids, so init neither idmaps it nor writes to it as the
 	// host's root. Empty otherwise.
-	RootUserns    string `protobuf:"bytes,23,opt,name=root_userns,json=rootUserns,proto3" json:"root_userns,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RootUserns string `protobuf:"bytes,23,opt,name=root_userns,json=rootUserns,proto3" json:"root_userns,omitempty"`
+	// How long the guest's PID 1 may take to power off, which the stage
+	// that launched it gave it (init's shutdown_timeout), in milliseconds;
+	// 0: not said. A stop waits this long by default before it kills it.
+	GuestStopTimeoutMs int64 `protobuf:"varint,24,opt,name=guest_stop_timeout_ms,json=guestStopTimeoutMs,proto3" json:"guest_stop_timeout_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *BootRecord) Reset() {
@@ -827,6 +831,13 @@ func (x *BootRecord) GetRootUserns() string {
 		return x.RootUserns
 	}
 	return ""
+}
+
+func (x *BootRecord) GetGuestStopTimeoutMs() int64 {
+	if x != nil {
+		return x.GuestStopTimeoutMs
+	}
+	return 0
 }
 
 type Cgroup struct {
@@ -1444,7 +1455,7 @@ const file_stage_proto_rawDesc = "" +
 	"\n" +
 	"guest_name\x18\x02 \x01(\tR\tguestName\x12\x10\n" +
 	"\x03mac\x18\x03 \x01(\tR\x03mac\x12\x16\n" +
-	"\x06bridge\x18\x04 \x01(\tR\x06bridge\"\xdd\x04\n" +
+	"\x06bridge\x18\x04 \x01(\tR\x06bridge\"\x90\x05\n" +
 	"\n" +
 	"BootRecord\x12\x12\n" +
 	"\x04root\x18\x01 \x01(\tR\x04root\x122\n" +
@@ -1466,7 +1477,8 @@ const file_stage_proto_rawDesc = "" +
 	"\vuserns_size\x18\x16 \x01(\rR\n" +
 	"usernsSize\x12\x1f\n" +
 	"\vroot_userns\x18\x17 \x01(\tR\n" +
-	"rootUserns\x1a8\n" +
+	"rootUserns\x121\n" +
+	"\x15guest_stop_timeout_ms\x18\x18 \x01(\x03R\x12guestStopTimeoutMs\x1a8\n" +
 	"\n" +
 	"ExtraEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
