@@ -57,6 +57,12 @@ func write(path string, data []byte, perm os.FileMode, durable bool) (err error)
 	if !durable {
 		return nil
 	}
+	return SyncDir(dir)
+}
+
+// SyncDir makes a rename (or a new file) in dir durable: without it, a
+// crash can leave the directory entry as it was before.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/atomicfile"
 	"github.com/subhost/subhost/internal/loopdev"
 	"github.com/subhost/subhost/internal/parttable"
 	"github.com/subhost/subhost/sdk"
@@ -153,6 +154,10 @@ func Build(ctx context.Context, opts Options) (err error) {
 	if err != nil {
 		return fmt.Errorf("image %q: %w", opts.Image, err)
 	}
+	// The new name, durable with the image's content synced above.
+	if err := atomicfile.SyncDir(filepath.Dir(opts.Image)); err != nil {
+		return fmt.Errorf("image %q: %w", opts.Image, err)
+	}
 	return nil
 }
 
@@ -215,7 +220,11 @@ func check(opts Options) error {
 	}
 	// Replacing the file under a loop device would leave that device on
 	// the old (unlinked) inode while the new image looks unused: refuse.
-	if devs, err := loopdev.FindByBacking(opts.Image); err == nil && len(devs) > 0 {
+	devs, err := loopdev.FindByBacking(opts.Image)
+	if err != nil {
+		return sdk.Internalf("image %q: cannot tell whether a loop device uses it, so not replacing it: %w", opts.Image, err)
+	}
+	if len(devs) > 0 {
 		return sdk.Conflictf("image %q is attached to %s; not replacing it", opts.Image, devs[0].Path)
 	}
 	return nil
