@@ -196,6 +196,11 @@ func (d Dir) Get(name string) (Entry, error) {
 	}
 	e, err := d.read(name)
 	if errors.Is(err, fs.ErrNotExist) {
+		// A name there that leads nowhere (a dangling symlink) is an
+		// enrolment gone wrong, as List says, not none.
+		if _, lerr := os.Lstat(d.path(name)); lerr == nil {
+			return e, sdk.Invalidf("%s: %v", d.path(name), err)
+		}
 		return e, ErrNotEnrolled
 	}
 	return e, err

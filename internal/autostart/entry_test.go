@@ -1,6 +1,7 @@
 package autostart
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,5 +146,19 @@ func TestIsGroupName(t *testing.T) {
 		if got := isGroupName(s); got != want {
 			t.Errorf("isGroupName(%q) = %v, want %v", s, got, want)
 		}
+	}
+}
+
+// Get of a name whose enrolment is a dangling symlink says so, as List
+// does, not that it is not enrolled (run --supervise would then boot with
+// the defaults).
+func TestGetDanglingEnrolment(t *testing.T) {
+	d := Dir(t.TempDir())
+	os.Symlink(filepath.Join(string(d), "nowhere"), filepath.Join(string(d), "dangling"))
+	if _, err := d.Get("dangling"); err == nil || errors.Is(err, ErrNotEnrolled) || !strings.Contains(err.Error(), "dangling") {
+		t.Errorf("Get of a dangling enrolment: %v, want an error naming it", err)
+	}
+	if _, err := d.Get("absent"); !errors.Is(err, ErrNotEnrolled) {
+		t.Errorf("Get of no enrolment: %v, want ErrNotEnrolled", err)
 	}
 }
