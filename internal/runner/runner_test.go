@@ -370,6 +370,14 @@ func TestOrderStageSkippedByWhen(t *testing.T) {
 	if st.Stages[1].Status != state.StageSkipped || st.Stages[1].Owed() {
 		t.Errorf("skipped stage's state: %+v", st.Stages[1])
 	}
+	// A stage brought up again alone leaves the subhost running: the
+	// skipped stage is not one still to come up.
+	if _, err := f.r.StageOp(context.Background(), plan, "a", OpUp); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := f.r.dir("when").Load(); st.Status != state.Running {
+		t.Errorf("after stage a up: status %s, want running", st.Status)
+	}
 	if err := f.r.Stop(context.Background(), "when", StopOptions{Timeout: time.Second}); err != nil {
 		t.Fatal(err)
 	}

@@ -128,9 +128,11 @@ func (s *session) finish(report *StageReport, err error) (*StageReport, error) {
 	return report, err
 }
 
+// allUp reports whether every stage is up, or skipped by its pipeline's
+// when= (userns without PRIVATE_USERS, say): the subhost is running.
 func allUp(st *state.State) bool {
 	for _, s := range st.Stages {
-		if s.Status != state.StageUp {
+		if s.Status != state.StageUp && s.Status != state.StageSkipped {
 			return false
 		}
 	}
