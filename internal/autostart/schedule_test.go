@@ -219,3 +219,16 @@ func TestStopAllKillsTheSameOrderPastTheForcePoint(t *testing.T) {
 		t.Errorf("results %+v, want every stop done within the total", rs)
 	}
 }
+
+// A stop left no time to power off is a kill, never a timeout of 0, which
+// the stop takes for the guest's own shutdown_timeout.
+func TestNoTimeLeftIsAKill(t *testing.T) {
+	ops := &fakeOps{}
+	var late stragglers
+	if err := late.stop(context.Background(), Entry{Name: "late"}, ops, -time.Second, false); err != nil {
+		t.Fatal(err)
+	}
+	if ops.stopArg["late"] != "0s/true" {
+		t.Errorf("stopped with %q, want 0s/true", ops.stopArg["late"])
+	}
+}

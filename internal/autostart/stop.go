@@ -125,9 +125,14 @@ func (l *stragglers) stop(ctx context.Context, e Entry, ops StopOps, timeout tim
 	if ctx.Err() != nil {
 		return fmt.Errorf("not stopped: the total time for the stop ran out first")
 	}
+	// No time left to power off is a kill: a timeout of 0 would mean
+	// the guest's own (its shutdown_timeout) to the stop.
+	if timeout <= 0 {
+		timeout, force = 0, true
+	}
 	done := make(chan error, 1)
 	started := time.Now()
-	go func() { done <- ops.Stop(context.WithoutCancel(ctx), e.Name, max(timeout, 0), force) }()
+	go func() { done <- ops.Stop(context.WithoutCancel(ctx), e.Name, timeout, force) }()
 	select {
 	case err := <-done:
 		return err

@@ -166,6 +166,17 @@ func (o StopOptions) timeout(rec sdk.BootRecord) time.Duration {
 	return DefaultStopTimeout
 }
 
+// supervisorWait is how long a stop waits for the supervisor it asked to
+// stop the guest of rec: the guest's time to power off and the Downs; a
+// forced stop kills the guest at once, and has only the Downs to wait
+// for, whatever the guest's own timeout.
+func (o StopOptions) supervisorWait(rec sdk.BootRecord) time.Duration {
+	if o.Force {
+		return max(o.Timeout, 0) + 10*time.Second
+	}
+	return o.timeout(rec) + 2*time.Minute
+}
+
 // ErrNotRunning is returned by Stop for a subhost without state.
 var ErrNotRunning = errors.New("not running")
 
@@ -240,12 +251,7 @@ func (r *Runner) stopSupervisor(ctx context.Context, d state.Dir, st *state.Stat
 	defer sup.Close()
 	d.WriteStopRequest(state.StopRequest{TimeoutMS: opts.Timeout.Milliseconds(), Force: opts.Force})
 	sup.Signal(sigTerm)
-	// The supervisor powers the guest off (within opts.timeout) and runs
-	// Down.
-	wait := opts.timeout(st.Record) + 2*time.Minute
-	if opts.Force {
-		wait = opts.timeout(st.Record) + 10*time.Second
-	}
+	wait := opts.supervisorWait(st.Record)
 	if !sup.WaitExit(wait) {
 		if !opts.Force {
 			return nil, fmt.Errorf("subhost %q: supervisor pid %d did not finish stopping in %s; use --force", d.Name, st.Supervisor, wait)

@@ -25,3 +25,15 @@ func TestStopTimeout(t *testing.T) {
 		}
 	}
 }
+
+// A forced stop waits for the supervisor only for its Downs, not for the
+// guest's own power-off time, which it does not give the guest.
+func TestSupervisorWait(t *testing.T) {
+	rec := sdk.BootRecord{GuestStopTimeoutMS: 120000}
+	if got := (StopOptions{Force: true}).supervisorWait(rec); got != 10*time.Second {
+		t.Errorf("forced: %v, want 10s", got)
+	}
+	if got := (StopOptions{}).supervisorWait(rec); got != 4*time.Minute {
+		t.Errorf("orderly: %v, want the guest's 2m and 2m for the Downs", got)
+	}
+}
