@@ -288,6 +288,9 @@ func (r *Runner) planFromState(d state.Dir) (*Plan, error) {
 		pl = &pipeline.Pipeline{Name: st.Pipeline, Home: st.Home, OnExit: st.OnExit}
 	}
 	plan := &Plan{Name: st.Name, Pipeline: pl, Subhost: st.Subhost}
+	// The RESTART the subhost was booted with (checked then), so that a
+	// supervisor that falls back on this plan still restarts its guest.
+	plan.Restart, _ = restartPolicy(st.Subhost)
 	for _, ss := range st.Stages {
 		ps := PlannedStage{Stage: pipeline.Stage{Name: ss.Name, Plugin: ss.Plugin, Params: ss.Params, Timeout: pipeline.DefaultTimeout}, Path: ss.Path}
 		for _, def := range pl.Stages {

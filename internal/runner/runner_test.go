@@ -528,6 +528,29 @@ func TestStopWhileABootValidates(t *testing.T) {
 	}
 }
 
+// The plan rebuilt from the state (a supervisor handed back while the
+// config or pipeline files do not load) keeps the RESTART the subhost was
+// booted with: its crashed guest is restarted, not taken down.
+func TestPlanFromStateKeepsRestart(t *testing.T) {
+	f := newFixture(t, []string{"a"}, nil)
+	plan := f.plan("rs")
+	plan.Subhost.Vars = map[string]sdk.Var{RestartVar: {Words: []string{"on-failure"}}}
+	if _, err := f.r.Run(context.Background(), plan, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.r.Pipelines = nil // they no longer load
+	got, err := f.r.ResumePlan(Target{Name: "rs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Restart != RestartOnFailure {
+		t.Errorf("the recorded plan's RESTART is %q, want on-failure", got.Restart)
+	}
+	if err := f.r.Stop(context.Background(), "rs", StopOptions{Timeout: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A supervisor that subhost-monitor hands back resumes with the plan
 // recorded at boot when the pipeline's stages have changed since (here,
 // pretend-boot as it was before it had a cgroup stage), and with the
