@@ -608,6 +608,50 @@ func TestResumePlanKeepsTheRecordedStages(t *testing.T) {
 // cancels the supervisor's context) is kept: the supervision, stopping,
 // does not hand itself over when the new guest starts (OnGuest sees
 // Stopping), the new guest is powered off and every stage comes down.
+// A power-off asked of a guest that rebooted anyway (it was rebooting
+// already: PID 1 acts on the first request) does not keep its successor
+// from being restarted by RESTART=on-failure when it crashes.
+func TestPowerOffAskedIsForgottenAtAReboot(t *testing.T) {
+	f := newFixture(t, []string{"a", "b"}, map[string]misbehaviour{"b": {up: "guest"}})
+	f.stages.guests = []string{
+		"trap 'exit 100' 30; while :; do sleep 0.05; done", // reboots when asked to power off
+		"exit 1",        // crashes
+		"exec sleep 10", // until the stop
+	}
+	plan := f.plan("po")
+	plan.Restart = RestartOnFailure
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	powerOff := make(chan struct{}, 1)
+	guests := 0
+	var out Outcome
+	_, err := f.r.Run(ctx, plan, RunOptions{Supervise: func(ctx context.Context, sup *Supervision) error {
+		var err error
+		out, err = sup.Loop(ctx, LoopOptions{
+			PowerOff: powerOff,
+			OnGuest: func(int) {
+				switch guests++; guests {
+				case 1:
+					powerOff <- struct{}{}
+				case 3:
+					cancel()
+				}
+			},
+		})
+		return err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if guests != 3 {
+		t.Errorf("%d guests ran, want 3: the crashed one restarted", guests)
+	}
+	if out.Status != state.Stopped {
+		t.Errorf("supervision ended %q, want stopped", out.Status)
+	}
+	f.noState("po")
+}
+
 func TestStopAskedDuringARebootIsKept(t *testing.T) {
 	f := newFixture(t, []string{"a", "b"}, map[string]misbehaviour{"b": {up: "guest"}})
 	f.stages.guests = []string{"exit 100", "exec sleep 10"} // a reboot; then a guest until SIGPWR

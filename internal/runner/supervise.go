@@ -157,6 +157,9 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 				return v.finish(outcome, true, err)
 			}
 			s.lock.Suspend()
+			// A power-off asked of the guest that ended (one that
+			// rebooted anyway) is not the new guest's.
+			powerOffAsked = false
 			continue
 		}
 		return v.finish(outcome, v.stopping || s.plan.Pipeline.OnExit != "keep", nil)
