@@ -72,6 +72,10 @@ func (r *Runner) Run(ctx context.Context, plan *Plan, opts RunOptions) (*state.S
 			return s.st, err
 		}
 	}
+	// A stop's request that no supervisor took (it had gone, and the stop
+	// failed half way) is not this boot's: its monitor would take it for
+	// one and tear the new guest down.
+	s.dir.TakeStopRequest()
 	if s.st == nil {
 		s.st = s.newState()
 	}
@@ -202,18 +206,16 @@ func (r *Runner) Stop(ctx context.Context, name string, opts StopOptions) error 
 	if err != nil {
 		return err
 	}
-	var lock *state.Lock
-	if st.Supervisor != 0 && proc.Alive(st.Supervisor, st.SupervisorStartTime) {
-		lock, err = r.stopSupervisor(ctx, d, st, opts)
-	} else {
-		lock, err = d.TryLock("stop")
-	}
+	lock, err := r.stopLock(ctx, d, st, opts)
 	if err != nil {
 		return err
 	}
 	if lock == nil {
 		return nil // the supervisor finished the job
 	}
+	// This stop does the job itself now: a request it left for a
+	// supervisor that went without taking it must not outlive it.
+	d.TakeStopRequest()
 	plan, err := r.planFromState(d)
 	if err != nil {
 		lock.Release()
@@ -243,6 +245,39 @@ func (r *Runner) Stop(ctx context.Context, name string, opts StopOptions) error 
 // stopSupervisor asks the supervisor holding the lock to stop, and waits
 // for it. It returns the lock if the teardown is still ours to do, nil if
 // the supervisor did it.
+// busyWait bounds how long a stop waits for the lock of a subhost whose
+// state names no living supervisor.
+const busyWait = time.Minute
+
+// stopLock takes the subhost's lock for a stop: from its supervisor, asked
+// to stop (nil: it did the whole job), or directly. A lock held with no
+// living supervisor recorded is waited for, the state read again each
+// time: the supervisor itself holds it between a guest's end and its
+// next boot or its teardown, with its PID not yet recorded again, and a
+// run may be re-entering the subhost.
+func (r *Runner) stopLock(ctx context.Context, d state.Dir, st *state.State, opts StopOptions) (*state.Lock, error) {
+	deadline := time.Now().Add(busyWait)
+	for {
+		if st.Supervisor != 0 && proc.Alive(st.Supervisor, st.SupervisorStartTime) {
+			return r.stopSupervisor(ctx, d, st, opts)
+		}
+		lock, err := d.TryLock("stop")
+		if !errors.Is(err, state.ErrBusy) || time.Now().After(deadline) {
+			return lock, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+		if st, err = d.Load(); errors.Is(err, state.ErrNoState) {
+			return nil, nil // taken down meanwhile
+		} else if err != nil {
+			return nil, err
+		}
+	}
+}
+
 func (r *Runner) stopSupervisor(ctx context.Context, d state.Dir, st *state.State, opts StopOptions) (*state.Lock, error) {
 	sup, err := proc.Open(st.Supervisor, st.SupervisorStartTime)
 	if err != nil {

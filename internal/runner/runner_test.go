@@ -608,6 +608,36 @@ func TestResumePlanKeepsTheRecordedStages(t *testing.T) {
 // cancels the supervisor's context) is kept: the supervision, stopping,
 // does not hand itself over when the new guest starts (OnGuest sees
 // Stopping), the new guest is powered off and every stage comes down.
+// A stop's request that no supervisor took (the stop then failed half
+// way) does not outlive it into the next boot, whose monitor would take
+// it for one; and a stop that finds the lock held with no supervisor
+// recorded (the supervisor between a guest's end and its next boot)
+// waits for it rather than failing busy.
+func TestStopRequestsAndBusyLocks(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, []string{"a"}, nil)
+	d := f.r.dir("req")
+	if _, err := f.r.Run(ctx, f.plan("req"), RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d.WriteStopRequest(state.StopRequest{TimeoutMS: 1, Force: true})
+	if _, err := f.r.Run(ctx, f.plan("req"), RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := d.TakeStopRequest(); ok {
+		t.Error("a stale stop request outlived a run")
+	}
+	held, err := d.TryLock("supervise")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(300 * time.Millisecond); held.Release() }()
+	if err := f.r.Stop(ctx, "req", StopOptions{Timeout: time.Second}); err != nil {
+		t.Errorf("stop while the lock was held a moment: %v", err)
+	}
+	f.noState("req")
+}
+
 // A power-off asked of a guest that rebooted anyway (it was rebooting
 // already: PID 1 acts on the first request) does not keep its successor
 // from being restarted by RESTART=on-failure when it crashes.
