@@ -643,8 +643,10 @@ func TestStopRequestsAndBusyLocks(t *testing.T) {
 // from being restarted by RESTART=on-failure when it crashes.
 func TestPowerOffAskedIsForgottenAtAReboot(t *testing.T) {
 	f := newFixture(t, []string{"a", "b"}, map[string]misbehaviour{"b": {up: "guest"}})
+	ready := filepath.Join(t.TempDir(), "ready")
 	f.stages.guests = []string{
-		"trap 'exit 100' 30; while :; do sleep 0.05; done", // reboots when asked to power off
+		// Reboots when asked to power off (once it can hear it).
+		"trap 'exit 100' 30; : >" + ready + "; while :; do sleep 0.05; done",
 		"exit 1",        // crashes
 		"exec sleep 10", // until the stop
 	}
@@ -662,7 +664,14 @@ func TestPowerOffAskedIsForgottenAtAReboot(t *testing.T) {
 			OnGuest: func(int) {
 				switch guests++; guests {
 				case 1:
-					powerOff <- struct{}{}
+					go func() {
+						for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+							if _, err := os.Stat(ready); err == nil {
+								break
+							}
+						}
+						powerOff <- struct{}{}
+					}()
 				case 3:
 					cancel()
 				}
