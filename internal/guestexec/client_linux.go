@@ -97,7 +97,7 @@ func (c *Client) Start(req Request, files []*os.File) (int, error) {
 	// The credentials are the proof that this is the host's root
 	// (guestexec's hostRoot): naming a uid not its own takes CAP_SETUID.
 	cred := &unix.Ucred{Pid: int32(os.Getpid()), Uid: c.guestRoot, Gid: uint32(os.Getgid())}
-	sendErr := send(c.fd, clientMsg{Request: &req}, files, cred)
+	sendErr := send(sock{fd: c.fd}, clientMsg{Request: &req}, files, cred)
 	// A refusal may come before the request is sent: the server's
 	// answer is still there to read.
 	ev, err := c.next()
@@ -118,7 +118,7 @@ func (c *Client) Start(req Request, files []*os.File) (int, error) {
 
 // Signal sends sig to the command's process group.
 func (c *Client) Signal(sig syscall.Signal) error {
-	return send(c.fd, clientMsg{Signal: int(sig)}, nil, nil)
+	return send(sock{fd: c.fd}, clientMsg{Signal: int(sig)}, nil, nil)
 }
 
 // Wait waits for the command to end.
@@ -135,13 +135,13 @@ func (c *Client) Wait() (Event, error) {
 
 func (c *Client) next() (Event, error) {
 	var ev Event
-	files, _, err := recv(c.fd, &ev, 0)
+	files, _, err := recv(sock{fd: c.fd}, &ev, 0)
 	if errors.Is(err, unix.ECONNRESET) {
 		// A server that hung up with our request unread (a refusal)
 		// resets the connection, and the kernel reports that first,
 		// once, before the answer it had sent: read that.
 		closeAll(files)
-		files, _, err = recv(c.fd, &ev, 0)
+		files, _, err = recv(sock{fd: c.fd}, &ev, 0)
 	}
 	closeAll(files)
 	if errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET) {

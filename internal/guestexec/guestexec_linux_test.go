@@ -70,8 +70,8 @@ func newNetns(t *testing.T, inside func() error) int {
 // Accept must not outlive the test: called again after the listener's
 // descriptor is closed, it would accept on whatever the next test opened
 // under the same number (TestNoServer's listener, once, which a Dial then
-// reached). The wait shuts the listener down first, which wakes an
-// Accept that no connection will end.
+// reached). The wait closes the listener first, which wakes an Accept
+// that no connection will end (the listener is in Go's poller).
 func serveN(t *testing.T, l *Listener, n int, handle func(*Conn)) {
 	t.Helper()
 	done := make(chan struct{})
@@ -86,7 +86,7 @@ func serveN(t *testing.T, l *Listener, n int, handle func(*Conn)) {
 		}
 	}()
 	t.Cleanup(func() {
-		unix.Shutdown(l.fd, unix.SHUT_RDWR)
+		l.Close()
 		<-done
 	})
 }
@@ -276,7 +276,7 @@ func TestBadRequests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := send(c.fd, tc.msg, tc.files, nil); err != nil {
+		if err := send(sock{fd: c.fd}, tc.msg, tc.files, nil); err != nil {
 			t.Fatalf("%s: send: %v", tc.name, err)
 		}
 		ev, err := c.next()
@@ -308,7 +308,7 @@ func TestRequestCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := send(c.fd, clientMsg{Request: &Request{Argv: []string{"sh"}}}, theirs[:], nil); err != nil {
+	if err := send(sock{fd: c.fd}, clientMsg{Request: &Request{Argv: []string{"sh"}}}, theirs[:], nil); err != nil {
 		t.Fatal(err)
 	}
 	if ev, err := c.next(); err != nil || ev.Error != want {

@@ -15,9 +15,11 @@ import (
 	"github.com/subhost/subhost/internal/guestenv"
 )
 
-// Listener is PID 1's socket.
+// Listener is PID 1's socket, in Go's poller (see sock).
 type Listener struct {
-	fd int
+	fd   int
+	file *os.File
+	rc   syscall.RawConn
 	// allow judges a connecting peer (hostPeer) and allowRequest the
 	// credentials its request came with (hostRoot), unless a test says
 	// otherwise.
@@ -28,7 +30,7 @@ type Listener struct {
 // PID 1 calls it before it starts anything, so no guest process can
 // take the name first.
 func Listen() (*Listener, error) {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("enter socket: %w", err)
 	}
@@ -46,7 +48,23 @@ func Listen() (*Listener, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("enter socket: listen: %w", err)
 	}
-	return &Listener{fd: fd, allow: hostPeer, allowRequest: hostRoot}, nil
+	file, rc, err := polled(fd, "enter socket")
+	if err != nil {
+		return nil, err
+	}
+	return &Listener{fd: fd, file: file, rc: rc, allow: hostPeer, allowRequest: hostRoot}, nil
+}
+
+// polled hands the non-blocking descriptor fd to Go's poller, as a file
+// that owns it, and returns its raw connection.
+func polled(fd int, name string) (*os.File, syscall.RawConn, error) {
+	file := os.NewFile(uintptr(fd), name)
+	rc, err := file.SyscallConn()
+	if err != nil {
+		file.Close()
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return file, rc, nil
 }
 
 // hostPeer accepts root outside the guest's PID namespace: SO_PEERCRED
@@ -112,11 +130,13 @@ func overflowUID() uint32 {
 }
 
 // Close stops listening.
-func (l *Listener) Close() error { return unix.Close(l.fd) }
+func (l *Listener) Close() error { return l.file.Close() }
 
-// Conn is one accepted connection.
+// Conn is one accepted connection, in Go's poller (see sock).
 type Conn struct {
 	fd                  int
+	file                *os.File
+	sock                sock
 	allow, allowRequest func(*unix.Ucred) error
 	// Request, once ReadRequest has returned nil.
 	Request Request
@@ -139,7 +159,12 @@ const requestTimeout = 5 * time.Second
 // thousands of them, would leave PID 1's runtime none to make.
 func (l *Listener) Accept() (*Conn, error) {
 	for {
-		nfd, _, err := unix.Accept4(l.fd, unix.SOCK_CLOEXEC)
+		var nfd int
+		err := sock{fd: l.fd, rc: l.rc}.do(false, func(fd int) error {
+			var err error
+			nfd, _, err = unix.Accept4(fd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+			return err
+		})
 		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.ECONNABORTED) {
 			continue
 		}
@@ -154,7 +179,11 @@ func (l *Listener) Accept() (*Conn, error) {
 			refuse(nfd, err)
 			continue
 		}
-		return &Conn{fd: nfd, allow: l.allow, allowRequest: l.allowRequest}, nil
+		file, rc, err := polled(nfd, "enter connection")
+		if err != nil {
+			return nil, err
+		}
+		return &Conn{fd: nfd, file: file, sock: sock{fd: nfd, rc: rc}, allow: l.allow, allowRequest: l.allowRequest}, nil
 	}
 }
 
@@ -189,12 +218,11 @@ func (c *Conn) ReadRequest() error {
 }
 
 func (c *Conn) readRequest() error {
-	tv := unix.NsecToTimeval(requestTimeout.Nanoseconds())
-	if err := unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+	if err := c.file.SetReadDeadline(time.Now().Add(requestTimeout)); err != nil {
 		return err
 	}
 	var m clientMsg
-	files, cred, err := recv(c.fd, &m, 3)
+	files, cred, err := recv(c.sock, &m, 3)
 	if err != nil {
 		return fmt.Errorf("read the request: %w", err)
 	}
@@ -204,8 +232,7 @@ func (c *Conn) readRequest() error {
 		return err
 	}
 	c.Request, c.Files = *m.Request, files
-	tv = unix.Timeval{} // signals may come at any time
-	return unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	return c.file.SetReadDeadline(time.Time{}) // signals may come at any time
 }
 
 // check judges the client and its request m, which came with files
@@ -232,14 +259,14 @@ func (c *Conn) check(m *clientMsg, sent *unix.Ucred, files int) error {
 
 // Send sends ev to the client; a client that went away is not an error
 // worth more than the return value.
-func (c *Conn) Send(ev Event) error { return send(c.fd, ev, nil, nil) }
+func (c *Conn) Send(ev Event) error { return send(c.sock, ev, nil, nil) }
 
 // Signals calls fn with each signal the client sends, until it hangs up
 // (then it returns nil) or sends something else.
 func (c *Conn) Signals(fn func(syscall.Signal)) error {
 	for {
 		var m clientMsg
-		files, _, err := recv(c.fd, &m, 0)
+		files, _, err := recv(c.sock, &m, 0)
 		closeAll(files)
 		if errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET) {
 			return nil
@@ -258,7 +285,7 @@ func (c *Conn) Signals(fn func(syscall.Signal)) error {
 // Signals blocked on it in another goroutine.
 func (c *Conn) Close() error {
 	_ = unix.Shutdown(c.fd, unix.SHUT_RDWR)
-	return unix.Close(c.fd)
+	return c.file.Close()
 }
 
 // LookPath finds a command as execvp would with env's PATH (inside the
