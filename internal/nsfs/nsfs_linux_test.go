@@ -4,16 +4,15 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subhost/subhost/internal/testguest"
 	"github.com/subhost/subhost/sdk/stagetest"
 )
 
@@ -115,26 +114,7 @@ func TestSharedDirLockedByAUser(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	holder := exec.Command("flock", dir, "sh", "-c", "echo locked; exec sleep 60")
-	holder.SysProcAttr = &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}},
-		Setpgid:    true,
-	}
-	out, err := holder.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := holder.Start(); err != nil {
-		t.Skipf("flock(1) as uid 65534: %v", err)
-	}
-	kill := func() {
-		unix.Kill(-holder.Process.Pid, unix.SIGKILL)
-		holder.Wait()
-	}
-	defer kill()
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "locked\n" {
-		t.Fatalf("uid 65534's flock on %s: %q, %v", dir, line, err)
-	}
+	kill := testguest.FlockAs(t, dir, 65534)
 
 	done := make(chan error, 1)
 	go func() { done <- SharedDir(dir, locks) }()

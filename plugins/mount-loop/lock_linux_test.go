@@ -1,20 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/subhost/subhost/internal/loopdev"
+	"github.com/subhost/subhost/internal/testguest"
 	"github.com/subhost/subhost/sdk"
 	"github.com/subhost/subhost/sdk/stagetest"
 )
@@ -65,26 +61,7 @@ func TestImageFlockedByAUser(t *testing.T) {
 	if err := os.Chmod(img, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	holder := exec.Command("flock", img, "sh", "-c", "echo locked; exec sleep 60")
-	holder.SysProcAttr = &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}},
-		Setpgid:    true,
-	}
-	out, err := holder.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := holder.Start(); err != nil {
-		t.Skipf("flock(1) as uid 65534: %v", err)
-	}
-	kill := func() {
-		unix.Kill(-holder.Process.Pid, unix.SIGKILL)
-		holder.Wait()
-	}
-	defer kill()
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "locked\n" {
-		t.Fatalf("uid 65534's flock on %s: %q, %v", img, line, err)
-	}
+	kill := testguest.FlockAs(t, img, 65534)
 
 	req := request(name, home, "vda:1:"+img)
 	downAtEnd(t, s, req)

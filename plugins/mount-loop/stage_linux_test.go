@@ -23,6 +23,7 @@ import (
 	"github.com/subhost/subhost/internal/loopdev"
 	"github.com/subhost/subhost/internal/mountinfo"
 	"github.com/subhost/subhost/internal/testbin"
+	"github.com/subhost/subhost/internal/testguest"
 	"github.com/subhost/subhost/sdk"
 	"github.com/subhost/subhost/sdk/stagetest"
 )
@@ -745,27 +746,12 @@ func TestTwoSubhostsOneImageAtOnce(t *testing.T) {
 // mount on live as its own.
 func TestBtrfsRoot(t *testing.T) {
 	stagetest.RequireRoot(t)
-	mkfs, err := exec.LookPath("mkfs.btrfs")
-	if err != nil {
-		if os.Getenv("SUBHOST_TEST_REQUIRE_ROOT") == "1" {
-			t.Fatal("mkfs.btrfs is not installed (make deps)")
-		}
-		t.Skip("mkfs.btrfs is not installed")
-	}
 	stagetest.NoLeaks(t)
 	src := t.TempDir()
 	os.MkdirAll(filepath.Join(src, "etc"), 0o755)
 	os.WriteFile(filepath.Join(src, "etc/hostname"), []byte("btrfs-guest\n"), 0o644)
 	img := filepath.Join(t.TempDir(), "btrfs.raw")
-	if err := os.WriteFile(img, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 128<<20); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(mkfs, "-q", "--rootdir", src, img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.btrfs: %v\n%s", err, out)
-	}
+	testguest.BtrfsImage(t, src, img)
 	s := &stage{}
 	name, home := subhost(t)
 	req := request(name, home, "vda:0:"+img)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/subhost/subhost/internal/loopdev"
 	"github.com/subhost/subhost/internal/mountinfo"
+	"github.com/subhost/subhost/internal/testguest"
 	"github.com/subhost/subhost/sdk"
 	"github.com/subhost/subhost/sdk/stagetest"
 )
@@ -857,13 +858,6 @@ func hostSafe(t *testing.T, live string) {
 // Down still knows mnt's mount as its own and takes everything down.
 func TestBtrfsImage(t *testing.T) {
 	stagetest.RequireRoot(t)
-	mkfs, err := exec.LookPath("mkfs.btrfs")
-	if err != nil {
-		if os.Getenv("SUBHOST_TEST_REQUIRE_ROOT") == "1" {
-			t.Fatal("mkfs.btrfs is not installed (make deps)")
-		}
-		t.Skip("mkfs.btrfs is not installed")
-	}
 	stagetest.NoLeaks(t)
 	dir := scratch(t)
 	home := filepath.Join(dir, "bt")
@@ -872,15 +866,7 @@ func TestBtrfsImage(t *testing.T) {
 	mkdir(t, filepath.Join(src, "work"))
 	mkdir(t, home)
 	img := filepath.Join(home, "bt.img")
-	if err := os.WriteFile(img, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 128<<20); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(mkfs, "-q", "--rootdir", src, img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.btrfs: %v\n%s", err, out)
-	}
+	testguest.BtrfsImage(t, src, img)
 	mkdir(t, filepath.Join(home, "live"))
 	mkdir(t, filepath.Join(home, "mnt"))
 	req := request("bt", home, "")
