@@ -27,36 +27,48 @@ type subIDRange struct {
 // rather than lost.
 func readSubIDs(files []string) ([]subIDRange, error) {
 	var out []subIDRange
+	err := scanColonLines(files, func(file string, line int, fields []string) {
+		if len(fields) != 3 {
+			return
+		}
+		start, err1 := strconv.ParseUint(strings.TrimSpace(fields[1]), 10, 32)
+		count, err2 := strconv.ParseUint(strings.TrimSpace(fields[2]), 10, 64)
+		if err1 != nil || err2 != nil || count == 0 {
+			return
+		}
+		count = min(count, 1<<32-1-start)
+		r := Range{Base: uint32(start), Size: uint32(count)}
+		out = append(out, subIDRange{r, fmt.Sprintf("%s given at %s:%d (user %s)", r, file, line, strings.TrimSpace(fields[0]))})
+	})
+	return out, err
+}
+
+// scanColonLines calls fn with the colon-separated fields of each line of
+// each file that is not a comment, and its file and line number; a
+// missing file has none. Lines may be long (a group with many members).
+func scanColonLines(files []string, fn func(file string, line int, fields []string)) error {
 	for _, file := range files {
 		f, err := os.Open(file)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", file, err)
+			return fmt.Errorf("read %s: %w", file, err)
 		}
 		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 1<<20)
 		for line := 1; sc.Scan(); line++ {
-			fields := strings.Split(strings.TrimSpace(sc.Text()), ":")
-			if len(fields) != 3 || strings.HasPrefix(fields[0], "#") {
-				continue
+			if text := strings.TrimSpace(sc.Text()); text != "" && !strings.HasPrefix(text, "#") {
+				fn(file, line, strings.Split(sc.Text(), ":"))
 			}
-			start, err1 := strconv.ParseUint(fields[1], 10, 32)
-			count, err2 := strconv.ParseUint(fields[2], 10, 64)
-			if err1 != nil || err2 != nil || count == 0 {
-				continue
-			}
-			count = min(count, 1<<32-1-start)
-			r := Range{Base: uint32(start), Size: uint32(count)}
-			out = append(out, subIDRange{r, fmt.Sprintf("%s given at %s:%d (user %s)", r, file, line, fields[0])})
 		}
 		err = sc.Err()
 		f.Close()
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", file, err)
+			return fmt.Errorf("read %s: %w", file, err)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // AccountFiles are the host's own users and groups: a range holding one of
@@ -70,32 +82,13 @@ var AccountFiles = []string{"/etc/passwd", "/etc/group"}
 // not seen: keep them out of the ranges subhost picks from.)
 func readAccounts(files []string) ([]subIDRange, error) {
 	var out []subIDRange
-	for _, file := range files {
-		f, err := os.Open(file)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
+	err := scanColonLines(files, func(file string, line int, fields []string) {
+		if len(fields) < 4 {
+			return
 		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", file, err)
-		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(nil, 1<<20) // a group with many members is one long line
-		for line := 1; sc.Scan(); line++ {
-			fields := strings.Split(sc.Text(), ":")
-			if len(fields) < 4 || strings.HasPrefix(fields[0], "#") {
-				continue
-			}
-			id, err := strconv.ParseUint(fields[2], 10, 32)
-			if err != nil {
-				continue
-			}
+		if id, err := strconv.ParseUint(fields[2], 10, 32); err == nil {
 			out = append(out, subIDRange{Range{Base: uint32(id), Size: 1}, fmt.Sprintf("id %d of %s at %s:%d", id, fields[0], file, line)})
 		}
-		err = sc.Err()
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", file, err)
-		}
-	}
-	return out, nil
+	})
+	return out, err
 }

@@ -30,12 +30,10 @@ func testHost(t *testing.T, out *stagetest.SyncBuffer) (*Host, string) {
 	}, dir
 }
 
-// A stage plugin started by the host answers over gRPC, its log lines
-// reach the host's logger under the stage's name, and Kill leaves
-// neither its process nor its socket.
-func TestStartServesAndKillLeavesNothing(t *testing.T) {
-	var out stagetest.SyncBuffer
-	h, dir := testHost(t, &out)
+// startTestStage builds the test stage into dir's plugins and starts it
+// as stage "web".
+func startTestStage(t *testing.T, h *Host, dir string) *Plugin {
+	t.Helper()
 	bin := filepath.Join(dir, "plugins", "teststage")
 	if err := testbin.Build(bin, "./internal/teststage"); err != nil {
 		t.Fatal(err)
@@ -44,6 +42,16 @@ func TestStartServesAndKillLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+// A stage plugin started by the host answers over gRPC, its log lines
+// reach the host's logger under the stage's name, and Kill leaves
+// neither its process nor its socket.
+func TestStartServesAndKillLeavesNothing(t *testing.T) {
+	var out stagetest.SyncBuffer
+	h, dir := testHost(t, &out)
+	p := startTestStage(t, h, dir)
 	d, err := sdk.DescribeContext(context.Background(), p.Stage())
 	if err != nil || d.Name != "teststage" {
 		t.Errorf("Describe through the plugin: %+v, %v", d, err)
@@ -182,14 +190,7 @@ func TestKillDoesNotWaitForeverForAPluginThatCannotDie(t *testing.T) {
 	}
 	var out stagetest.SyncBuffer
 	h, dir := testHost(t, &out)
-	bin := filepath.Join(dir, "plugins", "teststage")
-	if err := testbin.Build(bin, "./internal/teststage"); err != nil {
-		t.Fatal(err)
-	}
-	p, err := h.Start(context.Background(), "web", bin, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := startTestStage(t, h, dir)
 	cg := filepath.Join(freezer, fmt.Sprintf("pluginhost-test-%d", os.Getpid()))
 	if err := os.Mkdir(cg, 0o755); err != nil {
 		t.Fatal(err)
