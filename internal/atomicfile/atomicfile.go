@@ -5,6 +5,8 @@ package atomicfile
 import (
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // Write writes data to a temporary file in path's directory (mode perm),
@@ -51,6 +53,13 @@ func write(path string, data []byte, perm os.FileMode, durable bool) (err error)
 	if err := tmp.Close(); err != nil {
 		return err
 	}
+	if !durable {
+		if exchanged(tmp.Name(), path) {
+			// The temporary name now holds the old content.
+			os.Remove(tmp.Name())
+			return nil
+		}
+	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
@@ -58,6 +67,25 @@ func write(path string, data []byte, perm os.FileMode, durable bool) (err error)
 		return nil
 	}
 	return SyncDir(dir)
+}
+
+// exchanged swaps tmp and an existing regular file at path in one step
+// (renameat2 RENAME_EXCHANGE), which is as atomic for readers as a rename
+// over path. It reports false where there is nothing to swap with or the
+// file system cannot swap; the caller then renames.
+//
+// Why not always rename: ext4 writes a file renamed over another out at
+// once, so that a crash leaves the new content rather than an empty file
+// (its auto_da_alloc), and the next replacement frees those blocks. Where
+// /run is on ext4 mounted with discard and without a journal, each freed
+// block is a discard the writer waits for: about 0.2 ms per save here,
+// with a boot saving its state about ten times. Swapped, the short-lived
+// content is never written out, and deleting it frees nothing.
+func exchanged(tmp, path string) bool {
+	if fi, err := os.Lstat(path); err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	return unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_EXCHANGE) == nil
 }
 
 // SyncDir makes a rename (or a new file) in dir durable: without it, a

@@ -100,7 +100,21 @@ func (d Dir) WaitLock(ctx context.Context, operation string, wait time.Duration)
 // "supervise").
 func (l *Lock) SetOperation(operation string) {
 	content := fmt.Sprintf("%d %s\n", os.Getpid(), operation)
-	os.WriteFile(l.lock.Path(), []byte(content), 0o600)
+	f, err := os.OpenFile(l.lock.Path(), os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	// Written over in place and then cut to length, rather than
+	// truncated first: ext4 writes out at close a file truncated to
+	// nothing and rewritten, and freeing those blocks at the next write
+	// is a discard to wait for where /run is on ext4 mounted with
+	// discard (see atomicfile.Replace). A reader meanwhile may see the
+	// old content's tail after the new line; Holder reads the first
+	// line only.
+	if _, err := f.WriteAt([]byte(content), 0); err == nil {
+		f.Truncate(int64(len(content)))
+	}
 }
 
 // Holder reads who holds (or last held) the lock.
@@ -109,7 +123,8 @@ func (d Dir) Holder() (Holder, error) {
 	if err != nil {
 		return Holder{}, err
 	}
-	pid, op, _ := strings.Cut(strings.TrimSpace(string(data)), " ")
+	line, _, _ := strings.Cut(string(data), "\n")
+	pid, op, _ := strings.Cut(strings.TrimSpace(line), " ")
 	n, _ := strconv.Atoi(pid)
 	return Holder{PID: n, Operation: op}, nil
 }

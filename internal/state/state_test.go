@@ -68,6 +68,20 @@ func TestLockIsExclusiveAndNamesTheHolder(t *testing.T) {
 	if h, _ := d.Holder(); h.Operation != "supervise" || h.PID != os.Getpid() {
 		t.Errorf("holder %+v", h)
 	}
+	// The operation is written over the old one in place: a shorter one
+	// leaves no tail, and a reader between the write and the cut reads
+	// the first line only.
+	l.SetOperation("run")
+	lockFile := filepath.Join(d.Root, "x", "lock")
+	if b, _ := os.ReadFile(lockFile); string(b) != fmt.Sprintf("%d run\n", os.Getpid()) {
+		t.Errorf("lock file holds %q after a shorter operation", b)
+	}
+	if err := os.WriteFile(lockFile, []byte("12 run\nervise\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := d.Holder(); h.Operation != "run" || h.PID != 12 {
+		t.Errorf("holder of a lock file caught between write and cut: %+v", h)
+	}
 	// Released without state, the subhost leaves no directory behind,
 	// nor the temporary file of a save cut short by a kill.
 	d.WriteStopRequest(StopRequest{TimeoutMS: 5})
