@@ -191,6 +191,7 @@ func noState(d state.Dir) error {
 	if h, busy := d.Busy(); busy {
 		return d.BusyError(h)
 	}
+	d.Tidy() // a run killed before it saved anything left its lock
 	return ErrNotRunning
 }
 

@@ -526,6 +526,27 @@ func TestStopWhileABootValidates(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(f.r.StateRoot, "early")); err == nil {
 		t.Error("stop of a subhost without state left its directory")
 	}
+	// A run killed before its first save leaves the directory and its
+	// lock file, held by nobody: a stop takes them away.
+	if err := os.MkdirAll(d.Root+"/early", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.Root, "early", "lock"), []byte("99999 run\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.r.Stop(ctx, "early", StopOptions{}); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("stop after a run killed before its first save: %v, want ErrNotRunning", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.r.StateRoot, "early")); err == nil {
+		t.Error("stop left the directory of a run killed before its first save")
+	}
+	// And one for a name that never existed makes nothing.
+	if err := f.r.Stop(ctx, "never", StopOptions{}); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("stop of a subhost that never existed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.r.StateRoot, "never")); err == nil {
+		t.Error("stop of a subhost that never existed made its directory")
+	}
 }
 
 // The plan rebuilt from the state (a supervisor handed back while the

@@ -129,6 +129,19 @@ func (d Dir) Holder() (Holder, error) {
 	return Holder{PID: n, Operation: op}, nil
 }
 
+// Tidy removes what an operation killed before its first save leaves
+// behind, the subhost's directory with its lock file (and a stop request
+// or console socket), when the subhost has no state and nobody holds
+// its lock. A subhost that never existed is left alone: nothing is made.
+func (d Dir) Tidy() {
+	if _, err := os.Lstat(d.path()); err != nil {
+		return
+	}
+	if l, err := d.TryLock("tidy"); err == nil {
+		l.Release() // without state, Release removes it all
+	}
+}
+
 // Busy reports whether a process holds the subhost's lock now, and who,
 // making nothing and taking no lock itself: for a subhost without state,
 // whose lock a boot holds while its plugins start and validate, and for
