@@ -74,3 +74,26 @@ func Named(path string) (release func(), err error) {
 		// Removed (and perhaps made anew) by the holder we waited for.
 	}
 }
+
+// RemoveIfFree removes the lock file at path that a holder killed before
+// its release left behind: only when it is this process's user's and
+// nobody holds its lock, taken without waiting, and removed under it as
+// Named's release does. It reports whether it removed the file.
+func RemoveIfFree(path string) bool {
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var held, now unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &held) != nil || int(held.Uid) != os.Geteuid() {
+		return false
+	}
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return false // held: its holder removes it
+	}
+	if unix.Stat(path, &now) != nil || now.Dev != held.Dev || now.Ino != held.Ino {
+		return false // removed, or made anew, meanwhile
+	}
+	return os.Remove(path) == nil
+}

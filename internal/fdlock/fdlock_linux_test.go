@@ -110,3 +110,44 @@ func TestNamedSymlink(t *testing.T) {
 		t.Errorf("the symlink's target: %v", err)
 	}
 }
+
+// RemoveIfFree takes away a lock file a killed holder left, but not one
+// held now, nor what a symlink names.
+func TestRemoveIfFree(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.lock")
+	release, err := Named(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if RemoveIfFree(path) {
+		t.Error("removed a lock file whose lock is held")
+	}
+	release()
+	// A holder killed before its release: the file stays, unlocked.
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !RemoveIfFree(path) {
+		t.Error("a free lock file was not removed")
+	}
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Errorf("lock file still there: %v", err)
+	}
+	if RemoveIfFree(path) {
+		t.Error("removed a missing file")
+	}
+	target := filepath.Join(dir, "target")
+	if err := os.WriteFile(target, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+	if RemoveIfFree(path) {
+		t.Error("removed a symlink")
+	}
+	if _, err := os.Stat(target); err != nil {
+		t.Errorf("the symlink's target: %v", err)
+	}
+}

@@ -85,3 +85,14 @@ func notLocked(imgs []image, locked map[int]fileID) (image, bool) {
 	}
 	return image{}, false
 }
+
+// removeStaleLocks removes the lock files of the images that an Up killed
+// while it held them left behind (its release removes them otherwise).
+func removeStaleLocks(images []string) {
+	for _, img := range images {
+		var st unix.Stat_t
+		if unix.Stat(img, &st) == nil {
+			fdlock.RemoveIfFree(fileID{st.Dev, st.Ino}.lockFile())
+		}
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/subhost/subhost/internal/loopdev"
 	"github.com/subhost/subhost/internal/testguest"
 	"github.com/subhost/subhost/sdk"
@@ -161,5 +163,30 @@ func TestImageReplacedWhileLocking(t *testing.T) {
 	}
 	if ours != len(devs) {
 		t.Errorf("devices on the image: %+v, want only %s's", devs, winner)
+	}
+}
+
+// TestDownRemovesALockLeftByAKilledUp: an Up killed while it held its
+// image's lock leaves the lock file; the Down of the stop that follows
+// takes it away.
+func TestDownRemovesALockLeftByAKilledUp(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	s := &stage{}
+	name, home := subhost(t)
+	img := buildImage(t, "mbr", "root")
+	var st unix.Stat_t
+	if err := unix.Stat(img, &st); err != nil {
+		t.Fatal(err)
+	}
+	lock := fileID{st.Dev, st.Ino}.lockFile()
+	if err := os.WriteFile(lock, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Down(ctx, request(name, home, "vda:1:"+img)); err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	if _, err := os.Lstat(lock); !os.IsNotExist(err) {
+		t.Errorf("the killed Up's lock file is still there: %v", err)
 	}
 }

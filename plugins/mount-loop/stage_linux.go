@@ -270,6 +270,7 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 	busy, unmountErrs := t.unmount(log)
 	errs = append(errs, unmountErrs...)
 	errs = append(errs, t.detach(busy, log)...)
+	removeStaleLocks(t.images)
 	return errors.Join(errs...)
 }
 
