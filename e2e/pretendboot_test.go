@@ -22,6 +22,7 @@ type guest struct {
 	root             *testguest.Root
 	ip, mac, subnet3 string // 198.18.S.2, 06:a7:dd:b4:S:02, "198.18.S"
 	config           string
+	image            string // its disk image, vda in the config
 }
 
 // newGuest prepares (does not boot) a pretend-boot guest in a fresh netns
@@ -39,8 +40,8 @@ func (e *env) newGuest(tag string, mod func(r *testguest.Root)) *guest {
 	if mod != nil {
 		mod(g.root)
 	}
-	img := testguest.Image(e.t, g.root.Dir, "mbr")
-	g.config = fmt.Sprintf("DISKS=( vda:1:%s )\nBRIDGES=( br0:%s )", img, g.mac)
+	g.image = testguest.Image(e.t, g.root.Dir, "mbr")
+	g.config = fmt.Sprintf("DISKS=( vda:1:%s )\nBRIDGES=( br0:%s )", g.image, g.mac)
 	g.home = e.home(g.config)
 	return g
 }

@@ -1,0 +1,124 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/internal/loopdev"
+	"github.com/subhost/subhost/internal/mountinfo"
+)
+
+// TestKilledAtAnyInstant: the runner's promise that a subhost killed at
+// any instant leaves enough for `subhost stop` to undo everything. Every
+// host-side process of subhost (the CLI, the supervisor, the plugins,
+// the launcher; never the guest) is SIGKILLed at instants spread over a
+// boot, and then over a stop; each time, a plain stop must leave nothing
+// of the subhost: no state, mount, loop device, netns, cgroup or lock
+// file. A boot
+// takes about 50 ms here: the instants cover it from the CLI's start to
+// the guest's, on faster and slower machines alike.
+func TestKilledAtAnyInstant(t *testing.T) {
+	for _, users := range []string{"no", "pick"} {
+		t.Run("PRIVATE_USERS="+users, func(t *testing.T) {
+			e := newEnv(t)
+			g := e.newGuest("crash", nil)
+			g.config += "\nPRIVATE_USERS=" + users
+			if err := os.WriteFile(filepath.Join(g.home, "config"), []byte(g.config+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			killed := 0
+			for _, at := range []time.Duration{0, 3, 6, 9, 12, 15, 18, 21, 25, 30, 35, 40, 50, 65, 80} {
+				at *= time.Millisecond
+				run := e.startIn(g.ns, g.runArgs("--detach")...)
+				time.Sleep(at)
+				killed += killHostSide()
+				run.wait(t, 20*time.Second)
+				g.stopsClean("a boot killed after " + at.String())
+
+				g.boot()
+				stop := e.startIn(g.ns, "stop", g.name)
+				time.Sleep(at)
+				killed += killHostSide()
+				stop.wait(t, 20*time.Second)
+				g.stopsClean("a stop killed after " + at.String())
+			}
+			if killed < 15 {
+				t.Errorf("only %d processes killed in 15 boots: the sweep missed the boots", killed)
+			}
+		})
+	}
+}
+
+// killHostSide SIGKILLs every process run from this test's build of
+// subhost (its executable in binDir): the guest's PID 1 runs the guest's
+// own copy of subhost-init, and is spared. It returns how many it killed.
+func killHostSide() int {
+	n := 0
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid := 0
+		for _, c := range e.Name() {
+			if c < '0' || c > '9' {
+				pid = -1
+				break
+			}
+			pid = pid*10 + int(c-'0')
+		}
+		if pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		exe, err := os.Readlink("/proc/" + e.Name() + "/exe")
+		if err == nil && strings.HasPrefix(exe, binDir+"/") {
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// stopsClean runs a plain stop after a kill (what) and fails the test
+// unless nothing of the guest is left on the host.
+func (g *guest) stopsClean(what string) {
+	e := g.e
+	e.t.Helper()
+	o, er, code := e.inNet(g.ns, "stop", "--timeout", "5s", g.name)
+	if code != 0 {
+		e.t.Fatalf("%s: stop: exit %d: %s%s", what, code, o, er)
+	}
+	e.clean(g.name)
+	var left []string
+	if _, err := os.Lstat(filepath.Join(e.state, g.name)); err == nil {
+		left = append(left, "its state directory")
+	}
+	if mounts, err := mountinfo.Self(); err == nil {
+		for _, m := range mounts {
+			if strings.HasPrefix(m.Mountpoint, g.home+"/") {
+				left = append(left, "mount "+m.Mountpoint)
+			}
+		}
+	}
+	if devs, _ := loopdev.FindByBacking(g.image); len(devs) > 0 {
+		left = append(left, "loop device "+devs[0].Path)
+	}
+	var img syscall.Stat_t
+	if syscall.Stat(g.image, &img) == nil {
+		lock := fmt.Sprintf("/run/subhost/.image-%d:%d-%d.lock", unix.Major(img.Dev), unix.Minor(img.Dev), img.Ino)
+		if _, err := os.Lstat(lock); err == nil {
+			left = append(left, "the image's lock file "+lock)
+		}
+	}
+	if dirs := cgroupDirs(g.name); len(dirs) > 0 {
+		left = append(left, "cgroups "+strings.Join(dirs, " "))
+	}
+	if len(left) > 0 {
+		e.t.Fatalf("%s, then stopped: left %s", what, strings.Join(left, ", "))
+	}
+}
