@@ -182,7 +182,7 @@ func flocked(table string, dev, ino uint64) bool {
 
 // BusyError is TryLock's error for a lock that h holds.
 func (d Dir) BusyError(h Holder) error {
-	return fmt.Errorf("subhost %q is busy: %s holds its lock: %w", d.Name, h, ErrBusy)
+	return fmt.Errorf("subhost %q is %w: %s holds its lock", d.Name, ErrBusy, h)
 }
 
 // Suspend gives the lock up for a while, without forgetting the subhost:

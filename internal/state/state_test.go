@@ -61,8 +61,8 @@ func TestLockIsExclusiveAndNamesTheHolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = d.TryLock("stop")
-	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d (run)", os.Getpid())) {
-		t.Errorf("second lock: %v", err)
+	if want := fmt.Sprintf(`subhost "x" is busy: pid %d (run) holds its lock`, os.Getpid()); !errors.Is(err, ErrBusy) || err.Error() != want {
+		t.Errorf("second lock: %v, want %q", err, want)
 	}
 	l.SetOperation("supervise")
 	if h, _ := d.Holder(); h.Operation != "supervise" || h.PID != os.Getpid() {
