@@ -929,10 +929,24 @@ func (s *session) down(ctx context.Context, i int) error {
 	defer s.stMu.Unlock()
 	if err != nil {
 		st.Error = err.Error()
-		return errors.Join(prefixStage(st.Name, err), s.save())
+		s.saveOrWarn(st.Name)
+		return prefixStage(st.Name, err)
 	}
 	st.Status, st.Error, st.State, st.Result = state.StageDown, "", nil, sdk.BootRecord{}
-	return s.save()
+	s.saveOrWarn(st.Name)
+	return nil
+}
+
+// saveOrWarn saves the state after a stage's Down, and only logs a save
+// that fails (a full /run): what the stage did is done either way, and
+// what matters to the caller is whether it came down. Once every stage
+// is down the state is removed, which works on a full file system; until
+// then a stage still recorded as up is taken down again by the next
+// stop, which finds nothing to do.
+func (s *session) saveOrWarn(stage string) {
+	if err := s.save(); err != nil {
+		s.r.Logger.Warn("the state of a Down could not be saved", sdk.LogKeySubhost, s.plan.Name, "stage", stage, sdk.LogKeyError, err)
+	}
 }
 
 func joinOneLine(errs []error) error {

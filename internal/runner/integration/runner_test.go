@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/subhost/subhost/internal/pipeline"
 	"github.com/subhost/subhost/internal/pluginhost"
@@ -289,6 +290,40 @@ func TestDownFailureKeepsStateForAnotherStop(t *testing.T) {
 		t.Fatalf("second stop: %v", err)
 	}
 	f.noState("df")
+}
+
+// TestStopWithAFullStateDirectory: with /run full, a stop cannot record
+// its progress, but every stage still comes down and the state goes
+// (removing works on a full file system): the stop succeeds, rather than
+// report stages that did come down as failed to.
+func TestStopWithAFullStateDirectory(t *testing.T) {
+	f := newFixture(t, []string{"a", "b", "c", "d"}, nil)
+	if err := unix.Mount("state", f.states, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=256k,mode=0700"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(f.states, 0); err != nil {
+			t.Errorf("unmount the state tmpfs: %v", err)
+		}
+	})
+	if _, err := f.r.Run(context.Background(), f.plan("full"), runner.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fill, err := os.Create(filepath.Join(f.states, "fill"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fill.Close()
+	if _, err := fill.Write(make([]byte, 1<<20)); !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("filling the state tmpfs: %v, want ENOSPC", err)
+	}
+	if err := f.r.Stop(context.Background(), "full", runner.StopOptions{}); err != nil {
+		t.Errorf("stop with a full state directory: %v", err)
+	}
+	if got := f.calls("down"); !slices.Equal(got, []string{"d", "c", "b", "a"}) {
+		t.Errorf("Down calls %v", got)
+	}
+	f.noState("full")
 }
 
 func TestStageOpUpDownCheck(t *testing.T) {
