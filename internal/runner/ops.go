@@ -383,17 +383,27 @@ func guestAlive(st *state.State) bool {
 // powerOff is the first half of every stop, by `subhost stop` or by the
 // supervisor: the guest is asked to power off (then killed), and the
 // plugins that Down will need start meanwhile. The second half is downAll.
-// It takes the record and the owed stages as arguments: the supervisor
-// runs it in a goroutine while it goes on reading the state.
 func (s *session) powerOff(ctx context.Context, rec sdk.BootRecord, owed []int, opts StopOptions) error {
-	prestarted := make(chan struct{})
-	go func() {
-		defer close(prestarted)
-		s.startForDown(ctx, owed)
-	}()
+	prestarted := s.prestartForDown(ctx, owed)
 	err := stopGuest(rec, opts)
 	<-prestarted
 	return err
+}
+
+// prestartForDown starts the plugins of the owed stages in the background
+// and returns a channel closed once they are up. downAll and
+// killPlugins wait for it first: a start that finished after a stage's
+// Down had retired its plugin, or after the session killed its plugins,
+// would leave a plugin running that nobody kills.
+func (s *session) prestartForDown(ctx context.Context, owed []int) <-chan struct{} {
+	done := make(chan struct{})
+	s.prestarts.Add(1)
+	go func() {
+		defer s.prestarts.Done()
+		defer close(done)
+		s.startForDown(ctx, owed)
+	}()
+	return done
 }
 
 // stopGuest asks the guest's PID 1 to power off (SIGPWR), waits, then

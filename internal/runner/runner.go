@@ -77,6 +77,9 @@ type session struct {
 	// retiring counts plugins being killed in the background (retire):
 	// the session ends only when they are gone.
 	retiring sync.WaitGroup
+	// prestarts counts plugin starts for a stop under way in the
+	// background (prestartForDown).
+	prestarts sync.WaitGroup
 	// others are the other subhosts up on this host, as every stage's
 	// request tells them, once othersRead is closed. Each one's state
 	// file is read (milliseconds on a host with a hundred subhosts): in
@@ -134,6 +137,7 @@ func (s *session) close() {
 // returns when all are gone, those retired before included: each Kill
 // waits for its process to be reaped.
 func (s *session) killPlugins() {
+	s.prestarts.Wait()
 	s.mu.Lock()
 	plugins := s.plugins
 	s.plugins = map[string]Instance{}
@@ -807,6 +811,7 @@ func (s *session) rollback() error {
 // at a time, last first. The state is removed only when every Down
 // succeeded, so that a failed teardown can be retried.
 func (s *session) downAll(ctx context.Context) error {
+	s.prestarts.Wait()
 	owed := s.owed()
 	synced := syncRoot(s.st.Record.Root)
 	s.startForDown(ctx, owed)

@@ -86,7 +86,8 @@ func (v *Supervision) Loop(ctx context.Context, opts LoopOptions) (Outcome, erro
 		if req, ok := s.dir.TakeStopRequest(); ok {
 			stopOpts = StopOptions{Timeout: time.Duration(req.TimeoutMS) * time.Millisecond, Force: req.Force}
 		}
-		go s.powerOff(context.Background(), s.st.Record, s.owed(), stopOpts)
+		s.prestartForDown(context.Background(), s.owed())
+		go stopGuest(s.st.Record, stopOpts)
 	}
 	switch {
 	case opts.StopAsked:
