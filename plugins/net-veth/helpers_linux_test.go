@@ -23,6 +23,9 @@ func init() { runtime.LockOSThread() }
 // rather than end it), and /proc/self/ns/net then names that namespace.
 const mainThreadElsewhere = "NET_VETH_MAIN_THREAD_ELSEWHERE"
 
+// lockDirEnv hands a helper process the tests' lockDir.
+const lockDirEnv = "NET_VETH_LOCK_DIR"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(mainThreadElsewhere) != "" {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
@@ -30,11 +33,16 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
-	// Locks go to a scratch directory, not the host's state root.
-	dir, err := os.MkdirTemp("", "net-veth-locks")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	// Locks and marks go to a scratch directory, not the host's state
+	// root; a helper process the tests start uses its parent's.
+	dir, ownDir := os.Getenv(lockDirEnv), false
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "net-veth-locks"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		ownDir = true
 	}
 	lockDir = dir
 	// The first netns a test makes turns /run/netns into a shared mount
@@ -47,7 +55,9 @@ func TestMain(m *testing.M) {
 		}
 	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	if ownDir {
+		os.RemoveAll(dir)
+	}
 	os.Exit(code)
 }
 

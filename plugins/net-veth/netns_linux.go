@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 
 	"github.com/vishvananda/netlink"
@@ -63,6 +66,37 @@ var errNotNetns = nsfs.ErrNotNamespace
 var lockDir = state.DefaultRoot
 
 func prepareNetnsDir() error { return nsfs.SharedDir(netnsDir, lockDir) }
+
+// madeMark is the file that says this stage made the network namespace
+// of subhost name: written before the namespace is made, removed once it
+// is deleted. With the state Up hands back, it tells a namespace of the
+// subhost's from one pinned under the same name by someone else (`ip
+// netns add NAME`, another tool, the old scripts), which Up must not
+// adopt and Down must not delete. The state alone would miss an Up
+// killed between making the namespace and the runner saving its result.
+// It lives beside the locks: /run/netns is one for the whole host, and
+// so are the marks.
+func madeMark(name string) string { return filepath.Join(lockDir, ".net-veth", name) }
+
+func markMade(name string) error {
+	path := madeMark(name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(path, nil, 0o600)
+}
+
+func unmarkMade(name string) error {
+	if err := os.Remove(madeMark(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func markedMade(name string) bool {
+	_, err := os.Lstat(madeMark(name))
+	return err == nil
+}
 
 // createNetns makes a new network namespace and pins it at path with a
 // bind mount, the way `ip netns add` does. The unshare happens on a

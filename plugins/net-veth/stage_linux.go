@@ -72,12 +72,31 @@ func (s *stage) specAndSurvey(req *sdk.Request) (*spec, *env, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if e.guestNs != nil && !ownsNetns(req, p.netns) {
+		e.close()
+		return nil, nil, sdk.Conflictf("network namespace %s exists and subhost did not make it for %s (`ip netns add`, or another tool): remove it if nothing uses it, or give the subhost another name", p.netns, p.name)
+	}
 	errs = append(errs, e.surveyLinks(p)...)
 	if len(errs) > 0 {
 		e.close()
 		return nil, nil, joinErrors(errs)
 	}
 	return p, e, nil
+}
+
+// ownsNetns reports whether the network namespace at path, when there is
+// one, is the subhost's: an earlier stage of its boot made it (userns:
+// the boot record names it), this stage's last Up recorded it, or this
+// stage marked it made (madeMark).
+func ownsNetns(req *sdk.Request, path string) bool {
+	if req.Record.Netns == path {
+		return true
+	}
+	var st upState
+	if len(req.State) > 0 && json.Unmarshal(req.State, &st) == nil && st.Netns == path {
+		return true
+	}
+	return markedMade(req.Subhost.Name)
 }
 
 func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err error) {
@@ -109,6 +128,10 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err er
 		// host's, and the guest's root could not configure its eth0.
 		return nil, sdk.NotFoundf("the boot record's network namespace %s does not exist", p.netns)
 	case e.guestNs == nil:
+		if err := markMade(p.name); err != nil {
+			return nil, sdk.Internalf("mark network namespace %s as made here: %w", p.netns, err)
+		}
+		undo = append(undo, func() error { return unmarkMade(p.name) })
 		if err := createNetns(p.netns); err != nil {
 			return nil, sdk.Internalf("create network namespace %s: %w", p.netns, err)
 		}
@@ -323,7 +346,15 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 	}
 	defer e.close()
 	var errs []error
+	owned := ownsNetns(req, path)
 	switch f, err := openNetns(path); {
+	case !owned && (f != nil || errors.Is(err, errNotNetns)):
+		// Someone else's under the subhost's name: neither it nor a
+		// veth with its peer there is the subhost's to delete.
+		if f != nil {
+			f.Close()
+		}
+		log.Warn("leaving network namespace alone: subhost did not make it", "netns", path)
 	case errors.Is(err, errNotNetns):
 		// A crash between creating the file and binding the namespace
 		// on it leaves an empty file: deleteNetns removes it below.
@@ -369,12 +400,17 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 	// deleted as before.
 	e.closeGuest()
 	left := ours
-	if err := deleteNetns(path); err != nil {
-		errs = append(errs, sdk.Internalf("delete network namespace: %w", err))
-	} else {
-		log.Info("deleted network namespace", "netns", path)
-		if len(ours) > 0 {
-			left = e.awaitGone(ctx, ours)
+	if owned {
+		if err := deleteNetns(path); err != nil {
+			errs = append(errs, sdk.Internalf("delete network namespace: %w", err))
+		} else {
+			log.Info("deleted network namespace", "netns", path)
+			if err := unmarkMade(name); err != nil {
+				errs = append(errs, sdk.Internalf("%w", err))
+			}
+			if len(ours) > 0 {
+				left = e.awaitGone(ctx, ours)
+			}
 		}
 	}
 	for _, link := range ours {

@@ -309,7 +309,11 @@ func TestDownFromEmptyState(t *testing.T) {
 	}
 
 	// A crash between creating /run/netns/NAME and binding the namespace
-	// on it leaves an empty file: Down removes it, Up refuses it.
+	// on it leaves an empty file (and the mark Up wrote before): Down
+	// removes it, Up refuses it.
+	if err := markMade(name); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(netnsDir+"/"+name, nil, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -318,6 +322,47 @@ func TestDownFromEmptyState(t *testing.T) {
 	}
 	if err := s.Down(ctx, req); err != nil || netnsExists(name) {
 		t.Errorf("Down of an empty netns file: %v, still there: %v", err, netnsExists(name))
+	}
+}
+
+// TestForeignNetnsIsLeftAlone: a network namespace pinned under the
+// subhost's name by someone else (`ip netns add NAME`, the old scripts)
+// is neither adopted by Up nor deleted by Down, nor is a veth with its
+// peer there.
+func TestForeignNetnsIsLeftAlone(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	th, s := newTestHost(t)
+	th.bridge("br0", 0)
+	name := subhostName("f")
+	path := netnsDir + "/" + name
+	if err := createNetns(path); err != nil { // as `ip netns add` pins it
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteNetns(path) })
+	theirs := guest(t, name)
+	if err := theirs.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "adm0"}, PeerName: "adm1"}); err != nil {
+		t.Fatal(err)
+	}
+	req := request(name, []string{"br0:06:a7:dd:b4:02:f3"}, nil)
+	want := "network namespace " + path + " exists and subhost did not make it for " + name
+	if err := s.Validate(ctx, req); !sdk.IsKind(err, sdk.KindConflict) || !strings.Contains(err.Error(), want) {
+		t.Errorf("Validate: %v, want a conflict %q", err, want)
+	}
+	if _, err := s.Up(ctx, req); !sdk.IsKind(err, sdk.KindConflict) || !strings.Contains(err.Error(), want) {
+		t.Errorf("Up: %v, want a conflict %q", err, want)
+	}
+	if markedMade(name) || th.has(name+"0") {
+		t.Errorf("a refused Up left its mark (%v) or a host end (%v)", markedMade(name), th.has(name+"0"))
+	}
+	if err := s.Down(ctx, req); err != nil {
+		t.Errorf("Down: %v", err)
+	}
+	if !netnsExists(name) {
+		t.Fatalf("Down deleted a network namespace the subhost did not make")
+	}
+	if _, err := theirs.LinkByName("adm0"); err != nil {
+		t.Errorf("their interface is gone: %v", err)
 	}
 }
 
@@ -688,7 +733,7 @@ func TestInProcessNetns(t *testing.T) {
 	for _, call := range []string{"up", "check", "up", "down"} {
 		cmd := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), th.ns.Fd()), "--",
 			os.Args[0], "-test.run=^TestHelperStage$")
-		cmd.Env = append(os.Environ(), "NET_VETH_HELPER="+call, "NET_VETH_NAME="+name, mainThreadElsewhere+"=1")
+		cmd.Env = append(os.Environ(), "NET_VETH_HELPER="+call, "NET_VETH_NAME="+name, mainThreadElsewhere+"=1", lockDirEnv+"="+lockDir)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s in the test netns: %v\n%s", call, err, out)
 		}
