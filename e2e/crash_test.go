@@ -20,8 +20,8 @@ import (
 // host-side process of subhost (the CLI, the supervisor, the plugins,
 // the launcher; never the guest) is SIGKILLed at instants spread over a
 // boot, and then over a stop; each time, a plain stop must leave nothing
-// of the subhost: no state, mount, loop device, netns, cgroup or lock
-// file. A boot
+// of the subhost: no state, mount, loop device, netns, cgroup, lock file
+// or mark. A boot
 // takes about 50 ms here: the instants cover it from the CLI's start to
 // the guest's, on faster and slower machines alike.
 func TestKilledAtAnyInstant(t *testing.T) {
@@ -114,6 +114,9 @@ func (g *guest) stopsClean(what string) {
 		if _, err := os.Lstat(lock); err == nil {
 			left = append(left, "the image's lock file "+lock)
 		}
+	}
+	if _, err := os.Lstat("/run/subhost/.net-veth/" + g.name); err == nil {
+		left = append(left, "net-veth's mark of its network namespace")
 	}
 	if dirs := cgroupDirs(g.name); len(dirs) > 0 {
 		left = append(left, "cgroups "+strings.Join(dirs, " "))
