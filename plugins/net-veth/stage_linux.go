@@ -354,7 +354,8 @@ func (s *stage) Down(ctx context.Context, req *sdk.Request) error {
 		if f != nil {
 			f.Close()
 		}
-		log.Warn("leaving network namespace alone: subhost did not make it", "netns", path)
+		log.Warn("leaving network namespace alone, and the veths into it: subhost did not make it", "netns", path)
+		names = nil
 	case errors.Is(err, errNotNetns):
 		// A crash between creating the file and binding the namespace
 		// on it leaves an empty file: deleteNetns removes it below.
