@@ -117,6 +117,32 @@ func TestSupervisorKilled(t *testing.T) {
 	e.waitFor("guest PID 1 to be gone", 5*time.Second, func() bool { return gone(r.PID) })
 }
 
+// TestStopWithTheSupervisorStopped: a stop whose supervisor is stopped
+// (SIGSTOP, a debugger) says so within seconds instead of waiting out its
+// two minutes, and a forced stop then takes everything down.
+func TestStopWithTheSupervisorStopped(t *testing.T) {
+	e := newEnv(t)
+	g := e.newGuest("sstop", nil)
+	g.boot()
+	r := e.status(g.name)
+	if err := syscall.Kill(r.Supervisor, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(r.Supervisor, syscall.SIGCONT) })
+	start := time.Now()
+	_, errOut, code := e.inNet(g.ns, "stop", "--timeout", "5s", g.name)
+	want := fmt.Sprintf("supervisor pid %d is stopped (SIGSTOP, or a debugger): continue it (kill -CONT %d)", r.Supervisor, r.Supervisor)
+	if code == 0 || !strings.Contains(errOut, want) {
+		t.Errorf("stop with the supervisor stopped: exit %d, %q; want a failure saying %q", code, errOut, want)
+	}
+	if took := time.Since(start); took > time.Minute {
+		t.Errorf("stop took %s to give up on a stopped supervisor", took.Round(time.Second))
+	}
+	e.mustRun(g.ns, "stop", "--force", "--timeout", "5s", g.name)
+	e.clean(g.name)
+	e.waitFor("guest PID 1 to be gone", 5*time.Second, func() bool { return gone(r.PID) })
+}
+
 // TestSupervisorSIGTERM: SIGTERM to the supervisor (what a service manager
 // sends) is a graceful stop: rc 0 runs, everything comes down.
 func TestSupervisorSIGTERM(t *testing.T) {

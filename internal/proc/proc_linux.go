@@ -128,6 +128,22 @@ func (p *Process) WaitExit(d time.Duration) bool {
 	}
 }
 
+// Stopped reports whether the process is stopped (SIGSTOP, or a
+// debugger's stop): it runs again only when someone continues it.
+func (p *Process) Stopped() bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
+	if err != nil || p.Exited() {
+		return false // gone: its pidfd tells
+	}
+	s := string(data)
+	end := strings.LastIndexByte(s, ')')
+	if end < 0 || end+2 >= len(s) {
+		return false
+	}
+	state := s[end+2] // field 3, after ") "
+	return state == 'T' || state == 't'
+}
+
 // Close releases the pidfd.
 func (p *Process) Close() error { return unix.Close(p.fd) }
 

@@ -76,3 +76,47 @@ func TestAge(t *testing.T) {
 		t.Errorf("this process (%v) is younger than its child (%v)", Age(self), Age(child))
 	}
 }
+
+func TestStopped(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	st, err := StartTime(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Open(cmd.Process.Pid, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.Stopped() {
+		t.Error("a running process reported stopped")
+	}
+	// The state changes once the signal is handled: poll for it.
+	seen := func(want bool) bool {
+		for range 100 {
+			if p.Stopped() == want {
+				return true
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return false
+	}
+	p.Signal(unix.SIGSTOP)
+	if !seen(true) {
+		t.Error("a process sent SIGSTOP never reported stopped")
+	}
+	p.Signal(unix.SIGCONT)
+	if !seen(false) {
+		t.Error("a continued process still reported stopped")
+	}
+	p.Signal(unix.SIGKILL)
+	cmd.Wait()
+	if p.Stopped() {
+		t.Error("a process that is gone reported stopped")
+	}
+}

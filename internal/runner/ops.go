@@ -181,6 +181,35 @@ func (o StopOptions) supervisorWait(rec sdk.BootRecord) time.Duration {
 	return o.timeout(rec) + 2*time.Minute
 }
 
+// stoppedFor is how long a supervisor must have been seen stopped
+// before a stop gives up waiting for it.
+const stoppedFor = 3 * time.Second
+
+// awaitSupervisor waits up to d for the supervisor to exit. It gives up
+// sooner, reporting stopped, when the supervisor stays stopped (SIGSTOP,
+// a debugger) for stoppedFor: it would never get to the guest.
+func awaitSupervisor(sup *proc.Process, d time.Duration) (exited, stopped bool) {
+	deadline := time.Now().Add(d)
+	var stoppedSince time.Time
+	for {
+		step := min(time.Until(deadline), time.Second)
+		if sup.WaitExit(max(step, 0)) {
+			return true, false
+		}
+		switch {
+		case !sup.Stopped():
+			stoppedSince = time.Time{}
+		case stoppedSince.IsZero():
+			stoppedSince = time.Now()
+		case time.Since(stoppedSince) >= stoppedFor:
+			return false, true
+		}
+		if !time.Now().Before(deadline) {
+			return false, false
+		}
+	}
+}
+
 // ErrNotRunning is returned by Stop for a subhost without state.
 var ErrNotRunning = errors.New("not running")
 
@@ -288,10 +317,13 @@ func (r *Runner) stopSupervisor(ctx context.Context, d state.Dir, st *state.Stat
 	d.WriteStopRequest(state.StopRequest{TimeoutMS: opts.Timeout.Milliseconds(), Force: opts.Force})
 	sup.Signal(sigTerm)
 	wait := opts.supervisorWait(st.Record)
-	if !sup.WaitExit(wait) {
-		if !opts.Force {
-			return nil, fmt.Errorf("subhost %q: supervisor pid %d did not finish stopping in %s; use --force", d.Name, st.Supervisor, wait)
-		}
+	switch exited, stopped := awaitSupervisor(sup, wait); {
+	case exited:
+	case !opts.Force && stopped:
+		return nil, fmt.Errorf("subhost %q: supervisor pid %d is stopped (SIGSTOP, or a debugger): continue it (kill -CONT %d) and it stops the guest, or use --force", d.Name, st.Supervisor, st.Supervisor)
+	case !opts.Force:
+		return nil, fmt.Errorf("subhost %q: supervisor pid %d did not finish stopping in %s; use --force", d.Name, st.Supervisor, wait)
+	default:
 		sup.Signal(sigKill)
 		sup.WaitExit(5 * time.Second)
 	}
