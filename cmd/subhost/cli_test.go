@@ -331,12 +331,19 @@ func testRunStatusListStop(t *testing.T, flags ...string) {
 	if !strings.Contains(out, `"name": "web1"`) {
 		t.Errorf("list --json: %s", out)
 	}
+	want := "subhost: subhost web1 has no guest: its pipeline launches none\n"
+	if _, stderr, code := c.run("console", "web1"); code != 1 || stderr != want {
+		t.Errorf("console of a subhost without a guest: exit %d, %q, want %q", code, stderr, want)
+	}
 	if out, stderr, code := c.run("stop", "web1"); code != 0 {
 		t.Fatalf("stop: exit %d\n%s%s", code, out, stderr)
 	}
 	out, _, _ = c.run("status", "web1")
 	if !strings.Contains(out, "stopped") {
 		t.Errorf("status after stop: %s", out)
+	}
+	if _, stderr, code := c.run("console", "web1"); code != 1 || stderr != "subhost: subhost web1 is not running\n" {
+		t.Errorf("console of a stopped subhost: exit %d, %q", code, stderr)
 	}
 	if got := strings.Join(c.calls("down"), ","); got != "b,a" {
 		t.Errorf("down calls %s", got)

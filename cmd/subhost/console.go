@@ -28,7 +28,12 @@ powers the guest off.`,
 			}
 			sock := supervisor.ConsoleSocket(g.StateDir, args[0])
 			if _, err := os.Stat(sock); err != nil {
-				return fmt.Errorf("subhost %s has no console to attach to (is it running?)", args[0])
+				if _, _, err := guestPID(args[0]); err != nil {
+					return err // not running, or hibernating: say which
+				}
+				// A foreground run relays the console to its own
+				// terminal; a guest whose supervisor was killed has none.
+				return fmt.Errorf("subhost %s has no console to attach to: a foreground `subhost run` holds it, or its supervisor is gone", args[0])
 			}
 			res, err := attachConsole(cmd.Context(), sock)
 			if res == console.Detached {
@@ -49,7 +54,10 @@ func guestPID(name string) (int, uint64, error) {
 		return 0, 0, fmt.Errorf("subhost %s is not running", name)
 	}
 	pid := st.Record.GuestPID
-	if pid == 0 || !proc.Alive(pid, st.Record.GuestStartTime) {
+	switch {
+	case pid == 0 && st.Status == state.Running:
+		return 0, 0, fmt.Errorf("subhost %s has no guest: its pipeline launches none", name)
+	case pid == 0 || !proc.Alive(pid, st.Record.GuestStartTime):
 		return 0, 0, fmt.Errorf("subhost %s has no running guest (%s)", name, st.Status)
 	}
 	return pid, st.Record.GuestStartTime, nil
