@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -58,27 +60,33 @@ func TestKilledAtAnyInstant(t *testing.T) {
 
 // killHostSide SIGKILLs every process run from this test's build of
 // subhost (its executable in binDir): the guest's PID 1 runs the guest's
-// own copy of subhost-init, and is spared. It returns how many it killed.
+// own copy of subhost-init, and is spared. It scans /proc again until a
+// scan finds none, so that a process started while one scan ran (a
+// supervisor the CLI had just started) goes too. It returns how many it
+// killed.
 func killHostSide() int {
+	n := 0
+	for range 50 {
+		killed := killHostSideOnce()
+		if killed == 0 {
+			break
+		}
+		n += killed
+	}
+	return n
+}
+
+func killHostSideOnce() int {
 	n := 0
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
-		pid := 0
-		for _, c := range e.Name() {
-			if c < '0' || c > '9' {
-				pid = -1
-				break
-			}
-			pid = pid*10 + int(c-'0')
-		}
-		if pid <= 0 || pid == os.Getpid() {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
 			continue
 		}
 		exe, err := os.Readlink("/proc/" + e.Name() + "/exe")
-		if err == nil && strings.HasPrefix(exe, binDir+"/") {
-			if syscall.Kill(pid, syscall.SIGKILL) == nil {
-				n++
-			}
+		if err == nil && strings.HasPrefix(exe, binDir+"/") && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			n++
 		}
 	}
 	return n
@@ -123,5 +131,47 @@ func (g *guest) stopsClean(what string) {
 	}
 	if len(left) > 0 {
 		e.t.Fatalf("%s, then stopped: left %s", what, strings.Join(left, ", "))
+	}
+}
+
+// TestControlKilledAtAnyInstant is TestKilledAtAnyInstant for the control
+// pipeline (an overlay on NAME.img, a shell, hibernation): `control
+// start` and every host-side process it started are killed at instants
+// over its boot, and `control stop` must then leave nothing.
+func TestControlKilledAtAnyInstant(t *testing.T) {
+	e := newEnv(t)
+	c := newControlTree(e)
+	n := e.name("cctl")
+	base := c.busybox("base")
+	h := c.home(n, "BASE="+base.Dir)
+	c.image(h, n)
+	killed := 0
+	for _, at := range []time.Duration{0, 4, 8, 12, 16, 20, 25, 30, 40, 50, 65} {
+		at *= time.Millisecond
+		// A shell session that waits for input until the kill.
+		stdin, keep, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := c.command(context.Background(), "", "start", n)
+		cmd.Stdin = stdin
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(at)
+		killed += killHostSide()
+		keep.Close()
+		stdin.Close()
+		cmd.Wait()
+		c.stop("", n, h)
+		if _, err := os.Lstat("/run/subhost/.net-veth/" + n); err == nil {
+			t.Fatalf("control start killed after %s, then stopped: net-veth's mark is left", at)
+		}
+		if dirs := cgroupDirs(n); len(dirs) > 0 {
+			t.Fatalf("control start killed after %s, then stopped: cgroups %v are left", at, dirs)
+		}
+	}
+	if killed < 11 {
+		t.Errorf("only %d processes killed in 11 starts: the sweep missed the boots", killed)
 	}
 }
