@@ -9,17 +9,27 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestOpenChecksTheStartTime(t *testing.T) {
+// startSleep starts a child that sleeps until the test ends (it is
+// killed and reaped then), and returns it with its start time.
+func startSleep(t *testing.T) (*exec.Cmd, uint64) {
+	t.Helper()
 	cmd := exec.Command("sleep", "30")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
 	st, err := StartTime(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cmd, st
+}
+
+func TestOpenChecksTheStartTime(t *testing.T) {
+	cmd, st := startSleep(t)
 	if _, err := Open(cmd.Process.Pid, st+1); err != ErrGone {
 		t.Errorf("Open with another start time: %v, want ErrGone", err)
 	}
@@ -78,16 +88,7 @@ func TestAge(t *testing.T) {
 }
 
 func TestStopped(t *testing.T) {
-	cmd := exec.Command("sleep", "30")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill()
-	st, err := StartTime(cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmd, st := startSleep(t)
 	p, err := Open(cmd.Process.Pid, st)
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +116,7 @@ func TestStopped(t *testing.T) {
 		t.Error("a continued process still reported stopped")
 	}
 	p.Signal(unix.SIGKILL)
-	cmd.Wait()
+	p.WaitExit(5 * time.Second)
 	if p.Stopped() {
 		t.Error("a process that is gone reported stopped")
 	}
