@@ -114,6 +114,20 @@ func (th *testHost) bridge(name string, mtu int) *netlink.Bridge {
 	return br
 }
 
+// uplink stands in for the host's NIC on the bridge's network: port
+// nic0 of br with that MAC, one end of a veth pair (nic0p the other),
+// deleted when the test ends.
+func (th *testHost) uplink(br *netlink.Bridge, mac string) {
+	th.t.Helper()
+	nic := netlink.NewLinkAttrs()
+	nic.Name, nic.MasterIndex = "nic0", br.Attrs().Index
+	nic.HardwareAddr, _ = net.ParseMAC(mac)
+	if err := th.h.LinkAdd(&netlink.Veth{LinkAttrs: nic, PeerName: "nic0p"}); err != nil {
+		th.t.Fatal(err)
+	}
+	th.t.Cleanup(func() { th.h.LinkDel(th.link("nic0")) })
+}
+
 func (th *testHost) link(name string) netlink.Link {
 	th.t.Helper()
 	l, err := th.h.LinkByName(name)

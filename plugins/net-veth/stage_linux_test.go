@@ -108,13 +108,7 @@ func TestHostEndsKeepTheBridgesMAC(t *testing.T) {
 	th, s := newTestHost(t)
 	br := th.bridge("br0", 0)
 	// The host's NIC on that network: one end of a veth pair here.
-	nic := netlink.NewLinkAttrs()
-	nic.Name, nic.MasterIndex = "nic0", br.Attrs().Index
-	nic.HardwareAddr, _ = net.ParseMAC("52:54:00:12:34:56")
-	if err := th.h.LinkAdd(&netlink.Veth{LinkAttrs: nic, PeerName: "nic0p"}); err != nil {
-		t.Fatal(err)
-	}
-	defer th.h.LinkDel(th.link("nic0"))
+	th.uplink(br, "52:54:00:12:34:56")
 	before := th.link("br0").Attrs().HardwareAddr.String()
 	name := subhostName("m")
 	req := request(name, []string{"br0:06:A7:DD:B4:02:F3", "br0:06:A7:DD:B4:02:F4"}, nil)
@@ -811,13 +805,7 @@ func TestSameMACOnOneBridgeAtOnce(t *testing.T) {
 
 	// The uplink: a port whose far side has a MAC of its own and has
 	// shown the bridge another one.
-	nic := netlink.NewLinkAttrs()
-	nic.Name, nic.MasterIndex = "nic0", br.Attrs().Index
-	nic.HardwareAddr, _ = net.ParseMAC("52:54:00:12:34:57")
-	if err := th.h.LinkAdd(&netlink.Veth{LinkAttrs: nic, PeerName: "nic0p"}); err != nil {
-		t.Fatal(err)
-	}
-	defer th.h.LinkDel(th.link("nic0"))
+	th.uplink(br, "52:54:00:12:34:57")
 	// Up, for the port to learn.
 	for _, n := range []string{"nic0p", "nic0"} {
 		if err := th.h.LinkSetUp(th.link(n)); err != nil {
