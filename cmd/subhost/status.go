@@ -32,6 +32,9 @@ type report struct {
 	Home       string `json:"home,omitempty"`
 	Supervisor int    `json:"supervisor,omitempty"`
 	Error      string `json:"error,omitempty"`
+	// Note says why the state is not what the recorded status says:
+	// a state left over from before the host rebooted.
+	Note string `json:"note,omitempty"`
 	// Restarts counts the guest's restarts by RESTART= since the
 	// subhost was brought up.
 	Restarts  int              `json:"restarts"`
@@ -118,6 +121,14 @@ func describeState(root, name string) (report, error) {
 	r.Config = &bootConfig{File: st.Subhost.ConfigFile, Vars: st.Subhost.Vars}
 	if r.Config.Vars == nil {
 		r.Config.Vars = map[string]sdk.Var{}
+	}
+	if st.FromEarlierBoot {
+		// Nothing it records exists since the host rebooted (where /run
+		// is not a tmpfs, its state survives the reboot): stopped, as
+		// it would be on a tmpfs. stop clears it, run boots it afresh.
+		r.State, r.Error = state.Stopped, ""
+		r.Note = "its state is left over from before the host rebooted; nothing of it runs: `subhost stop " + name + "` clears it, `subhost run` boots it afresh"
+		return r, nil
 	}
 	if st.Record.UsernsSize != 0 {
 		r.Userns = &idRange{Base: st.Record.UsernsBase, Size: st.Record.UsernsSize}
@@ -216,6 +227,9 @@ func newStatusCmd() *cobra.Command {
 			writeResources(w, r)
 			if r.Error != "" {
 				fmt.Fprintf(w, "  error: %s\n", r.Error)
+			}
+			if r.Note != "" {
+				fmt.Fprintf(w, "  note: %s\n", r.Note)
 			}
 			return nil
 		},

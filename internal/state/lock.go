@@ -43,6 +43,9 @@ func (h Holder) String() string {
 // holds it, the error wraps ErrBusy and names the holder's PID and
 // operation. The lock file's content is "PID OPERATION" of the holder.
 func (d Dir) TryLock(operation string) (*Lock, error) {
+	if err := ForgetEarlierBoot(d.Root); err != nil {
+		return nil, err
+	}
 	if err := d.makeDir(); err != nil {
 		return nil, err
 	}

@@ -65,7 +65,16 @@ type State struct {
 	Started             time.Time `json:"started"`
 	GuestStarted        time.Time `json:"guest_started,omitzero"`
 	Updated             time.Time `json:"updated"`
-	Error               string    `json:"error,omitempty"`
+	// BootID is the host kernel's boot ID at the last save. A state from
+	// an earlier boot of the host (where /run is not a tmpfs, or a copy
+	// put back) describes nothing that exists any more; Load says so.
+	BootID string `json:"boot_id,omitempty"`
+	// FromEarlierBoot is set by Load on a state saved before the host's
+	// last reboot: its processes are forgotten (their PIDs and start
+	// times name whatever this boot gave those numbers to) and nothing
+	// it records runs or is mounted. Not saved.
+	FromEarlierBoot bool   `json:"-"`
+	Error           string `json:"error,omitempty"`
 	// Restarts counts the guest's restarts by the config's RESTART=
 	// policy (not the guest's own reboots).
 	Restarts int `json:"restarts,omitempty"`
@@ -158,6 +167,11 @@ func (d Dir) Load() (*State, error) {
 	if s.Schema > Schema {
 		return nil, fmt.Errorf("%s: schema %d is newer than this subhost understands (%d)", d.statePath(), s.Schema, Schema)
 	}
+	if fromEarlierBoot(s.BootID) {
+		s.FromEarlierBoot = true
+		s.Supervisor, s.SupervisorStartTime = 0, 0
+		s.ForgetGuest()
+	}
 	return &s, nil
 }
 
@@ -174,6 +188,7 @@ func (d Dir) Load() (*State, error) {
 func (d Dir) Save(s *State) error {
 	s.Schema = Schema
 	s.Updated = time.Now().UTC()
+	s.BootID = bootID()
 	data, err := json.Marshal(s)
 	if err != nil {
 		return err
@@ -224,11 +239,12 @@ func (d Dir) neighbour() (sdk.Neighbour, bool) {
 	var s struct {
 		Schema int    `json:"schema"`
 		Status string `json:"status"`
+		BootID string `json:"boot_id"`
 		Record struct {
 			Interfaces []sdk.Interface `json:"interfaces"`
 		} `json:"record"`
 	}
-	if json.Unmarshal(data, &s) != nil || s.Schema > Schema {
+	if json.Unmarshal(data, &s) != nil || s.Schema > Schema || fromEarlierBoot(s.BootID) {
 		return sdk.Neighbour{}, false
 	}
 	return sdk.Neighbour{Name: d.Name, Status: s.Status, Interfaces: s.Record.Interfaces}, true

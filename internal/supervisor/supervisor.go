@@ -29,6 +29,7 @@ import (
 	"github.com/subhost/subhost/internal/pluginhost"
 	"github.com/subhost/subhost/internal/runner"
 	"github.com/subhost/subhost/internal/settings"
+	"github.com/subhost/subhost/internal/state"
 	"github.com/subhost/subhost/internal/supervisor/events"
 	"github.com/subhost/subhost/internal/timeline"
 	"github.com/subhost/subhost/sdk"
@@ -305,6 +306,12 @@ func supervise(ctx context.Context, r *runner.Runner, plan *runner.Plan, spec Sp
 	serveCtx, stopServing := context.WithCancel(context.Background())
 	defer stopServing()
 	sv.serveCtx = serveCtx
+	// The console's socket goes into the subhost's state directory,
+	// before the runner's lock (whose taking would empty a state root
+	// left from before the host's reboot, the socket with it).
+	if err := state.ForgetEarlierBoot(r.StateRoot); err != nil {
+		return err
+	}
 	if err := sv.openConsole(); err != nil {
 		return err
 	}

@@ -1,0 +1,119 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/subhost/subhost/internal/atomicfile"
+	"github.com/subhost/subhost/internal/mountinfo"
+)
+
+// The state root is meant to be on a tmpfs (/run), which a reboot of the
+// host empties: what it records (mounts, loop devices, namespaces,
+// processes) does not outlive the kernel either. Where /run is a disk
+// file system, the root survives the reboot, and with it states whose
+// PIDs and start times name whatever processes the new boot gave those
+// numbers to. So the root keeps the boot ID of the kernel that last used
+// it, and the first operation of a new boot empties it, as a tmpfs would
+// have been.
+
+// bootIDFile holds, in the state root, the boot ID of the kernel that
+// last used the root.
+const bootIDFile = ".boot_id"
+
+// bootID is the running kernel's boot ID, "" where it cannot be read.
+var bootID = sync.OnceValue(func() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+})
+
+// fromEarlierBoot reports whether something saved with boot ID id was
+// saved before the host's last reboot. Without one (saved by an older
+// subhost) it is taken as this boot's, as it always was.
+func fromEarlierBoot(id string) bool {
+	return id != "" && bootID() != "" && id != bootID()
+}
+
+// ForgetEarlierBoot empties root if the kernel that last used it was not
+// the running one, and records the running one's boot ID. A root without
+// a recorded boot ID (made by an older subhost, whose subhosts may be
+// running) is left as it is. Mount points below root are left alone:
+// nothing a subhost mounted there survived the reboot, so one is this
+// boot's.
+func ForgetEarlierBoot(root string) error {
+	id := bootID()
+	if id == "" {
+		return nil
+	}
+	path := filepath.Join(root, bootIDFile)
+	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == id {
+		return nil // the usual case: one small read
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return err
+	}
+	// One process at a time decides, under a lock on the root directory
+	// itself (a lock file would be emptied away with the rest).
+	dir, err := os.Open(root)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if err := unix.Flock(int(dir.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("lock %s: %w", root, err)
+	}
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil && strings.TrimSpace(string(b)) == id:
+		return nil // another process did it meanwhile
+	case err == nil:
+		if err := emptyRoot(root); err != nil {
+			return fmt.Errorf("forget the subhosts of the host's last boot in %s: %w", root, err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	return atomicfile.Replace(path, []byte(id+"\n"), 0o600)
+}
+
+// emptyRoot removes everything in root but its boot ID and the entries
+// that hold a mount point.
+func emptyRoot(root string) error {
+	mounts, err := mountinfo.Self()
+	if err != nil {
+		return err
+	}
+	holdsMount := func(path string) bool {
+		for _, m := range mounts {
+			if m.Mountpoint == path || strings.HasPrefix(m.Mountpoint, path+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		path := filepath.Join(root, e.Name())
+		if e.Name() == bootIDFile || holdsMount(path) {
+			continue
+		}
+		if err := os.RemoveAll(path); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
