@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -47,7 +48,8 @@ func fromEarlierBoot(id string) bool {
 // ForgetEarlierBoot empties root if the kernel that last used it was not
 // the running one, and records the running one's boot ID. A root without
 // a recorded boot ID (made by an older subhost, whose subhosts may be
-// running) is left as it is. Mount points below root are left alone:
+// running) is left as it is, as is one holding a state that may be this
+// boot's (anyOfThisBoot). Mount points below root are left alone:
 // nothing a subhost mounted there survived the reboot, so one is this
 // boot's.
 func ForgetEarlierBoot(root string) error {
@@ -76,6 +78,12 @@ func ForgetEarlierBoot(root string) error {
 	switch {
 	case err == nil && strings.TrimSpace(string(b)) == id:
 		return nil // another process did it meanwhile
+	case err == nil && anyOfThisBoot(root):
+		// A subhost booted since by a subhost that records no boot ID
+		// (a downgrade, then an upgrade): its state and its stages'
+		// files cannot be told from the earlier boot's. Keep them all;
+		// Load still forgets the processes of each state stamped with
+		// the earlier boot.
 	case err == nil:
 		if err := emptyRoot(root); err != nil {
 			return fmt.Errorf("forget the subhosts of the host's last boot in %s: %w", root, err)
@@ -84,6 +92,25 @@ func ForgetEarlierBoot(root string) error {
 		return err
 	}
 	return atomicfile.Replace(path, []byte(id+"\n"), 0o600)
+}
+
+// anyOfThisBoot reports whether a subhost's state in root may be this
+// boot's: one that records no boot ID, or this boot's.
+func anyOfThisBoot(root string) bool {
+	names, _ := List(root)
+	for _, n := range names {
+		data, err := os.ReadFile(Dir{Root: root, Name: n}.statePath())
+		if err != nil {
+			continue
+		}
+		var s struct {
+			BootID string `json:"boot_id"`
+		}
+		if json.Unmarshal(data, &s) == nil && !fromEarlierBoot(s.BootID) {
+			return true
+		}
+	}
+	return false
 }
 
 // emptyRoot removes everything in root but its boot ID and the entries

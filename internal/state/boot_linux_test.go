@@ -20,6 +20,7 @@ func TestEarlierBootsRootKeepsMountsBelowIt(t *testing.T) {
 	if _, err := os.Stat("/proc/sys/kernel/random/boot_id"); err != nil {
 		t.Skip("no boot ID on this kernel")
 	}
+	const earlier = "00000000-0000-4000-8000-000000000000"
 	root := t.TempDir()
 	held := filepath.Join(root, "web", "live")
 	for _, d := range []string{held, filepath.Join(root, ".init")} {
@@ -33,9 +34,9 @@ func TestEarlierBootsRootKeepsMountsBelowIt(t *testing.T) {
 	t.Cleanup(func() { unix.Unmount(held, unix.MNT_DETACH) })
 	for path, content := range map[string]string{
 		filepath.Join(held, "mine"):              "this boot's",
-		filepath.Join(root, "web", "state.json"): "{}",
+		filepath.Join(root, "web", "state.json"): `{"schema":1,"boot_id":"` + earlier + `"}`,
 		filepath.Join(root, ".init", "x.json"):   "{}",
-		filepath.Join(root, ".boot_id"):          "00000000-0000-4000-8000-000000000000\n",
+		filepath.Join(root, ".boot_id"):          earlier + "\n",
 	} {
 		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 			t.Fatal(err)

@@ -187,3 +187,25 @@ func TestLockKeepsARootWithoutBootID(t *testing.T) {
 		t.Errorf("recorded boot ID %q, want %q", got, bootID())
 	}
 }
+
+// A root from an earlier boot that holds a state without a boot ID (a
+// subhost booted since by a subhost that records none) is kept whole:
+// that subhost may be running, its files among the rest.
+func TestLockKeepsAnEarlierRootWithAStateOfThisBoot(t *testing.T) {
+	needBootID(t)
+	root := t.TempDir()
+	layRoot(t, root, earlierBootID)
+	os.WriteFile(filepath.Join(root, "web", "state.json"), []byte(`{"schema":1,"name":"web","status":"running"}`), 0o600)
+	before := entries(t, root)
+	l, err := Dir{Root: root, Name: "web"}.TryLock("stop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release()
+	if got := entries(t, root); !slices.Equal(got, before) {
+		t.Errorf("root holds %q, was %q", got, before)
+	}
+	if got := recordedBootID(t, root); got != bootID() {
+		t.Errorf("recorded boot ID %q, want %q", got, bootID())
+	}
+}
