@@ -122,6 +122,9 @@ func describeState(root, name string) (report, error) {
 	if r.Config.Vars == nil {
 		r.Config.Vars = map[string]sdk.Var{}
 	}
+	if st.Record.UsernsSize != 0 {
+		r.Userns = &idRange{Base: st.Record.UsernsBase, Size: st.Record.UsernsSize}
+	}
 	if st.FromEarlierBoot {
 		// Nothing it records exists since the host rebooted (where /run
 		// is not a tmpfs, its state survives the reboot): stopped, as
@@ -129,9 +132,6 @@ func describeState(root, name string) (report, error) {
 		r.State, r.Error = state.Stopped, ""
 		r.Note = "its state is left over from before the host rebooted; nothing of it runs: `subhost stop " + name + "` clears it, `subhost run` boots it afresh"
 		return r, nil
-	}
-	if st.Record.UsernsSize != 0 {
-		r.Userns = &idRange{Base: st.Record.UsernsBase, Size: st.Record.UsernsSize}
 	}
 	guest := st.Record.GuestPID != 0 && proc.Alive(st.Record.GuestPID, st.Record.GuestStartTime)
 	if guest {
