@@ -10,9 +10,8 @@ import (
 	"strings"
 	"sync"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/subhost/subhost/internal/atomicfile"
+	"github.com/subhost/subhost/internal/fdlock"
 	"github.com/subhost/subhost/internal/mountinfo"
 )
 
@@ -71,7 +70,7 @@ func ForgetEarlierBoot(root string) error {
 		return err
 	}
 	defer dir.Close()
-	if err := unix.Flock(int(dir.Fd()), unix.LOCK_EX); err != nil {
+	if err := fdlock.Exclusive(dir); err != nil {
 		return fmt.Errorf("lock %s: %w", root, err)
 	}
 	b, err := os.ReadFile(path)
