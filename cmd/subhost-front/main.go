@@ -6,8 +6,11 @@
 // the front starts the full CLI (subhost-cli, installed with the plugins)
 // as the supervisor, passing it a pipe for its reports; the CLI makes the
 // plan, reports bad input with nothing written, and otherwise becomes the
-// supervisor (cmd/subhost: run_front.go). For every other command line
-// the front executes the full CLI in its place.
+// supervisor (cmd/subhost: run_front.go). A plain `subhost stop NAME` of
+// a subhost whose supervisor is alive it does itself (stop.go): it only
+// asks the supervisor and waits. For every other command line, and such
+// a stop that the supervisor cannot carry out, the front executes the
+// full CLI in its place.
 package main
 
 import (
@@ -31,8 +34,15 @@ func main() {
 	// The old scripts' names (pretend-boot, control) are the full CLI's
 	// to translate.
 	argv0 := filepath.Base(os.Args[0])
-	if run, ok := parseDetachedRun(os.Args[1:]); ok && argv0 != "pretend-boot" && argv0 != "control" {
-		os.Exit(runDetached(cli, run, marks))
+	if argv0 != "pretend-boot" && argv0 != "control" {
+		if run, ok := parseDetachedRun(os.Args[1:]); ok {
+			os.Exit(runDetached(cli, run, marks))
+		}
+		if line, ok := parseStop(os.Args[1:]); ok {
+			if code, handled := stopSupervised(line); handled {
+				os.Exit(code)
+			}
+		}
 	}
 	err = syscall.Exec(cli, os.Args, os.Environ())
 	fmt.Fprintf(os.Stderr, "subhost: execute %s: %v\n", cli, err)

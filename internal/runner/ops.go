@@ -10,6 +10,7 @@ import (
 	"github.com/subhost/subhost/internal/pipeline"
 	"github.com/subhost/subhost/internal/proc"
 	"github.com/subhost/subhost/internal/state"
+	"github.com/subhost/subhost/internal/stopreq"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -155,59 +156,16 @@ type StopOptions struct {
 	Force bool
 }
 
-// timeout is how long the guest of rec gets to power off: the stop's own
-// timeout, else what the stage that launched it gave its PID 1 (init's
-// shutdown_timeout: its rc 0 and the end of every process fit in it), else
-// DefaultStopTimeout. A guest killed sooner than its PID 1 expects loses
-// the end of its shutdown (a database's clean stop, the sync).
+// timeout is how long the guest of rec gets to power off
+// (stopreq.GuestTimeout).
 func (o StopOptions) timeout(rec sdk.BootRecord) time.Duration {
-	switch {
-	case o.Timeout > 0:
-		return o.Timeout
-	case rec.GuestStopTimeoutMS > 0:
-		return time.Duration(rec.GuestStopTimeoutMS) * time.Millisecond
-	}
-	return DefaultStopTimeout
+	return stopreq.GuestTimeout(o.Timeout, rec.GuestStopTimeoutMS)
 }
 
 // supervisorWait is how long a stop waits for the supervisor it asked to
-// stop the guest of rec: the guest's time to power off and the Downs; a
-// forced stop kills the guest at once, and has only the Downs to wait
-// for, whatever the guest's own timeout.
+// stop the guest of rec (stopreq.SupervisorWait).
 func (o StopOptions) supervisorWait(rec sdk.BootRecord) time.Duration {
-	if o.Force {
-		return max(o.Timeout, 0) + 10*time.Second
-	}
-	return o.timeout(rec) + 2*time.Minute
-}
-
-// stoppedFor is how long a supervisor must have been seen stopped
-// before a stop gives up waiting for it.
-const stoppedFor = 3 * time.Second
-
-// awaitSupervisor waits up to d for the supervisor to exit. It gives up
-// sooner, reporting stopped, when the supervisor stays stopped (SIGSTOP,
-// a debugger) for stoppedFor: it would never get to the guest.
-func awaitSupervisor(sup *proc.Process, d time.Duration) (exited, stopped bool) {
-	deadline := time.Now().Add(d)
-	var stoppedSince time.Time
-	for {
-		step := min(time.Until(deadline), time.Second)
-		if sup.WaitExit(max(step, 0)) {
-			return true, false
-		}
-		switch {
-		case !sup.Stopped():
-			stoppedSince = time.Time{}
-		case stoppedSince.IsZero():
-			stoppedSince = time.Now()
-		case time.Since(stoppedSince) >= stoppedFor:
-			return false, true
-		}
-		if !time.Now().Before(deadline) {
-			return false, false
-		}
-	}
+	return stopreq.SupervisorWait(o.Timeout, o.Force, rec.GuestStopTimeoutMS)
 }
 
 // ErrNotRunning is returned by Stop for a subhost without state.
@@ -317,12 +275,12 @@ func (r *Runner) stopSupervisor(ctx context.Context, d state.Dir, st *state.Stat
 	d.WriteStopRequest(state.StopRequest{TimeoutMS: opts.Timeout.Milliseconds(), Force: opts.Force})
 	sup.Signal(sigTerm)
 	wait := opts.supervisorWait(st.Record)
-	switch exited, stopped := awaitSupervisor(sup, wait); {
+	switch exited, stopped := stopreq.Await(sup, wait); {
 	case exited:
 	case !opts.Force && stopped:
-		return nil, fmt.Errorf("subhost %q: supervisor pid %d is stopped (SIGSTOP, or a debugger): continue it (kill -CONT %d) and it stops the guest, or use --force", d.Name, st.Supervisor, st.Supervisor)
+		return nil, stopreq.StoppedError(d.Name, st.Supervisor)
 	case !opts.Force:
-		return nil, fmt.Errorf("subhost %q: supervisor pid %d did not finish stopping in %s; use --force", d.Name, st.Supervisor, wait)
+		return nil, stopreq.NotFinishedError(d.Name, st.Supervisor, wait)
 	default:
 		sup.Signal(sigKill)
 		sup.WaitExit(5 * time.Second)

@@ -13,6 +13,7 @@ import (
 	"github.com/subhost/subhost/internal/guestexit"
 	"github.com/subhost/subhost/internal/proc"
 	"github.com/subhost/subhost/internal/state"
+	"github.com/subhost/subhost/internal/stopreq"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -36,7 +37,7 @@ func (v *Supervision) SetOperation(op string) { v.s.lock.SetOperation(op) }
 
 // DefaultStopTimeout is how long a guest gets to power off when nobody
 // said otherwise: neither the stop nor the stage that launched it.
-const DefaultStopTimeout = 30 * time.Second
+const DefaultStopTimeout = stopreq.DefaultGuestTimeout
 
 // LoopOptions connect the supervision loop to its surroundings. A full
 // teardown is asked for by cancelling Loop's context (SIGTERM, from

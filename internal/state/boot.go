@@ -8,9 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/subhost/subhost/internal/atomicfile"
+	"github.com/subhost/subhost/internal/bootid"
 	"github.com/subhost/subhost/internal/fdlock"
 	"github.com/subhost/subhost/internal/mountinfo"
 )
@@ -29,20 +29,11 @@ import (
 const bootIDFile = ".boot_id"
 
 // bootID is the running kernel's boot ID, "" where it cannot be read.
-var bootID = sync.OnceValue(func() string {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
-})
+var bootID = bootid.Current
 
 // fromEarlierBoot reports whether something saved with boot ID id was
-// saved before the host's last reboot. Without one (saved by an older
-// subhost) it is taken as this boot's, as it always was.
-func fromEarlierBoot(id string) bool {
-	return id != "" && bootID() != "" && id != bootID()
-}
+// saved before the host's last reboot (bootid.Earlier).
+var fromEarlierBoot = bootid.Earlier
 
 // ForgetEarlierBoot empties root if the kernel that last used it was not
 // the running one, and records the running one's boot ID. A root without

@@ -242,7 +242,7 @@ func (l *Lock) Release() {
 		return // someone else may hold it now: touch nothing
 	}
 	if _, err := os.Stat(l.dir.statePath()); errors.Is(err, os.ErrNotExist) {
-		os.Remove(l.dir.stopRequestPath()) // a stop request nobody took
+		os.Remove(l.dir.StopRequestPath()) // a stop request nobody took
 		// A supervisor that was killed leaves its console socket, and
 		// one killed in the middle of a save its temporary file (no one
 		// saves without the lock, which this process holds).

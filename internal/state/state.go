@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/subhost/subhost/internal/atomicfile"
+	"github.com/subhost/subhost/internal/stopreq"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -273,29 +274,14 @@ func List(root string) ([]string, error) {
 
 // StopRequest is what `subhost stop` asks of a supervisor before it sends
 // SIGTERM: how long the guest gets, and whether to kill it at once.
-type StopRequest struct {
-	TimeoutMS int64 `json:"timeout_ms"`
-	Force     bool  `json:"force,omitempty"`
-}
-
-func (d Dir) stopRequestPath() string { return filepath.Join(d.path(), "stop.json") }
+type StopRequest = stopreq.Request
 
 // StopRequestPath is where `subhost stop` leaves its request.
-func (d Dir) StopRequestPath() string { return d.stopRequestPath() }
+func (d Dir) StopRequestPath() string { return filepath.Join(d.path(), stopreq.File) }
 
 // WriteStopRequest leaves a stop request for the supervisor.
-func (d Dir) WriteStopRequest(r StopRequest) error {
-	data, _ := json.Marshal(r)
-	return os.WriteFile(d.stopRequestPath(), data, 0o600)
-}
+func (d Dir) WriteStopRequest(r StopRequest) error { return stopreq.Write(d.path(), r) }
 
 // TakeStopRequest reads and removes a stop request; ok is false when
 // there is none (a plain SIGTERM from a service manager).
-func (d Dir) TakeStopRequest() (r StopRequest, ok bool) {
-	data, err := os.ReadFile(d.stopRequestPath())
-	if err != nil {
-		return r, false
-	}
-	os.Remove(d.stopRequestPath())
-	return r, json.Unmarshal(data, &r) == nil
-}
+func (d Dir) TakeStopRequest() (r StopRequest, ok bool) { return stopreq.Take(d.path()) }

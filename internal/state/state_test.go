@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/subhost/subhost/internal/stopreq"
 	"github.com/subhost/subhost/sdk"
 )
 
@@ -42,6 +43,24 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	}
 	if _, err := d.Load(); !errors.Is(err, ErrNoState) {
 		t.Errorf("Load after Remove: %v", err)
+	}
+}
+
+// The front reads a state's supervisor, boot and guest timeout through
+// stopreq, without this package: the names are the same.
+func TestStopReadsTheSupervisor(t *testing.T) {
+	d := Dir{Root: t.TempDir(), Name: "web1"}
+	st := &State{Name: "web1", Status: Running, Supervisor: 4242, SupervisorStartTime: 31337,
+		Record: sdk.BootRecord{GuestStopTimeoutMS: 90000}}
+	if err := d.Save(st); err != nil {
+		t.Fatal(err)
+	}
+	got, err := stopreq.ReadSupervised(d.statePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Supervisor != 4242 || got.SupervisorStartTime != 31337 || got.BootID != st.BootID || got.Record.GuestStopTimeoutMS != 90000 {
+		t.Errorf("stopreq read %+v from %+v", got, st)
 	}
 }
 
