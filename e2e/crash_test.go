@@ -62,22 +62,27 @@ func TestKilledAtAnyInstant(t *testing.T) {
 // subhost (its executable in binDir): the guest's PID 1 runs the guest's
 // own copy of subhost-init, and is spared. It scans /proc again until a
 // scan finds none, so that a process started while one scan ran (a
-// supervisor the CLI had just started) goes too. It returns how many it
-// killed.
+// supervisor the CLI had just started) goes too, and then waits for each
+// to have died: a process being killed loses its executable's link before
+// it closes its files, and a subhost lock it held would still be held. It
+// returns how many it killed.
 func killHostSide() int {
-	n := 0
+	var killed []int
 	for range 50 {
-		killed := killHostSideOnce()
-		if killed == 0 {
+		pids := killHostSideOnce()
+		if len(pids) == 0 {
 			break
 		}
-		n += killed
+		killed = append(killed, pids...)
 	}
-	return n
+	for _, pid := range killed {
+		poll(10*time.Second, func() bool { return deadOrZombie(pid) })
+	}
+	return len(killed)
 }
 
-func killHostSideOnce() int {
-	n := 0
+func killHostSideOnce() []int {
+	var killed []int
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -86,10 +91,23 @@ func killHostSideOnce() int {
 		}
 		exe, err := os.Readlink("/proc/" + e.Name() + "/exe")
 		if err == nil && strings.HasPrefix(exe, binDir+"/") && syscall.Kill(pid, syscall.SIGKILL) == nil {
-			n++
+			killed = append(killed, pid)
 		}
 	}
-	return n
+	return killed
+}
+
+// deadOrZombie reports whether pid has finished dying: gone, or a zombie
+// (whose files are closed).
+func deadOrZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// pid (comm) STATE ...: comm may hold spaces and parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X'
 }
 
 // stopsClean runs a plain stop after a kill (what) and fails the test
