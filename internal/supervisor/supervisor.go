@@ -27,7 +27,6 @@ import (
 	"github.com/subhost/subhost/internal/monitor"
 	"github.com/subhost/subhost/internal/pageshed"
 	"github.com/subhost/subhost/internal/pluginhost"
-	"github.com/subhost/subhost/internal/proc"
 	"github.com/subhost/subhost/internal/runner"
 	"github.com/subhost/subhost/internal/settings"
 	"github.com/subhost/subhost/internal/state"
@@ -455,9 +454,6 @@ func (sv *supervision) run(ctx context.Context, sup *runner.Supervision) error {
 				resumed = false // the guest handed back is watched here
 				return
 			}
-			if sv.monitor == "" || !sv.settle(ctx, sup) {
-				return
-			}
 			sv.becomeMonitor(sup)
 			pageshed.Shed(pageshed.Reclaim)
 		},
@@ -473,46 +469,6 @@ func (sv *supervision) run(ctx context.Context, sup *runner.Supervision) error {
 		sv.ev.Send(Event{Guest: outcome.Guest.String(), Status: outcome.Status})
 	}
 	return err
-}
-
-// SettleTime is how long the supervisor stays itself once a guest starts,
-// before it becomes subhost-monitor. Becoming it executes another program
-// and tears down this process's address space, a few milliseconds of CPU
-// that the guest's first steps would wait for on a small host: a busybox
-// guest was ready 6.5 ms sooner with the hand-over 100 ms later (the
-// median of the differences in 20 rounds of peers.sh). Well within the
-// time a guest takes to boot and be looked at.
-const SettleTime = 100 * time.Millisecond
-
-// settle waits SettleTime after a guest's start for a quiet moment to
-// become subhost-monitor. It reports false, and the supervisor stays
-// itself for this guest, when there is something to do first: a stop
-// (ctx), a power-off asked on the console (put back for the loop), or
-// the guest's end (left for the loop to reap).
-func (sv *supervision) settle(ctx context.Context, sup *runner.Supervision) bool {
-	if sup.Stopping() {
-		return false
-	}
-	st := sup.State()
-	guest, err := proc.Open(st.Record.GuestPID, st.Record.GuestStartTime)
-	if err != nil {
-		return false // gone already
-	}
-	// The guest's pidfd turns readable when it ends; it is not reaped
-	// here. Buffered: the wait ends on its own whatever comes first.
-	ended := make(chan bool, 1)
-	go func() {
-		ended <- guest.WaitExit(SettleTime)
-		guest.Close()
-	}()
-	select {
-	case e := <-ended:
-		return !e
-	case <-ctx.Done():
-	case <-sv.con.PowerOffRequests():
-		sv.con.RequestPowerOff() // the loop's to act on
-	}
-	return false
 }
 
 // sendTimeline sends the timeline once the guest has written to its
