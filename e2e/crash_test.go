@@ -76,7 +76,7 @@ func killHostSide() int {
 		killed = append(killed, pids...)
 	}
 	for _, pid := range killed {
-		poll(10*time.Second, func() bool { return deadOrZombie(pid) })
+		poll(10*time.Second, func() bool { return gone(pid) })
 	}
 	return len(killed)
 }
@@ -95,19 +95,6 @@ func killHostSideOnce() []int {
 		}
 	}
 	return killed
-}
-
-// deadOrZombie reports whether pid has finished dying: gone, or a zombie
-// (whose files are closed).
-func deadOrZombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	// pid (comm) STATE ...: comm may hold spaces and parentheses.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X'
 }
 
 // stopsClean runs a plain stop after a kill (what) and fails the test
