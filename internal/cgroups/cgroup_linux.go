@@ -131,7 +131,8 @@ func planFor(hs []hierarchy, l Limits) (plan, error) {
 		return nil
 	}
 	ioFile := ""
-	if h := v1("blkio"); h != nil {
+	if h := v1("blkio"); h != nil && l.IOWeight != 0 {
+		// Looked for only when asked: it lists the blkio root.
 		ioFile = blkioWeightFile(*h)
 	}
 	v2s := l.v2Settings()
@@ -414,8 +415,10 @@ func makeDirs(h hierarchy, name string, rules []string, pl plan) error {
 		if err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
-		if err := inheritCpuset(h, top); err != nil {
-			return err
+		if err == nil {
+			if err := inheritCpuset(h, top, true); err != nil {
+				return err
+			}
 		}
 		err = os.Mkdir(h.nameDir(name), 0o755)
 		if err == nil {
@@ -429,7 +432,7 @@ func makeDirs(h hierarchy, name string, rules []string, pl plan) error {
 			return err
 		}
 	}
-	if err := inheritCpuset(h, h.nameDir(name)); err != nil {
+	if err := inheritCpuset(h, h.nameDir(name), fresh); err != nil {
 		return err
 	}
 	if h.v2() {
@@ -456,7 +459,7 @@ func makeDirs(h hierarchy, name string, rules []string, pl plan) error {
 	if err != nil {
 		return err
 	}
-	if err := inheritCpuset(h, h.guestDir(name)); err != nil {
+	if err := inheritCpuset(h, h.guestDir(name), true); err != nil {
 		return err
 	}
 	if h.devices() && rules != nil {
@@ -511,23 +514,38 @@ func writeSettings(dir string, ss []setting, write func(path, s string) error) e
 	return nil
 }
 
-// inheritCpuset gives a new cgroup v1 cpuset its parent's CPUs and memory
-// nodes: it starts with none, and no process can join it so.
-func inheritCpuset(h hierarchy, dir string) error {
+// inheritCpuset gives a cgroup v1 cpuset its parent's CPUs and memory
+// nodes: it starts with none, and no process can join it so. A cgroup
+// just made (fresh) is known to have none: it is not read first (each
+// cgroupfs access walks a long path, and a boot makes several). A parent
+// found without any (Dir made by a run that ended between its mkdir and
+// this) gets its own parent's first.
+func inheritCpuset(h hierarchy, dir string, fresh bool) error {
 	if !h.cpuset() {
 		return nil
 	}
 	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-		cur, err := os.ReadFile(filepath.Join(dir, f))
+		if !fresh {
+			cur, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(string(cur)) != "" {
+				continue
+			}
+		}
+		parentDir := filepath.Dir(dir)
+		parent, err := os.ReadFile(filepath.Join(parentDir, f))
 		if err != nil {
 			return err
 		}
-		if strings.TrimSpace(string(cur)) != "" {
-			continue
-		}
-		parent, err := os.ReadFile(filepath.Join(filepath.Dir(dir), f))
-		if err != nil {
-			return err
+		if strings.TrimSpace(string(parent)) == "" && len(parentDir) > len(h.base) {
+			if err := inheritCpuset(h, parentDir, false); err != nil {
+				return err
+			}
+			if parent, err = os.ReadFile(filepath.Join(parentDir, f)); err != nil {
+				return err
+			}
 		}
 		if err := writeFile(filepath.Join(dir, f), strings.TrimSpace(string(parent))); err != nil {
 			return err
@@ -542,10 +560,8 @@ func applyRules(dir string, rules []string) error {
 	if err := writeFile(filepath.Join(dir, "devices.deny"), "a"); err != nil {
 		return err
 	}
-	for _, r := range rules {
-		if err := writeFile(filepath.Join(dir, "devices.allow"), r); err != nil {
-			return err
-		}
+	if err := writeEach(filepath.Join(dir, "devices.allow"), rules); err != nil {
+		return err
 	}
 	return checkRules(dir, rules)
 }
@@ -590,6 +606,27 @@ func writeFile(path, s string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("write %q to %s: %w", s, path, err)
+	}
+	return nil
+}
+
+// writeEach writes each of lines to a cgroup file in a write(2) of its
+// own, through one open: the kernel takes one rule per write, and a
+// boot writes a score of device rules.
+func writeEach(path string, lines []string) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	for _, s := range lines {
+		n, err := unix.Write(fd, []byte(s))
+		if err == nil && n != len(s) {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			return fmt.Errorf("write %q to %s: %w", s, path, err)
+		}
 	}
 	return nil
 }
