@@ -587,46 +587,33 @@ func checkRules(dir string, rules []string) error {
 
 // writeFile writes s to a cgroup file in one write(2): the kernel takes
 // one rule, or one PID, per write.
+func writeFile(path, s string) error { return writeEach(path, []string{s}) }
+
+// writeEach writes each of lines to a cgroup file in a write(2) of its
+// own, through one open (a boot writes a score of device rules).
 //
 // It calls the kernel directly rather than through os.File: cgroupfs
 // files can be polled, so an os.File would register each one with the
 // runtime's poller and take it out again, three more system calls for
 // each of the hundreds of writes a boot makes.
-func writeFile(path, s string) error {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return &fs.PathError{Op: "open", Path: path, Err: err}
-	}
-	n, err := unix.Write(fd, []byte(s))
-	if cerr := unix.Close(fd); err == nil {
-		err = cerr
-	}
-	if err == nil && n != len(s) {
-		err = io.ErrShortWrite
-	}
-	if err != nil {
-		return fmt.Errorf("write %q to %s: %w", s, path, err)
-	}
-	return nil
-}
-
-// writeEach writes each of lines to a cgroup file in a write(2) of its
-// own, through one open: the kernel takes one rule per write, and a
-// boot writes a score of device rules.
 func writeEach(path string, lines []string) error {
 	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	defer unix.Close(fd)
 	for _, s := range lines {
-		n, err := unix.Write(fd, []byte(s))
+		var n int
+		n, err = unix.Write(fd, []byte(s))
 		if err == nil && n != len(s) {
 			err = io.ErrShortWrite
 		}
 		if err != nil {
+			unix.Close(fd)
 			return fmt.Errorf("write %q to %s: %w", s, path, err)
 		}
+	}
+	if err := unix.Close(fd); err != nil {
+		return fmt.Errorf("write to %s: %w", path, err)
 	}
 	return nil
 }
