@@ -53,7 +53,7 @@ func (d Dir) TryLock(operation string) (*Lock, error) {
 	for attempt := 0; ; attempt++ {
 		fl := flock.New(path, flock.SetPermissions(0o600))
 		ok, err := fl.TryLock()
-		if errors.Is(err, fs.ErrNotExist) && attempt < 10 {
+		if errors.Is(err, fs.ErrNotExist) && attempt < lockRetries {
 			// The holder released it and removed the directory
 			// between the MkdirAll and the open: make it again.
 			if err := d.makeDir(); err != nil {
@@ -75,7 +75,7 @@ func (d Dir) TryLock(operation string) (*Lock, error) {
 		now, err2 := os.Stat(path)
 		if err1 != nil || err2 != nil || !os.SameFile(held, now) {
 			fl.Close()
-			if attempt > 10 {
+			if attempt >= lockRetries {
 				return nil, fmt.Errorf("lock %s: it keeps being replaced", path)
 			}
 			if err := d.makeDir(); err != nil {
@@ -88,6 +88,14 @@ func (d Dir) TryLock(operation string) (*Lock, error) {
 		return l, nil
 	}
 }
+
+// lockRetries bounds TryLock's tries when the lock file or its directory
+// goes between its steps. Each such try means another holder released the
+// lock and removed them meanwhile, so the count is only a guard against a
+// loop: 10 in all, for both reasons, ran out in a test where two lockers
+// take and release the lock a thousand times against each other on a busy
+// machine.
+const lockRetries = 100
 
 // WaitLock takes the subhost's lock, waiting up to wait for whoever holds
 // it.
