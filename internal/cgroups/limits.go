@@ -3,7 +3,6 @@ package cgroups
 import (
 	"fmt"
 	"math"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,23 +137,24 @@ func (l *Limits) Set(name, value string) (known bool, err error) {
 	return true, nil
 }
 
-var sizeRE = regexp.MustCompile(`^([0-9]+)([KMGTkmgt]?)$`)
-
 // parseSize reads bytes with an optional binary K, M, G or T suffix, or
 // "max".
 func parseSize(s string) (int64, error) {
 	if s == "max" {
 		return Unlimited, nil
 	}
-	m := sizeRE.FindStringSubmatch(s)
-	if m == nil {
+	digits, suffix := s, ""
+	if i := len(s) - 1; i > 0 && strings.ContainsRune("KMGTkmgt", rune(s[i])) {
+		digits, suffix = s[:i], strings.ToLower(s[i:])
+	}
+	if !allDigits(digits) {
 		return 0, fmt.Errorf("not a size")
 	}
-	n, err := strconv.ParseInt(m[1], 10, 64)
+	n, err := strconv.ParseInt(digits, 10, 64)
 	if err != nil {
 		return 0, err
 	}
-	shift := map[string]uint{"": 0, "k": 10, "m": 20, "g": 30, "t": 40}[strings.ToLower(m[2])]
+	shift := map[string]uint{"": 0, "k": 10, "m": 20, "g": 30, "t": 40}[suffix]
 	if n > math.MaxInt64>>shift>>1 {
 		return 0, fmt.Errorf("too large")
 	}
@@ -172,14 +172,28 @@ func parseCount(s string, limit int64) (int64, error) {
 	return n, nil
 }
 
-var cpusRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
+// allDigits reports whether s is one or more ASCII digits. The parsers
+// here check by hand rather than with package-level regexps, which every
+// process linking this package (each plugin) would compile at its start.
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // parseCPUs reads a number of CPUs into a quota in µs per CPUPeriod.
 func parseCPUs(s string) (int64, error) {
 	if s == "max" {
 		return Unlimited, nil
 	}
-	if !cpusRE.MatchString(s) {
+	whole, frac, dotted := strings.Cut(s, ".")
+	if !allDigits(whole) || dotted && !allDigits(frac) {
 		return 0, fmt.Errorf("not a number")
 	}
 	f, err := strconv.ParseFloat(s, 64)

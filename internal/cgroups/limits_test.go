@@ -2,6 +2,7 @@ package cgroups
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -198,5 +199,24 @@ func TestPlanOnV2Host(t *testing.T) {
 	}
 	if p, err := planFor(hs, Defaults()); err != nil || len(p.settings) > 0 {
 		t.Errorf("the PIDS_MAX default without a pids controller: %+v %v, want skipped", p, err)
+	}
+}
+
+// TestParsersKeepThePatterns checks parseSize and parseCPUs against the
+// regexps they replaced: the same inputs are numbers.
+func TestParsersKeepThePatterns(t *testing.T) {
+	size := regexp.MustCompile(`^([0-9]+)([KMGTkmgt]?)$`)
+	cpus := regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
+	for _, s := range []string{"", "0", "64", "64M", "48m", "2T", "1k", "1.5", "0.5", "1.", ".5", "M", "64MB", "-1", "1e3", " 1", "1 ", "1..5", "1.5.5", "x", "1G5"} {
+		if _, err := parseSize(s); (err == nil) != size.MatchString(s) {
+			t.Errorf("parseSize(%q): error %v, pattern %v", s, err, size.MatchString(s))
+		}
+		_, err := parseCPUs(s)
+		if err != nil && strings.Contains(err.Error(), "out of range") {
+			err = nil // a number, just not a valid count of CPUs
+		}
+		if (err == nil) != cpus.MatchString(s) {
+			t.Errorf("parseCPUs(%q): error %v, pattern %v", s, err, cpus.MatchString(s))
+		}
 	}
 }

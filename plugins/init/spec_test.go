@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -155,5 +156,22 @@ func TestValidateRefusesLauncher(t *testing.T) {
 	err = (&stage{}).Validate(context.Background(), validRequest())
 	if err == nil || !strings.Contains(err.Error(), "not writable by group or others") {
 		t.Errorf("Validate with a subhost-launch anyone may write: %v", err)
+	}
+}
+
+// TestPlainWordKeepsThePatterns checks plainWord against the regexps it
+// replaced, for the terminal type and the guest device names.
+func TestPlainWordKeepsThePatterns(t *testing.T) {
+	term := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+_-]*$`)
+	dev := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	inputs := []string{"", "linux", "xterm-256color", "vt100+x", "a.b_c-d", "-x", ".x", "_x", "+x", "x y", "x/y",
+		"vda", "vda1", "sdb", "é", "x\x00", "x\n", strings.Repeat("a", 63), strings.Repeat("a", 64), "a+b"}
+	for _, s := range inputs {
+		if got, want := plainWord(s, ".+_-", len(s)), term.MatchString(s); got != want {
+			t.Errorf("term %q: plainWord %v, regexp %v", s, got, want)
+		}
+		if got, want := plainWord(s, "._-", maxDevName), dev.MatchString(s); got != want {
+			t.Errorf("device %q: plainWord %v, regexp %v", s, got, want)
+		}
 	}
 }
