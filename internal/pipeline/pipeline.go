@@ -92,8 +92,8 @@ var (
 )
 
 // isSHA256Hex reports whether s is a SHA-256 sum in hex. Not a regexp:
-// a package-level one with a {64} repetition took 0.05 ms of every CLI
-// and supervisor start to compile.
+// a package-level one with a {64} repetition is compiled at every CLI
+// and supervisor start (0.03 ms of its package initialisation).
 func isSHA256Hex(s string) bool {
 	_, err := hex.DecodeString(s)
 	return len(s) == 2*sha256.Size && err == nil
