@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,6 +52,7 @@ func startTestStage(t *testing.T, h *Host, dir string) *Plugin {
 func TestStartServesAndKillLeavesNothing(t *testing.T) {
 	var out stagetest.SyncBuffer
 	h, dir := testHost(t, &out)
+	t.Setenv("GOMAXPROCS", "7") // the caller's, which must not leak in
 	p := startTestStage(t, h, dir)
 	d, err := sdk.DescribeContext(context.Background(), p.Stage())
 	if err != nil || d.Name != "teststage" {
@@ -63,6 +65,16 @@ func TestStartServesAndKillLeavesNothing(t *testing.T) {
 	socks, _ := os.ReadDir(h.SocketDir)
 	if len(socks) != 1 || p.Exited() {
 		t.Errorf("while it runs: sockets %v, exited %v", socks, p.Exited())
+	}
+	// Its environment is the fixed one, with one P: none of the
+	// caller's.
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.proc.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(strings.TrimRight(string(environ), "\x00"), "\x00")
+	if want := h.fixedEnv(); !reflect.DeepEqual(got, want) || !slices.Contains(got, "GOMAXPROCS=1") {
+		t.Errorf("the plugin's environment is %q, want %q, with GOMAXPROCS=1", got, want)
 	}
 	p.Kill()
 	if !p.Exited() {
