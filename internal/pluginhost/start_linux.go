@@ -84,8 +84,8 @@ type Plugin struct {
 // system calls, which run beside the one P anyway. With more Ps, its
 // runtime starts threads that spin looking for goroutines to run, CPU
 // that the other plugins of the boot, starting at the same moment, are
-// short of. Measured on two CPUs: 0.3-0.5 ms less CPU per plugin start
-// (150 starts of each), 2 ms less per boot with no change in its time
+// short of. Measured on two CPUs: 0.25-0.55 ms less CPU per plugin start
+// (100-150 starts of each), 2 ms less per boot with no change in its time
 // (bench -before-bin, paired), and with 100 subhosts booting at once
 // each run's median boot 0.3-1.9 s sooner than the runs of GOMAXPROCS 2
 // beside it (four runs alternating with five; the last one up was not
