@@ -24,7 +24,7 @@ func Command(path string, stdio *os.File, files []*os.File, flags uintptr, ctty 
 		Args: []string{"subhost-launch", LaunchArg},
 		// Its own, never the guest's (which comes in the Config): the
 		// init plugin's GOMAXPROCS, which the runner sets to 1 for
-		// every plugin (pluginhost's fixedEnv), for the launcher too
+		// every plugin (pluginhost's fixedEnv). The launcher, too,
 		// does one thing at a time.
 		Env:        []string{"GOMAXPROCS=" + strconv.Itoa(runtime.GOMAXPROCS(0))},
 		Dir:        "/",
