@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -118,7 +119,9 @@ func TestDebPackage(t *testing.T) {
 		t.Fatalf("enable: %v: %s", err, out)
 	}
 	defaults := filepath.Join(t.TempDir(), "defaults")
-	os.WriteFile(defaults, []byte("DAEMON="+bin+"\nSUBHOST_ETC_DIR="+etc+"\nSUBHOST_OPTS=\"--state-dir "+e.state+"\"\nSTOP_TIMEOUT=5s\n"), 0o644)
+	// No STOP_TIMEOUT: the stop passes an empty --timeout=, and the
+	// guest gets its own shutdown_timeout.
+	os.WriteFile(defaults, []byte("DAEMON="+bin+"\nSUBHOST_ETC_DIR="+etc+"\nSUBHOST_OPTS=\"--state-dir "+e.state+"\"\n"), 0o644)
 	script := func(args ...string) (string, int) {
 		t.Helper()
 		cmd := exec.Command("nsenter", append([]string{"--net=" + testguest.NetnsPath(g.ns), "--", "sh", initScript}, args...)...)
@@ -240,6 +243,22 @@ func TestAutostartUnitSurvivesPartialStarts(t *testing.T) {
 	}
 }
 
+// TestAutostartUnitStopTimeout: the unit's stop passes STOP_TIMEOUT as one
+// word, --timeout=VALUE, which systemd keeps as one (empty) argument when
+// STOP_TIMEOUT is empty; "--timeout ${STOP_TIMEOUT}" would then leave
+// --timeout to take the next option as its value.
+func TestAutostartUnitStopTimeout(t *testing.T) {
+	b, err := os.ReadFile("../packaging/deb/subhost.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, found := strings.CutPrefix(line, "ExecStop="); found && !slices.Contains(strings.Fields(v), "--timeout=${STOP_TIMEOUT}") {
+			t.Errorf("subhost.service stops with %q: want --timeout=${STOP_TIMEOUT}, one word", v)
+		}
+	}
+}
+
 // TestPrermRemove: on removal the pre-removal script stops the subhosts
 // as the init script does, with /etc/default/subhost's SUBHOST_OPTS (a
 // site's --state-dir), SUBHOST_ETC_DIR, STOP_TIMEOUT and STOP_OPTS, and
@@ -274,12 +293,12 @@ func TestPrermRemove(t *testing.T) {
 	}
 
 	calls, out, code := prerm("0", "remove")
-	want := "daemon etc=/srv/etc --state-dir /srv/run -v autostart stop --timeout 7s --parallel 2\ndeb-systemd-invoke etc=/srv/etc stop subhost.service\n"
+	want := "daemon etc=/srv/etc --state-dir /srv/run -v autostart stop --timeout=7s --parallel 2\ndeb-systemd-invoke etc=/srv/etc stop subhost.service\n"
 	if code != 0 || calls != want {
 		t.Errorf("prerm remove: exit %d, ran\n%s\nwant exit 0, having run\n%s%s", code, calls, want, out)
 	}
 	calls, out, code = prerm("1", "remove")
-	if want := "daemon etc=/srv/etc --state-dir /srv/run -v autostart stop --timeout 7s --parallel 2\n"; code == 0 || calls != want {
+	if want := "daemon etc=/srv/etc --state-dir /srv/run -v autostart stop --timeout=7s --parallel 2\n"; code == 0 || calls != want {
 		t.Errorf("prerm remove with a failing stop: exit %d, ran\n%s\nwant a failure, having run only\n%s", code, calls, want)
 	}
 	if !strings.Contains(out, "subhost: the package is not removed: `subhost --state-dir /srv/run -v autostart stop` failed (exit 1)") {

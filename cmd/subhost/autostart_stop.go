@@ -23,18 +23,20 @@ func newAutostartStopCmd() *cobra.Command {
 		Short: "Stop every running or hibernating subhost, in reverse order, within a bound",
 		Long: `Stop every running or hibernating subhost, enrolled or not: those not
 enrolled first, then the enrolled ones in descending order (equal orders in
-parallel). Each guest gets --timeout to power off, then it is killed and
-its stages are brought down. The whole stop is bounded by --total: once
-less than 15s of it is left, the guests not yet stopped are killed at once,
-and at --total the command returns, reporting what is still stopping. The
-systemd unit's TimeoutStopSec (120s) is above the default total (90s).`,
+parallel). Each guest gets --timeout to power off (without it, or with an
+empty one, its own: its pipeline's shutdown_timeout, 30s unless set, as
+plain stop gives it), then it is killed and its stages are brought down.
+The whole stop is bounded by --total: once less than 15s of it is left, the
+guests not yet stopped are killed at once, and at --total the command
+returns, reporting what is still stopping. The systemd unit's
+TimeoutStopSec (120s) is above the default total (90s).`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.Parallel < 1 {
 				return usageError{fmt.Errorf("--parallel %d: want at least 1", opts.Parallel)}
 			}
-			if opts.Timeout <= 0 || opts.Total <= 0 {
-				return usageError{fmt.Errorf("--timeout and --total must be positive")}
+			if opts.Total <= 0 {
+				return usageError{fmt.Errorf("--total %s: want a positive duration", opts.Total)}
 			}
 			up, err := upSubhosts()
 			if err != nil {
@@ -68,7 +70,7 @@ systemd unit's TimeoutStopSec (120s) is above the default total (90s).`,
 		},
 	}
 	f := cmd.Flags()
-	f.DurationVar(&opts.Timeout, "timeout", autostart.DefaultStopTimeout, "how long each guest gets to power off before it is killed")
+	f.Var(guestTimeout{&opts.Timeout}, "timeout", "how long every guest gets to power off before it is killed (default: each its own, its pipeline's shutdown_timeout)")
 	f.DurationVar(&opts.Total, "total", autostart.DefaultStopTotal, "bound on the whole stop")
 	f.IntVar(&opts.Parallel, "parallel", runtime.NumCPU(), "how many subhosts of equal order stop at once")
 	return cmd
@@ -96,10 +98,43 @@ func upSubhosts() ([]autostart.Up, error) {
 		if e, err := autostartDir().Get(n); err == nil {
 			u.Order = e.Order
 		}
+		if st, err := (state.Dir{Root: g.StateDir, Name: n}).Load(); err == nil {
+			u.Timeout = time.Duration(st.Record.GuestStopTimeoutMS) * time.Millisecond
+		}
 		up = append(up, u)
 	}
 	return up, nil
 }
+
+// guestTimeout is autostart stop's --timeout: a positive duration for
+// every guest, or none (also as "--timeout=", which is how the packaging
+// passes an STOP_TIMEOUT left empty) for each guest's own.
+type guestTimeout struct{ d *time.Duration }
+
+func (t guestTimeout) Set(s string) error {
+	if s == "" {
+		*t.d = 0
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("want a duration such as 30s, or nothing for each guest's own")
+	}
+	if d <= 0 {
+		return errors.New("want a positive duration (a guest given no time to power off is killed: that is what a stop's --force is for), or nothing for each guest's own")
+	}
+	*t.d = d
+	return nil
+}
+
+func (t guestTimeout) String() string {
+	if t.d == nil || *t.d == 0 {
+		return ""
+	}
+	return t.d.String()
+}
+
+func (guestTimeout) Type() string { return "duration" }
 
 type stopper struct{ r *runner.Runner }
 

@@ -379,6 +379,14 @@ func TestStopRefusesATimeoutThatIsNotPositive(t *testing.T) {
 			t.Errorf("stop --timeout %s: exit %d, want 2 naming --timeout; stderr:\n%s", timeout, code, stderr)
 		}
 	}
+	// autostart stop's may also be empty (each guest's own), but not
+	// zero, negative or no duration at all.
+	for _, timeout := range []string{"--timeout=0", "--timeout=-5s", "--timeout=lots"} {
+		_, stderr, code := c.run("autostart", "stop", timeout)
+		if line, _, _ := strings.Cut(stderr, "\n"); code != 2 || !strings.Contains(line, `for "--timeout" flag`) {
+			t.Errorf("autostart stop %s: exit %d, want 2 naming --timeout; stderr:\n%s", timeout, code, stderr)
+		}
+	}
 	if got := c.calls("down"); len(got) > 0 || c.stageStatus("t", "a") != state.StageUp {
 		t.Errorf("a refused stop changed the subhost: downs %v, stage a %q", got, c.stageStatus("t", "a"))
 	}

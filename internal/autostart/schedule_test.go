@@ -157,6 +157,34 @@ func TestStopAllReverseOrderUnenrolledFirst(t *testing.T) {
 	}
 }
 
+// Without --timeout each guest gets its own time to power off, as a plain
+// stop gives it: its pipeline's shutdown_timeout, 30s when unknown, and
+// never more than is left before the force point.
+func TestStopAllGivesEachGuestItsOwnTimeout(t *testing.T) {
+	ops := &fakeOps{}
+	up := []Up{{Name: "quick", Timeout: 10 * time.Second}, {Name: "plain"}, {Name: "slow", Timeout: 5 * time.Minute}}
+	rs := StopAll(context.Background(), up, ops, StopOptions{Total: 2 * time.Minute, Parallel: 3})
+	if Failed(rs) != 0 {
+		t.Fatalf("results %+v", rs)
+	}
+	if ops.stopArg["quick"] != "10s/false" || ops.stopArg["plain"] != "30s/false" {
+		t.Errorf("stopped quick with %s and plain with %s, want 10s/false and 30s/false", ops.stopArg["quick"], ops.stopArg["plain"])
+	}
+	arg, _ := strings.CutSuffix(ops.stopArg["slow"], "/false")
+	if d, err := time.ParseDuration(arg); err != nil || d > 2*time.Minute-ForceReserve || d < 2*time.Minute-ForceReserve-5*time.Second {
+		t.Errorf("stopped slow with %s, want its 5m cut to what is left before the force point (about 1m45s), not forced", ops.stopArg["slow"])
+	}
+
+	// --timeout is for every guest, whatever its own.
+	ops = &fakeOps{}
+	StopAll(context.Background(), up, ops, StopOptions{Timeout: 20 * time.Second, Total: 2 * time.Minute, Parallel: 3})
+	for _, u := range up {
+		if ops.stopArg[u.Name] != "20s/false" {
+			t.Errorf("with a timeout of 20s, %s stopped with %s", u.Name, ops.stopArg[u.Name])
+		}
+	}
+}
+
 // When the total runs short, the guests left are killed at once, and a
 // stop still going at the total is reported, not waited for.
 func TestStopAllBoundedByTotal(t *testing.T) {

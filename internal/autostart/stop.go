@@ -1,6 +1,7 @@
 package autostart
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,8 @@ type StopOps interface {
 
 // Stop bounds (see StopOptions).
 const (
+	// DefaultStopTimeout is the time to power off of a guest whose own
+	// is not known (Up.Timeout 0): the init stage's default.
 	DefaultStopTimeout = 30 * time.Second
 	DefaultStopTotal   = 90 * time.Second
 	// ForceReserve is the part of the total kept for killing guests and
@@ -28,8 +31,9 @@ const (
 
 // StopOptions tune StopAll.
 type StopOptions struct {
-	// Timeout is how long each guest gets to power off before it is
-	// killed (shortened as the total runs out).
+	// Timeout, when set, is how long every guest gets to power off
+	// before it is killed; unset, each gets its own (Up.Timeout), as a
+	// plain stop gives it. Either is shortened as the total runs out.
 	Timeout time.Duration
 	// Total bounds the whole stop: once less than Reserve of it is left
 	// (the force point), the guests not yet stopped are killed at once,
@@ -42,11 +46,13 @@ type StopOptions struct {
 	Report   func(Result)
 }
 
-// Up is a subhost that is up (running or hibernating), with its order:
-// its enrolment's, or Unenrolled.
+// Up is a subhost that is up (running or hibernating), with its order
+// (its enrolment's, or Unenrolled) and its guest's own time to power off
+// (its pipeline's shutdown_timeout; 0 for DefaultStopTimeout).
 type Up struct {
-	Name  string
-	Order int
+	Name    string
+	Order   int
+	Timeout time.Duration
 }
 
 // Unenrolled is the order of a subhost that is not enrolled: started by
@@ -62,9 +68,6 @@ const Unenrolled = math.MaxInt
 // stragglers are then waited for until the total; each is reported once
 // more when it ends.
 func StopAll(ctx context.Context, up []Up, ops StopOps, opts StopOptions) []Result {
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultStopTimeout
-	}
 	if opts.Total <= 0 {
 		opts.Total = DefaultStopTotal
 	}
@@ -76,8 +79,10 @@ func StopAll(ctx context.Context, up []Up, ops StopOps, opts StopOptions) []Resu
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	entries := make([]Entry, len(up))
+	timeout := make(map[string]time.Duration, len(up))
 	for i, u := range up {
 		entries[i] = Entry{Name: u.Name, Order: u.Order}
+		timeout[u.Name] = cmp.Or(opts.Timeout, u.Timeout, DefaultStopTimeout)
 	}
 	waves := Waves(entries)
 	slices.Reverse(waves)
@@ -92,7 +97,7 @@ func StopAll(ctx context.Context, up []Up, ops StopOps, opts StopOptions) []Resu
 					// force point: killed at once, as the rest.
 					return "", late.stop(ctx, e, ops, 0, true)
 				}
-				return "", late.stop(waveCtx, e, ops, min(opts.Timeout, time.Until(forceAt)), false)
+				return "", late.stop(waveCtx, e, ops, min(timeout[e.Name], time.Until(forceAt)), false)
 			})...)
 			cancelWave()
 			continue
