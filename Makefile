@@ -1,4 +1,4 @@
-# subhost: build, test, install. See README.adoc for the two commands that
+# subhost: build, test, install. See README.md for the two commands that
 # matter (make demo, make test).
 PREFIX  ?= /usr/local
 DESTDIR ?=
