@@ -88,7 +88,8 @@ func upSubhosts() ([]autostart.Up, error) {
 	}
 	var up []autostart.Up
 	for _, n := range names {
-		rep, err := describe(g.StateDir, n)
+		st, lerr := state.Dir{Root: g.StateDir, Name: n}.Load()
+		rep, err := reportOf(g.StateDir, n, st, lerr)
 		// A failed subhost may still hold mounts and loop devices that
 		// must go before the host's filesystems do.
 		if err == nil && !isUp(rep.State) && rep.State != state.Failed {
@@ -98,7 +99,7 @@ func upSubhosts() ([]autostart.Up, error) {
 		if e, err := autostartDir().Get(n); err == nil {
 			u.Order = e.Order
 		}
-		if st, err := (state.Dir{Root: g.StateDir, Name: n}).Load(); err == nil {
+		if lerr == nil {
 			u.Timeout = time.Duration(st.Record.GuestStopTimeoutMS) * time.Millisecond
 		}
 		up = append(up, u)

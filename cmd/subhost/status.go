@@ -111,6 +111,13 @@ func describe(root, name string) (report, error) {
 
 func describeState(root, name string) (report, error) {
 	st, err := state.Dir{Root: root, Name: name}.Load()
+	return reportOf(root, name, st, err)
+}
+
+// reportOf is describeState's report from a state already loaded (st and
+// err as state.Dir.Load returned them), for a caller that needs the
+// state itself too.
+func reportOf(root, name string, st *state.State, err error) (report, error) {
 	if errors.Is(err, state.ErrNoState) {
 		return report{Name: name, State: state.Stopped}, nil
 	}
