@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"testing"
@@ -126,6 +127,18 @@ func (th *testHost) uplink(br *netlink.Bridge, mac string) {
 		th.t.Fatal(err)
 	}
 	th.t.Cleanup(func() { th.h.LinkDel(th.link("nic0")) })
+}
+
+// tap adds a persistent tap device: a port that is not a veth, as a
+// VM's would be (this kernel has no dummy interfaces).
+func (th *testHost) tap(name string) {
+	th.t.Helper()
+	ip := exec.Command("nsenter", "--net=/proc/self/fd/3", "ip", "tuntap", "add", name, "mode", "tap")
+	ip.ExtraFiles = []*os.File{th.ns}
+	if out, err := ip.CombinedOutput(); err != nil {
+		th.t.Fatalf("add tap %s: %v: %s", name, err, out)
+	}
+	th.t.Cleanup(func() { th.h.LinkDel(th.link(name)) })
 }
 
 func (th *testHost) link(name string) netlink.Link {

@@ -172,6 +172,10 @@ func (s *stage) Up(ctx context.Context, req *sdk.Request) (_ *sdk.Result, err er
 		}
 	}
 
+	if err := e.claimedElsewhere(p.cables); err != nil {
+		return nil, err
+	}
+
 	rec := p.record()
 	state, _ := json.Marshal(upState{Netns: rec.Netns, Interfaces: rec.Interfaces})
 	return &sdk.Result{Record: rec, State: state}, nil
@@ -259,7 +263,8 @@ func (e *env) adopt(c cable, host, br netlink.Link) error {
 // that port has it. The MAC check against the other subhosts (Validate)
 // reads their recorded state, which two subhosts booting at once with
 // the same MAC on one bridge do not have yet (say, at the host's start);
-// the second one's claim finds the first's and fails. A learned entry
+// the second one's claim finds the first's and fails (on two bridges:
+// claimedElsewhere). A learned entry
 // for the MAC on another port (the guest ran on another host until a
 // moment ago and was seen through the uplink) is taken over. The entry
 // goes with the port when the veth pair is deleted.
@@ -281,6 +286,36 @@ func (e *env) claimMAC(c cable, host, br netlink.Link) error {
 	}
 	if err != nil {
 		return sdk.Internalf("record MAC %s on %q in bridge %q's forwarding table: %w", c.mac, c.host, c.bridge, err)
+	}
+	return nil
+}
+
+// claimedElsewhere fails for a cable whose MAC a veth port of another
+// bridge has claimed too: another subhost booting at this moment with
+// the same MAC on another bridge (MACs are unique on the host, as
+// Validate's check against the recorded subhosts has it, but neither had
+// recorded state for the other to see). Each boot claims on its own
+// bridge before it looks at the others, so of two such boots at least
+// one sees the other's claim and fails: never both come up.
+func (e *env) claimedElsewhere(cables []cable) error {
+	entries, err := e.host.NeighListExecute(netlink.Ndmsg{Family: unix.AF_BRIDGE})
+	if err != nil {
+		return sdk.Internalf("read the bridges' forwarding tables: %w", err)
+	}
+	for i, c := range cables {
+		mine := e.bridges[i].Attrs().Index
+		for _, n := range entries {
+			if n.MasterIndex == 0 || n.MasterIndex == mine || n.Vlan != 0 || n.State&netlink.NUD_NOARP == 0 ||
+				!bytes.Equal(n.HardwareAddr, c.mac) {
+				continue
+			}
+			port, err := e.host.LinkByIndex(n.LinkIndex)
+			if err != nil || port.Type() != "veth" {
+				continue // a host's own static entry: not a subhost's claim
+			}
+			return c.errorf(sdk.Conflictf, "MAC %s is claimed on bridge %s by its port %q too (another subhost booting at the same moment with the same MAC on another bridge)",
+				c.mac, e.linkName(n.MasterIndex), port.Attrs().Name)
+		}
 	}
 	return nil
 }

@@ -832,3 +832,39 @@ func TestSameMACOnOneBridgeAtOnce(t *testing.T) {
 		t.Errorf("Up with a port's own MAC: %v, want %s", err, want)
 	}
 }
+
+// TestSameMACOnTwoBridgesAtOnce: MACs are unique on the host, whatever
+// the bridge. Two subhosts booting at the same moment with the same MAC
+// on two bridges both pass Validate; the one whose Up comes second finds
+// the first one's claim on the other bridge, fails naming it, and leaves
+// nothing. A static entry that is not a subhost's (a port that is not a
+// veth) on another bridge does not stop a boot.
+func TestSameMACOnTwoBridgesAtOnce(t *testing.T) {
+	stagetest.RequireRoot(t)
+	stagetest.NoLeaks(t)
+	th, s := newTestHost(t)
+	th.bridge("br0", 0)
+	br1 := th.bridge("br1", 0)
+	a, b := subhostName("p"), subhostName("q")
+	upOrFail(t, s, request(a, []string{"br1:06:00:00:00:05:01"}, nil))
+	before := th.linkNames()
+	_, err := s.Up(ctx, request(b, []string{"br0:06:00:00:00:05:01"}, nil))
+	want := fmt.Sprintf(`BRIDGES[0] "br0:06:00:00:00:05:01": MAC 06:00:00:00:05:01 is claimed on bridge "br1" by its port %q too`, a+"0")
+	if err == nil || !strings.Contains(err.Error(), want) || sdk.KindOf(err) != sdk.KindConflict {
+		t.Errorf("Up of a second subhost with the same MAC on another bridge: %v, want a conflict saying %s", err, want)
+	}
+	if after := th.linkNames(); !slices.Equal(after, before) || netnsExists(b) {
+		t.Errorf("the refused Up left links %v (before: %v) or its netns (%v)", after, before, netnsExists(b))
+	}
+
+	th.tap("static0")
+	if err := th.h.LinkSetMaster(th.link("static0"), br1); err != nil {
+		t.Fatal(err)
+	}
+	mac, _ := net.ParseMAC("06:00:00:00:05:02")
+	if err := th.h.NeighAdd(&netlink.Neigh{LinkIndex: th.link("static0").Attrs().Index, Family: unix.AF_BRIDGE,
+		State: netlink.NUD_NOARP, Flags: netlink.NTF_MASTER, HardwareAddr: mac}); err != nil {
+		t.Fatal(err)
+	}
+	upOrFail(t, s, request(subhostName("r"), []string{"br0:06:00:00:00:05:02"}, nil))
+}
