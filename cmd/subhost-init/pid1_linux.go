@@ -142,17 +142,19 @@ func (p *pid1) request(r request) {
 	}
 }
 
-// say prints one line on the console, never waiting for it: a console
-// whose output is stopped (a viewer's ^S, a guest's tcflow) or full would
-// otherwise stop PID 1 itself (no reaping, no shutdown), so the line is
-// written on a descriptor of PID 1's own that does not block, and is lost
-// when the console cannot take it. That descriptor is the console opened
-// afresh, as one a vhangup of the console has hung up is opened again.
+// say prints one line on the console, never waiting long for it: a
+// console whose output is stopped (a viewer's ^S, a guest's tcflow) or
+// full would otherwise stop PID 1 itself (no reaping, no shutdown), so
+// the line is written on a descriptor of PID 1's own that does not
+// block, and is lost when the console cannot take it within sayPatience.
+// That descriptor is the console opened afresh, as one a vhangup of the
+// console has hung up is opened again.
 func (p *pid1) say(format string, args ...any) {
 	p.out.Lock()
 	defer p.out.Unlock()
 	line := []byte(fmt.Sprintf("subhost-init: "+format+"\n", args...))
-	for try := 0; try < 2; try++ {
+	reopened := false
+	for deadline := time.Now().Add(sayPatience); ; {
 		if p.said < 0 {
 			fd, err := openConsole(unix.O_WRONLY | unix.O_NONBLOCK)
 			if err != nil {
@@ -161,14 +163,26 @@ func (p *pid1) say(format string, args ...any) {
 			p.said = fd
 		}
 		_, err := unix.Write(p.said, line)
-		if err != unix.EIO && err != unix.EBADF {
-			return // written, or lost (EAGAIN)
+		switch {
+		case err == unix.EAGAIN && time.Now().Before(deadline):
+			// Also what a write gets while another process is writing
+			// to the tty (its write lock is taken): the shell printing
+			// its prompt as the request comes in.
+			time.Sleep(time.Millisecond)
+		case (err == unix.EIO || err == unix.EBADF) && !reopened:
+			// Hung up: open the console again.
+			unix.Close(p.said)
+			p.said, reopened = -1, true
+		default:
+			return // written, or lost
 		}
-		// Hung up: open the console again.
-		unix.Close(p.said)
-		p.said = -1
 	}
 }
+
+// sayPatience is how long say tries a console that takes nothing: long
+// enough for another writer's line, short enough that a stopped console
+// does not hold up a shutdown.
+const sayPatience = 20 * time.Millisecond
 
 // openConsole opens the console afresh, as sysvinit opens it for each
 // process it starts: what PID 1's standard output is (the console pty the
